@@ -1,0 +1,68 @@
+// Computes, in the parent, everything a worker's exec needs: argv with placeholders expanded,
+// the environment (with a reserved LISTEN_PID= slot the child fills in), and the fd layout.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+#include "config.h"
+
+namespace clusterd {
+
+// A listener as a worker sees it: its name (LISTEN_FDNAMES, {fd:NAME}) and clusterd's fd for it.
+struct ListenerFd {
+  std::string name;
+  int fd = -1;
+};
+
+// Who the worker is (CLUSTERD_WORKER_ID, CLUSTERD_WORKERS, CLUSTERD_GENERATION).
+struct WorkerIdentity {
+  int slot = 0;
+  int workers = 1;
+  std::uint64_t generation = 1;
+};
+
+// Variables set for the worker's user when `user` is given (HOME, USER, LOGNAME), unless [env]
+// sets them.
+struct UserEnv {
+  std::string name;
+  std::string home;
+};
+
+struct SpawnPlan {
+  std::string executable;         // absolute path, resolved in the parent (no PATH search in the child)
+  std::vector<std::string> argv;  // argv[0] is the command as written
+  std::vector<std::string> env;   // "KEY=VALUE"
+  // Index in `env` of "LISTEN_PID=" followed by pid_slot_width spaces; the child writes its
+  // own pid there (protocols §1.2). Unset when the worker has no listeners.
+  std::optional<std::size_t> listen_pid_index;
+  std::vector<int> fds;    // clusterd's fds, to be laid out at 3, 4, … in this order
+  std::string directory;   // empty: keep clusterd's
+};
+
+inline constexpr std::size_t pid_slot_width = 20;
+
+// Variables systemd set for clusterd itself, never passed on to workers (interface §3).
+bool is_removed_variable(std::string_view name);
+// Names clusterd sets or removes; `[env]` may not set them.
+bool is_reserved_variable(std::string_view name);
+
+// Expands `{fd:NAME}` (→ 3 + the listener's position), `{worker_id}` (→ slot) and `{{` (→ `{`)
+// in one argument. The error names the unknown placeholder: `unknown placeholder "{port}"`.
+tl::expected<std::string, std::string> expand_argument(std::string_view argument,
+                                                       const std::vector<std::string>& listener_names,
+                                                       int slot);
+
+// `parent_env`: clusterd's environment as "KEY=VALUE" strings. `executable`: the resolved path.
+SpawnPlan make_spawn_plan(const Config& config, const std::string& executable,
+                          const std::vector<ListenerFd>& listeners, const WorkerIdentity& identity,
+                          const std::vector<std::string>& parent_env,
+                          const std::optional<UserEnv>& user_env);
+
+}  // namespace clusterd
