@@ -5,18 +5,39 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace clusterd {
 
 // A CPU quota in CPUs (1.5 = 150000/100000); nullopt means unlimited.
 using CpuQuota = std::optional<double>;
 
-// cgroup v2 `cpu.max` text: "max 100000" → unlimited, "150000 100000" → 1.5.
-// nullopt inside the expected... malformed text is treated as unlimited.
+// cgroup v2 `cpu.max` text: "max 100000" → unlimited, "150000 100000" → 1.5. Extra fields are
+// ignored; malformed text is treated as unlimited.
 CpuQuota parse_cgroup2_cpu_max(std::string_view cpu_max);
 
 // cgroup v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us` texts: quota -1 → unlimited.
 CpuQuota parse_cgroup1_quota(std::string_view quota_us, std::string_view period_us);
+
+enum class CgroupVersion { v1, v2 };
+
+// The cgroup whose CPU controller limits this process.
+struct CpuCgroup {
+  CgroupVersion version = CgroupVersion::v2;
+  std::string mount_point;  // "/sys/fs/cgroup" (v2), "/sys/fs/cgroup/cpu,cpuacct" (v1)
+  std::string directory;    // the process's own cgroup: mount_point or below it
+
+  bool operator==(const CpuCgroup&) const = default;
+};
+
+// From the texts of /proc/self/cgroup and /proc/self/mountinfo. v1 is chosen when a v1
+// hierarchy carries the `cpu` controller (hybrid hosts: the unified tree then has no cpu
+// controller); otherwise the `0::` v2 entry. nullopt: no such hierarchy is mounted here.
+std::optional<CpuCgroup> find_cpu_cgroup(std::string_view proc_self_cgroup, std::string_view mountinfo);
+
+// The directory and each ancestor up to and including the mount point, leaf first: every
+// level whose quota applies (protocols §5).
+std::vector<std::string> cgroup_directories(const CpuCgroup& cgroup);
 
 // min(affinity, ceil(quota)), at least 1.
 int usable_cpus_from(int affinity_cpus, CpuQuota quota);

@@ -1,2 +1,196 @@
-// Entry point: parses the command line, wires the modules and maps failures to exit codes.
-int main() { return 1; }
+// Entry point: parses the command line, checks everything a start needs, wires the modules and
+// maps failures to exit codes (0 clean stop, 1 runtime failure, 2 usage or configuration error).
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "cli.h"
+#include "config.h"
+#include "cpu_count.h"
+#include "credentials.h"
+#include "daemon.h"
+#include "event_loop.h"
+#include "logging.h"
+#include "process.h"
+#include "sockets.h"
+
+namespace clusterd {
+namespace {
+
+constexpr int exit_runtime_failure = 1;
+constexpr int exit_usage = 2;
+
+// A worker's stdin is /dev/null and its stdout/stderr are ours: if we were started with 0-2
+// closed, our own sockets would land there and leak into workers as stdio (interface §3).
+void open_missing_standard_fds() {
+  for (int fd = 0; fd <= 2; ++fd) {
+    if (::fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      const int opened = ::open("/dev/null", O_RDWR);
+      if (opened >= 0 && opened != fd) {
+        ::dup2(opened, fd);
+        ::close(opened);
+      }
+    }
+  }
+}
+
+void print_diagnostics(const Diagnostics& diagnostics) {
+  for (const Diagnostic& diagnostic : diagnostics) {
+    std::cerr << diagnostic.to_string() << '\n';
+  }
+}
+
+std::string where_command_came_from(const Config& config, const CliOptions& options) {
+  if (!options.overrides.program.empty() || !config.file) {
+    return "command line";
+  }
+  return *config.file;
+}
+
+// What a start would refuse beyond the config's own validation: a directory that is not there,
+// a program that cannot be executed, an unknown user. Nothing is bound or started.
+struct StartChecks {
+  Diagnostics diagnostics;
+  std::string executable;
+  WorkerUser user;
+};
+
+StartChecks check_start(const Config& config, const CliOptions& options) {
+  StartChecks checks;
+  const std::string origin = where_command_came_from(config, options);
+  if (!config.directory.empty()) {
+    struct stat info {};
+    if (::stat(config.directory.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+      checks.diagnostics.push_back({config.file.value_or("command line"), 0, 0, "directory",
+                                    "expected an existing directory, found \"" + config.directory + "\""});
+    }
+  }
+  const char* path = std::getenv("PATH");
+  auto executable = resolve_executable(config.command.front(), config.directory,
+                                       path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin");
+  if (executable) {
+    checks.executable = *executable;
+  } else {
+    const bool searched = config.command.front().find('/') == std::string::npos;
+    checks.diagnostics.push_back(
+        {origin, 0, 0, "command",
+         "cannot execute \"" + config.command.front() + "\": " + std::strerror(executable.error()) +
+             (searched && executable.error() == ENOENT ? " (searched PATH)" : "")});
+  }
+  auto user = resolve_worker_user(config.user, config.group);
+  if (user) {
+    checks.user = *user;
+  } else {
+    checks.diagnostics.push_back({config.file.value_or("command line"), 0, 0,
+                                  config.user ? "user" : "group", user.error()});
+  }
+  return checks;
+}
+
+int worker_count_of(const Config& config) {
+  if (config.workers) {
+    return *config.workers;
+  }
+  const CpuCount cpus = detect_usable_cpus();
+  spdlog::info("workers=auto resolved workers={} affinity_cpus={} quota_cpus={} source={}", cpus.usable,
+               cpus.affinity, cpus.quota ? std::to_string(*cpus.quota) : "none", cpus.source);
+  return cpus.usable;
+}
+
+int run_supervisor(Config config, StartChecks checks) {
+  try {
+    setup_logging(config.log.level, config.log.file);
+  } catch (const spdlog::spdlog_ex& error) {
+    std::cerr << "clusterd: log.file: cannot open \"" << config.log.file.value_or("") << "\": "
+              << error.what() << '\n';
+    return exit_usage;
+  }
+  raise_nofile_limit();
+  // Orphans of workers are reparented to us and reaped, and a dead worker's helpers can be
+  // found and killed (protocols §3.7).
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+  DaemonSetup setup;
+  setup.worker_count = worker_count_of(config);
+  setup.executable = checks.executable;
+  setup.credentials = checks.user.credentials;
+  setup.user_env = checks.user.user_env;
+  try {
+    setup.listeners = open_listeners(config.listeners);
+  } catch (const ListenError& error) {
+    spdlog::error("{}", error.what());
+    std::cerr << "clusterd: " << error.what() << '\n';
+    return exit_usage;
+  }
+  for (const Listener& listener : setup.listeners) {
+    spdlog::info("listening name={} address={} backlog={}", listener.name(), listener.bound_address(),
+                 listener.backlog());
+  }
+  spdlog::info("started name={} pid={} workers={} command={}", config.name, ::getpid(),
+               setup.worker_count, config.command.front());
+  setup.config = std::move(config);
+  Daemon daemon(std::move(setup));
+  return daemon.run();
+}
+
+int run_main(const std::vector<std::string>& args) {
+  auto parsed = parse_cli(args);
+  if (auto* done = std::get_if<CliExit>(&parsed)) {
+    (done->code == 0 ? std::cout : std::cerr) << done->text;
+    if (!done->text.empty() && done->text.back() != '\n') {
+      (done->code == 0 ? std::cout : std::cerr) << '\n';
+    }
+    return done->code;
+  }
+  const CliOptions& options = std::get<CliOptions>(parsed);
+  if (options.command != Command::run && options.command != Command::check) {
+    std::cerr << "clusterd: the control socket and its client commands (status, reload, scale, "
+                 "stop) are not available in this version\n";
+    return exit_usage;
+  }
+
+  auto config = load_config(options.config_file, options.overrides);
+  if (!config) {
+    print_diagnostics(config.error());
+    return exit_usage;
+  }
+  StartChecks checks = check_start(*config, options);
+  if (!checks.diagnostics.empty()) {
+    print_diagnostics(checks.diagnostics);
+    return exit_usage;
+  }
+  if (options.command == Command::check) {
+    std::cout << to_toml(*config);
+    return 0;
+  }
+  return run_supervisor(std::move(*config), std::move(checks));
+}
+
+}  // namespace
+}  // namespace clusterd
+
+int main(int argc, char** argv) {
+  clusterd::open_missing_standard_fds();
+  // Before anything can start a thread: no thread may ever have these unblocked (protocols §3.6).
+  clusterd::block_handled_signals();
+  // A disposition, not a handler; children get SIG_DFL back before exec.
+  std::signal(SIGPIPE, SIG_IGN);
+  try {
+    return clusterd::run_main(std::vector<std::string>(argv + 1, argv + argc));
+  } catch (const std::system_error& error) {
+    std::cerr << "clusterd: fatal: " << error.what() << '\n';
+    return clusterd::exit_runtime_failure;
+  }
+}

@@ -2,6 +2,7 @@
 // pidfd and the pipe that reports a failed exec.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <optional>
@@ -10,18 +11,15 @@
 
 #include <tl/expected.hpp>
 
+#include "credentials.h"
 #include "fd.h"
 #include "spawn_plan.h"
 #include "worker_exit.h"
 
 namespace clusterd {
 
-// Ids a worker runs as (interface §2.6), resolved in the parent: the child may not call NSS.
-struct Credentials {
-  uid_t uid = 0;
-  gid_t gid = 0;
-  std::vector<gid_t> groups;  // supplementary groups
-};
+// Credentials (the ids a worker runs as) live in credentials.h, next to the code that
+// resolves them in the parent: the child may not call NSS.
 
 // What the exec-status pipe says so far.
 enum class ExecState { pending, succeeded, failed };
@@ -43,15 +41,26 @@ class Process {
   ~Process();
 
   pid_t pid() const { return pid_; }
-  // Readable (an epoll source) once exec succeeded (EOF) or failed (a record).
+  // The child's pidfd (readable once it exited), or -1 where pidfd_open failed (ENOSYS before
+  // Linux 5.3): the pidfd is a convenience, never needed for correctness.
+  int pidfd() const { return pidfd_.get(); }
+  // Readable (an epoll source) once exec succeeded (EOF) or failed (a record). EOF also comes
+  // when the child was killed before exec; the reap tells which. The fd stays open, and keeps
+  // reporting readable, until the Process is destroyed: remove it from epoll once
+  // read_exec_status() is no longer `pending`.
   int exec_status_fd() const { return exec_status_.get(); }
 
   // Reads the exec-status pipe without blocking. After `failed`, exec_failure() says why.
   ExecState read_exec_status();
   const std::optional<ExecFailure>& exec_failure() const { return exec_failure_; }
 
-  // Sends `signal` to the worker's process group (it is its own group leader).
+  // Sends `signal` to the worker's process group (it is its own group leader). Before the
+  // child's setsid() the group does not exist yet; the signal then goes to the child alone,
+  // which still has the signals clusterd blocks blocked, so it is delivered right before exec.
+  // Nothing is sent once the child is reaped (its pid may be reused).
   void signal_group(int signal) const noexcept;
+  // Sends `signal` to the worker process alone (its pidfd where there is one).
+  void signal_leader(int signal) const noexcept;
   // The waitid loop consumed this child's exit status.
   void mark_reaped() noexcept { reaped_ = true; }
 
@@ -66,9 +75,27 @@ class Process {
   bool reaped_ = false;
 };
 
+// RLIMIT_NOFILE soft limits, for clusterd's startup log.
+struct NofileLimits {
+  rlim_t original_soft = 0;  // what every child gets back (the first value remembered)
+  rlim_t soft = 0;           // clusterd's own soft limit now
+};
+
+// Raises clusterd's RLIMIT_NOFILE soft limit to the hard limit (protocols §3.8: it holds
+// several fds per worker) and remembers the original soft limit, which every child gets back
+// before exec (select()-based programs break above 1024). Call once at start, before spawning;
+// calling it again keeps the first remembered value. Throws std::system_error if getrlimit or
+// setrlimit fails.
+NofileLimits raise_nofile_limit();
+
 // Finds the program the way a start would (interface §1): a name with '/' is taken relative to
 // `directory` (unless absolute), otherwise each entry of `path_variable` is tried. Returns the
 // absolute path, or the errno of the failure (ENOENT, EACCES, …) for the message.
+// An empty `directory` means clusterd's working directory; relative PATH entries (and an empty
+// one, which means ".") are taken from `directory` too, because that is where the worker runs.
+// An empty `path_variable` means "/bin:/usr/bin", as for execvp(3). A directory or another
+// non-regular file is EACCES, as execve(2) says. Executability is checked for clusterd's own
+// ids (access(2)); a worker's `user` may still be refused, which its exec then reports.
 tl::expected<std::string, int> resolve_executable(const std::string& program,
                                                   const std::string& directory,
                                                   const std::string& path_variable);

@@ -44,6 +44,10 @@ struct SpawnPlan {
   std::optional<std::size_t> listen_pid_index;
   std::vector<int> fds;    // clusterd's fds, to be laid out at 3, 4, … in this order
   std::string directory;   // empty: keep clusterd's
+  // With output = "prefix" (interface §3) the daemon sets these to the write ends of the
+  // worker's output pipes; -1 leaves clusterd's own stdout/stderr. make_spawn_plan leaves -1.
+  int stdout_fd = -1;
+  int stderr_fd = -1;
 };
 
 inline constexpr std::size_t pid_slot_width = 20;

@@ -137,9 +137,9 @@ class Supervisor {
   // Compares what is wanted with what runs and emits what closes the gap.
   void reconcile(TimePoint now);
   void reconcile_shutdown(TimePoint now);
-  void spawn(int slot);
+  void spawn(int slot, TimePoint now);
   void worker_ended(Worker worker, const WorkerExit& exit, TimePoint now);
-  void schedule_restart(int slot, const WorkerExit& exit, Duration uptime, TimePoint now);
+  void schedule_restart(int slot, Duration uptime, TimePoint now);
   Worker* find_worker(const WorkerId& id);
   const Worker* live_worker_of(int slot) const;
   void log(LogSeverity severity, std::string message);

@@ -1,0 +1,40 @@
+// The command line → what to do (run, check or a client subcommand) and the configuration overrides;
+// or, for --help, --version and usage errors, what to print and the exit status.
+//
+// Pure: parses a vector of strings, prints nothing, touches no file. Whether the overrides make a
+// valid configuration is config.h's job (build_config), not this one's.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "config.h"
+
+namespace clusterd {
+
+enum class Command { run, check, status, reload, scale, stop };
+
+struct CliOptions {
+  Command command = Command::run;
+  std::optional<std::string> config_file;  // -c, --config
+  ConfigOverrides overrides;               // run and check only; program = PROGRAM ARG...
+  bool json = false;                       // client subcommands only
+  std::optional<std::string> scale_to;     // scale N: an integer 1-4096, as written
+  std::optional<std::string> control;      // --control PATH|none; client subcommands only for now
+};
+
+// What to print instead of running: --help and --version (code 0, for stdout), or a usage error
+// (code 2, for stderr: one line naming the option, then a hint to run --help). `text` ends in '\n'.
+struct CliExit {
+  int code = 0;
+  std::string text;
+};
+
+// `args` are the arguments without argv[0]. Option parsing stops at PROGRAM: what follows it is
+// the workers' (`clusterd -w 2 ./srv --port 1`); `--` is needed only before a PROGRAM that starts
+// with '-' or is a subcommand word.
+std::variant<CliOptions, CliExit> parse_cli(const std::vector<std::string>& args);
+
+}  // namespace clusterd

@@ -1,0 +1,74 @@
+// One epoll instance with a callback per fd, a signalfd for every handled signal and one timerfd
+// armed at a single deadline. It never wakes up unless an fd is ready or the deadline passes.
+#pragma once
+
+#include <signal.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "duration.h"
+#include "fd.h"
+
+namespace clusterd {
+
+// The signals clusterd handles; they must be blocked in every thread before they can be read
+// from a signalfd (protocols §3.6). SIGTTIN/SIGTTOU are among them because their default
+// action would stop clusterd.
+sigset_t handled_signals();
+
+// Blocks handled_signals() in the calling thread. Call first thing in main, before anything can
+// start a thread, so that no thread ever has them unblocked.
+void block_handled_signals();
+
+class EventLoop {
+ public:
+  using Callback = std::function<void(std::uint32_t events)>;
+
+  EventLoop();  // throws std::system_error when epoll/timerfd cannot be created
+
+  // Calls `callback` whenever `fd` is ready for `events` (level-triggered). The fd must stay
+  // open until remove(). A callback may add and remove fds, its own included.
+  void add(int fd, std::uint32_t events, Callback callback);
+  void remove(int fd);
+
+  // The one timer: `on_timer` runs once `deadline` has passed; nullopt disarms it.
+  void set_timer_callback(std::function<void()> on_timer) { on_timer_ = std::move(on_timer); }
+  void arm_timer(std::optional<TimePoint> deadline);
+
+  // Waits (without a timeout: the timerfd is the only clock) and runs the ready callbacks.
+  void run_once();
+
+ private:
+  struct Registration {
+    int fd;
+    Callback callback;
+  };
+
+  Fd epoll_;
+  Fd timer_;
+  std::function<void()> on_timer_;
+  std::optional<TimePoint> armed_;
+  std::uint64_t next_token_ = 1;
+  // Keyed by a token, not the fd, so a callback that removes another ready fd (and a new fd
+  // that reuses its number) is never called with the old registration's events.
+  std::unordered_map<std::uint64_t, Registration> registrations_;
+  std::unordered_map<int, std::uint64_t> token_of_fd_;
+};
+
+// A signalfd for handled_signals(), non-blocking and close-on-exec.
+class SignalReader {
+ public:
+  SignalReader();
+  int fd() const { return fd_.get(); }
+  // The next pending signal, or nullopt when none is left.
+  std::optional<int> next();
+
+ private:
+  Fd fd_;
+};
+
+}  // namespace clusterd

@@ -1,0 +1,328 @@
+// Opens clusterd's listening sockets (TCP v4/v6, unix) once, and listens again when a worker
+// has shut one down.
+#include "sockets.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <system_error>
+
+#include <spdlog/spdlog.h>
+
+#include "address.h"
+
+namespace clusterd {
+namespace {
+
+std::string errno_text(int error) { return std::generic_category().message(error); }
+
+// `bind 127.0.0.1:80: Permission denied`: the action, the address, the reason.
+[[noreturn]] void fail(std::string_view action, const std::string& shown, int error) {
+  throw ListenError(std::string(action) + " " + shown + ": " + errno_text(error));
+}
+
+// listen() silently caps the backlog at net.core.somaxconn (protocols §4.4); capping it here
+// makes the logged value the one the kernel uses. Unreadable (no /proc): trust the request.
+int effective_backlog(int requested) {
+  const int wanted = std::max(requested, 1);
+  std::ifstream file("/proc/sys/net/core/somaxconn");
+  int somaxconn = 0;
+  if (file >> somaxconn && somaxconn > 0) {
+    return std::min(wanted, somaxconn);
+  }
+  return wanted;
+}
+
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+
+  sockaddr* get() { return reinterpret_cast<sockaddr*>(&storage); }
+};
+
+SocketAddress to_socket_address(const Address& address) {
+  SocketAddress result;
+  if (address.family == AddressFamily::ipv6) {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&result.storage);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(address.port);
+    if (::inet_pton(AF_INET6, address.host.c_str(), &in6->sin6_addr) != 1) {
+      throw ListenError(format_address(address) + ": not a numeric IPv6 address");
+    }
+    result.length = sizeof(sockaddr_in6);
+  } else {
+    auto* in4 = reinterpret_cast<sockaddr_in*>(&result.storage);
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons(address.port);
+    if (::inet_pton(AF_INET, address.host.c_str(), &in4->sin_addr) != 1) {
+      throw ListenError(format_address(address) + ": not a numeric IPv4 address");
+    }
+    result.length = sizeof(sockaddr_in);
+  }
+  return result;
+}
+
+// What getsockname() says, in format_address form; `fallback` if it cannot say.
+std::string local_address_of(int fd, const std::string& fallback) {
+  SocketAddress local;
+  local.length = sizeof(local.storage);
+  if (::getsockname(fd, local.get(), &local.length) != 0) {
+    return fallback;
+  }
+  Address address;
+  std::array<char, INET6_ADDRSTRLEN> text{};
+  if (local.storage.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&local.storage);
+    ::inet_ntop(AF_INET6, &in6->sin6_addr, text.data(), text.size());
+    address.family = AddressFamily::ipv6;
+    address.port = ntohs(in6->sin6_port);
+  } else if (local.storage.ss_family == AF_INET) {
+    const auto* in4 = reinterpret_cast<const sockaddr_in*>(&local.storage);
+    ::inet_ntop(AF_INET, &in4->sin_addr, text.data(), text.size());
+    address.family = AddressFamily::ipv4;
+    address.port = ntohs(in4->sin_port);
+  } else {
+    return fallback;
+  }
+  address.host = text.data();
+  return format_address(address);
+}
+
+void set_int_option(int fd, int level, int option, int value, std::string_view name, const std::string& shown) {
+  if (::setsockopt(fd, level, option, &value, sizeof(value)) != 0) {
+    fail("setsockopt " + std::string(name), shown, errno);
+  }
+}
+
+Listener open_tcp(const ListenerConfig& config) {
+  Address address = config.address;
+  std::string shown = format_address(address);
+  Fd fd(::socket(address.family == AddressFamily::ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd && errno == EAFNOSUPPORT && address.any_dual_stack) {
+    // `8000` means "every address", not "IPv6": on a kernel without IPv6 (ipv6.disable=1)
+    // that is 0.0.0.0, which is what the operator asked for.
+    spdlog::warn("IPv6 is not available; listening on IPv4 only name={} address=0.0.0.0:{}", config.name,
+                 address.port);
+    address.family = AddressFamily::ipv4;
+    address.host = "0.0.0.0";
+    address.any_dual_stack = false;
+    shown = format_address(address);
+    fd = Fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  }
+  if (!fd) {
+    fail("socket", shown, errno);
+  }
+  // Lets a restarted clusterd bind while old connections sit in TIME_WAIT; a socket that is
+  // still listening on the address is refused all the same (protocols §4.1).
+  set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", shown);
+  if (address.family == AddressFamily::ipv6) {
+    // Always set, never inherited from net.ipv6.bindv6only: the config alone decides (§4.3).
+    set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, config.ipv6_only ? 1 : 0, "IPV6_V6ONLY", shown);
+  }
+  SocketAddress socket_address = to_socket_address(address);
+  if (::bind(fd.get(), socket_address.get(), socket_address.length) != 0) {
+    fail("bind", shown, errno);
+  }
+  const int backlog = effective_backlog(config.backlog);
+  if (::listen(fd.get(), backlog) != 0) {
+    fail("listen", shown, errno);
+  }
+  std::string bound = local_address_of(fd.get(), shown);
+  return Listener(config.name, std::move(bound), std::move(fd), backlog, "");
+}
+
+sockaddr_un unix_socket_address(const std::string& path, const std::string& shown) {
+  sockaddr_un result{};
+  result.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(result.sun_path)) {
+    throw ListenError(shown + ": unix socket path is " + std::to_string(path.size()) + " bytes, the limit is " +
+                      std::to_string(sizeof(result.sun_path) - 1));
+  }
+  std::memcpy(result.sun_path, path.data(), path.size());
+  return result;
+}
+
+// A socket file left by a clusterd that was killed is replaced; a live one is not (§2.7). A
+// small window remains between this check and bind(): two instances starting at the same
+// moment on the same path could both find it stale. protocols §4.5 suggests a lock file for
+// that; we leave it out because it adds a second file to clean up for a rare operator error.
+void remove_stale_socket_file(const std::string& path, const sockaddr_un& socket_address,
+                              const std::string& shown) {
+  struct stat status {};
+  if (::lstat(path.c_str(), &status) != 0) {
+    if (errno == ENOENT) {
+      return;
+    }
+    fail("stat", shown, errno);
+  }
+  if (!S_ISSOCK(status.st_mode)) {
+    throw ListenError(shown + ": the path exists and is not a socket; remove it or choose another path");
+  }
+  // Non-blocking: a live listener with a full accept queue answers EAGAIN instead of
+  // making us wait in connect().
+  Fd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!probe) {
+    fail("socket", shown, errno);
+  }
+  const int result = retry_on_eintr([&] {
+    return ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&socket_address), sizeof(socket_address));
+  });
+  const int error = result == 0 ? 0 : errno;
+  if (error == ENOENT) {
+    return;  // removed by someone else since lstat()
+  }
+  if (error == ECONNREFUSED) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      fail("unlink stale socket file", shown, errno);
+    }
+    spdlog::info("removed stale unix socket file path={}", path);
+    return;
+  }
+  // Accepted, a full queue, or a datagram socket bound there: someone is using the path.
+  if (error == 0 || error == EAGAIN || error == EPROTOTYPE) {
+    throw ListenError(shown + ": address in use (another process is listening)");
+  }
+  fail("connect (checking for a live listener)", shown, error);
+}
+
+// Sets the process umask for its lifetime. clusterd binds before it starts threads or
+// workers, so changing this process-wide value briefly is safe.
+class UmaskScope {
+ public:
+  explicit UmaskScope(mode_t mask) : previous_(::umask(mask)) {}
+  UmaskScope(const UmaskScope&) = delete;
+  UmaskScope& operator=(const UmaskScope&) = delete;
+  ~UmaskScope() { ::umask(previous_); }
+
+ private:
+  mode_t previous_;
+};
+
+Listener open_unix(const ListenerConfig& config) {
+  const std::string& path = config.address.path;
+  const std::string shown = format_address(config.address);
+  const sockaddr_un socket_address = unix_socket_address(path, shown);
+  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    fail("socket", shown, errno);
+  }
+  remove_stale_socket_file(path, socket_address, shown);
+  {
+    // bind() creates the file with 0777 minus the umask. A umask of 0777 creates it with no
+    // permission at all, so nobody can connect before chmod() below sets exactly `mode`:
+    // there is no moment at which the file is wider than configured (protocols §4.5).
+    const UmaskScope private_file(0777);
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&socket_address), sizeof(socket_address)) != 0) {
+      fail("bind", shown, errno);
+    }
+  }
+  const int backlog = effective_backlog(config.backlog);
+  // Built right after bind(): from here on, a failure that throws removes the file through the
+  // Listener's destructor, which checks it is still the file we created.
+  Listener listener(config.name, shown, std::move(fd), backlog, path);
+  if (::chmod(path.c_str(), static_cast<mode_t>(config.mode & 0777)) != 0) {
+    fail("chmod", shown, errno);
+  }
+  if (::listen(listener.fd(), backlog) != 0) {
+    fail("listen", shown, errno);
+  }
+  return listener;
+}
+
+}  // namespace
+
+Listener::Listener(std::string name, std::string bound_address, Fd fd, int backlog, std::string unix_path)
+    : name_(std::move(name)),
+      bound_address_(std::move(bound_address)),
+      fd_(std::move(fd)),
+      backlog_(backlog),
+      unix_path_(std::move(unix_path)) {
+  if (unix_path_.empty()) {
+    return;
+  }
+  // The identity of the file bind() just created; the destructor removes the path only while
+  // it still names this file, never one another process put there since.
+  struct stat status {};
+  if (::lstat(unix_path_.c_str(), &status) == 0 && S_ISSOCK(status.st_mode)) {
+    unix_dev_ = status.st_dev;
+    unix_ino_ = status.st_ino;
+  } else {
+    unix_path_.clear();
+  }
+}
+
+Listener& Listener::operator=(Listener&& other) noexcept {
+  if (this != &other) {
+    remove_unix_file();
+    name_ = std::move(other.name_);
+    bound_address_ = std::move(other.bound_address_);
+    fd_ = std::move(other.fd_);
+    backlog_ = other.backlog_;
+    unix_path_ = std::exchange(other.unix_path_, {});
+    unix_dev_ = other.unix_dev_;
+    unix_ino_ = other.unix_ino_;
+  }
+  return *this;
+}
+
+Listener::~Listener() { remove_unix_file(); }
+
+void Listener::remove_unix_file() noexcept {
+  // A moved-from Listener has no fd (Fd's move releases it); it must not remove the file its
+  // successor still serves, whatever state the moved-from path string is in.
+  if (unix_path_.empty() || !fd_) {
+    return;
+  }
+  struct stat status {};
+  if (::lstat(unix_path_.c_str(), &status) == 0 && status.st_dev == unix_dev_ && status.st_ino == unix_ino_) {
+    ::unlink(unix_path_.c_str());
+  }
+  unix_path_.clear();
+}
+
+bool Listener::ensure_listening() {
+  int accepting = 0;
+  socklen_t length = sizeof(accepting);
+  if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ACCEPTCONN, &accepting, &length) != 0) {
+    spdlog::error("cannot check listener name={} address={} error=\"getsockopt SO_ACCEPTCONN: {}\"", name_,
+                  bound_address_, errno_text(errno));
+    return false;
+  }
+  if (accepting != 0) {
+    return false;
+  }
+  // Nothing here may throw: this runs inside the event loop. A failure is logged and
+  // checked again after the next worker exit.
+  if (::listen(fd_.get(), backlog_) != 0) {
+    spdlog::error("listener stopped by a worker and cannot listen again name={} address={} error=\"listen: {}\"",
+                  name_, bound_address_, errno_text(errno));
+    return false;
+  }
+  // A TCP socket bound to port 0 gives its port back when it stops listening, and listen()
+  // picks a new one; report the address clients must use now (unix: unchanged).
+  bound_address_ = local_address_of(fd_.get(), bound_address_);
+  return true;
+}
+
+std::vector<Listener> open_listeners(const std::vector<ListenerConfig>& listeners) {
+  std::vector<Listener> opened;
+  opened.reserve(listeners.size());
+  for (const ListenerConfig& config : listeners) {
+    if (config.address.family == AddressFamily::unix_path) {
+      opened.push_back(open_unix(config));
+    } else {
+      opened.push_back(open_tcp(config));
+    }
+  }
+  return opened;
+}
+
+}  // namespace clusterd

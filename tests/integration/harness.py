@@ -1,0 +1,361 @@
+"""Starts the real clusterd binary and talks to it the way a user would: its log, HTTP, signals.
+
+No sleeps as synchronisation: everything waits on a condition with a deadline and, on timeout,
+fails with the last value seen and the tail of clusterd's log.
+"""
+import datetime
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import http.client
+
+BIN = os.environ.get("CLUSTERD_BIN", "")
+SOURCE_DIR = os.environ.get(
+    "CLUSTERD_SOURCE_DIR", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+)
+WORKERS_DIR = os.path.join(SOURCE_DIR, "tests", "workers")
+PYTHON = "/usr/bin/python3"  # Debian's, with gunicorn/uvicorn/systemd modules
+
+
+def worker(name):
+    """Path of a test worker script in tests/workers/."""
+    return os.path.join(WORKERS_DIR, name)
+
+
+def wait_until(predicate, timeout=10.0, message="condition", interval=0.02, describe=None):
+    """Polls predicate() until it returns a truthy value; returns that value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            extra = describe() if describe else ""
+            raise AssertionError("timed out after %.1fs waiting for %s; last value: %r\n%s"
+                                 % (timeout, message, last, extra))
+        time.sleep(interval)
+
+
+def pid_alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def http_get(address, path="/", timeout=5.0):
+    """GET from "HOST:PORT", "[V6]:PORT" or "unix:PATH"; returns the decoded JSON body."""
+    if address.startswith("unix:"):
+        conn = UnixHTTPConnection(address[len("unix:"):], timeout=timeout)
+    else:
+        host, port = split_host_port(address)
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        return json.loads(body) if body.startswith(b"{") else body.decode()
+    finally:
+        conn.close()
+
+
+def split_host_port(address):
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "::", "0.0.0.0"):
+        host = "127.0.0.1"
+    return host, int(port)
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path, timeout):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+class Clusterd:
+    """One clusterd process started by a test, in its own session, with its log in a temp dir."""
+
+    def __init__(self, args, cwd=None, env=None, tmpdir=None, stdin=subprocess.DEVNULL,
+                 close_stdio=False, wrapper=()):
+        """stdin: what clusterd gets as fd 0. close_stdio: start it with fds 0, 1 and 2 closed
+        (its log then goes to --log-file, the same log_path). wrapper: a command that execs
+        clusterd in place, such as ["taskset", "-c", "0"] (the pid stays clusterd's)."""
+        self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="cd-")
+        self.log_path = os.path.join(self.tmpdir, "clusterd.log")
+        self.stdout_path = os.path.join(self.tmpdir, "clusterd.out")
+        self.args = list(wrapper) + [BIN] + list(args)
+        if close_stdio:
+            # sh execs clusterd in place (same pid) after closing 0-2.
+            self.args = ["/bin/sh", "-c", 'exec "$@" <&- >&- 2>&-', "sh"] + list(wrapper) \
+                + [BIN, "--log-file", self.log_path] + list(args)
+        self.seen_pids = set()
+        self.extra_pids = set()   # other processes a test caused (a worker's orphans): SIGKILLed at cleanup
+        full_env = dict(os.environ)
+        full_env.pop("NOTIFY_SOCKET", None)
+        full_env.pop("LISTEN_FDS", None)
+        full_env.pop("LISTEN_PID", None)
+        if env:
+            full_env.update(env)
+        with open(self.log_path, "wb") as log, open(self.stdout_path, "wb") as out:
+            self.process = subprocess.Popen(
+                self.args, stdin=stdin, stdout=out, stderr=log,
+                cwd=cwd or self.tmpdir, env=full_env, start_new_session=True,
+            )
+        self.pid = self.process.pid
+
+    # ---- the log
+    def log(self):
+        """The log so far, whole lines only (a line being written is left out until it ends)."""
+        with open(self.log_path, errors="replace") as f:
+            text = f.read()
+        return text[:text.rfind("\n") + 1]
+
+    def log_tail(self, lines=40):
+        return "---- clusterd log (tail) ----\n" + "\n".join(self.log().splitlines()[-lines:])
+
+    def wait_for_log(self, pattern, count=1, timeout=10.0):
+        """Waits until `pattern` (a regex) matched `count` lines; returns the match objects."""
+        regex = re.compile(pattern)
+
+        def found():
+            matches = [m for m in map(regex.search, self.log().splitlines()) if m]
+            return matches if len(matches) >= count else None
+
+        return wait_until(found, timeout, "log line /%s/ x%d" % (pattern, count), describe=self.log_tail)
+
+    def matches(self, pattern):
+        """The match objects of `pattern` over the log lines so far (no waiting)."""
+        regex = re.compile(pattern)
+        return [m for m in map(regex.search, self.log().splitlines()) if m]
+
+    def count(self, pattern):
+        return len(self.matches(pattern))
+
+    def address(self, name=None, timeout=10.0):
+        """The bound address clusterd logged for listener `name` (default: the first)."""
+        pattern = r"listening name=%s address=(\S+)" % (re.escape(name) if name else r"\S+")
+        return self.wait_for_log(pattern, timeout=timeout)[0].group(1)
+
+    def ready_pids(self, count, timeout=10.0):
+        """Waits for `count` `worker ready` lines; returns all the pids logged as ready so far."""
+        matches = self.wait_for_log(r"worker ready slot=(\d+) gen=(\d+) pid=(\d+)", count, timeout)
+        pids = [int(m.group(3)) for m in matches]
+        self.seen_pids.update(pids)
+        return pids
+
+    def children(self):
+        """Pids whose parent is clusterd, from /proc."""
+        try:
+            with open("/proc/%d/task/%d/children" % (self.pid, self.pid)) as f:
+                return [int(p) for p in f.read().split()]
+        except FileNotFoundError:
+            return []
+
+    # ---- lifecycle
+    def signal(self, signum):
+        os.kill(self.pid, signum)
+
+    def wait_exit(self, timeout=10.0):
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("clusterd did not exit within %.1fs\n%s" % (timeout, self.log_tail()))
+
+    def stop(self, timeout=15.0):
+        """SIGTERM, wait; SIGKILL its process group if it hangs. Returns the exit status."""
+        if self.process.poll() is None:
+            try:
+                self.signal(signal.SIGTERM)
+                return self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+    def exited(self):
+        return self.process.poll() is not None
+
+    def cleanup(self):
+        code = self.stop()
+        for pid in self.extra_pids:
+            if pid_alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.seen_pids.update(self.extra_pids)
+        # Workers die with clusterd (parent-death signal); wait for them so tests never leak.
+        leftovers = lambda: [p for p in self.seen_pids if pid_alive(p)]
+        wait_until(lambda: not leftovers(), 10.0, "workers gone", describe=lambda: str(leftovers()))
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        return code
+
+
+def run_clusterd(args, timeout=15.0, cwd=None, env=None):
+    """Runs clusterd to completion (check, a config error): returns (code, stdout, stderr)."""
+    full_env = dict(os.environ)
+    full_env.pop("NOTIFY_SOCKET", None)
+    if env:
+        full_env.update(env)
+    result = subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=timeout,
+                            cwd=cwd, env=full_env, stdin=subprocess.DEVNULL)
+    return result.returncode, result.stdout, result.stderr
+
+
+# ---- more things a user checks: /proc, durations, timestamps, sockets, files
+
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}) (\w+) clusterd\[\d+\]: (.*)$")
+
+
+def log_time(line):
+    """Seconds (float, since the epoch, local time) of a clusterd log line's timestamp."""
+    m = LOG_LINE.match(line)
+    if not m:
+        raise AssertionError("not a clusterd log line: %r" % line)
+    return datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+
+
+def log_level(line):
+    m = LOG_LINE.match(line)
+    return m.group(2) if m else None
+
+
+def parse_duration(text):
+    """Seconds in a duration as clusterd writes it: "0.4s", "1m30s", "2h5m", "250ms"."""
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError("not a duration: %r" % text)
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def proc_stat(pid):
+    """/proc/PID/stat as a dict: state, ppid, pgrp, session, utime, stime (ticks); None if gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return {"state": fields[0], "ppid": int(fields[1]), "pgrp": int(fields[2]),
+            "session": int(fields[3]), "utime": int(fields[11]), "stime": int(fields[12])}
+
+
+def cpu_seconds(pid):
+    """CPU time (user + system) pid itself has used so far, in seconds."""
+    stat = proc_stat(pid)
+    return (stat["utime"] + stat["stime"]) / os.sysconf("SC_CLK_TCK")
+
+
+def pid_gone(pid):
+    """True once pid is reaped (not even a zombie any more)."""
+    return not os.path.exists("/proc/%d" % pid)
+
+
+def can_connect(address, timeout=5.0):
+    """True if a TCP or unix connection to address is accepted by the kernel (listen queue)."""
+    try:
+        sock = connect(address, timeout)
+    except OSError:
+        return False
+    sock.close()
+    return True
+
+
+def connect(address, timeout=5.0):
+    """A connected socket to "HOST:PORT", "[V6]:PORT" or "unix:PATH"."""
+    if address.startswith("unix:"):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        target = address[len("unix:"):]
+    else:
+        host, port = split_host_port(address)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        target = (host, port)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(target)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def can_listen(host, port):
+    """True if a fresh socket can bind and listen on host:port (SO_REUSEADDR: TIME_WAIT is no
+    obstacle, a listening socket still is)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(1)
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def has_ipv6_loopback():
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:
+        return False
+    try:
+        sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
+
+
+def write_file(directory, name, text, mode=0o644):
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+    return path
+
+
+def toml_string(value):
+    """A TOML basic string for value (paths, names)."""
+    return json.dumps(value)
+
+
+def read_reports(directory):
+    """The JSON reports report_worker.py wrote into directory, by pid."""
+    reports = {}
+    for name in os.listdir(directory):
+        if name.startswith("report-") and name.endswith(".json"):
+            with open(os.path.join(directory, name)) as f:
+                report = json.load(f)
+            reports[report["pid"]] = report
+    return reports
+
+
+def wait_for_reports(directory, count, timeout=10.0, describe=None):
+    """Waits until at least `count` worker reports exist; returns {pid: report}."""
+    def enough():
+        reports = read_reports(directory)
+        return reports if len(reports) >= count else None
+
+    return wait_until(enough, timeout, "%d worker reports in %s" % (count, directory),
+                      describe=describe)

@@ -1,0 +1,151 @@
+"""Real servers nobody here wrote serve the socket clusterd opened: gunicorn (which reads LISTEN_FDS
+itself), `uvicorn --fd N` and Node's `server.listen({fd})` (protocols §1.4).
+
+Each runs as 2 clusterd workers on 127.0.0.1:0; both workers must answer real HTTP requests, then
+SIGTERM stops everything: clusterd exits 0 and every process of the tree is gone.
+"""
+import os
+import re
+import signal
+import subprocess
+
+import pytest
+
+import harness
+from harness import PYTHON, http_get, pid_alive, wait_until, worker
+
+NODE = "/usr/bin/node"
+
+
+def python_module_missing(module):
+    """Why `PYTHON -m module` cannot run, or None when it can."""
+    if not os.access(PYTHON, os.X_OK):
+        return "%s is not installed" % PYTHON
+    probe = subprocess.run([PYTHON, "-c", "import %s" % module], capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=30)
+    if probe.returncode != 0:
+        return "the Python module %r is not installed for %s (Debian package needed): %s" % (
+            module, PYTHON, probe.stderr.strip().splitlines()[-1:] or "")
+    return None
+
+
+def program_missing(path):
+    return None if os.access(path, os.X_OK) else "%s is not installed" % path
+
+
+def parent_of(pid):
+    """The parent pid from /proc, or None when pid is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return None
+
+
+def descendants(pid):
+    """Every live process below pid, from /proc/PID/task/*/children."""
+    found = []
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            tasks = os.listdir("/proc/%d/task" % current)
+        except FileNotFoundError:
+            continue
+        for task in tasks:
+            try:
+                with open("/proc/%d/task/%s/children" % (current, task)) as f:
+                    children = [int(p) for p in f.read().split()]
+            except FileNotFoundError:
+                continue
+            for child in children:
+                if child not in found:
+                    found.append(child)
+                    stack.append(child)
+    return found
+
+
+# id, why it cannot run (None: it can), --listen value, argv after `--`, whether the process that
+# answers is a child of the clusterd worker (gunicorn forks its own workers) or the worker itself.
+def cases():
+    return [
+        pytest.param(
+            python_module_missing("gunicorn"),
+            "127.0.0.1:0",
+            # gunicorn finds LISTEN_FDS/LISTEN_PID itself: no --bind, no fd on the command line.
+            [PYTHON, "-m", "gunicorn", "--workers", "1", "--graceful-timeout", "5",
+             "--chdir", harness.WORKERS_DIR, "wsgi_app:app"],
+            True,
+            id="gunicorn",
+        ),
+        pytest.param(
+            python_module_missing("uvicorn"),
+            "http=127.0.0.1:0",
+            # uvicorn needs the fd on its command line: the {fd:http} placeholder gives it.
+            [PYTHON, "-m", "uvicorn", "--fd", "{fd:http}", "--no-access-log",
+             "--app-dir", harness.WORKERS_DIR, "asgi_app:app"],
+            False,
+            id="uvicorn",
+        ),
+        pytest.param(
+            program_missing(NODE),
+            "web=127.0.0.1:0",
+            [NODE, worker("node_server.js"), "3"],
+            False,
+            id="node",
+        ),
+    ]
+
+
+@pytest.mark.parametrize("missing, listen, argv, answers_from_child", cases())
+def test_real_server_serves_from_two_workers_and_stops(start_clusterd, missing, listen, argv,
+                                                       answers_from_child):
+    if missing:
+        pytest.skip(missing)
+    clusterd = start_clusterd(["--workers", "2", "--grace", "10s", "--listen", listen, "--"] + argv)
+    address = clusterd.address()
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", address) and not address.endswith(":0"), address
+    ready = set(clusterd.ready_pids(2, timeout=15.0))
+    assert len(ready) == 2, "expected 2 distinct ready pids, got %r\n%s" % (ready, clusterd.log_tail())
+
+    answered_by = {}  # ready pid -> the pids that answered on its behalf
+    slots = set()
+
+    def owner_of(reply):
+        pid = reply["pid"]
+        if pid in ready:
+            assert not answers_from_child, "gunicorn's arbiter answered itself: %r" % reply
+            return pid
+        parent = parent_of(pid)
+        assert answers_from_child, "pid %d answered but clusterd logged %r as ready\n%s" % (
+            pid, sorted(ready), clusterd.log_tail())
+        assert parent == reply["ppid"], (parent, reply)
+        assert parent in ready, "pid %d (parent %r) answered; clusterd's workers are %r" % (
+            pid, parent, sorted(ready))
+        return parent
+
+    def both_answered():
+        reply = http_get(address, timeout=10.0)
+        assert isinstance(reply, dict), "not JSON: %r" % (reply,)
+        answered_by.setdefault(owner_of(reply), set()).add(reply["pid"])
+        slots.add(reply["slot"])
+        return set(answered_by) == ready
+
+    # The kernel gives each connection to whichever worker accepts first: ask until both have.
+    wait_until(both_answered, 30.0, "answers from both workers",
+               describe=lambda: "answered: %r\n%s" % (answered_by, clusterd.log_tail()))
+    assert slots == {"0", "1"}
+    all_answering = set().union(*answered_by.values())
+    assert len(all_answering) >= 2
+
+    tree = descendants(clusterd.pid)
+    assert ready <= set(tree), (ready, tree)
+    assert all_answering <= set(tree), (all_answering, tree)
+    clusterd.seen_pids.update(tree)
+    # Nothing crashed or restarted while serving.
+    assert len(clusterd.wait_for_log(r"worker ready slot=", 1)) == 2, clusterd.log_tail()
+
+    clusterd.signal(signal.SIGTERM)
+    assert clusterd.wait_exit(timeout=20.0) == 0, clusterd.log_tail()
+    wait_until(lambda: not [p for p in tree if pid_alive(p)], 10.0, "every worker process gone",
+               describe=lambda: "still alive: %r" % [p for p in tree if pid_alive(p)])

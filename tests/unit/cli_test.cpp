@@ -1,0 +1,234 @@
+// The command line: where PROGRAM starts, subcommands with options before and after them,
+// --help/--version, and the text of usage errors.
+#include "cli.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "version.h"
+
+namespace clusterd {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::StartsWith;
+
+CliOptions options(const std::vector<std::string>& args) {
+  auto result = parse_cli(args);
+  if (auto* exit = std::get_if<CliExit>(&result)) {
+    ADD_FAILURE() << "unexpected exit " << exit->code << ": " << exit->text;
+    return {};
+  }
+  return std::get<CliOptions>(result);
+}
+
+CliExit exit_of(const std::vector<std::string>& args) {
+  auto result = parse_cli(args);
+  if (auto* exit = std::get_if<CliExit>(&result)) {
+    return *exit;
+  }
+  ADD_FAILURE() << "parsed without an exit";
+  return {};
+}
+
+std::string usage_error(const std::string& line) {
+  return "clusterd: " + line + "\nrun 'clusterd --help' for usage\n";
+}
+
+// ----- PROGRAM ends the options
+
+TEST(CliProgram, OptionsAfterProgramBelongToTheWorkers) {
+  const auto parsed = options({"-w", "2", "./srv", "--port", "1", "-w", "9"});
+  EXPECT_EQ(parsed.command, Command::run);
+  EXPECT_EQ(parsed.overrides.workers, "2");
+  EXPECT_THAT(parsed.overrides.program, ElementsAre("./srv", "--port", "1", "-w", "9"));
+}
+
+TEST(CliProgram, DoubleDashBeforeAProgramStartingWithADash) {
+  const auto parsed = options({"-w", "2", "--", "-srv", "-w", "3"});
+  EXPECT_EQ(parsed.overrides.workers, "2");
+  EXPECT_THAT(parsed.overrides.program, ElementsAre("-srv", "-w", "3"));
+}
+
+TEST(CliProgram, DoubleDashBeforeAProgramNamedLikeASubcommand) {
+  const auto parsed = options({"--", "check", "x"});
+  EXPECT_EQ(parsed.command, Command::run);
+  EXPECT_THAT(parsed.overrides.program, ElementsAre("check", "x"));
+}
+
+TEST(CliProgram, DoubleDashAfterProgramIsTheProgramsOwn) {
+  const auto parsed = options({"./srv", "--", "x"});
+  EXPECT_THAT(parsed.overrides.program, ElementsAre("./srv", "--", "x"));
+}
+
+TEST(CliProgram, WordsAfterProgramAreNotSubcommands) {
+  const auto parsed = options({"./srv", "check", "status"});
+  EXPECT_EQ(parsed.command, Command::run);
+  EXPECT_THAT(parsed.overrides.program, ElementsAre("./srv", "check", "status"));
+}
+
+TEST(CliProgram, NoProgramIsLeftToTheConfig) {
+  const auto parsed = options({"-c", "shop.toml"});
+  EXPECT_EQ(parsed.command, Command::run);
+  EXPECT_EQ(parsed.config_file, "shop.toml");
+  EXPECT_THAT(parsed.overrides.program, IsEmpty());
+}
+
+TEST(CliProgram, RepeatableOptionsTakeOneValueEach) {
+  const auto parsed =
+      options({"-l", "http=:80", "--listen", "unix:/tmp/a.sock", "--set", "a=1", "--set=b=2", "./srv"});
+  EXPECT_THAT(parsed.overrides.listen, ElementsAre("http=:80", "unix:/tmp/a.sock"));
+  EXPECT_THAT(parsed.overrides.sets, ElementsAre("a=1", "b=2"));
+  EXPECT_THAT(parsed.overrides.program, ElementsAre("./srv"));
+}
+
+TEST(CliProgram, EveryConfigFlagIsRecorded) {
+  const auto parsed = options({"--workers=3", "--grace", "5s", "--stop-signal", "INT", "--name", "shop",
+                               "--log-level", "debug", "--log-file", "/tmp/l", "./srv"});
+  EXPECT_EQ(parsed.overrides.workers, "3");
+  EXPECT_EQ(parsed.overrides.grace, "5s");
+  EXPECT_EQ(parsed.overrides.stop_signal, "INT");
+  EXPECT_EQ(parsed.overrides.name, "shop");
+  EXPECT_EQ(parsed.overrides.log_level, "debug");
+  EXPECT_EQ(parsed.overrides.log_file, "/tmp/l");
+}
+
+TEST(CliProgram, AttachedShortValueAndLastRepeatWins) {
+  EXPECT_EQ(options({"-w4", "./srv"}).overrides.workers, "4");
+  EXPECT_EQ(options({"-w", "1", "-w", "2", "./srv"}).overrides.workers, "2");
+}
+
+// ----- check
+
+TEST(CliCheck, TakesOptionsBeforeAndAfterAndAProgram) {
+  const auto parsed = options({"-w", "2", "check", "-c", "x.toml", "./srv", "--port", "1"});
+  EXPECT_EQ(parsed.command, Command::check);
+  EXPECT_EQ(parsed.overrides.workers, "2");
+  EXPECT_EQ(parsed.config_file, "x.toml");
+  EXPECT_THAT(parsed.overrides.program, ElementsAre("./srv", "--port", "1"));
+}
+
+TEST(CliCheck, ProgramIsOptional) {
+  const auto parsed = options({"check"});
+  EXPECT_EQ(parsed.command, Command::check);
+  EXPECT_THAT(parsed.overrides.program, IsEmpty());
+}
+
+TEST(CliCheck, DoubleDashProgram) {
+  const auto parsed = options({"check", "--", "check", "-x"});
+  EXPECT_EQ(parsed.command, Command::check);
+  EXPECT_THAT(parsed.overrides.program, ElementsAre("check", "-x"));
+}
+
+// ----- client subcommands
+
+TEST(CliClient, JsonBeforeOrAfterTheSubcommand) {
+  EXPECT_TRUE(options({"status", "--json"}).json);
+  const auto parsed = options({"--json", "status"});
+  EXPECT_EQ(parsed.command, Command::status);
+  EXPECT_TRUE(parsed.json);
+}
+
+TEST(CliClient, FindTheInstanceByConfigControlOrName) {
+  const auto by_config = options({"-c", "shop.toml", "reload"});
+  EXPECT_EQ(by_config.command, Command::reload);
+  EXPECT_EQ(by_config.config_file, "shop.toml");
+  const auto by_control = options({"stop", "--control", "/run/x.sock", "--json"});
+  EXPECT_EQ(by_control.command, Command::stop);
+  EXPECT_EQ(by_control.control, "/run/x.sock");
+  EXPECT_TRUE(by_control.json);
+  EXPECT_EQ(options({"status", "--name", "shop"}).overrides.name, "shop");
+}
+
+TEST(CliClient, ScaleTakesACount) {
+  const auto parsed = options({"scale", "3", "--json"});
+  EXPECT_EQ(parsed.command, Command::scale);
+  EXPECT_EQ(parsed.scale_to, "3");
+  EXPECT_TRUE(parsed.json);
+  EXPECT_EQ(options({"--json", "scale", "4096"}).scale_to, "4096");
+}
+
+// ----- help and version
+
+TEST(CliExitText, VersionNamesTheCommit) {
+  const auto exit = exit_of({"--version"});
+  EXPECT_EQ(exit.code, 0);
+  EXPECT_EQ(exit.text, std::string("clusterd ") + version + " (commit " + git_commit + ")\n");
+  EXPECT_THAT(exit.text, StartsWith("clusterd 0.1.0 (commit "));
+}
+
+TEST(CliExitText, HelpShowsTheUsageLines) {
+  const auto exit = exit_of({"--help"});
+  EXPECT_EQ(exit.code, 0);
+  EXPECT_THAT(exit.text, HasSubstr("clusterd [OPTIONS] [--] PROGRAM [ARG...]"));
+  EXPECT_THAT(exit.text, HasSubstr("--workers"));
+  EXPECT_THAT(exit.text, HasSubstr("--set"));
+  EXPECT_EQ(exit_of({"-h"}).code, 0);
+}
+
+TEST(CliExitText, HelpOfASubcommand) {
+  const auto exit = exit_of({"scale", "--help"});
+  EXPECT_EQ(exit.code, 0);
+  EXPECT_THAT(exit.text, HasSubstr("the new worker count"));
+}
+
+// ----- usage errors
+
+TEST(CliUsageError, OptionWithoutItsValue) {
+  const auto exit = exit_of({"-w"});
+  EXPECT_EQ(exit.code, 2);
+  EXPECT_EQ(exit.text, usage_error("--workers: expected a value"));
+}
+
+TEST(CliUsageError, OptionWithoutItsValueBeforeDoubleDash) {
+  EXPECT_EQ(exit_of({"--grace", "--", "./srv"}).text, usage_error("--grace: expected a value"));
+}
+
+TEST(CliUsageError, UnknownOptionBeforeProgram) {
+  EXPECT_EQ(exit_of({"--bogus", "-w", "2", "./srv"}).text, usage_error("--bogus: unknown option"));
+  EXPECT_EQ(exit_of({"--bogus=3", "./srv"}).text, usage_error("--bogus: unknown option"));
+  EXPECT_EQ(exit_of({"check", "-x"}).text, usage_error("-x: unknown option"));
+}
+
+TEST(CliUsageError, OptionsNotYetImplementedAreUnknown) {
+  EXPECT_EQ(exit_of({"--ready", "notify", "./srv"}).text, usage_error("--ready: unknown option"));
+  EXPECT_EQ(exit_of({"--output", "prefix", "./srv"}).text, usage_error("--output: unknown option"));
+}
+
+TEST(CliUsageError, ClientOptionsWithRunOrCheck) {
+  EXPECT_EQ(exit_of({"--json", "./srv"}).text,
+            usage_error("--json: only for status, reload, scale and stop"));
+  EXPECT_EQ(exit_of({"check", "--control", "/x.sock"}).text,
+            usage_error("--control: only for status, reload, scale and stop"));
+}
+
+TEST(CliUsageError, ConfigOptionsWithAClientSubcommand) {
+  EXPECT_EQ(exit_of({"status", "-w", "2"}).text,
+            usage_error("--workers: only for run and check, not status"));
+  EXPECT_EQ(exit_of({"--set", "a=1", "stop"}).text, usage_error("--set: only for run and check, not stop"));
+}
+
+TEST(CliUsageError, StrayArgumentsOfAClientSubcommand) {
+  EXPECT_EQ(exit_of({"status", "foo"}).text, usage_error("status: unexpected argument \"foo\""));
+  EXPECT_EQ(exit_of({"reload", "--", "x"}).text, usage_error("reload: unexpected argument \"x\""));
+  EXPECT_EQ(exit_of({"status", "stop"}).text, usage_error("status: unexpected argument \"stop\""));
+  EXPECT_EQ(exit_of({"scale", "3", "4"}).text, usage_error("scale: unexpected argument \"4\""));
+}
+
+TEST(CliUsageError, ScaleWithoutAValidCount) {
+  EXPECT_EQ(exit_of({"scale"}).text, usage_error("scale: expected a worker count 1-4096, found nothing"));
+  EXPECT_EQ(exit_of({"scale", "many"}).text,
+            usage_error("scale: expected a worker count 1-4096, found \"many\""));
+  EXPECT_EQ(exit_of({"scale", "0"}).text, usage_error("scale: expected a worker count 1-4096, found \"0\""));
+  EXPECT_EQ(exit_of({"scale", "4097"}).text,
+            usage_error("scale: expected a worker count 1-4096, found \"4097\""));
+}
+
+TEST(CliUsageError, FlagGivenAValue) {
+  EXPECT_EQ(exit_of({"status", "--json=maybe"}).text, usage_error("--json: takes no value"));
+}
+
+}  // namespace
+}  // namespace clusterd

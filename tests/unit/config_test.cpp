@@ -1,0 +1,803 @@
+// Config: TOML text and overrides in, a Config or the full text of every diagnostic out.
+#include "config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+namespace clusterd {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+// Every diagnostic of building `text` (as c.toml) with `overrides`, as to_string prints it.
+std::vector<std::string> errors(std::string_view text, const ConfigOverrides& overrides = {}) {
+  const auto result = build_config(ConfigText{"c.toml", std::string(text)}, overrides);
+  std::vector<std::string> out;
+  if (!result) {
+    for (const auto& diagnostic : result.error()) {
+      out.push_back(diagnostic.to_string());
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> errors_of_flags(const ConfigOverrides& overrides) {
+  return errors("command = [\"./srv\"]\n", overrides);
+}
+
+Config build(std::string_view text, const ConfigOverrides& overrides = {}) {
+  auto result = build_config(ConfigText{"c.toml", std::string(text)}, overrides);
+  EXPECT_TRUE(result.has_value()) << (result ? "" : result.error().front().to_string());
+  return result ? *result : Config{};
+}
+
+constexpr std::string_view command_line = "command = [\"./srv\"]\n";
+
+std::string with_command(std::string_view rest) { return std::string(command_line) + std::string(rest); }
+
+// ----- syntax and unknown keys
+
+TEST(ConfigErrors, SyntaxErrorNamesFileLineAndColumn) {
+  EXPECT_THAT(errors("command = [\"./srv\"]\nworkers = \n"),
+              ElementsAre("c.toml:2:11: Error while parsing key-value pair: expected value, saw '\\n'"));
+}
+
+TEST(ConfigErrors, UnclosedTableHeaderIsASyntaxError) {
+  EXPECT_THAT(errors("[restart\n"),
+              ElementsAre("c.toml:1:9: Error while parsing table header: expected ']', saw '\\n'"));
+}
+
+TEST(ConfigErrors, UnknownKeySuggestsTheCloseOne) {
+  EXPECT_THAT(errors(with_command("worker = 4\n")),
+              ElementsAre("c.toml:2:1: worker: unknown key \"worker\"; did you mean \"workers\"?"));
+}
+
+TEST(ConfigErrors, TypoInSectionNameSuggestsTheSection) {
+  EXPECT_THAT(errors(with_command("[restrat]\ndelay = \"1s\"\n")),
+              ElementsAre("c.toml:2:2: restrat: unknown key \"restrat\"; did you mean \"restart\"?"));
+}
+
+TEST(ConfigErrors, UnknownKeyInsideASectionSuggestsWithTheSection) {
+  EXPECT_THAT(
+      errors(with_command("[restart]\ndealy = \"1s\"\n")),
+      ElementsAre("c.toml:3:1: restart.dealy: unknown key \"dealy\"; did you mean \"restart.delay\"?"));
+}
+
+TEST(ConfigErrors, KeyUnderTheWrongSectionSuggestsItsSection) {
+  EXPECT_THAT(errors(with_command("[restart]\ngrace = \"1s\"\n")),
+              ElementsAre("c.toml:3:1: restart.grace: unknown key \"grace\"; did you mean \"stop.grace\"?"));
+}
+
+TEST(ConfigErrors, TopLevelKeyAfterASectionHeaderSaysSo) {
+  EXPECT_THAT(errors(with_command("[log]\nworkers = 4\n")),
+              ElementsAre("c.toml:3:1: log.workers: unknown key \"workers\"; did you mean \"workers\" at the "
+                          "top level, before any [section]?"));
+}
+
+TEST(ConfigErrors, UnknownKeyWithNothingCloseHasNoSuggestion) {
+  EXPECT_THAT(errors(with_command("frobnicate = 1\n")),
+              ElementsAre("c.toml:2:1: frobnicate: unknown key \"frobnicate\""));
+}
+
+TEST(ConfigErrors, KeysOfLaterVersionsAreUnknownForNow) {
+  EXPECT_THAT(
+      errors(with_command("output = \"prefix\"\n[ready]\nmode = \"exec\"\n")),
+      ElementsAre("c.toml:2:1: output: unknown key \"output\"", "c.toml:3:2: ready: unknown key \"ready\""));
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \":80\"\nreuseport = \"shared\"\n")),
+              ElementsAre("c.toml:4:1: listen[0].reuseport: unknown key \"reuseport\""));
+}
+
+// ----- top-level keys
+
+TEST(ConfigErrors, WorkersOutOfRange) {
+  EXPECT_THAT(errors(with_command("workers = 0\n")),
+              ElementsAre("c.toml:2:11: workers: expected an integer 1-4096 or \"auto\", found 0"));
+  EXPECT_THAT(errors(with_command("workers = -2\n")),
+              ElementsAre("c.toml:2:11: workers: expected an integer 1-4096 or \"auto\", found -2"));
+  EXPECT_THAT(errors(with_command("workers = 4097\n")),
+              ElementsAre("c.toml:2:11: workers: expected an integer 1-4096 or \"auto\", found 4097"));
+  EXPECT_THAT(errors(with_command("workers = 9223372036854775807\n")),
+              ElementsAre("c.toml:2:11: workers: expected an integer 1-4096 or \"auto\", found "
+                          "9223372036854775807"));
+}
+
+TEST(ConfigErrors, WorkersOfTheWrongTypeNamesTheType) {
+  EXPECT_THAT(errors(with_command("workers = \"four\"\n")),
+              ElementsAre("c.toml:2:11: workers: expected an integer 1-4096 or \"auto\", found \"four\""));
+  EXPECT_THAT(errors(with_command("workers = 2.5\n")),
+              ElementsAre("c.toml:2:11: workers: expected an integer 1-4096 or \"auto\", found float 2.5"));
+  EXPECT_THAT(
+      errors(with_command("workers = true\n")),
+      ElementsAre("c.toml:2:11: workers: expected an integer 1-4096 or \"auto\", found boolean true"));
+}
+
+TEST(ConfigErrors, CommandMustBeANonEmptyArrayOfStrings) {
+  EXPECT_THAT(errors("command = \"./srv --port 1\"\n"),
+              ElementsAre("c.toml:1:11: command: expected a non-empty array of strings, found string "
+                          "\"./srv --port 1\""));
+  EXPECT_THAT(
+      errors("command = []\n"),
+      ElementsAre("c.toml:1:11: command: expected a non-empty array of strings, found an empty array"));
+  EXPECT_THAT(errors("command = [\"./srv\", 8000]\n"),
+              ElementsAre("c.toml:1:21: command[1]: expected a string, found integer 8000"));
+  EXPECT_THAT(errors("command = [\"\"]\n"),
+              ElementsAre("c.toml:1:12: command[0]: expected a program name or path, found \"\""));
+}
+
+TEST(ConfigErrors, CommandIsRequiredWithoutProgram) {
+  EXPECT_THAT(errors("workers = 2\n"),
+              ElementsAre("c.toml: command: expected an array of strings (or PROGRAM on the command line), "
+                          "found nothing"));
+  const auto result = build_config(std::nullopt, {});
+  ASSERT_FALSE(result);
+  EXPECT_THAT(result.error().front().to_string(),
+              "command line: command: expected PROGRAM, or -c FILE with a command, found neither");
+}
+
+TEST(ConfigErrors, UnknownPlaceholderInCommand) {
+  EXPECT_THAT(errors("command = [\"./srv\", \"--port={port}\"]\n"),
+              ElementsAre("c.toml:1:21: command[1]: unknown placeholder \"{port}\""));
+  EXPECT_THAT(
+      errors("command = [\"./srv\", \"--fd={fd:web}\"]\n[[listen]]\nname = \"http\"\naddress = \":80\"\n"),
+      ElementsAre("c.toml:1:21: command[1]: unknown placeholder \"{fd:web}\""));
+}
+
+TEST(ConfigErrors, NameOutsideTheCharset) {
+  EXPECT_THAT(errors(with_command("name = \"my shop\"\n")),
+              ElementsAre("c.toml:2:8: name: expected 1-64 characters of A-Za-z0-9._-, found \"my shop\""));
+  EXPECT_THAT(errors(with_command("name = \"\"\n")),
+              ElementsAre("c.toml:2:8: name: expected 1-64 characters of A-Za-z0-9._-, found \"\""));
+  EXPECT_THAT(errors(with_command("name = \"" + std::string(65, 'a') + "\"\n")),
+              ElementsAre("c.toml:2:8: name: expected 1-64 characters of A-Za-z0-9._-, found \"" +
+                          std::string(65, 'a') + "\""));
+}
+
+TEST(ConfigErrors, DirectoryUserAndGroupTypes) {
+  EXPECT_THAT(errors(with_command("directory = 5\nuser = true\ngroup = -1\n")),
+              ElementsAre("c.toml:2:13: directory: expected a directory path, found integer 5",
+                          "c.toml:3:8: user: expected a user name or uid, found boolean true",
+                          "c.toml:4:9: group: expected a group name or gid, found -1"));
+}
+
+// ----- [[listen]]
+
+TEST(ConfigErrors, ListenerWithoutAddress) {
+  EXPECT_THAT(errors(with_command("[[listen]]\nname = \"http\"\n")),
+              ElementsAre("c.toml:2:1: listen[0].address: expected an address such as \":8000\" or "
+                          "\"unix:/run/app.sock\", found nothing"));
+}
+
+TEST(ConfigErrors, BadAddressesSayWhatWasExpected) {
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \"127.0.0.1:99999\"\n")),
+              ElementsAre("c.toml:3:11: listen[0].address: expected a port 0-65535, found \"99999\""));
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = 8000\n")),
+              ElementsAre("c.toml:3:11: listen[0].address: expected an address such as \":8000\" or "
+                          "\"unix:/run/app.sock\", found integer 8000"));
+}
+
+TEST(ConfigErrors, UnixPathLongerThanSunPath) {
+  const std::string path = "/" + std::string(120, 'x');
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \"unix:" + path + "\"\n")),
+              ElementsAre("c.toml:3:11: listen[0].address: unix socket path is 121 bytes, the limit is 107"));
+}
+
+TEST(ConfigErrors, DuplicateListenerNames) {
+  EXPECT_THAT(
+      errors(with_command("[[listen]]\nname = \"http\"\naddress = \":80\"\n"
+                          "[[listen]]\nname = \"http\"\naddress = \":81\"\n")),
+      ElementsAre("c.toml:6:8: listen[1].name: expected a name unique among listeners, found \"http\" "
+                  "(listen[0] has it too)"));
+}
+
+TEST(ConfigErrors, ExplicitNameCollidingWithALaterDefaultName) {
+  EXPECT_THAT(errors(with_command("[[listen]]\nname = \"fd4\"\naddress = \":80\"\n"
+                                  "[[listen]]\naddress = \":81\"\n")),
+              ElementsAre("c.toml:3:8: listen[0].name: expected a name unique among listeners, found \"fd4\" "
+                          "(listen[1] has it too)"));
+}
+
+TEST(ConfigErrors, ListenerNameOutsideTheCharset) {
+  EXPECT_THAT(errors(with_command("[[listen]]\nname = \"h:ttp\"\naddress = \":80\"\n")),
+              ElementsAre("c.toml:3:8: listen[0].name: expected 1-64 characters of A-Za-z0-9._-, found "
+                          "\"h:ttp\""));
+}
+
+TEST(ConfigErrors, RepeatedInvalidListenerNameIsReportedOncePerListener) {
+  EXPECT_THAT(
+      errors(with_command("[[listen]]\nname = \"a b\"\naddress = \":80\"\n"
+                          "[[listen]]\nname = \"a b\"\naddress = \":81\"\n")),
+      ElementsAre("c.toml:3:8: listen[0].name: expected 1-64 characters of A-Za-z0-9._-, found \"a b\"",
+                  "c.toml:6:8: listen[1].name: expected 1-64 characters of A-Za-z0-9._-, found \"a b\""));
+}
+
+TEST(ConfigErrors, ModeOnATcpListenerConflicts) {
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \"127.0.0.1:80\"\nmode = \"0600\"\n")),
+              ElementsAre("c.toml:4:8: listen[0].mode: mode applies only to unix: addresses, not "
+                          "\"127.0.0.1:80\""));
+}
+
+TEST(ConfigErrors, ModeMustBeAnOctalString) {
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \"unix:/run/a.sock\"\nmode = \"rw-rw----\"\n")),
+              ElementsAre("c.toml:4:8: listen[0].mode: expected an octal mode such as \"0660\", found "
+                          "\"rw-rw----\""));
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \"unix:/run/a.sock\"\nmode = 660\n")),
+              ElementsAre("c.toml:4:8: listen[0].mode: expected an octal mode such as \"0660\", found "
+                          "integer 660"));
+}
+
+TEST(ConfigErrors, Ipv6OnlyOnAnIpv4ListenerConflicts) {
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \"0.0.0.0:80\"\nipv6_only = true\n")),
+              ElementsAre("c.toml:4:13: listen[0].ipv6_only: ipv6_only applies only to IPv6 addresses, not "
+                          "\"0.0.0.0:80\""));
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \"[::]:80\"\nipv6_only = \"yes\"\n")),
+              ElementsAre("c.toml:4:13: listen[0].ipv6_only: expected true or false, found string \"yes\""));
+}
+
+TEST(ConfigErrors, BacklogBelowOne) {
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \":80\"\nbacklog = 0\n")),
+              ElementsAre("c.toml:4:11: listen[0].backlog: expected an integer of at least 1, found 0"));
+}
+
+TEST(ConfigErrors, ListenAsATableInsteadOfAnArrayOfTables) {
+  EXPECT_THAT(errors(with_command("[listen]\naddress = \":80\"\n")),
+              ElementsAre("c.toml:2:1: listen: expected an array of tables ([[listen]]), found a table"));
+}
+
+TEST(ConfigErrors, MisspelledListenerKey) {
+  EXPECT_THAT(errors(with_command("[[listen]]\nadress = \":80\"\n")),
+              ElementsAre("c.toml:2:1: listen[0].address: expected an address such as \":8000\" or "
+                          "\"unix:/run/app.sock\", found nothing",
+                          "c.toml:3:1: listen[0].adress: unknown key \"adress\"; did you mean "
+                          "\"listen[0].address\"?"));
+}
+
+// ----- [env]
+
+TEST(ConfigErrors, EnvMayNotSetWhatClusterdSets) {
+  EXPECT_THAT(
+      errors(with_command("[env]\nLISTEN_FDS = \"3\"\nCLUSTERD_WORKER_ID = \"0\"\n")),
+      ElementsAre("c.toml:3:1: env.LISTEN_FDS: expected a variable that clusterd does not set or "
+                  "remove, found \"LISTEN_FDS\"",
+                  "c.toml:4:1: env.CLUSTERD_WORKER_ID: expected a variable that clusterd does not set or "
+                  "remove, found \"CLUSTERD_WORKER_ID\""));
+}
+
+TEST(ConfigErrors, EnvNamesAndValues) {
+  EXPECT_THAT(errors(with_command("[env]\n\"1FOO\" = \"x\"\nPORT = 8000\n")),
+              ElementsAre("c.toml:3:1: env.1FOO: expected a variable name of A-Za-z0-9_ not starting with a "
+                          "digit, found \"1FOO\"",
+                          "c.toml:4:8: env.PORT: expected a string, found integer 8000"));
+}
+
+// ----- [restart], [stop], [log]
+
+TEST(ConfigErrors, BareNumberIsNotADuration) {
+  EXPECT_THAT(errors(with_command("[restart]\ndelay = 5\n")),
+              ElementsAre("c.toml:3:9: restart.delay: expected a duration with a unit such as \"5s\", found "
+                          "integer 5"));
+  EXPECT_THAT(errors(with_command("[restart]\ndelay = \"5\"\n")),
+              ElementsAre("c.toml:3:9: restart.delay: expected a duration with a unit such as \"5s\", found "
+                          "\"5\""));
+}
+
+TEST(ConfigErrors, BadDurations) {
+  EXPECT_THAT(
+      errors(with_command("[stop]\ngrace = \"-1s\"\n[restart]\ninterval = \"5 minutes\"\n")),
+      ElementsAre("c.toml:3:9: stop.grace: expected a duration with a unit such as \"5s\", found \"-1s\"",
+                  "c.toml:5:12: restart.interval: expected a duration with a unit such as \"5s\", found "
+                  "\"5 minutes\""));
+}
+
+TEST(ConfigErrors, ZeroDurationsWhereAPositiveOneIsNeeded) {
+  EXPECT_THAT(
+      errors(with_command("[restart]\ndelay = \"0s\"\nreset_after = \"0ms\"\ninterval = \"0s\"\n")),
+      ElementsAre("c.toml:3:9: restart.delay: expected a duration greater than 0, found \"0s\"",
+                  "c.toml:4:15: restart.reset_after: expected a duration greater than 0, found \"0ms\"",
+                  "c.toml:5:12: restart.interval: expected a duration greater than 0, found \"0s\""));
+}
+
+TEST(ConfigErrors, MaxDelayBelowDelay) {
+  EXPECT_THAT(errors(with_command("[restart]\ndelay = \"2s\"\nmax_delay = \"1s\"\n")),
+              ElementsAre("c.toml:4:13: restart.max_delay: expected a duration of at least restart.delay "
+                          "(\"2s\"), found \"1s\""));
+}
+
+TEST(ConfigErrors, MultiplierBelowOne) {
+  EXPECT_THAT(errors(with_command("[restart]\nmultiplier = 0.5\n")),
+              ElementsAre("c.toml:3:14: restart.multiplier: expected a number of at least 1.0, found 0.5"));
+  EXPECT_THAT(errors(with_command("[restart]\nmultiplier = \"2\"\n")),
+              ElementsAre("c.toml:3:14: restart.multiplier: expected a number of at least 1.0, found string "
+                          "\"2\""));
+  EXPECT_THAT(errors(with_command("[restart]\nmultiplier = inf\n")),
+              ElementsAre("c.toml:3:14: restart.multiplier: expected a number of at least 1.0, found inf"));
+}
+
+TEST(ConfigErrors, BurstBelowOneAndHuge) {
+  EXPECT_THAT(errors(with_command("[restart]\nburst = 0\n")),
+              ElementsAre("c.toml:3:9: restart.burst: expected an integer of at least 1, found 0"));
+  EXPECT_THAT(errors(with_command("[restart]\nburst = 99999999999\n")),
+              ElementsAre("c.toml:3:9: restart.burst: expected an integer of at most 2147483647, found "
+                          "99999999999"));
+}
+
+TEST(ConfigErrors, UnknownPolicy) {
+  EXPECT_THAT(
+      errors(with_command("[restart]\npolicy = \"sometimes\"\n")),
+      ElementsAre("c.toml:3:10: restart.policy: expected \"always\", \"on-failure\" or \"never\", found "
+                  "\"sometimes\""));
+}
+
+TEST(ConfigErrors, UnknownSignal) {
+  EXPECT_THAT(
+      errors(with_command("[stop]\nsignal = \"TERMINATE\"\n")),
+      ElementsAre("c.toml:3:10: stop.signal: expected a signal name such as \"TERM\", found \"TERMINATE\""));
+  EXPECT_THAT(
+      errors(with_command("[stop]\nsignal = 15\n")),
+      ElementsAre("c.toml:3:10: stop.signal: expected a signal name such as \"TERM\", found integer 15"));
+}
+
+TEST(ConfigErrors, UnknownLogLevelAndEmptyLogFile) {
+  EXPECT_THAT(
+      errors(with_command("[log]\nlevel = \"verbose\"\nfile = \"\"\n")),
+      ElementsAre("c.toml:3:9: log.level: expected \"trace\", \"debug\", \"info\", \"warn\" or \"error\", "
+                  "found \"verbose\"",
+                  "c.toml:4:8: log.file: expected a file path, found \"\""));
+}
+
+TEST(ConfigErrors, SectionOfTheWrongType) {
+  EXPECT_THAT(errors(with_command("restart = 5\nenv = [\"A=b\"]\n")),
+              ElementsAre("c.toml:2:11: restart: expected a table [restart], found integer 5",
+                          "c.toml:3:7: env: expected a table [env], found an array"));
+}
+
+TEST(ConfigErrors, EveryErrorInTheFileIsReportedInFileOrder) {
+  const std::string text =
+      "command = [\"./srv\", \"{oops}\"]\n"
+      "workers = 0\n"
+      "[[listen]]\n"
+      "address = \"127.0.0.1:http\"\n"
+      "[restart]\n"
+      "delay = 100\n"
+      "policy = \"sometimes\"\n"
+      "[stop]\n"
+      "signal = \"NOPE\"\n"
+      "[log]\n"
+      "levle = \"info\"\n";
+  EXPECT_THAT(
+      errors(text),
+      ElementsAre("c.toml:1:21: command[1]: unknown placeholder \"{oops}\"",
+                  "c.toml:2:11: workers: expected an integer 1-4096 or \"auto\", found 0",
+                  "c.toml:4:11: listen[0].address: expected a port 0-65535, found \"http\"",
+                  "c.toml:6:9: restart.delay: expected a duration with a unit such as \"5s\", found "
+                  "integer 100",
+                  "c.toml:7:10: restart.policy: expected \"always\", \"on-failure\" or \"never\", found "
+                  "\"sometimes\"",
+                  "c.toml:9:10: stop.signal: expected a signal name such as \"TERM\", found \"NOPE\"",
+                  "c.toml:11:1: log.levle: unknown key \"levle\"; did you mean \"log.level\"?"));
+}
+
+// ----- flags
+
+TEST(ConfigFlagErrors, WorkersFlagIsNamed) {
+  ConfigOverrides overrides;
+  overrides.workers = "0";
+  EXPECT_THAT(errors_of_flags(overrides),
+              ElementsAre("--workers: workers: expected an integer 1-4096 or \"auto\", found 0"));
+  overrides.workers = "many";
+  EXPECT_THAT(errors_of_flags(overrides),
+              ElementsAre("--workers: workers: expected an integer 1-4096 or \"auto\", found many"));
+}
+
+TEST(ConfigFlagErrors, SetWithABareNumberDuration) {
+  ConfigOverrides overrides;
+  overrides.sets = {"restart.delay=5"};
+  EXPECT_THAT(
+      errors_of_flags(overrides),
+      ElementsAre("--set restart.delay=5: restart.delay: expected a duration with a unit such as \"5s\", "
+                  "found 5"));
+}
+
+TEST(ConfigFlagErrors, SetOfAnUnknownKeySuggests) {
+  ConfigOverrides overrides;
+  overrides.sets = {"worker=3", "restart.dealy=1s", "bogus.key=1", "rstart.delay=1s"};
+  EXPECT_THAT(errors_of_flags(overrides),
+              ElementsAre("--set worker=3: worker: unknown key \"worker\"; did you mean \"workers\"?",
+                          "--set restart.dealy=1s: restart.dealy: unknown key \"dealy\"; did you mean "
+                          "\"restart.delay\"?",
+                          "--set bogus.key=1: bogus.key: unknown key \"bogus.key\"",
+                          "--set rstart.delay=1s: rstart.delay: unknown key \"rstart.delay\"; did you mean "
+                          "\"restart.delay\"?"));
+}
+
+TEST(ConfigFlagErrors, SetCannotTouchListeners) {
+  ConfigOverrides overrides;
+  overrides.sets = {"listen.address=:80"};
+  EXPECT_THAT(errors_of_flags(overrides),
+              ElementsAre("--set listen.address=:80: listen.address: listeners are set with --listen "
+                          "[NAME=]ADDR, not --set"));
+}
+
+TEST(ConfigFlagErrors, SetWithoutEqualsOrOfAWholeSection) {
+  ConfigOverrides overrides;
+  overrides.sets = {"workers", "restart=fast"};
+  EXPECT_THAT(errors_of_flags(overrides),
+              ElementsAre("--set workers: expected KEY=VALUE, found workers",
+                          "--set restart=fast: restart: expected restart.KEY=VALUE, found restart=fast"));
+}
+
+TEST(ConfigFlagErrors, SetOfAReservedVariable) {
+  ConfigOverrides overrides;
+  overrides.sets = {"env.LISTEN_FDS=3"};
+  EXPECT_THAT(
+      errors_of_flags(overrides),
+      ElementsAre("--set env.LISTEN_FDS=3: env.LISTEN_FDS: expected a variable that clusterd does not set "
+                  "or remove, found \"LISTEN_FDS\""));
+}
+
+TEST(ConfigFlagErrors, SetWithTheWrongTypeShowsTheValueAsTyped) {
+  ConfigOverrides overrides;
+  overrides.sets = {"restart.multiplier=fast", "restart.burst=true", "command=./srv"};
+  EXPECT_THAT(
+      errors("", overrides),
+      ElementsAre("--set restart.multiplier=fast: restart.multiplier: expected a number of at least 1.0, "
+                  "found fast",
+                  "--set restart.burst=true: restart.burst: expected an integer of at least 1, found true",
+                  "--set command=./srv: command: expected a non-empty array of strings, found ./srv"));
+}
+
+TEST(ConfigFlagErrors, ListenFlagWithABadAddress) {
+  ConfigOverrides overrides;
+  overrides.listen = {"http=127.0.0.1:99999", "a b=:80"};
+  EXPECT_THAT(
+      errors_of_flags(overrides),
+      ElementsAre("--listen http=127.0.0.1:99999: listen[0].address: expected a port 0-65535, found "
+                  "\"99999\"",
+                  "--listen a b=:80: listen[1].name: expected 1-64 characters of A-Za-z0-9._-, found a b"));
+}
+
+TEST(ConfigFlagErrors, GraceStopSignalAndLogLevelFlags) {
+  ConfigOverrides overrides;
+  overrides.grace = "5";
+  overrides.stop_signal = "TERMINATE";
+  overrides.log_level = "loud";
+  overrides.name = "my shop";
+  overrides.log_file = "";
+  EXPECT_THAT(
+      errors_of_flags(overrides),
+      ElementsAre("--grace: stop.grace: expected a duration with a unit such as \"5s\", found 5",
+                  "--stop-signal: stop.signal: expected a signal name such as \"TERM\", found TERMINATE",
+                  "--name: name: expected 1-64 characters of A-Za-z0-9._-, found my shop",
+                  "--log-level: log.level: expected \"trace\", \"debug\", \"info\", \"warn\" or \"error\", "
+                  "found loud",
+                  "--log-file: log.file: expected a file path, found \"\""));
+}
+
+TEST(ConfigFlagErrors, ProgramWithAnUnknownPlaceholder) {
+  ConfigOverrides overrides;
+  overrides.program = {"./srv", "--port", "{port}"};
+  EXPECT_THAT(errors("", overrides), ElementsAre("command line: command[2]: unknown placeholder \"{port}\""));
+}
+
+TEST(ConfigFlagErrors, FileErrorsComeBeforeFlagErrors) {
+  ConfigOverrides overrides;
+  overrides.workers = "0";
+  EXPECT_THAT(
+      errors(with_command("[stop]\ngrace = 3\n"), overrides),
+      ElementsAre("c.toml:3:9: stop.grace: expected a duration with a unit such as \"5s\", found integer 3",
+                  "--workers: workers: expected an integer 1-4096 or \"auto\", found 0"));
+}
+
+// ----- good paths
+
+TEST(Config, DefaultsFromAMinimalFile) {
+  const Config config = build("command = [\"./bin/my-server\", \"--port\", \"8000\"]\n");
+  EXPECT_EQ(config.name, "my-server");
+  EXPECT_EQ(config.workers, std::nullopt);
+  EXPECT_THAT(config.command, ElementsAre("./bin/my-server", "--port", "8000"));
+  EXPECT_EQ(config.directory, "");
+  EXPECT_EQ(config.user, std::nullopt);
+  EXPECT_EQ(config.group, std::nullopt);
+  EXPECT_THAT(config.listeners, IsEmpty());
+  EXPECT_THAT(config.env, IsEmpty());
+  EXPECT_EQ(config.restart.policy, RestartPolicyKind::always);
+  EXPECT_EQ(config.restart.delay, 100ms);
+  EXPECT_EQ(config.restart.max_delay, 30s);
+  EXPECT_EQ(config.restart.multiplier, 2.0);
+  EXPECT_EQ(config.restart.reset_after, 30s);
+  EXPECT_EQ(config.restart.burst, std::nullopt);
+  EXPECT_EQ(config.restart.interval, 60s);
+  EXPECT_EQ(config.stop.signal, SIGTERM);
+  EXPECT_EQ(config.stop.grace, 30s);
+  EXPECT_EQ(config.log.level, LogLevel::info);
+  EXPECT_EQ(config.log.file, std::nullopt);
+  EXPECT_EQ(config.file, "c.toml");
+}
+
+TEST(Config, EveryKeySet) {
+  const Config config = build(
+      "name = \"shop\"\nworkers = 8\ncommand = [\"./server\", \"--fd\", \"{fd:http}\", "
+      "\"--id={worker_id}\"]\n"
+      "directory = \"/srv/shop\"\nuser = \"www-data\"\ngroup = 33\n"
+      "[[listen]]\nname = \"http\"\naddress = \"0.0.0.0:8000\"\nbacklog = 128\n"
+      "[[listen]]\naddress = \"unix:/run/shop.sock\"\nmode = \"0600\"\n"
+      "[[listen]]\naddress = \"[::1]:9000\"\nipv6_only = false\n"
+      "[env]\nAPP_ENV = \"production\"\n"
+      "[restart]\npolicy = \"on-failure\"\ndelay = \"250ms\"\nmax_delay = \"1m\"\nmultiplier = 3\n"
+      "reset_after = \"1m30s\"\nburst = 10\ninterval = \"2m\"\n"
+      "[stop]\nsignal = \"SIGINT\"\ngrace = \"0s\"\n"
+      "[log]\nlevel = \"debug\"\nfile = \"/var/log/shop.log\"\n");
+  EXPECT_EQ(config.name, "shop");
+  EXPECT_EQ(config.workers, 8);
+  EXPECT_EQ(config.directory, "/srv/shop");
+  EXPECT_EQ(config.user, "www-data");
+  EXPECT_EQ(config.group, "33");
+  ASSERT_EQ(config.listeners.size(), 3u);
+  EXPECT_EQ(config.listeners[0].name, "http");
+  EXPECT_EQ(format_address(config.listeners[0].address), "0.0.0.0:8000");
+  EXPECT_EQ(config.listeners[0].backlog, 128);
+  EXPECT_EQ(config.listeners[1].name, "fd4");
+  EXPECT_EQ(config.listeners[1].mode, 0600u);
+  EXPECT_EQ(config.listeners[2].name, "fd5");
+  EXPECT_FALSE(config.listeners[2].ipv6_only);
+  EXPECT_EQ(config.env.at("APP_ENV"), "production");
+  EXPECT_EQ(config.restart.policy, RestartPolicyKind::on_failure);
+  EXPECT_EQ(config.restart.delay, 250ms);
+  EXPECT_EQ(config.restart.max_delay, 1min);
+  EXPECT_EQ(config.restart.multiplier, 3.0);
+  EXPECT_EQ(config.restart.reset_after, 90s);
+  EXPECT_EQ(config.restart.burst, 10);
+  EXPECT_EQ(config.restart.interval, 2min);
+  EXPECT_EQ(config.stop.signal, SIGINT);
+  EXPECT_EQ(config.stop.grace, 0s);
+  EXPECT_EQ(config.log.level, LogLevel::debug);
+  EXPECT_EQ(config.log.file, "/var/log/shop.log");
+}
+
+TEST(Config, Ipv6OnlyDefaultsByAddressForm) {
+  const Config config =
+      build(with_command("[[listen]]\naddress = \"[::1]:80\"\n[[listen]]\naddress = \":81\"\n"
+                         "[[listen]]\naddress = \"unix:/tmp/a.sock\"\n"));
+  ASSERT_EQ(config.listeners.size(), 3u);
+  EXPECT_TRUE(config.listeners[0].ipv6_only);
+  EXPECT_FALSE(config.listeners[1].ipv6_only);
+  EXPECT_EQ(config.listeners[2].mode, 0660u);
+  EXPECT_EQ(config.listeners[0].name, "fd3");
+}
+
+TEST(Config, DefaultNameIsTheSanitizedBaseNameOfTheProgram) {
+  EXPECT_EQ(build("command = [\"/opt/my app/srv@2\"]\n").name, "srv_2");
+  EXPECT_EQ(build("command = [\"python3\", \"app.py\"]\n").name, "python3");
+}
+
+TEST(Config, DefaultCapFollowsALargerDelay) {
+  const Config config = build(with_command("[restart]\ndelay = \"1m\"\n"));
+  EXPECT_EQ(config.restart.max_delay, 1min);
+}
+
+TEST(Config, PlaceholdersMayNameListenersFromTheListenFlag) {
+  ConfigOverrides overrides;
+  overrides.listen = {"web=:8080"};
+  const Config config = build(
+      "command = [\"./srv\", \"{fd:web}\", \"{{literal}\"]\n[[listen]]\naddress = \":80\"\n", overrides);
+  ASSERT_EQ(config.listeners.size(), 1u);
+  EXPECT_EQ(config.listeners[0].name, "web");
+}
+
+// ----- overrides
+
+TEST(ConfigOverrides, FlagsOverrideTheFile) {
+  ConfigOverrides overrides;
+  overrides.workers = "3";
+  overrides.grace = "5s";
+  overrides.stop_signal = "QUIT";
+  overrides.name = "other";
+  overrides.log_level = "warn";
+  overrides.log_file = "/tmp/x.log";
+  const Config config =
+      build(with_command("workers = 8\nname = \"shop\"\n[stop]\ngrace = \"1m\"\n"), overrides);
+  EXPECT_EQ(config.workers, 3);
+  EXPECT_EQ(config.stop.grace, 5s);
+  EXPECT_EQ(config.stop.signal, SIGQUIT);
+  EXPECT_EQ(config.name, "other");
+  EXPECT_EQ(config.log.level, LogLevel::warn);
+  EXPECT_EQ(config.log.file, "/tmp/x.log");
+}
+
+TEST(ConfigOverrides, WorkersAutoFromAFlag) {
+  ConfigOverrides overrides;
+  overrides.workers = "auto";
+  EXPECT_EQ(build(with_command("workers = 8\n"), overrides).workers, std::nullopt);
+}
+
+TEST(ConfigOverrides, ListenReplacesEveryListenTable) {
+  ConfigOverrides overrides;
+  overrides.listen = {"api=127.0.0.1:0", "unix:/tmp/x=y.sock"};
+  const Config config =
+      build(with_command("[[listen]]\nname = \"a\"\naddress = \":80\"\n[[listen]]\naddress = \":81\"\n"),
+            overrides);
+  ASSERT_EQ(config.listeners.size(), 2u);
+  EXPECT_EQ(config.listeners[0].name, "api");
+  EXPECT_EQ(format_address(config.listeners[0].address), "127.0.0.1:0");
+  EXPECT_EQ(config.listeners[1].name, "fd4");
+  EXPECT_EQ(config.listeners[1].address.path, "/tmp/x=y.sock");
+}
+
+TEST(ConfigOverrides, SetReadsValuesAsTheKeysType) {
+  ConfigOverrides overrides;
+  overrides.sets = {"restart.delay=5s",    "name=shop",    "env.FOO=bar baz",          "restart.multiplier=3",
+                    "restart.burst=4",     "workers=auto", "command=[\"./a\", \"b\"]", "stop.signal=INT",
+                    "log.file=\"/tmp/q\"", "user=1000"};
+  const Config config = build("command = [\"./srv\"]\nworkers = 2\n[env]\nKEEP = \"1\"\n", overrides);
+  EXPECT_EQ(config.restart.delay, 5s);
+  EXPECT_EQ(config.name, "shop");
+  EXPECT_EQ(config.env.at("FOO"), "bar baz");
+  EXPECT_EQ(config.env.at("KEEP"), "1");
+  EXPECT_EQ(config.restart.multiplier, 3.0);
+  EXPECT_EQ(config.restart.burst, 4);
+  EXPECT_EQ(config.workers, std::nullopt);
+  EXPECT_THAT(config.command, ElementsAre("./a", "b"));
+  EXPECT_EQ(config.stop.signal, SIGINT);
+  EXPECT_EQ(config.log.file, "/tmp/q");
+  EXPECT_EQ(config.user, "1000");
+}
+
+TEST(ConfigOverrides, DedicatedFlagWinsOverSet) {
+  ConfigOverrides overrides;
+  overrides.sets = {"workers=4"};
+  overrides.workers = "6";
+  EXPECT_EQ(build(command_line, overrides).workers, 6);
+}
+
+TEST(ConfigOverrides, ProgramReplacesCommandAndNamesTheInstance) {
+  ConfigOverrides overrides;
+  overrides.program = {"/usr/bin/shop-server", "--port", "{worker_id}"};
+  const Config config = build("command = [\"./srv\"]\n", overrides);
+  EXPECT_THAT(config.command, ElementsAre("/usr/bin/shop-server", "--port", "{worker_id}"));
+  EXPECT_EQ(config.name, "shop-server");
+}
+
+TEST(ConfigOverrides, WithoutAFileEverythingComesFromFlags) {
+  ConfigOverrides overrides;
+  overrides.program = {"./srv"};
+  overrides.workers = "2";
+  const auto config = build_config(std::nullopt, overrides);
+  ASSERT_TRUE(config);
+  EXPECT_EQ(config->workers, 2);
+  EXPECT_EQ(config->file, std::nullopt);
+}
+
+// ----- to_toml
+
+TEST(ToToml, WritesEveryKeyWithDefaults) {
+  EXPECT_EQ(to_toml(build("command = [\"./srv\", \"a \\\"b\\\"\"]\n[[listen]]\naddress = \":80\"\n")),
+            "name = \"srv\"\n"
+            "workers = \"auto\"\n"
+            "command = [\"./srv\", \"a \\\"b\\\"\"]\n"
+            "# directory: unset (clusterd's working directory)\n"
+            "# user: unset\n"
+            "# group: unset (the user's primary group)\n"
+            "\n[[listen]]\n"
+            "name = \"fd3\"\n"
+            "address = \"[::]:80\"\n"
+            "backlog = 4096\n"
+            "ipv6_only = false\n"
+            "\n[env]\n"
+            "\n[restart]\n"
+            "policy = \"always\"\n"
+            "delay = \"100ms\"\n"
+            "max_delay = \"30s\"\n"
+            "multiplier = 2.0\n"
+            "reset_after = \"30s\"\n"
+            "# burst: unset (off)\n"
+            "interval = \"1m\"\n"
+            "\n[stop]\n"
+            "signal = \"TERM\"\n"
+            "grace = \"30s\"\n"
+            "\n[log]\n"
+            "level = \"info\"\n"
+            "# file: unset (stderr)\n");
+}
+
+TEST(ToToml, RoundTripsThroughBuildConfig) {
+  const std::string text =
+      "name = \"shop\"\nworkers = 8\ncommand = [\"./server\", \"--fd\", \"{fd:http}\", \"tab\\there\"]\n"
+      "directory = \"/srv/shop\"\nuser = \"www-data\"\ngroup = \"www-data\"\n"
+      "[[listen]]\nname = \"http\"\naddress = \"0.0.0.0:8000\"\nbacklog = 128\n"
+      "[[listen]]\naddress = \"unix:/run/shop.sock\"\nmode = \"0600\"\n"
+      "[[listen]]\naddress = \":9000\"\n"
+      "[[listen]]\naddress = \"[::1]:9001\"\n"
+      "[env]\nAPP_ENV = \"production\"\nQUOTE = \"a\\\"b\"\n"
+      "[restart]\npolicy = \"never\"\ndelay = \"250ms\"\nmax_delay = \"1m\"\nmultiplier = 1.5\n"
+      "reset_after = \"1m30s\"\nburst = 10\ninterval = \"2m\"\n"
+      "[stop]\nsignal = \"USR2\"\ngrace = \"0s\"\n"
+      "[log]\nlevel = \"error\"\nfile = \"/var/log/shop.log\"\n";
+  const Config first = build(text);
+  const std::string written = to_toml(first);
+  const Config second = build(written);
+  EXPECT_EQ(to_toml(second), written);
+  EXPECT_EQ(second.command, first.command);
+  EXPECT_EQ(second.env, first.env);
+  EXPECT_EQ(second.restart.multiplier, 1.5);
+  EXPECT_EQ(second.restart.burst, 10);
+  ASSERT_EQ(second.listeners.size(), 4u);
+  EXPECT_FALSE(second.listeners[2].ipv6_only);
+  EXPECT_TRUE(second.listeners[3].ipv6_only);
+  EXPECT_EQ(second.listeners[1].mode, 0600u);
+}
+
+TEST(ToToml, WorkersAutoStaysAuto) {
+  const Config config = build(with_command("workers = \"auto\"\n"));
+  EXPECT_THAT(to_toml(config), ::testing::HasSubstr("workers = \"auto\"\n"));
+  EXPECT_EQ(build(to_toml(config)).workers, std::nullopt);
+}
+
+// ----- files
+
+std::filesystem::path source_root() {
+  // tests/unit/config_test.cpp → the repository root; CMake compiles with absolute paths.
+  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
+}
+
+TEST(LoadConfig, ShippedExampleIsValid) {
+  const auto path = (source_root() / "config" / "clusterd.toml").string();
+  const auto config = load_config(path, {});
+  ASSERT_TRUE(config) << config.error().front().to_string();
+  EXPECT_EQ(config->command.front(), "/bin/sleep");
+  EXPECT_EQ(config->file, path);
+  // Nothing in it differs from the defaults except what an example must show.
+  EXPECT_EQ(config->workers, std::nullopt);
+  EXPECT_EQ(config->restart.delay, 100ms);
+  EXPECT_EQ(config->stop.grace, 30s);
+}
+
+TEST(LoadConfig, MissingFileIsADiagnostic) {
+  const auto config = load_config(std::string("/nonexistent/clusterd.toml"), {});
+  ASSERT_FALSE(config);
+  EXPECT_THAT(config.error().front().to_string(),
+              "/nonexistent/clusterd.toml: cannot read config file: No such file or directory");
+}
+
+TEST(LoadConfig, DirectoryIsADiagnostic) {
+  const auto config = load_config(source_root().string(), {});
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error().front().to_string(),
+            source_root().string() + ": cannot read config file: Is a directory");
+}
+
+// ----- small parts
+
+TEST(DiagnosticToString, OmitsWhatIsNotKnown) {
+  EXPECT_EQ((Diagnostic{"c.toml", 12, 11, "workers", "expected x, found y"}.to_string()),
+            "c.toml:12:11: workers: expected x, found y");
+  EXPECT_EQ((Diagnostic{"--workers", 0, 0, "workers", "m"}.to_string()), "--workers: workers: m");
+  EXPECT_EQ((Diagnostic{"c.toml", 3, 1, "", "syntax"}.to_string()), "c.toml:3:1: syntax");
+}
+
+TEST(Signals, ParseNamesAndNumbers) {
+  EXPECT_EQ(parse_signal("TERM"), SIGTERM);
+  EXPECT_EQ(parse_signal("SIGTERM"), SIGTERM);
+  EXPECT_EQ(parse_signal("int"), SIGINT);
+  EXPECT_EQ(parse_signal("15"), SIGTERM);
+  EXPECT_EQ(parse_signal("40"), 40);
+  EXPECT_EQ(parse_signal("0"), std::nullopt);
+  EXPECT_EQ(parse_signal("65"), std::nullopt);
+  EXPECT_EQ(parse_signal("SIG"), std::nullopt);
+  EXPECT_EQ(parse_signal(""), std::nullopt);
+  EXPECT_EQ(parse_signal("TERMINATE"), std::nullopt);
+}
+
+TEST(Signals, NamesRoundTrip) {
+  EXPECT_EQ(signal_name(SIGTERM), "TERM");
+  EXPECT_EQ(signal_name(SIGUSR2), "USR2");
+  EXPECT_EQ(signal_name(40), "40");
+  for (int signal = 1; signal <= 64; ++signal) {
+    EXPECT_EQ(parse_signal(signal_name(signal)), signal);
+  }
+}
+
+}  // namespace
+}  // namespace clusterd

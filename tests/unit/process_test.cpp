@@ -1,0 +1,524 @@
+// Real children: fork, the child's setup (fd layout, signals, group, ids, LISTEN_PID), the
+// exec-status pipe, the handle's cleanup, and finding the program.
+#include "process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace clusterd {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using ::testing::HasSubstr;
+
+// Every wait in these tests is on a condition; this only bounds a broken one.
+constexpr auto patience = 10s;
+
+std::string path_variable() {
+  const char* path = std::getenv("PATH");
+  return path != nullptr && *path != '\0' ? path : "/usr/bin:/bin";
+}
+
+std::string shell_path() {
+  auto found = resolve_executable("sh", "", path_variable());
+  return found ? *found : "/bin/sh";
+}
+
+int remaining_ms(Clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return static_cast<int>(std::max<std::int64_t>(left.count(), 0));
+}
+
+bool wait_readable(int fd, Clock::time_point deadline) {
+  for (;;) {
+    pollfd entry{fd, POLLIN, 0};
+    const int ready = ::poll(&entry, 1, remaining_ms(deadline));
+    if (ready > 0) {
+      return true;
+    }
+    if (ready == 0 || errno != EINTR) {
+      return false;
+    }
+  }
+}
+
+// Reads until EOF, or fails the test at the deadline.
+std::string read_to_eof(int fd) {
+  const auto deadline = Clock::now() + patience;
+  std::string text;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t got = ::read(fd, buffer, sizeof buffer);
+    if (got > 0) {
+      text.append(buffer, static_cast<std::size_t>(got));
+    } else if (got == 0) {
+      return text;
+    } else if (errno == EAGAIN) {
+      if (!wait_readable(fd, deadline)) {
+        ADD_FAILURE() << "no EOF within the deadline; read so far: " << text;
+        return text;
+      }
+    } else if (errno != EINTR) {
+      ADD_FAILURE() << "read: " << std::strerror(errno);
+      return text;
+    }
+  }
+}
+
+// Reads one line (without the newline), waiting at most `patience`.
+std::string read_line(int fd) {
+  const auto deadline = Clock::now() + patience;
+  std::string line;
+  char c = 0;
+  for (;;) {
+    const ssize_t got = ::read(fd, &c, 1);
+    if (got == 1) {
+      if (c == '\n') {
+        return line;
+      }
+      line += c;
+    } else if (got == 0) {
+      return line;
+    } else if (errno == EAGAIN) {
+      if (!wait_readable(fd, deadline)) {
+        ADD_FAILURE() << "no line within the deadline";
+        return line;
+      }
+    } else if (errno != EINTR) {
+      return line;
+    }
+  }
+}
+
+ExecState wait_exec_status(Process& process) {
+  const auto deadline = Clock::now() + patience;
+  for (;;) {
+    const ExecState state = process.read_exec_status();
+    if (state != ExecState::pending || !wait_readable(process.exec_status_fd(), deadline)) {
+      return state;
+    }
+  }
+}
+
+// Reaps the child (waiting on its pidfd with a deadline) and returns its wait status.
+int wait_exit(Process& process) {
+  if (process.pidfd() >= 0) {
+    EXPECT_TRUE(wait_readable(process.pidfd(), Clock::now() + patience)) << "child still running";
+  }
+  int status = 0;
+  EXPECT_EQ(retry_on_eintr([&] { return ::waitpid(process.pid(), &status, 0); }), process.pid());
+  process.mark_reaped();
+  return status;
+}
+
+struct Pipe {
+  Fd read;
+  Fd write;
+};
+
+// A pipe whose ends sit at 100 or above, so the low numbers stay free for layout tests. The
+// read end is non-blocking for the test's own reads; a pipe a child reads from must not be
+// (the flag belongs to the open file, which the child shares).
+Pipe high_pipe(bool nonblocking_read = true) {
+  int ends[2] = {-1, -1};
+  EXPECT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+  Pipe pipe{Fd(::fcntl(ends[0], F_DUPFD_CLOEXEC, 100)), Fd(::fcntl(ends[1], F_DUPFD_CLOEXEC, 100))};
+  ::close(ends[0]);
+  ::close(ends[1]);
+  if (nonblocking_read) {
+    const int flags = ::fcntl(pipe.read.get(), F_GETFL);
+    ::fcntl(pipe.read.get(), F_SETFL, flags | O_NONBLOCK);
+  }
+  return pipe;
+}
+
+bool fd_is_free(int fd) { return ::fcntl(fd, F_GETFD) == -1 && errno == EBADF; }
+
+// Puts a close-on-exec duplicate of `fd` at exactly `target`, which must be free.
+Fd place_at(int fd, int target) {
+  EXPECT_TRUE(fd_is_free(target));
+  return Fd(::dup3(fd, target, O_CLOEXEC));
+}
+
+SpawnPlan shell_plan(const std::string& script, std::vector<int> fds = {}) {
+  SpawnPlan plan;
+  plan.executable = shell_path();
+  plan.argv = {"sh", "-c", script};
+  plan.env = {"PATH=" + path_variable()};
+  plan.fds = std::move(fds);
+  return plan;
+}
+
+Process spawn_ok(const SpawnPlan& plan, const std::optional<Credentials>& credentials = std::nullopt) {
+  auto process = Process::spawn(plan, credentials);
+  if (!process) {
+    ADD_FAILURE() << "spawn failed at " << process.error().step << ": " << std::strerror(process.error().error);
+    std::abort();
+  }
+  return std::move(*process);
+}
+
+TEST(Process, ExecOfAnExistingProgramIsReportedByEof) {
+  SpawnPlan plan = shell_plan("exit 0");
+  auto process = spawn_ok(plan);
+  EXPECT_GT(process.pid(), 0);
+  EXPECT_EQ(wait_exec_status(process), ExecState::succeeded);
+  EXPECT_FALSE(process.exec_failure().has_value());
+  const int status = wait_exit(process);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+TEST(Process, TrueFromPathRunsAndExitsZero) {
+  SpawnPlan plan;
+  plan.executable = resolve_executable("true", "", path_variable()).value();
+  plan.argv = {"true"};
+  auto process = spawn_ok(plan);
+  EXPECT_EQ(wait_exec_status(process), ExecState::succeeded);
+  const int status = wait_exit(process);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+TEST(Process, MissingProgramFailsAtExecWithEnoent) {
+  SpawnPlan plan = shell_plan("");
+  plan.executable = "/nonexistent/clusterd-test-program";
+  auto process = spawn_ok(plan);
+  EXPECT_EQ(wait_exec_status(process), ExecState::failed);
+  EXPECT_EQ(process.exec_failure(), (ExecFailure{"exec", ENOENT}));
+  const int status = wait_exit(process);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 127);
+}
+
+TEST(Process, MissingDirectoryFailsAtChdir) {
+  SpawnPlan plan = shell_plan("exit 0");
+  plan.directory = "/nonexistent/clusterd-test-directory";
+  auto process = spawn_ok(plan);
+  EXPECT_EQ(wait_exec_status(process), ExecState::failed);
+  EXPECT_EQ(process.exec_failure(), (ExecFailure{"chdir", ENOENT}));
+  wait_exit(process);
+}
+
+TEST(Process, WorkerRunsInItsDirectory) {
+  Pipe out = high_pipe();
+  SpawnPlan plan = shell_plan("pwd >&3", {out.write.get()});
+  plan.directory = "/usr";
+  auto process = spawn_ok(plan);
+  out.write.reset();
+  EXPECT_EQ(read_to_eof(out.read.get()), "/usr\n");
+  wait_exit(process);
+}
+
+TEST(Process, ChildSeesOnlyStdioAndItsListeners) {
+  Pipe out = high_pipe();
+  Pipe other = high_pipe();
+  // Inheritable on purpose: the child must not get it anyway.
+  Fd leaky(::open("/dev/null", O_RDONLY));
+  ASSERT_TRUE(leaky);
+  // `ls` runs as a child of the shell and lists the shell's fds: the exec'd worker itself.
+  // It writes to stdout (an output pipe), because a shell redirection would make dash keep a
+  // saved copy of fd 1 (at 10) while ls runs.
+  SpawnPlan plan = shell_plan("ls /proc/$$/fd; readlink /proc/$$/fd/0",
+                              {other.write.get(), other.read.get()});
+  plan.stdout_fd = out.write.get();
+  auto process = spawn_ok(plan);
+  out.write.reset();
+  EXPECT_EQ(read_to_eof(out.read.get()), "0\n1\n2\n3\n4\n/dev/null\n");
+  wait_exit(process);
+}
+
+TEST(Process, ListenPidIsTheChildsOwnPid) {
+  Pipe out = high_pipe();
+  Config config;
+  config.command = {"sh"};
+  const SpawnPlan made = make_spawn_plan(config, shell_path(), {{"out", out.write.get()}}, WorkerIdentity{},
+                                         {"PATH=" + path_variable()}, std::nullopt);
+  SpawnPlan plan = made;
+  plan.argv = {"sh", "-c", "echo \"[$LISTEN_PID] $LISTEN_FDS $LISTEN_FDNAMES\" >&3"};
+  auto process = spawn_ok(plan);
+  out.write.reset();
+  EXPECT_EQ(read_to_eof(out.read.get()), "[" + std::to_string(process.pid()) + "] 1 out\n");
+  wait_exit(process);
+  // The parent's copy of the plan still holds the blank slot for the next spawn.
+  EXPECT_EQ(plan.env[*plan.listen_pid_index], made.env[*made.listen_pid_index]);
+}
+
+TEST(Process, SignalMaskIsEmptyAndDispositionsAreDefault) {
+  // What the daemon does to itself: handled signals blocked, SIGPIPE ignored.
+  sigset_t blocked, old_mask;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGTERM);
+  sigaddset(&blocked, SIGCHLD);
+  sigaddset(&blocked, SIGUSR1);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &blocked, &old_mask), 0);
+  struct sigaction ignore {}, old_pipe {}, old_usr2 {};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ignore, &old_pipe);
+  ::sigaction(SIGUSR2, &ignore, &old_usr2);
+
+  Pipe out = high_pipe();
+  auto process = spawn_ok(shell_plan("exec grep -E '^Sig(Blk|Ign):' /proc/self/status >&3", {out.write.get()}));
+  out.write.reset();
+
+  ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
+  ::sigaction(SIGPIPE, &old_pipe, nullptr);
+  ::sigaction(SIGUSR2, &old_usr2, nullptr);
+
+  EXPECT_EQ(read_to_eof(out.read.get()), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+  wait_exit(process);
+}
+
+TEST(Process, ChildLeadsItsOwnProcessGroupAndSession) {
+  Pipe hold = high_pipe(false);
+  auto process = spawn_ok(shell_plan("read line <&3", {hold.read.get()}));
+  ASSERT_EQ(wait_exec_status(process), ExecState::succeeded);
+  EXPECT_EQ(::getpgid(process.pid()), process.pid());
+  EXPECT_EQ(::getsid(process.pid()), process.pid());
+  hold.write.reset();  // EOF ends the child's read
+  const int status = wait_exit(process);
+  EXPECT_TRUE(WIFEXITED(status));
+}
+
+TEST(Process, SourcesAlreadyInsideTheRangeAreMovedBeforeTheLayout) {
+  if (!fd_is_free(3) || !fd_is_free(4)) {
+    GTEST_SKIP() << "fds 3 and 4 are in use in this test process";
+  }
+  Pipe a = high_pipe();
+  Pipe b = high_pipe();
+  Fd a_at_3 = place_at(a.write.get(), 3);
+  Fd b_at_4 = place_at(b.write.get(), 4);
+  a.write.reset();
+  b.write.reset();
+  // Swapped: fd 3 of the child is b, fd 4 is a.
+  auto process = spawn_ok(shell_plan("echo three >&3; echo four >&4", {4, 3}));
+  a_at_3.reset();
+  b_at_4.reset();
+  EXPECT_EQ(read_to_eof(a.read.get()), "four\n");
+  EXPECT_EQ(read_to_eof(b.read.get()), "three\n");
+  wait_exit(process);
+}
+
+TEST(Process, SourceAlreadyAtItsTargetIsInheritedDespiteCloseOnExec) {
+  if (!fd_is_free(3)) {
+    GTEST_SKIP() << "fd 3 is in use in this test process";
+  }
+  Pipe a = high_pipe();
+  Fd a_at_3 = place_at(a.write.get(), 3);
+  ASSERT_EQ(::fcntl(3, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+  a.write.reset();
+  auto process = spawn_ok(shell_plan("echo here >&3", {3}));
+  a_at_3.reset();
+  EXPECT_EQ(read_to_eof(a.read.get()), "here\n");
+  wait_exit(process);
+}
+
+// With 3..5 free, the fds spawn itself opens (/dev/null, the exec-status pipe) land inside the
+// target range and must survive the layout.
+TEST(Process, FdsOpenedBySpawnInsideTheRangeSurviveTheLayout) {
+  if (!fd_is_free(3) || !fd_is_free(4) || !fd_is_free(5)) {
+    GTEST_SKIP() << "fds 3-5 are in use in this test process";
+  }
+  Pipe a = high_pipe();
+  Pipe b = high_pipe();
+  Pipe c = high_pipe();
+  const std::vector<int> fds = {a.write.get(), b.write.get(), c.write.get()};
+
+  auto process = spawn_ok(shell_plan("echo a >&3; echo b >&4; readlink /proc/$$/fd/0 >&5", fds));
+  EXPECT_EQ(wait_exec_status(process), ExecState::succeeded);
+  wait_exit(process);
+
+  SpawnPlan missing = shell_plan("", fds);
+  missing.executable = "/nonexistent/clusterd-test-program";
+  auto failing = spawn_ok(missing);
+  EXPECT_EQ(wait_exec_status(failing), ExecState::failed);
+  EXPECT_EQ(failing.exec_failure(), (ExecFailure{"exec", ENOENT}));
+  wait_exit(failing);
+
+  a.write.reset();
+  b.write.reset();
+  c.write.reset();
+  EXPECT_EQ(read_to_eof(a.read.get()), "a\n");
+  EXPECT_EQ(read_to_eof(b.read.get()), "b\n");
+  EXPECT_EQ(read_to_eof(c.read.get()), "/dev/null\n");
+}
+
+TEST(Process, OutputFdsReplaceStdoutAndStderr) {
+  Pipe out = high_pipe();
+  Pipe err = high_pipe();
+  SpawnPlan plan = shell_plan("echo to-out; echo to-err >&2");
+  plan.stdout_fd = out.write.get();
+  plan.stderr_fd = err.write.get();
+  auto process = spawn_ok(plan);
+  out.write.reset();
+  err.write.reset();
+  EXPECT_EQ(read_to_eof(out.read.get()), "to-out\n");
+  EXPECT_EQ(read_to_eof(err.read.get()), "to-err\n");
+  wait_exit(process);
+}
+
+TEST(Process, SignalGroupReachesEveryProcessOfTheGroup) {
+  Pipe hold = high_pipe(false);
+  Pipe out = high_pipe();
+  // A helper in the background and the worker itself; both keep `out` open.
+  auto process = spawn_ok(shell_plan("{ echo started; exec cat; } <&3 >&4 & exec cat <&3 >&4",
+                                     {hold.read.get(), out.write.get()}));
+  out.write.reset();
+  ASSERT_EQ(read_line(out.read.get()), "started");
+  process.signal_group(SIGTERM);
+  EXPECT_EQ(read_to_eof(out.read.get()), "");  // every holder of the write end is gone
+  const int status = wait_exit(process);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+}
+
+TEST(Process, DestroyingAnUnreapedProcessKillsItsGroupAndReapsIt) {
+  Pipe hold = high_pipe(false);
+  Pipe out = high_pipe();
+  pid_t pid = -1;
+  ::testing::internal::CaptureStderr();
+  {
+    auto process = spawn_ok(shell_plan("{ echo started; exec cat; } <&3 >&4 & exec cat <&3 >&4",
+                                       {hold.read.get(), out.write.get()}));
+    pid = process.pid();
+    out.write.reset();
+    ASSERT_EQ(read_line(out.read.get()), "started");
+  }
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(logged, HasSubstr("pid=" + std::to_string(pid) + " was dropped unreaped"));
+  EXPECT_EQ(read_to_eof(out.read.get()), "");
+  EXPECT_EQ(::waitpid(pid, nullptr, WNOHANG), -1);
+  EXPECT_EQ(errno, ECHILD);
+}
+
+TEST(Process, MovedFromProcessOwnsNothing) {
+  auto first = spawn_ok(shell_plan("exit 0"));
+  const pid_t pid = first.pid();
+  Process second = std::move(first);
+  EXPECT_EQ(second.pid(), pid);
+  EXPECT_EQ(first.pid(), -1);  // NOLINT(bugprone-use-after-move): the state is the point
+  EXPECT_EQ(wait_exec_status(second), ExecState::succeeded);
+  wait_exit(second);
+}
+
+TEST(Process, WorkerGetsTheUsersIds) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root";
+  }
+  Pipe out = high_pipe();
+  auto process = spawn_ok(shell_plan("id -u >&3; id -g >&3; id -G >&3", {out.write.get()}),
+                          Credentials{65534, 65534, {65534}});
+  out.write.reset();
+  EXPECT_EQ(read_to_eof(out.read.get()), "65534\n65534\n65534\n");
+  wait_exit(process);
+}
+
+TEST(Process, WorkerGetsBackTheFdLimitClusterdStartedWith) {
+  // Lower our soft limit first, so the remembered value differs from the hard limit when this
+  // is the first call in the test binary; later calls keep the first value either way.
+  rlimit limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
+  limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, 1000);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &limit), 0);
+  const NofileLimits limits = raise_nofile_limit();
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
+  EXPECT_EQ(limits.soft, limit.rlim_max);
+  EXPECT_EQ(limit.rlim_cur, limit.rlim_max);
+
+  Pipe out = high_pipe();
+  auto process = spawn_ok(shell_plan("ulimit -n >&3", {out.write.get()}));
+  out.write.reset();
+  EXPECT_EQ(read_to_eof(out.read.get()), std::to_string(limits.original_soft) + "\n");
+  wait_exit(process);
+}
+
+class ResolveExecutable : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/cd-process-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    write_file("prog", 0755);
+    write_file("data", 0644);
+    std::filesystem::create_directory(dir_ + "/dir");
+    std::filesystem::create_directory(dir_ + "/sub");
+    write_file("sub/prog2", 0755);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void write_file(const std::string& name, mode_t mode) {
+    const std::string path = dir_ + "/" + name;
+    std::ofstream(path) << "#!/bin/sh\n";
+    ASSERT_EQ(::chmod(path.c_str(), mode), 0);
+  }
+
+  std::string dir_;
+};
+
+TEST_F(ResolveExecutable, AbsolutePathIsTakenAsIs) {
+  EXPECT_EQ(resolve_executable(dir_ + "/prog", "/", ""), dir_ + "/prog");
+}
+
+TEST_F(ResolveExecutable, NameWithSlashIsFoundFromTheDirectory) {
+  EXPECT_EQ(resolve_executable("./prog", dir_, "/nonexistent"), dir_ + "/prog");
+  EXPECT_EQ(resolve_executable("sub/prog2", dir_, ""), dir_ + "/sub/prog2");
+}
+
+TEST_F(ResolveExecutable, NameWithSlashWithoutDirectoryIsFoundFromTheWorkingDirectory) {
+  // A relative path from our working directory to the temp dir.
+  const std::filesystem::path relative = std::filesystem::relative(dir_ + "/prog", std::filesystem::current_path());
+  const auto found = resolve_executable(relative.string(), "", "");
+  ASSERT_TRUE(found) << std::strerror(found.error());
+  EXPECT_TRUE(found->starts_with("/"));
+  EXPECT_TRUE(std::filesystem::equivalent(*found, dir_ + "/prog"));
+}
+
+TEST_F(ResolveExecutable, NonExecutableFileIsEacces) {
+  EXPECT_EQ(resolve_executable("./data", dir_, ""), tl::make_unexpected(EACCES));
+}
+
+TEST_F(ResolveExecutable, DirectoryIsEacces) {
+  EXPECT_EQ(resolve_executable("./dir", dir_, ""), tl::make_unexpected(EACCES));
+}
+
+TEST_F(ResolveExecutable, MissingFileIsEnoent) {
+  EXPECT_EQ(resolve_executable("./missing", dir_, ""), tl::make_unexpected(ENOENT));
+  EXPECT_EQ(resolve_executable("clusterd-no-such-program", dir_, "/nonexistent:" + dir_),
+            tl::make_unexpected(ENOENT));
+  EXPECT_EQ(resolve_executable("", dir_, ""), tl::make_unexpected(ENOENT));
+}
+
+TEST_F(ResolveExecutable, BareNameIsSearchedInPath) {
+  EXPECT_EQ(resolve_executable("prog", "/", "/nonexistent:" + dir_), dir_ + "/prog");
+}
+
+TEST_F(ResolveExecutable, PathSearchSkipsANonExecutableMatch) {
+  EXPECT_EQ(resolve_executable("data", "/", dir_), tl::make_unexpected(EACCES));
+  write_file("sub/data", 0755);
+  EXPECT_EQ(resolve_executable("data", "/", dir_ + ":" + dir_ + "/sub"), dir_ + "/sub/data");
+}
+
+TEST_F(ResolveExecutable, RelativePathEntriesAreTakenFromTheDirectory) {
+  EXPECT_EQ(resolve_executable("prog2", dir_, "sub"), dir_ + "/sub/prog2");
+  EXPECT_EQ(resolve_executable("prog", dir_, "/nonexistent:"), dir_ + "/prog");  // empty entry: "."
+}
+
+TEST_F(ResolveExecutable, EmptyPathMeansBinAndUsrBin) {
+  EXPECT_EQ(resolve_executable("sh", "/", ""), "/bin/sh");
+}
+
+}  // namespace
+}  // namespace clusterd

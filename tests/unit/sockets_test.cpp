@@ -1,0 +1,379 @@
+// Listening sockets on loopback and in private temp dirs: binding, options, unix socket files,
+// and listening again after a worker's shutdown().
+#include "sockets.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "address.h"
+
+namespace clusterd {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// A deadline for events that must already have happened; reaching it fails the test.
+constexpr int event_timeout_ms = 10'000;
+
+ListenerConfig listener_config(std::string_view address_text, std::string name = "fd3") {
+  ListenerConfig config;
+  config.name = std::move(name);
+  auto address = parse_address(address_text);
+  EXPECT_TRUE(address.has_value()) << address_text;
+  config.address = address.value_or(Address{});
+  config.ipv6_only = config.address.family == AddressFamily::ipv6 && !config.address.any_dual_stack;
+  return config;
+}
+
+Listener open_one(const ListenerConfig& config) {
+  std::vector<Listener> listeners = open_listeners({config});
+  EXPECT_EQ(listeners.size(), 1u);
+  return std::move(listeners.front());
+}
+
+// Short, private path: sun_path holds 107 bytes (style §8).
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = "/tmp/cd-sock-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      throw std::runtime_error("mkdtemp failed");
+    }
+    path_ = pattern;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
+
+ private:
+  std::string path_;
+};
+
+sockaddr_un unix_address(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.data(), path.size());
+  return address;
+}
+
+// A client connection to `bound_address` as Listener::bound_address() writes it; -1 on failure.
+Fd connect_to(const std::string& bound_address, bool via_ipv4_loopback = false) {
+  const auto address = parse_address(bound_address);
+  if (!address) {
+    ADD_FAILURE() << address.error();
+    return Fd();
+  }
+  if (address->family == AddressFamily::unix_path) {
+    Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const sockaddr_un target = unix_address(address->path);
+    return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&target), sizeof(target)) == 0 ? std::move(fd)
+                                                                                                   : Fd();
+  }
+  if (address->family == AddressFamily::ipv4 || via_ipv4_loopback) {
+    Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in target{};
+    target.sin_family = AF_INET;
+    target.sin_port = htons(address->port);
+    ::inet_pton(AF_INET, "127.0.0.1", &target.sin_addr);
+    return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&target), sizeof(target)) == 0 ? std::move(fd)
+                                                                                                   : Fd();
+  }
+  Fd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in6 target{};
+  target.sin6_family = AF_INET6;
+  target.sin6_port = htons(address->port);
+  ::inet_pton(AF_INET6, "::1", &target.sin6_addr);
+  return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&target), sizeof(target)) == 0 ? std::move(fd)
+                                                                                                 : Fd();
+}
+
+// Waits for a queued connection on the listener and accepts it.
+Fd accept_one(const Listener& listener) {
+  pollfd ready{listener.fd(), POLLIN, 0};
+  if (::poll(&ready, 1, event_timeout_ms) != 1) {
+    ADD_FAILURE() << "no connection arrived on " << listener.bound_address();
+    return Fd();
+  }
+  return Fd(::accept4(listener.fd(), nullptr, nullptr, SOCK_CLOEXEC));
+}
+
+int int_option(int fd, int level, int option) {
+  int value = -1;
+  socklen_t length = sizeof(value);
+  EXPECT_EQ(::getsockopt(fd, level, option, &value, &length), 0) << std::strerror(errno);
+  return value;
+}
+
+bool is_cloexec(int fd) { return (::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0; }
+
+bool ipv6_loopback_available() {
+  Fd fd(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in6 address{};
+  address.sin6_family = AF_INET6;
+  address.sin6_addr = in6addr_loopback;
+  return fd && ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
+}
+
+std::string listen_error_of(const std::vector<ListenerConfig>& configs) {
+  try {
+    open_listeners(configs);
+  } catch (const ListenError& error) {
+    return error.what();
+  }
+  ADD_FAILURE() << "open_listeners did not fail";
+  return {};
+}
+
+// A unix socket bound at `path` by someone else; listening or not.
+Fd bind_unix(const std::string& path, bool listening) {
+  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  const sockaddr_un address = unix_address(path);
+  EXPECT_EQ(::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)), 0);
+  if (listening) {
+    EXPECT_EQ(::listen(fd.get(), 8), 0);
+  }
+  return fd;
+}
+
+TEST(OpenListeners, PortZeroGetsARealPortThatAcceptsConnections) {
+  Listener listener = open_one(listener_config("127.0.0.1:0"));
+  EXPECT_THAT(listener.bound_address(), StartsWith("127.0.0.1:"));
+  EXPECT_NE(listener.bound_address(), "127.0.0.1:0");
+  EXPECT_EQ(listener.name(), "fd3");
+  Fd client = connect_to(listener.bound_address());
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(accept_one(listener));
+}
+
+TEST(OpenListeners, TcpListenersHaveReuseAddrAndAreListening) {
+  Listener listener = open_one(listener_config("127.0.0.1:0"));
+  EXPECT_EQ(int_option(listener.fd(), SOL_SOCKET, SO_REUSEADDR), 1);
+  EXPECT_EQ(int_option(listener.fd(), SOL_SOCKET, SO_ACCEPTCONN), 1);
+}
+
+TEST(OpenListeners, Ipv6ListenersSetV6OnlyFromTheConfig) {
+  if (!ipv6_loopback_available()) {
+    GTEST_SKIP() << "no IPv6 loopback here";
+  }
+  // Only the any address shows the flag as configured: binding a specific IPv6 address
+  // makes the kernel set IPV6_V6ONLY by itself, since it can never see IPv4 traffic.
+  ListenerConfig v6_only = listener_config("[::]:0");
+  v6_only.ipv6_only = true;
+  ListenerConfig both = listener_config("[::]:0");
+  both.ipv6_only = false;
+  std::vector<Listener> listeners = open_listeners({v6_only, both});
+  EXPECT_EQ(int_option(listeners[0].fd(), IPPROTO_IPV6, IPV6_V6ONLY), 1);
+  EXPECT_EQ(int_option(listeners[1].fd(), IPPROTO_IPV6, IPV6_V6ONLY), 0);
+}
+
+TEST(OpenListeners, Ipv6LoopbackAcceptsConnections) {
+  if (!ipv6_loopback_available()) {
+    GTEST_SKIP() << "no IPv6 loopback here";
+  }
+  Listener listener = open_one(listener_config("[::1]:0"));
+  EXPECT_THAT(listener.bound_address(), StartsWith("[::1]:"));
+  EXPECT_NE(listener.bound_address(), "[::1]:0");
+  Fd client = connect_to(listener.bound_address());
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(accept_one(listener));
+}
+
+TEST(OpenListeners, DualStackAnyAddressAcceptsIpv4Connections) {
+  if (!ipv6_loopback_available()) {
+    GTEST_SKIP() << "no IPv6 here";
+  }
+  Listener listener = open_one(listener_config(":0"));
+  EXPECT_THAT(listener.bound_address(), StartsWith("[::]:"));
+  EXPECT_EQ(int_option(listener.fd(), IPPROTO_IPV6, IPV6_V6ONLY), 0);
+  Fd client = connect_to(listener.bound_address(), /*via_ipv4_loopback=*/true);
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(accept_one(listener));
+}
+
+TEST(OpenListeners, ASecondBindOfTheSamePortFailsNamingTheAddress) {
+  Listener first = open_one(listener_config("127.0.0.1:0"));
+  EXPECT_EQ(listen_error_of({listener_config(first.bound_address())}),
+            "bind " + first.bound_address() + ": Address already in use");
+}
+
+TEST(OpenListeners, CapsTheBacklogAtSomaxconn) {
+  std::ifstream file("/proc/sys/net/core/somaxconn");
+  int somaxconn = 0;
+  ASSERT_TRUE(file >> somaxconn);
+  ListenerConfig huge = listener_config("127.0.0.1:0");
+  huge.backlog = somaxconn + 1000;
+  ListenerConfig small = listener_config("127.0.0.1:0");
+  small.backlog = 7;
+  std::vector<Listener> listeners = open_listeners({huge, small});
+  EXPECT_EQ(listeners[0].backlog(), somaxconn);
+  EXPECT_EQ(listeners[1].backlog(), 7);
+}
+
+TEST(OpenListeners, EveryListenerIsCloseOnExec) {
+  TempDir dir;
+  std::vector<Listener> listeners =
+      open_listeners({listener_config("127.0.0.1:0"), listener_config("unix:" + dir.file("a.sock"))});
+  for (const Listener& listener : listeners) {
+    EXPECT_TRUE(is_cloexec(listener.fd())) << listener.bound_address();
+  }
+}
+
+TEST(OpenListeners, AUnixSocketGetsTheConfiguredMode) {
+  TempDir dir;
+  ListenerConfig private_socket = listener_config("unix:" + dir.file("private.sock"));
+  private_socket.mode = 0600;
+  ListenerConfig group_socket = listener_config("unix:" + dir.file("group.sock"));
+  std::vector<Listener> listeners = open_listeners({private_socket, group_socket});
+  struct stat status {};
+  ASSERT_EQ(::stat(dir.file("private.sock").c_str(), &status), 0);
+  EXPECT_TRUE(S_ISSOCK(status.st_mode));
+  EXPECT_EQ(status.st_mode & 07777, 0600u);
+  ASSERT_EQ(::stat(dir.file("group.sock").c_str(), &status), 0);
+  EXPECT_EQ(status.st_mode & 07777, 0660u);
+  EXPECT_EQ(listeners[0].bound_address(), "unix:" + dir.file("private.sock"));
+}
+
+TEST(OpenListeners, AUnixListenerAcceptsConnections) {
+  TempDir dir;
+  Listener listener = open_one(listener_config("unix:" + dir.file("a.sock")));
+  Fd client = connect_to(listener.bound_address());
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(accept_one(listener));
+}
+
+TEST(OpenListeners, AStaleUnixSocketFileIsReplaced) {
+  TempDir dir;
+  const std::string path = dir.file("a.sock");
+  bind_unix(path, /*listening=*/false);  // closed at once: the file stays, nobody listens
+  ASSERT_TRUE(std::filesystem::exists(path));
+  Listener listener = open_one(listener_config("unix:" + path));
+  Fd client = connect_to(listener.bound_address());
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(accept_one(listener));
+}
+
+TEST(OpenListeners, ALiveUnixSocketIsRefusedAndLeftAlone) {
+  TempDir dir;
+  const std::string path = dir.file("a.sock");
+  Fd other = bind_unix(path, /*listening=*/true);
+  EXPECT_EQ(listen_error_of({listener_config("unix:" + path)}),
+            "unix:" + path + ": address in use (another process is listening)");
+  Fd client = connect_to("unix:" + path);
+  EXPECT_TRUE(client);
+}
+
+TEST(OpenListeners, ARegularFileAtTheUnixPathIsRefused) {
+  TempDir dir;
+  const std::string path = dir.file("a.sock");
+  std::ofstream(path) << "data";
+  EXPECT_EQ(listen_error_of({listener_config("unix:" + path)}),
+            "unix:" + path + ": the path exists and is not a socket; remove it or choose another path");
+  EXPECT_TRUE(std::filesystem::is_regular_file(path));
+}
+
+TEST(OpenListeners, AUnixBindErrorNamesTheAddress) {
+  TempDir dir;
+  const std::string path = dir.file("missing/a.sock");
+  EXPECT_EQ(listen_error_of({listener_config("unix:" + path)}),
+            "bind unix:" + path + ": No such file or directory");
+}
+
+TEST(OpenListeners, AFailureClosesTheListenersAlreadyOpened) {
+  TempDir dir;
+  Listener taken = open_one(listener_config("127.0.0.1:0"));
+  const std::string path = dir.file("a.sock");
+  EXPECT_THAT(listen_error_of({listener_config("unix:" + path), listener_config(taken.bound_address())}),
+              StartsWith("bind " + taken.bound_address() + ": "));
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(Listener, RemovesItsUnixSocketFileOnDestruction) {
+  TempDir dir;
+  const std::string path = dir.file("a.sock");
+  {
+    Listener listener = open_one(listener_config("unix:" + path));
+    EXPECT_TRUE(std::filesystem::is_socket(path));
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(Listener, LeavesAFileThatReplacedItsSocket) {
+  TempDir dir;
+  const std::string path = dir.file("a.sock");
+  {
+    Listener listener = open_one(listener_config("unix:" + path));
+    ASSERT_EQ(::unlink(path.c_str()), 0);
+    std::ofstream(path) << "someone else's";
+  }
+  EXPECT_TRUE(std::filesystem::is_regular_file(path));
+}
+
+TEST(Listener, LeavesASocketThatAnotherProcessBoundInItsPlace) {
+  TempDir dir;
+  const std::string path = dir.file("a.sock");
+  Fd other;
+  {
+    Listener listener = open_one(listener_config("unix:" + path));
+    ASSERT_EQ(::unlink(path.c_str()), 0);
+    other = bind_unix(path, /*listening=*/true);
+  }
+  EXPECT_TRUE(std::filesystem::is_socket(path));
+}
+
+TEST(Listener, AMovedFromListenerLeavesTheFileToItsSuccessor) {
+  TempDir dir;
+  const std::string path = dir.file("a.sock");
+  std::vector<Listener> listeners = open_listeners({listener_config("unix:" + path)});
+  {
+    Listener moved_from = std::move(listeners.front());
+    Listener successor(std::move(moved_from));
+    listeners.clear();
+    EXPECT_TRUE(std::filesystem::is_socket(path));
+    Listener assigned = open_one(listener_config("127.0.0.1:0"));
+    assigned = std::move(successor);
+    EXPECT_TRUE(std::filesystem::is_socket(path));
+    EXPECT_EQ(assigned.bound_address(), "unix:" + path);
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(Listener, EnsureListeningDoesNothingWhileListening) {
+  Listener listener = open_one(listener_config("127.0.0.1:0"));
+  const std::string before = listener.bound_address();
+  EXPECT_FALSE(listener.ensure_listening());
+  EXPECT_EQ(listener.bound_address(), before);
+}
+
+TEST(Listener, EnsureListeningListensAgainAfterAWorkersShutdown) {
+  Listener listener = open_one(listener_config("127.0.0.1:0"));
+  // What a worker's shutdown() on its inherited copy does to the shared socket.
+  ASSERT_EQ(::shutdown(listener.fd(), SHUT_RD), 0);
+  ASSERT_EQ(int_option(listener.fd(), SOL_SOCKET, SO_ACCEPTCONN), 0);
+  EXPECT_TRUE(listener.ensure_listening());
+  EXPECT_EQ(int_option(listener.fd(), SOL_SOCKET, SO_ACCEPTCONN), 1);
+  EXPECT_THAT(listener.bound_address(), StartsWith("127.0.0.1:"));
+  Fd client = connect_to(listener.bound_address());
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(accept_one(listener));
+  EXPECT_FALSE(listener.ensure_listening());
+}
+
+}  // namespace
+}  // namespace clusterd
