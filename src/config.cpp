@@ -1121,6 +1121,15 @@ std::string to_toml(const Config& config) {
   const auto line = [&out](std::string_view key, const std::string& value) {
     out.append(key).append(" = ").append(value).append("\n");
   };
+  // A key without a value cannot be written in TOML; a comment still shows that it exists.
+  const auto optional_line = [&](std::string_view key, const std::optional<std::string>& value,
+                                 std::string_view unset) {
+    if (value) {
+      line(key, *value);
+    } else {
+      out.append("# ").append(key).append(": ").append(unset).append("\n");
+    }
+  };
   const auto bare_key = [](const std::string& key) {
     const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
       return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -1136,14 +1145,11 @@ std::string to_toml(const Config& config) {
     command += (i == 0 ? "" : ", ") + quote(config.command[i]);
   }
   line("command", command + "]");
-  if (config.directory.empty()) {
-    out += "# directory: unset (clusterd's working directory)\n";
-  } else {
-    line("directory", quote(config.directory));
-  }
-  config.user ? line("user", quote(*config.user)) : void(out += "# user: unset\n");
-  config.group ? line("group", quote(*config.group))
-               : void(out += "# group: unset (the user's primary group)\n");
+  optional_line("directory", config.directory.empty() ? std::nullopt : std::optional(quote(config.directory)),
+                "unset (clusterd's working directory)");
+  optional_line("user", config.user ? std::optional(quote(*config.user)) : std::nullopt, "unset");
+  optional_line("group", config.group ? std::optional(quote(*config.group)) : std::nullopt,
+                "unset (the user's primary group)");
 
   for (const auto& listener : config.listeners) {
     out += "\n[[listen]]\n";
@@ -1171,7 +1177,8 @@ std::string to_toml(const Config& config) {
   line("max_delay", quote(format_duration(restart.max_delay)));
   line("multiplier", format_float(restart.multiplier));
   line("reset_after", quote(format_duration(restart.reset_after)));
-  restart.burst ? line("burst", std::to_string(*restart.burst)) : void(out += "# burst: unset (off)\n");
+  optional_line("burst", restart.burst ? std::optional(std::to_string(*restart.burst)) : std::nullopt,
+                "unset (off)");
   line("interval", quote(format_duration(restart.interval)));
 
   out += "\n[stop]\n";
@@ -1181,7 +1188,8 @@ std::string to_toml(const Config& config) {
   out += "\n[log]\n";
   constexpr std::array<std::string_view, 5> levels{"trace", "debug", "info", "warn", "error"};
   line("level", quote(levels[static_cast<std::size_t>(config.log.level)]));
-  config.log.file ? line("file", quote(*config.log.file)) : void(out += "# file: unset (stderr)\n");
+  optional_line("file", config.log.file ? std::optional(quote(*config.log.file)) : std::nullopt,
+                "unset (stderr)");
   return out;
 }
 

@@ -130,7 +130,10 @@ int run_supervisor(Config config, StartChecks checks) {
   try {
     setup.listeners = open_listeners(config.listeners);
   } catch (const ListenError& error) {
-    spdlog::error("{}", error.what());
+    // Once on stderr for whoever started us; the log file (if any) gets it too.
+    if (config.log.file) {
+      spdlog::error("{}", error.what());
+    }
     std::cerr << "clusterd: " << error.what() << '\n';
     return exit_usage;
   }

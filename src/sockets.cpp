@@ -316,10 +316,15 @@ std::vector<Listener> open_listeners(const std::vector<ListenerConfig>& listener
   std::vector<Listener> opened;
   opened.reserve(listeners.size());
   for (const ListenerConfig& config : listeners) {
-    if (config.address.family == AddressFamily::unix_path) {
-      opened.push_back(open_unix(config));
-    } else {
-      opened.push_back(open_tcp(config));
+    try {
+      if (config.address.family == AddressFamily::unix_path) {
+        opened.push_back(open_unix(config));
+      } else {
+        opened.push_back(open_tcp(config));
+      }
+    } catch (const ListenError& error) {
+      // Name the listener as the operator wrote it, so "which one?" needs no guessing.
+      throw ListenError("listener \"" + config.name + "\": " + error.what());
     }
   }
   return opened;

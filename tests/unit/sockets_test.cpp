@@ -210,7 +210,7 @@ TEST(OpenListeners, DualStackAnyAddressAcceptsIpv4Connections) {
 TEST(OpenListeners, ASecondBindOfTheSamePortFailsNamingTheAddress) {
   Listener first = open_one(listener_config("127.0.0.1:0"));
   EXPECT_EQ(listen_error_of({listener_config(first.bound_address())}),
-            "bind " + first.bound_address() + ": Address already in use");
+            "listener \"fd3\": bind " + first.bound_address() + ": Address already in use");
 }
 
 TEST(OpenListeners, CapsTheBacklogAtSomaxconn) {
@@ -274,7 +274,7 @@ TEST(OpenListeners, ALiveUnixSocketIsRefusedAndLeftAlone) {
   const std::string path = dir.file("a.sock");
   Fd other = bind_unix(path, /*listening=*/true);
   EXPECT_EQ(listen_error_of({listener_config("unix:" + path)}),
-            "unix:" + path + ": address in use (another process is listening)");
+            "listener \"fd3\": unix:" + path + ": address in use (another process is listening)");
   Fd client = connect_to("unix:" + path);
   EXPECT_TRUE(client);
 }
@@ -284,7 +284,8 @@ TEST(OpenListeners, ARegularFileAtTheUnixPathIsRefused) {
   const std::string path = dir.file("a.sock");
   std::ofstream(path) << "data";
   EXPECT_EQ(listen_error_of({listener_config("unix:" + path)}),
-            "unix:" + path + ": the path exists and is not a socket; remove it or choose another path");
+            "listener \"fd3\": unix:" + path +
+                ": the path exists and is not a socket; remove it or choose another path");
   EXPECT_TRUE(std::filesystem::is_regular_file(path));
 }
 
@@ -292,7 +293,7 @@ TEST(OpenListeners, AUnixBindErrorNamesTheAddress) {
   TempDir dir;
   const std::string path = dir.file("missing/a.sock");
   EXPECT_EQ(listen_error_of({listener_config("unix:" + path)}),
-            "bind unix:" + path + ": No such file or directory");
+            "listener \"fd3\": bind unix:" + path + ": No such file or directory");
 }
 
 TEST(OpenListeners, AFailureClosesTheListenersAlreadyOpened) {
@@ -300,7 +301,7 @@ TEST(OpenListeners, AFailureClosesTheListenersAlreadyOpened) {
   Listener taken = open_one(listener_config("127.0.0.1:0"));
   const std::string path = dir.file("a.sock");
   EXPECT_THAT(listen_error_of({listener_config("unix:" + path), listener_config(taken.bound_address())}),
-              StartsWith("bind " + taken.bound_address() + ": "));
+              StartsWith("listener \"fd3\": bind " + taken.bound_address() + ": "));
   EXPECT_FALSE(std::filesystem::exists(path));
 }
 
