@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -41,6 +42,27 @@ struct ListenerConfig {
   bool ipv6_only = false;  // true for [V6]:PORT unless set; false for :PORT (dual stack)
 };
 
+// When a new worker counts as ready: its exec succeeded, it sent READY=1 to its NOTIFY_SOCKET,
+// or it stayed up `min_uptime`.
+enum class ReadyMode { exec, notify, uptime };
+
+struct ReadyConfig {
+  ReadyMode mode = ReadyMode::exec;
+  Duration min_uptime{0};  // ReadyMode::uptime only
+  Duration timeout = std::chrono::seconds(60);
+  std::optional<Duration> watchdog;  // ReadyMode::notify only; unset: off
+};
+
+struct ReloadConfig {
+  int batch = 1;  // slots replaced at the same time
+};
+
+struct RecycleConfig {
+  std::optional<Duration> max_lifetime;  // unset: off
+  std::optional<std::uint64_t> max_rss;  // bytes; unset: off
+  Duration check_interval = std::chrono::seconds(10);
+};
+
 enum class LogLevel { trace, debug, info, warn, error };
 
 struct LogConfig {
@@ -59,6 +81,9 @@ struct Config {
   std::map<std::string, std::string> env;
   RestartConfig restart;
   StopConfig stop;
+  ReadyConfig ready;
+  ReloadConfig reload;
+  RecycleConfig recycle;
   LogConfig log;
   std::optional<std::string> file;  // the config file it was read from, as given
 };
@@ -96,14 +121,35 @@ struct ConfigText {
   std::string text;
 };
 
-// Pure: parses and validates the file's text (if any) with the overrides applied on top.
-// Reports every problem, not just the first.
+// What only the running system can tell about a value: build_config asks and reports each
+// answer at the key's position, among every other problem. Each returns nullopt when the value
+// is fine, else what is wrong (`expected an existing directory, found "/x"`). An empty function
+// skips its check. host_checks.h has the real ones; tests pass fakes, so config stays pure.
+struct HostChecks {
+  // `directory` (when set): an existing directory.
+  std::function<std::optional<std::string>(const std::string& directory)> directory;
+  // PROGRAM or command[0] can be executed, found as a start finds it from `directory` ("": clusterd's
+  // working directory). Asked only when `directory` is unset or passed its check.
+  std::function<std::optional<std::string>(const std::string& program, const std::string& directory)> program;
+  // `user` / `group` (when set): a known user, a known group.
+  std::function<std::optional<std::string>(const std::string& user)> user;
+  std::function<std::optional<std::string>(const std::string& group)> group;
+  // `log.file` (when set): can be opened for appending without creating any directory.
+  std::function<std::optional<std::string>(const std::string& path)> log_file;
+};
+
+// Parses and validates the file's text (if any) with the overrides applied on top, then asks
+// `host` (nullptr: nothing) about what a start depends on. Reports every problem, not just the
+// first: the file's in position order, then the flags' (docs/configuration.md, "Diagnostics").
+// Pure unless `host` touches the system.
 tl::expected<Config, Diagnostics> build_config(const std::optional<ConfigText>& file,
-                                               const ConfigOverrides& overrides);
+                                               const ConfigOverrides& overrides,
+                                               const HostChecks* host = nullptr);
 
 // Reads `path` (if given) and calls build_config; an unreadable file is a Diagnostic.
 tl::expected<Config, Diagnostics> load_config(const std::optional<std::string>& path,
-                                              const ConfigOverrides& overrides);
+                                              const ConfigOverrides& overrides,
+                                              const HostChecks* host = nullptr);
 
 // The effective configuration as TOML that `-c` accepts (what `clusterd check` prints).
 std::string to_toml(const Config& config);

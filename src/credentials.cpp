@@ -255,4 +255,14 @@ tl::expected<WorkerUser, std::string> resolve_worker_user(const std::optional<st
   return result;
 }
 
+std::optional<std::string> check_user_known(const std::string& user) {
+  auto found = find_user(user);
+  return found ? std::nullopt : std::optional(found.error());
+}
+
+std::optional<std::string> check_group_known(const std::string& group) {
+  auto found = find_group(group);
+  return found ? std::nullopt : std::optional(found.error());
+}
+
 }  // namespace clusterd

@@ -42,4 +42,12 @@ struct WorkerUser {
 tl::expected<WorkerUser, std::string> resolve_worker_user(const std::optional<std::string>& user,
                                                           const std::optional<std::string>& group);
 
+// Whether `user` is a user resolve_worker_user accepts (a name, or a uid with a passwd entry):
+// nullopt if so, else `unknown user "bob"` or why the lookup failed. Says nothing about privilege.
+std::optional<std::string> check_user_known(const std::string& user);
+
+// Whether `group` is a group resolve_worker_user accepts (a name, or any numeric gid): nullopt
+// if so, else `unknown group "x"` or why the lookup failed.
+std::optional<std::string> check_group_known(const std::string& group);
+
 }  // namespace clusterd

@@ -5,12 +5,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstring>
+#include <algorithm>
+#include <fstream>
 #include <random>
+#include <sstream>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "logging.h"
+#include "proc_status.h"
 
 extern char** environ;
 
@@ -37,14 +41,47 @@ WorkerExit exit_from(const siginfo_t& info) {
   return KilledBySignal{info.si_status};
 }
 
+// Two listener configurations stand for the same socket when they bind the same thing.
+bool same_socket(const ListenerConfig& a, const ListenerConfig& b) {
+  return a.address == b.address && a.ipv6_only == b.ipv6_only;
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return std::nullopt;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
 }  // namespace
 
 Daemon::Daemon(DaemonSetup setup)
-    : setup_(std::move(setup)),
+    : reload_loader_(std::move(setup.reload_loader)),
+      resolve_worker_count_(std::move(setup.resolve_worker_count)),
+      loaded_workers_setting_(setup.prepared.config.workers),
       parent_env_(current_environment()),
-      supervisor_(setup_.config, setup_.worker_count, jitter_source()) {
-  for (const Listener& listener : setup_.listeners) {
-    listener_fds_.push_back({listener.name(), listener.fd()});
+      supervisor_(std::make_shared<const Config>(std::move(setup.prepared.config)), setup.worker_count,
+                  jitter_source()),
+      systemd_(SystemdNotifier::from_environment()) {
+  Generation generation{supervisor_.shared_config_of(1), std::move(setup.prepared.executable),
+                        std::move(setup.prepared.user), {}};
+  for (std::size_t index = 0; index < setup.listeners.size(); ++index) {
+    generation.listeners.emplace_back(setup.listener_configs.at(index),
+                                      std::make_shared<Listener>(std::move(setup.listeners[index])));
+  }
+  generations_.emplace(generation.config.get(), std::move(generation));
+
+  if (systemd_.problem()) {
+    spdlog::warn("NOTIFY_SOCKET is not usable, systemd will not hear from clusterd: {}", *systemd_.problem());
+  }
+  if (const auto timeout = systemd_.watchdog_timeout()) {
+    next_systemd_ping_ = Clock::now();
+    spdlog::info("systemd watchdog enabled timeout={} ping_every={}",
+                 format_duration(std::chrono::duration_cast<Duration>(*timeout)),
+                 format_duration(std::chrono::duration_cast<Duration>(*timeout / 2)));
   }
   loop_.add(signals_.fd(), EPOLLIN, [this](std::uint32_t) { on_signal(); });
   loop_.set_timer_callback([this] { pending_.push_back(Tick{}); });
@@ -54,11 +91,32 @@ int Daemon::run() {
   pending_.push_back(Start{});
   drain_events();
   while (!exit_code_) {
-    loop_.arm_timer(supervisor_.next_deadline());
+    loop_.arm_timer(next_wakeup());
     loop_.run_once();
+    ping_systemd_watchdog(Clock::now());
     drain_events();
   }
   return *exit_code_;
+}
+
+std::optional<TimePoint> Daemon::next_wakeup() const {
+  std::optional<TimePoint> wakeup = supervisor_.next_deadline();
+  if (next_systemd_ping_ && (!wakeup || *next_systemd_ping_ < *wakeup)) {
+    wakeup = next_systemd_ping_;
+  }
+  return wakeup;
+}
+
+void Daemon::ping_systemd_watchdog(TimePoint now) {
+  // From the event loop itself: a wedged loop must stop the pings (protocols §2.2).
+  if (!next_systemd_ping_ || *next_systemd_ping_ > now) {
+    return;
+  }
+  if (const auto problem = systemd_.send("WATCHDOG=1")) {
+    spdlog::warn("cannot ping the systemd watchdog: {}", *problem);
+  }
+  const auto half = std::chrono::duration_cast<Clock::duration>(*systemd_.watchdog_timeout() / 2);
+  next_systemd_ping_ = now + half;
 }
 
 void Daemon::drain_events() {
@@ -69,6 +127,7 @@ void Daemon::drain_events() {
     pending_.pop_front();
     execute(supervisor_.handle(event, Clock::now()));
   }
+  prune_generations();
 }
 
 void Daemon::execute(const std::vector<Action>& actions) {
@@ -78,21 +137,68 @@ void Daemon::execute(const std::vector<Action>& actions) {
 }
 
 void Daemon::execute_one(const Spawn& spawn) {
+  const Generation& generation = generations_.at(&supervisor_.config_of(spawn.id.generation));
+  const Config& config = supervisor_.config_of(spawn.id.generation);
+  std::vector<ListenerFd> listener_fds;
+  for (const auto& [listener_config, listener] : generation.listeners) {
+    listener_fds.push_back({listener_config.name, listener->fd()});
+  }
+  std::optional<WorkerNotifySocket> notify_socket;
+  const std::optional<NotifySettings> notify = notify_settings_for(generation, spawn.id, notify_socket);
+  if (config.ready.mode == ReadyMode::notify && !notify) {
+    pending_.push_back(SpawnFailed{spawn.id, ExecFailure{"notify socket", EIO}});
+    return;
+  }
   const WorkerIdentity identity{spawn.id.slot, spawn.workers, spawn.id.generation};
-  const SpawnPlan plan = make_spawn_plan(setup_.config, setup_.executable, listener_fds_, identity,
-                                         parent_env_, setup_.user_env);
-  auto process = Process::spawn(plan, setup_.credentials);
+  const SpawnPlan plan = make_spawn_plan(config, generation.executable, listener_fds, identity, parent_env_,
+                                         generation.user.user_env, notify);
+  auto process = Process::spawn(plan, generation.user.credentials);
   if (!process) {
     pending_.push_back(SpawnFailed{spawn.id, process.error()});
     return;
   }
   const pid_t pid = process->pid();
   const int exec_fd = process->exec_status_fd();
-  auto [entry, inserted] = workers_.emplace(pid, RunningWorker{spawn.id, std::move(*process)});
+  auto [entry, inserted] = workers_.emplace(pid, RunningWorker{spawn.id, std::move(*process), std::move(notify_socket)});
   (void)inserted;
   loop_.add(exec_fd, EPOLLIN, [this, pid](std::uint32_t) { on_exec_status(pid); });
   entry->second.exec_status_watched = true;
+  if (entry->second.notify) {
+    loop_.add(entry->second.notify->fd(), EPOLLIN, [this, pid](std::uint32_t) { on_notify(pid); });
+  }
   pending_.push_back(Spawned{spawn.id, pid});
+}
+
+std::optional<NotifySettings> Daemon::notify_settings_for(const Generation& generation, const WorkerId& id,
+                                                          std::optional<WorkerNotifySocket>& socket) {
+  const Config& config = *generation.config;
+  if (config.ready.mode != ReadyMode::notify) {
+    return std::nullopt;
+  }
+  const auto& credentials = generation.user.credentials;
+  if (!notify_directory_) {
+    auto directory = NotifyDirectory::create(config.name, credentials ? std::optional<uid_t>(credentials->uid)
+                                                                      : std::nullopt);
+    if (!directory) {
+      spdlog::error("cannot create the directory for workers' notify sockets: {}", directory.error());
+      return std::nullopt;
+    }
+    notify_directory_ = std::move(*directory);
+  }
+  const std::string path = notify_directory_->worker_socket_path(id.slot, id.generation, id.instance);
+  auto opened = WorkerNotifySocket::open(path, credentials ? std::optional<uid_t>(credentials->uid) : std::nullopt,
+                                         credentials ? std::optional<gid_t>(credentials->gid) : std::nullopt);
+  if (!opened) {
+    spdlog::error("cannot create a notify socket slot={} gen={}: {}", id.slot, id.generation, opened.error());
+    return std::nullopt;
+  }
+  socket = std::move(*opened);
+  NotifySettings settings{socket->path(), std::nullopt};
+  if (config.ready.watchdog) {
+    settings.watchdog_usec = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(*config.ready.watchdog).count());
+  }
+  return settings;
 }
 
 void Daemon::execute_one(const SendSignal& send) {
@@ -102,6 +208,37 @@ void Daemon::execute_one(const SendSignal& send) {
       return;
     }
   }
+}
+
+void Daemon::execute_one(const SampleRss& sample) {
+  for (const auto& [pid, worker] : workers_) {
+    if (std::find(sample.ids.begin(), sample.ids.end(), worker.id) == sample.ids.end()) {
+      continue;
+    }
+    const auto text = read_file("/proc/" + std::to_string(pid) + "/status");
+    if (const auto rss = text ? parse_vm_rss(*text) : std::nullopt) {
+      pending_.push_back(RssSampled{worker.id, *rss});
+    }
+  }
+}
+
+void Daemon::execute_one(const NotifySystemd& notify) {
+  if (!systemd_.enabled()) {
+    return;
+  }
+  std::string message = notify.message;
+  if (message.starts_with("RELOADING=1")) {
+    // systemd matches the reload to its request by this timestamp (protocols §2.2).
+    message += "\nMONOTONIC_USEC=" + std::to_string(monotonic_now().count());
+  }
+  if (const auto problem = systemd_.send(message)) {
+    spdlog::warn("cannot notify systemd: {}", *problem);
+  }
+}
+
+void Daemon::execute_one(const ReloadFinished&) {
+  // The Supervisor logged the outcome; control requests waiting for it are answered by the
+  // control socket (not in this version).
 }
 
 void Daemon::execute_one(const Log& entry) {
@@ -130,6 +267,16 @@ void Daemon::on_signal() {
         spdlog::info("received signal=QUIT");
         pending_.push_back(StopRequested{true});
         break;
+      case SIGHUP:
+        spdlog::info("received signal=HUP");
+        reload();
+        break;
+      case SIGTTIN:
+        scale_by(+1);
+        break;
+      case SIGTTOU:
+        scale_by(-1);
+        break;
       case SIGUSR1:
         reopen_log_file();
         break;
@@ -137,10 +284,96 @@ void Daemon::on_signal() {
         forward_signal(SIGUSR2);
         break;
       default:
-        spdlog::warn("received signal={}; not handled by this version of clusterd, ignored",
-                     signal_name(*signal));
         break;
     }
+  }
+}
+
+void Daemon::scale_by(int delta) {
+  const int wanted = std::clamp(supervisor_.workers_wanted() + delta, 1, 4096);
+  pending_.push_back(ScaleRequested{wanted});
+}
+
+void Daemon::reload() {
+  // Read and check everything first: a broken file changes nothing (interface §4.2).
+  auto prepared = reload_loader_();
+  const Config& current = supervisor_.config_of(supervisor_.generation());
+  auto refuse = [](const std::string& why) {
+    spdlog::error("reload refused: {}; the running workers keep serving", why);
+  };
+  if (!prepared) {
+    for (const Diagnostic& diagnostic : prepared.error()) {
+      spdlog::error("reload refused: {}", diagnostic.to_string());
+    }
+    refuse(fmt::format("the configuration has {} problem(s)", prepared.error().size()));
+    return;
+  }
+  if (prepared->config.name != current.name) {
+    refuse(fmt::format("name cannot change in a reload (\"{}\" → \"{}\"); restart clusterd instead", current.name,
+                       prepared->config.name));
+    return;
+  }
+  auto listeners = listeners_for(prepared->config);
+  if (!listeners) {
+    refuse(listeners.error());
+    return;
+  }
+  // The file's `workers` applies only when it changed since it was last loaded, so a count
+  // set by scaling survives reloads (interface §4.3).
+  int workers = supervisor_.workers_wanted();
+  if (prepared->config.workers != loaded_workers_setting_) {
+    workers = resolve_worker_count_(prepared->config);
+    loaded_workers_setting_ = prepared->config.workers;
+  }
+  auto config = std::make_shared<const Config>(std::move(prepared->config));
+  generations_.emplace(config.get(), Generation{config, std::move(prepared->executable), std::move(prepared->user),
+                                                std::move(*listeners)});
+  pending_.push_back(ReloadRequested{std::move(config), workers, std::nullopt});
+}
+
+tl::expected<std::vector<std::pair<ListenerConfig, std::shared_ptr<Listener>>>, std::string>
+Daemon::listeners_for(const Config& config) {
+  std::vector<std::pair<ListenerConfig, std::shared_ptr<Listener>>> listeners;
+  for (const ListenerConfig& wanted : config.listeners) {
+    std::shared_ptr<Listener> found;
+    for (const auto& [key, generation] : generations_) {
+      for (const auto& [listener_config, listener] : generation.listeners) {
+        if (same_socket(listener_config, wanted)) {
+          found = listener;
+        }
+      }
+    }
+    if (!found) {
+      try {
+        std::vector<Listener> opened = open_listeners({wanted});
+        found = std::make_shared<Listener>(std::move(opened.front()));
+        spdlog::info("listening name={} address={} backlog={}", found->name(), found->bound_address(),
+                     found->backlog());
+      } catch (const ListenError& error) {
+        return tl::make_unexpected(std::string(error.what()));
+      }
+    }
+    listeners.emplace_back(wanted, std::move(found));
+  }
+  if (config.listeners.empty()) {
+    // Sockets inherited from systemd with no [[listen]] configured stay what they were.
+    const Generation& current = generations_.at(&supervisor_.config_of(supervisor_.generation()));
+    if (current.config->listeners.empty()) {
+      listeners = current.listeners;
+    }
+  }
+  return listeners;
+}
+
+void Daemon::prune_generations() {
+  const std::set<const Config*> in_use = supervisor_.configs_in_use();
+  for (auto entry = generations_.begin(); entry != generations_.end();) {
+    if (in_use.contains(entry->first)) {
+      ++entry;
+      continue;
+    }
+    // Removed listeners close here, once no generation that uses them is left.
+    entry = generations_.erase(entry);
   }
 }
 
@@ -150,8 +383,7 @@ void Daemon::reap_children() {
     siginfo_t info{};
     // WNOWAIT first: the zombie keeps its pid (and so its process group id) reserved while we
     // SIGKILL what is left of the group, so the kill cannot reach a recycled pgid (protocols §3.5).
-    const int result = retry_on_eintr(
-        [&] { return ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT); });
+    const int result = retry_on_eintr([&] { return ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT); });
     if (result != 0 || info.si_pid == 0) {
       break;  // ECHILD, or nothing left to reap
     }
@@ -177,14 +409,25 @@ void Daemon::reap_children() {
     } else if (exec_state == ExecState::succeeded && !worker.execed_sent) {
       pending_.push_back(Execed{worker.id});
     }
-    unwatch_exec_status(worker);
+    if (worker.notify) {
+      on_notify(pid);  // a READY=1 or STATUS= sent just before the exit still counts
+    }
     pending_.push_back(Exited{worker.id, exit});
-    workers_.erase(found);
+    forget_worker(found);
     worker_reaped = true;
   }
   if (worker_reaped) {
     check_listeners();
   }
+}
+
+void Daemon::forget_worker(std::map<pid_t, RunningWorker>::iterator found) {
+  RunningWorker& worker = found->second;
+  unwatch_exec_status(worker);
+  if (worker.notify) {
+    loop_.remove(worker.notify->fd());
+  }
+  workers_.erase(found);
 }
 
 void Daemon::on_exec_status(pid_t pid) {
@@ -208,6 +451,22 @@ void Daemon::on_exec_status(pid_t pid) {
   }
 }
 
+void Daemon::on_notify(pid_t pid) {
+  auto found = workers_.find(pid);
+  if (found == workers_.end() || !found->second.notify) {
+    return;
+  }
+  RunningWorker& worker = found->second;
+  int dropped = 0;
+  for (NotifyMessage& message : worker.notify->drain(pid, dropped)) {
+    pending_.push_back(Notified{worker.id, std::move(message)});
+  }
+  if (dropped > 0) {
+    spdlog::debug("dropped notify datagrams slot={} pid={} count={} (not from the worker or its children)",
+                  worker.id.slot, pid, dropped);
+  }
+}
+
 void Daemon::unwatch_exec_status(RunningWorker& worker) {
   if (worker.exec_status_watched) {
     loop_.remove(worker.process.exec_status_fd());
@@ -225,10 +484,12 @@ void Daemon::forward_signal(int signal) {
 void Daemon::check_listeners() {
   // A worker's shutdown() on its inherited copy stops the socket for every holder
   // (interface §7): listen again so the next workers are served.
-  for (Listener& listener : setup_.listeners) {
-    if (listener.ensure_listening()) {
-      spdlog::error("listener stopped by a worker; listening again name={} address={}",
-                    listener.name(), listener.bound_address());
+  for (const auto& [key, generation] : generations_) {
+    for (const auto& [listener_config, listener] : generation.listeners) {
+      if (listener->ensure_listening()) {
+        spdlog::error("listener stopped by a worker; listening again name={} address={}", listener->name(),
+                      listener->bound_address());
+      }
     }
   }
 }

@@ -1,15 +1,22 @@
 // The imperative shell around the Supervisor: turns kernel events (signals, child exits, exec
-// reports, the timer) into Supervisor events and carries out the actions it returns.
+// reports, workers' notify datagrams, the timer) into Supervisor events and carries out the
+// actions it returns. It also owns what each configuration generation needs to spawn workers.
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include <tl/expected.hpp>
+
 #include "config.h"
+#include "credentials.h"
 #include "event_loop.h"
+#include "notify.h"
 #include "process.h"
 #include "sockets.h"
 #include "spawn_plan.h"
@@ -17,14 +24,26 @@
 
 namespace clusterd {
 
+// A configuration checked for a start or a reload: valid, with the program resolved and the
+// workers' ids looked up.
+struct PreparedConfig {
+  Config config;
+  std::string executable;
+  WorkerUser user;
+};
+
+// Re-reads the config file with the command line's overrides and checks it (SIGHUP).
+using ConfigLoader = std::function<tl::expected<PreparedConfig, Diagnostics>()>;
+
 // Everything a running clusterd needs, prepared and checked by main before any worker starts.
 struct DaemonSetup {
-  Config config;
+  PreparedConfig prepared;
   int worker_count = 1;
-  std::string executable;                 // resolved path of command[0]
-  std::vector<Listener> listeners;        // open, listening
-  std::optional<Credentials> credentials; // workers' ids, when they differ from clusterd's
-  std::optional<UserEnv> user_env;
+  // Open (bound or adopted) listeners and the configuration each stands for, in order.
+  std::vector<Listener> listeners;
+  std::vector<ListenerConfig> listener_configs;
+  ConfigLoader reload_loader;
+  std::function<int(const Config&)> resolve_worker_count;  // for workers = "auto"
 };
 
 class Daemon {
@@ -37,9 +56,18 @@ class Daemon {
   int run();
 
  private:
+  // What spawning a worker of one configuration needs. Listeners are shared between
+  // generations that keep the same address, so a reload never closes a socket it still uses.
+  struct Generation {
+    std::shared_ptr<const Config> config;
+    std::string executable;
+    WorkerUser user;
+    std::vector<std::pair<ListenerConfig, std::shared_ptr<Listener>>> listeners;
+  };
   struct RunningWorker {
     WorkerId id;
     Process process;
+    std::optional<WorkerNotifySocket> notify;
     bool exec_status_watched = false;  // its exec-status pipe is registered with the loop
     bool execed_sent = false;
   };
@@ -47,23 +75,43 @@ class Daemon {
   void execute(const std::vector<Action>& actions);
   void execute_one(const Spawn& spawn);
   void execute_one(const SendSignal& send);
+  void execute_one(const SampleRss& sample);
+  void execute_one(const NotifySystemd& notify);
+  void execute_one(const ReloadFinished& finished);
   void execute_one(const Log& entry);
   void execute_one(const ExitDaemon& exit);
 
   void on_signal();
   void reap_children();
   void on_exec_status(pid_t pid);
+  void on_notify(pid_t pid);
+  void forget_worker(std::map<pid_t, RunningWorker>::iterator found);
   void unwatch_exec_status(RunningWorker& worker);
   void forward_signal(int signal);
   void check_listeners();
   void drain_events();
+  void ping_systemd_watchdog(TimePoint now);
+  std::optional<TimePoint> next_wakeup() const;
 
-  DaemonSetup setup_;
-  std::vector<ListenerFd> listener_fds_;
+  void reload();
+  tl::expected<std::vector<std::pair<ListenerConfig, std::shared_ptr<Listener>>>, std::string>
+  listeners_for(const Config& config);
+  void scale_by(int delta);
+  void prune_generations();
+  std::optional<NotifySettings> notify_settings_for(const Generation& generation, const WorkerId& id,
+                                                    std::optional<WorkerNotifySocket>& socket);
+
+  ConfigLoader reload_loader_;
+  std::function<int(const Config&)> resolve_worker_count_;
+  std::map<const Config*, Generation> generations_;
+  std::optional<int> loaded_workers_setting_;  // `workers` of the file when last loaded; nullopt: auto
   std::vector<std::string> parent_env_;
   Supervisor supervisor_;
   EventLoop loop_;
   SignalReader signals_;
+  SystemdNotifier systemd_;
+  std::optional<TimePoint> next_systemd_ping_;
+  std::optional<NotifyDirectory> notify_directory_;
   std::map<pid_t, RunningWorker> workers_;
   std::deque<Event> pending_;
   std::optional<int> exit_code_;

@@ -2,13 +2,11 @@
 // maps failures to exit codes (0 clean stop, 1 runtime failure, 2 usage or configuration error).
 #include <fcntl.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <iostream>
 #include <string>
 #include <system_error>
@@ -22,6 +20,7 @@
 #include "credentials.h"
 #include "daemon.h"
 #include "event_loop.h"
+#include "host_checks.h"
 #include "logging.h"
 #include "process.h"
 #include "sockets.h"
@@ -59,8 +58,10 @@ std::string where_command_came_from(const Config& config, const CliOptions& opti
   return *config.file;
 }
 
-// What a start would refuse beyond the config's own validation: a directory that is not there,
-// a program that cannot be executed, an unknown user. Nothing is bound or started.
+// What a start needs beyond the validated config: the program's absolute path and the ids the
+// workers run as. load_config has asked the host already (directory, program, user, group,
+// log.file), so what can still fail here is the privilege to switch to `user`/`group`, or a file
+// that changed in between. Nothing is bound or started.
 struct StartChecks {
   Diagnostics diagnostics;
   std::string executable;
@@ -69,25 +70,12 @@ struct StartChecks {
 
 StartChecks check_start(const Config& config, const CliOptions& options) {
   StartChecks checks;
-  const std::string origin = where_command_came_from(config, options);
-  if (!config.directory.empty()) {
-    struct stat info {};
-    if (::stat(config.directory.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
-      checks.diagnostics.push_back({config.file.value_or("command line"), 0, 0, "directory",
-                                    "expected an existing directory, found \"" + config.directory + "\""});
-    }
-  }
-  const char* path = std::getenv("PATH");
-  auto executable = resolve_executable(config.command.front(), config.directory,
-                                       path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin");
+  auto executable = find_program(config.command.front(), config.directory);
   if (executable) {
     checks.executable = *executable;
   } else {
-    const bool searched = config.command.front().find('/') == std::string::npos;
     checks.diagnostics.push_back(
-        {origin, 0, 0, "command",
-         "cannot execute \"" + config.command.front() + "\": " + std::strerror(executable.error()) +
-             (searched && executable.error() == ENOENT ? " (searched PATH)" : "")});
+        {where_command_came_from(config, options), 0, 0, "command", executable.error()});
   }
   auto user = resolve_worker_user(config.user, config.group);
   if (user) {
@@ -109,7 +97,46 @@ int worker_count_of(const Config& config) {
   return cpus.usable;
 }
 
-int run_supervisor(Config config, StartChecks checks) {
+// The config file (if any) with the command line's overrides, validated and checked against
+// the host: what a start needs, and what each reload re-reads (SIGHUP).
+tl::expected<PreparedConfig, Diagnostics> prepare_config(const CliOptions& options) {
+  const HostChecks host = system_host_checks();
+  auto config = load_config(options.config_file, options.overrides, &host);
+  if (!config) {
+    return tl::make_unexpected(config.error());
+  }
+  StartChecks checks = check_start(*config, options);
+  if (!checks.diagnostics.empty()) {
+    return tl::make_unexpected(checks.diagnostics);
+  }
+  return PreparedConfig{std::move(*config), std::move(checks.executable), std::move(checks.user)};
+}
+
+// Sockets systemd passed to us (socket activation) are adopted; otherwise every configured
+// listener is bound. Either way before any worker starts. Throws ListenError.
+void open_or_adopt_listeners(const Config& config, DaemonSetup& setup) {
+  std::vector<InheritedSocket> inherited = take_inherited_sockets();
+  if (inherited.empty()) {
+    setup.listeners = open_listeners(config.listeners);
+    setup.listener_configs = config.listeners;
+    return;
+  }
+  setup.listeners = adopt_listeners(std::move(inherited), config.listeners);
+  if (!config.listeners.empty()) {
+    setup.listener_configs = config.listeners;
+    return;
+  }
+  // No [[listen]]: every inherited socket is passed on as it is, under its own name.
+  for (const Listener& listener : setup.listeners) {
+    ListenerConfig adopted;
+    adopted.name = listener.name();
+    adopted.address = parse_address(listener.bound_address()).value_or(Address{});
+    setup.listener_configs.push_back(std::move(adopted));
+  }
+}
+
+int run_supervisor(const CliOptions& options, PreparedConfig prepared) {
+  const Config& config = prepared.config;
   try {
     setup_logging(config.log.level, config.log.file);
   } catch (const spdlog::spdlog_ex& error) {
@@ -123,12 +150,8 @@ int run_supervisor(Config config, StartChecks checks) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
 
   DaemonSetup setup;
-  setup.worker_count = worker_count_of(config);
-  setup.executable = checks.executable;
-  setup.credentials = checks.user.credentials;
-  setup.user_env = checks.user.user_env;
   try {
-    setup.listeners = open_listeners(config.listeners);
+    open_or_adopt_listeners(config, setup);
   } catch (const ListenError& error) {
     // Once on stderr for whoever started us; the log file (if any) gets it too.
     if (config.log.file) {
@@ -141,9 +164,12 @@ int run_supervisor(Config config, StartChecks checks) {
     spdlog::info("listening name={} address={} backlog={}", listener.name(), listener.bound_address(),
                  listener.backlog());
   }
-  spdlog::info("started name={} pid={} workers={} command={}", config.name, ::getpid(),
-               setup.worker_count, config.command.front());
-  setup.config = std::move(config);
+  setup.worker_count = worker_count_of(config);
+  spdlog::info("started name={} pid={} workers={} command={}", config.name, ::getpid(), setup.worker_count,
+               config.command.front());
+  setup.reload_loader = [&options] { return prepare_config(options); };
+  setup.resolve_worker_count = worker_count_of;
+  setup.prepared = std::move(prepared);
   Daemon daemon(std::move(setup));
   return daemon.run();
 }
@@ -164,21 +190,16 @@ int run_main(const std::vector<std::string>& args) {
     return exit_usage;
   }
 
-  auto config = load_config(options.config_file, options.overrides);
-  if (!config) {
-    print_diagnostics(config.error());
-    return exit_usage;
-  }
-  StartChecks checks = check_start(*config, options);
-  if (!checks.diagnostics.empty()) {
-    print_diagnostics(checks.diagnostics);
+  auto prepared = prepare_config(options);
+  if (!prepared) {
+    print_diagnostics(prepared.error());
     return exit_usage;
   }
   if (options.command == Command::check) {
-    std::cout << to_toml(*config);
+    std::cout << to_toml(prepared->config);
     return 0;
   }
-  return run_supervisor(std::move(*config), std::move(checks));
+  return run_supervisor(options, std::move(*prepared));
 }
 
 }  // namespace

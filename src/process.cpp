@@ -86,7 +86,8 @@ struct ChildSetup {
   const char* executable = nullptr;
   char* const* argv = nullptr;
   char* const* envp = nullptr;
-  char* listen_pid_digits = nullptr;  // inside envp's LISTEN_PID= slot; nullptr: no slot
+  char* listen_pid_digits = nullptr;    // inside envp's LISTEN_PID= slot; nullptr: no slot
+  char* watchdog_pid_digits = nullptr;  // likewise WATCHDOG_PID=
   int* sources = nullptr;             // listener fds, laid out at 3, 4, …
   int source_count = 0;
   int stdio[3] = {-1, -1, -1};  // what goes to 0, 1, 2; -1 leaves it alone
@@ -121,6 +122,20 @@ void write_decimal(char* out, pid_t value) noexcept {
     out[i] = reversed[length - 1 - i];
   }
   out[length] = '\0';
+}
+
+// Where the child writes its pid into the reserved "PREFIX" + spaces entry `index` of `env`;
+// nullptr when there is no such entry.
+char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::size_t>& index,
+                      std::string_view prefix) {
+  if (!index || *index >= env.size()) {
+    return nullptr;
+  }
+  std::string& slot = env[*index];
+  if (!slot.starts_with(prefix) || slot.size() < prefix.size() + pid_slot_width) {
+    return nullptr;
+  }
+  return slot.data() + prefix.size();
 }
 
 // Moves `fd` to the lowest free number ≥ `floor`, close-on-exec; the old number stays open
@@ -242,6 +257,9 @@ void place_fd(int source, int target, ChildStep step, int status_pipe) noexcept 
   if (setup.listen_pid_digits != nullptr) {
     write_decimal(setup.listen_pid_digits, ::getpid());
   }
+  if (setup.watchdog_pid_digits != nullptr) {
+    write_decimal(setup.watchdog_pid_digits, ::getpid());
+  }
 
   // 9. Unblock everything last: the mask survives execve, and a worker started with SIGTERM
   // blocked would never see its stop signal (signal(7)). A signal already pending for us
@@ -338,13 +356,8 @@ tl::expected<Process, ExecFailure> Process::spawn(const SpawnPlan& plan,
   setup.executable = plan.executable.c_str();
   setup.argv = argv.data();
   setup.envp = envp.data();
-  if (plan.listen_pid_index && *plan.listen_pid_index < env.size()) {
-    std::string& slot = env[*plan.listen_pid_index];
-    constexpr std::string_view prefix = "LISTEN_PID=";
-    if (slot.starts_with(prefix) && slot.size() >= prefix.size() + pid_slot_width) {
-      setup.listen_pid_digits = slot.data() + prefix.size();
-    }
-  }
+  setup.listen_pid_digits = pid_slot_digits(env, plan.listen_pid_index, "LISTEN_PID=");
+  setup.watchdog_pid_digits = pid_slot_digits(env, plan.watchdog_pid_index, "WATCHDOG_PID=");
   setup.sources = sources.data();
   setup.source_count = static_cast<int>(sources.size());
   setup.directory = plan.directory.empty() ? nullptr : plan.directory.c_str();

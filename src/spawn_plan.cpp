@@ -19,6 +19,7 @@ constexpr std::array<std::string_view, 10> removed_variables = {
 
 constexpr std::string_view clusterd_prefix = "CLUSTERD_";
 constexpr std::string_view listen_pid_prefix = "LISTEN_PID=";
+constexpr std::string_view watchdog_pid_prefix = "WATCHDOG_PID=";
 
 // "KEY=VALUE" → "KEY"; an entry without '=' is all name (execve accepts such strings).
 std::string_view variable_name(std::string_view entry) {
@@ -110,7 +111,8 @@ tl::expected<std::string, std::string> expand_argument(std::string_view argument
 SpawnPlan make_spawn_plan(const Config& config, const std::string& executable,
                           const std::vector<ListenerFd>& listeners, const WorkerIdentity& identity,
                           const std::vector<std::string>& parent_env,
-                          const std::optional<UserEnv>& user_env) {
+                          const std::optional<UserEnv>& user_env,
+                          const std::optional<NotifySettings>& notify) {
   SpawnPlan plan;
   plan.executable = executable;
   plan.directory = config.directory;
@@ -183,6 +185,15 @@ SpawnPlan make_spawn_plan(const Config& config, const std::string& executable,
     plan.fds.reserve(listeners.size());
     for (const auto& listener : listeners) {
       plan.fds.push_back(listener.fd);
+    }
+  }
+  if (notify) {
+    plan.env.push_back(assignment("NOTIFY_SOCKET", notify->socket_path));
+    if (notify->watchdog_usec) {
+      plan.env.push_back(assignment("WATCHDOG_USEC", std::to_string(*notify->watchdog_usec)));
+      // Like LISTEN_PID: only the child knows its pid (protocols §2.3 step 3).
+      plan.watchdog_pid_index = plan.env.size();
+      plan.env.push_back(std::string(watchdog_pid_prefix) + std::string(pid_slot_width, ' '));
     }
   }
   return plan;

@@ -35,6 +35,12 @@ struct UserEnv {
   std::string home;
 };
 
+// The worker's own NOTIFY_SOCKET (ready.mode = "notify"), and its watchdog (ready.watchdog).
+struct NotifySettings {
+  std::string socket_path;
+  std::optional<std::uint64_t> watchdog_usec;  // WATCHDOG_USEC; WATCHDOG_PID is filled in the child
+};
+
 struct SpawnPlan {
   std::string executable;         // absolute path, resolved in the parent (no PATH search in the child)
   std::vector<std::string> argv;  // argv[0] is the command as written
@@ -42,6 +48,8 @@ struct SpawnPlan {
   // Index in `env` of "LISTEN_PID=" followed by pid_slot_width spaces; the child writes its
   // own pid there (protocols §1.2). Unset when the worker has no listeners.
   std::optional<std::size_t> listen_pid_index;
+  // Likewise "WATCHDOG_PID=" + pid_slot_width spaces, when the worker has a watchdog.
+  std::optional<std::size_t> watchdog_pid_index;
   std::vector<int> fds;    // clusterd's fds, to be laid out at 3, 4, … in this order
   std::string directory;   // empty: keep clusterd's
   // With output = "prefix" (interface §3) the daemon sets these to the write ends of the
@@ -67,6 +75,7 @@ tl::expected<std::string, std::string> expand_argument(std::string_view argument
 SpawnPlan make_spawn_plan(const Config& config, const std::string& executable,
                           const std::vector<ListenerFd>& listeners, const WorkerIdentity& identity,
                           const std::vector<std::string>& parent_env,
-                          const std::optional<UserEnv>& user_env);
+                          const std::optional<UserEnv>& user_env,
+                          const std::optional<NotifySettings>& notify = std::nullopt);
 
 }  // namespace clusterd

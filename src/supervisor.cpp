@@ -1,4 +1,5 @@
-// The pure state machine of clusterd: slots, restarts with backoff, graceful and quick stop.
+// The pure state machine of clusterd: events, the lifecycle of each worker (start, readiness,
+// watchdog, exit), restarts with backoff, and graceful or quick stop.
 #include "supervisor.h"
 
 #include <algorithm>
@@ -36,10 +37,34 @@ bool is_command_not_runnable(const WorkerExit& exit) {
   return code != nullptr && (code->code == 126 || code->code == 127);
 }
 
+void consider(std::optional<TimePoint>& nearest, const std::optional<TimePoint>& candidate) {
+  if (candidate && (!nearest || *candidate < *nearest)) {
+    nearest = candidate;
+  }
+}
+
 }  // namespace
 
 Supervisor::Supervisor(const Config& config, int worker_count, std::function<double()> uniform01)
-    : config_(config), uniform01_(std::move(uniform01)), wanted_(worker_count) {}
+    : Supervisor(std::make_shared<const Config>(config), worker_count, std::move(uniform01)) {}
+
+Supervisor::Supervisor(std::shared_ptr<const Config> config, int worker_count, std::function<double()> uniform01)
+    : uniform01_(std::move(uniform01)), wanted_(worker_count) {
+  configs_.emplace(generation_, std::move(config));
+}
+
+std::set<const Config*> Supervisor::configs_in_use() const {
+  std::set<const Config*> in_use;
+  for (const auto& [generation, config] : configs_) {
+    in_use.insert(config.get());
+  }
+  if (queued_reload_) {
+    in_use.insert(queued_reload_->config.get());
+  }
+  return in_use;
+}
+
+const Config& Supervisor::config_of(std::uint64_t generation) const { return *configs_.at(generation); }
 
 std::vector<Action> Supervisor::handle(const Event& event, TimePoint now) {
   actions_.clear();
@@ -47,38 +72,72 @@ std::vector<Action> Supervisor::handle(const Event& event, TimePoint now) {
   if (started_) {
     reconcile(now);
   }
+  const std::set<std::uint64_t> in_use = generations_in_use();
+  std::erase_if(configs_, [&](const auto& entry) { return !in_use.contains(entry.first); });
   return std::exchange(actions_, {});
 }
 
 std::optional<TimePoint> Supervisor::next_deadline() const {
-  std::optional<TimePoint> nearest;
-  auto consider = [&](std::optional<TimePoint> candidate) {
-    if (candidate && (!nearest || *candidate < *nearest)) {
-      nearest = candidate;
-    }
-  };
   if (exiting_) {
     return std::nullopt;
   }
+  std::optional<TimePoint> nearest;
   if (!stopping_) {
-    for (const Slot& slot : slots_) {
-      if (slot.state == SlotState::backoff) {
-        consider(slot.restart_at);
+    for (std::size_t index = 0; index < slots_.size() && static_cast<int>(index) < wanted_; ++index) {
+      const Slot& slot = slots_[index];
+      // A slot whose replacement is starting waits for that worker, not for its backoff.
+      if (slot.state == SlotState::backoff && worker_in(static_cast<int>(index), Role::replacement) == nullptr) {
+        consider(nearest, slot.restart_at);
+      }
+      if (slot.recycle_reason) {
+        consider(nearest, slot.recycle_retry_at);
       }
     }
+    consider(nearest, next_rss_sample_);
   }
   for (const Worker& worker : workers_) {
-    if (!worker.killed) {
-      consider(worker.kill_at);
+    if (worker.killed) {
+      continue;
+    }
+    if (worker.stop_requested) {
+      consider(nearest, worker.kill_at);
+      continue;
+    }
+    if (worker.state == WorkerState::starting) {
+      consider(nearest, worker.ready_deadline);
+      consider(nearest, worker.ready_after);
+    } else {
+      consider(nearest, worker.watchdog_deadline);
+      if (!stopping_ && worker.role == Role::primary) {
+        consider(nearest, worker.recycle_at);
+      }
     }
   }
   return nearest;
 }
 
+std::set<std::uint64_t> Supervisor::generations_in_use() const {
+  std::set<std::uint64_t> in_use{generation_};
+  if (reload_) {
+    in_use.insert(reload_->generation);
+  }
+  for (const Slot& slot : slots_) {
+    in_use.insert(slot.generation);
+  }
+  for (const Worker& worker : workers_) {
+    in_use.insert(worker.id.generation);
+  }
+  return in_use;
+}
+
 StatusSnapshot Supervisor::status(TimePoint now) const {
   StatusSnapshot snapshot;
   snapshot.generation = generation_;
+  if (reload_) {
+    snapshot.reloading_to = reload_->generation;
+  }
   snapshot.workers_wanted = wanted_;
+  snapshot.workers_ready = ready_primaries();
   snapshot.stopping = stopping_;
   for (std::size_t index = 0; index < slots_.size(); ++index) {
     const Slot& slot = slots_[index];
@@ -93,7 +152,8 @@ StatusSnapshot Supervisor::status(TimePoint now) const {
     for (const Worker& worker : workers_) {
       if (worker.id.slot == entry.slot) {
         entry.workers.push_back({worker.id, worker.pid, worker.state,
-                                 std::chrono::duration_cast<Duration>(now - worker.started_at)});
+                                 std::chrono::duration_cast<Duration>(now - worker.started_at),
+                                 worker.notify_status});
       }
     }
     snapshot.slots.push_back(std::move(entry));
@@ -101,9 +161,11 @@ StatusSnapshot Supervisor::status(TimePoint now) const {
   return snapshot;
 }
 
+// ---- events
+
 void Supervisor::on_event(const Start&, TimePoint) {
   started_ = true;
-  slots_.assign(static_cast<std::size_t>(wanted_), Slot(config_.restart));
+  resize_slots(wanted_);
 }
 
 void Supervisor::on_event(const Spawned& event, TimePoint now) {
@@ -113,6 +175,7 @@ void Supervisor::on_event(const Spawned& event, TimePoint now) {
   }
   worker->pid = event.pid;
   worker->started_at = now;
+  worker->ready_deadline = now + config_of(event.id.generation).ready.timeout;
   log(LogSeverity::debug, fmt::format("worker spawned slot={} gen={} pid={}", event.id.slot,
                                       event.id.generation, event.pid));
 }
@@ -123,7 +186,7 @@ void Supervisor::on_event(const SpawnFailed& event, TimePoint now) {
   if (found == workers_.end()) {
     return;
   }
-  Worker worker = *found;
+  const Worker worker = *found;
   workers_.erase(found);
   log(LogSeverity::error,
       fmt::format("cannot start worker slot={} gen={} step={} error=\"{}\"", event.id.slot,
@@ -133,19 +196,60 @@ void Supervisor::on_event(const SpawnFailed& event, TimePoint now) {
   worker_ended(worker, ExitCode{1}, now);
 }
 
-void Supervisor::on_event(const Execed& event, TimePoint) {
+void Supervisor::on_event(const Execed& event, TimePoint now) {
   Worker* worker = find_worker(event.id);
-  if (worker == nullptr || worker->state != WorkerState::starting) {
+  if (worker == nullptr || worker->state != WorkerState::starting || worker->stop_requested) {
     return;
   }
-  worker->state = WorkerState::ready;
   if (exec_failure_reported_) {
     exec_failure_reported_ = false;
     log(LogSeverity::info, fmt::format("worker program can be executed again program={}",
-                                       config_.command.front()));
+                                       config_of(event.id.generation).command.front()));
   }
-  log(LogSeverity::info, fmt::format("worker ready slot={} gen={} pid={}", event.id.slot,
-                                     event.id.generation, worker->pid));
+  const ReadyConfig& ready = config_of(event.id.generation).ready;
+  switch (ready.mode) {
+    case ReadyMode::exec:
+      mark_ready(*worker, now);
+      break;
+    case ReadyMode::uptime:
+      worker->ready_after = now + ready.min_uptime;
+      break;
+    case ReadyMode::notify:
+      break;  // READY=1 decides
+  }
+}
+
+void Supervisor::on_event(const Notified& event, TimePoint now) {
+  Worker* worker = find_worker(event.id);
+  if (worker == nullptr) {
+    return;
+  }
+  const NotifyMessage& message = event.message;
+  const ReadyConfig& ready = config_of(event.id.generation).ready;
+  if (message.status) {
+    worker->notify_status = message.status;
+  }
+  if (message.mainpid) {
+    log(LogSeverity::debug, fmt::format("worker sent MAINPID=, ignored slot={} pid={}", event.id.slot, worker->pid));
+  }
+  if (worker->stop_requested) {
+    return;
+  }
+  if (message.extend_timeout && worker->state == WorkerState::starting) {
+    worker->ready_deadline = now + std::chrono::duration_cast<Duration>(*message.extend_timeout);
+  }
+  if (message.ready && worker->state == WorkerState::starting && ready.mode == ReadyMode::notify) {
+    mark_ready(*worker, now);
+  }
+  if (message.watchdog && ready.watchdog && worker->watchdog_deadline) {
+    worker->watchdog_deadline = now + *ready.watchdog;
+  }
+  if (message.watchdog_trigger && ready.mode == ReadyMode::notify) {
+    worker->watchdog_deadline = now;  // expires in this reconcile
+  }
+  if (message.stopping && worker->state == WorkerState::ready) {
+    worker->state = WorkerState::stopping;
+  }
 }
 
 void Supervisor::on_event(const Exited& event, TimePoint now) {
@@ -154,23 +258,48 @@ void Supervisor::on_event(const Exited& event, TimePoint now) {
   if (found == workers_.end()) {
     return;
   }
-  Worker worker = *found;
+  const Worker worker = *found;
   workers_.erase(found);
   worker_ended(worker, event.exit, now);
 }
 
-void Supervisor::on_event(const StopRequested& event, TimePoint) {
+void Supervisor::on_event(const RssSampled& event, TimePoint) {
+  Worker* worker = find_worker(event.id);
+  if (worker == nullptr || worker->role != Role::primary || worker->stop_requested) {
+    return;
+  }
+  const auto& limit = config_of(event.id.generation).recycle.max_rss;
+  Slot& slot = slot_of(event.id);
+  if (limit && event.rss_bytes > *limit && !slot.recycle_reason) {
+    slot.recycle_reason = "max_rss";
+    log(LogSeverity::info, fmt::format("worker over recycle.max_rss slot={} gen={} pid={} rss={} max_rss={}",
+                                       event.id.slot, event.id.generation, worker->pid, event.rss_bytes, *limit));
+  }
+}
+
+void Supervisor::on_event(const StopRequested& event, TimePoint now) {
   if (!started_) {
     return;
   }
+  if (reload_) {
+    abandon_reload("clusterd is stopping", now);
+  }
+  for (RequestId request : queued_reload_ ? queued_reload_->requests : std::vector<RequestId>{}) {
+    actions_.push_back(ReloadFinished{{request}, false, 0, "clusterd is stopping"});
+  }
+  queued_reload_.reset();
   if (!stopping_ && !event.quick) {
     stopping_ = true;
-    log(LogSeverity::info,
-        fmt::format("stopping workers={} signal={} grace={}", workers_.size(),
-                    signal_name(config_.stop.signal), format_duration(config_.stop.grace)));
+    const StopConfig& stop = config_of(generation_).stop;
+    actions_.push_back(NotifySystemd{"STOPPING=1"});
+    log(LogSeverity::info, fmt::format("stopping workers={} signal={} grace={}", workers_.size(),
+                                       signal_name(stop.signal), format_duration(stop.grace)));
     return;  // reconcile_shutdown sends the stop signals
   }
   // SIGQUIT, or a second SIGTERM/SIGINT: no more waiting.
+  if (!stopping_) {
+    actions_.push_back(NotifySystemd{"STOPPING=1"});
+  }
   stopping_ = true;
   log(LogSeverity::info, fmt::format("stopping now workers={} signal=KILL", workers_.size()));
   for (Worker& worker : workers_) {
@@ -183,46 +312,154 @@ void Supervisor::on_event(const StopRequested& event, TimePoint) {
   }
 }
 
+void Supervisor::on_event(const ReloadRequested& event, TimePoint now) {
+  std::vector<RequestId> requests;
+  if (event.request) {
+    requests.push_back(*event.request);
+  }
+  if (stopping_ || !started_) {
+    actions_.push_back(ReloadFinished{requests, false, 0, "clusterd is stopping"});
+    return;
+  }
+  const int workers = std::clamp(event.workers, 1, 4096);
+  auto config = event.config ? event.config : configs_.at(generation_);
+  if (reload_) {
+    // At most one reload waits; later requests join it and the newest configuration wins.
+    if (queued_reload_) {
+      requests.insert(requests.begin(), queued_reload_->requests.begin(), queued_reload_->requests.end());
+    }
+    queued_reload_ = QueuedReload{std::move(config), workers, std::move(requests)};
+    log(LogSeverity::info, fmt::format("reload queued behind generation={}", reload_->generation));
+    return;
+  }
+  start_reload(std::move(config), workers, std::move(requests), now);
+}
+
+void Supervisor::on_event(const ScaleRequested& event, TimePoint) {
+  if (stopping_ || !started_) {
+    return;
+  }
+  const int workers = std::clamp(event.workers, 1, 4096);
+  if (reload_) {
+    // Scaling during a reload sets the new generation's target.
+    const int old_target = reload_->target;
+    std::erase_if(reload_->queue, [&](int slot) { return slot >= workers; });
+    for (int slot = old_target; slot < workers; ++slot) {
+      reload_->queue.push_back(slot);
+    }
+    reload_->target = workers;
+    resize_slots(std::max<int>(static_cast<int>(slots_.size()), workers));
+  } else {
+    resize_slots(std::max<int>(static_cast<int>(slots_.size()), workers));
+    wanted_ = workers;
+  }
+  log(LogSeverity::info, fmt::format("scaling workers={}", workers));
+}
+
 void Supervisor::on_event(const Tick&, TimePoint) {
   // Nothing to record: reconcile() acts on every deadline that has passed.
 }
+
+// ---- reconciliation
 
 void Supervisor::reconcile(TimePoint now) {
   if (exiting_) {
     return;
   }
+  check_worker_deadlines(now);
   if (stopping_) {
     reconcile_shutdown(now);
     return;
   }
-  for (std::size_t index = 0; index < slots_.size(); ++index) {
-    Slot& slot = slots_[index];
-    const int slot_number = static_cast<int>(index);
-    if (slot_number >= wanted_ || live_worker_of(slot_number) != nullptr) {
+  if (reload_) {
+    advance_reload(now);
+  }
+  replenish_slots(now);
+  scale_down(now);
+  recycle_one(now);
+  sample_rss(now);
+  report_readiness();
+  check_exit();
+}
+
+void Supervisor::check_worker_deadlines(TimePoint now) {
+  std::vector<WorkerId> ids;
+  for (const Worker& worker : workers_) {
+    ids.push_back(worker.id);
+  }
+  for (const WorkerId& id : ids) {
+    Worker* worker = find_worker(id);
+    if (worker == nullptr || worker->killed) {
       continue;
     }
+    if (worker->stop_requested) {
+      if (worker->kill_at && *worker->kill_at <= now) {
+        worker->killed = true;
+        log(LogSeverity::warn, fmt::format("worker did not stop within grace; killing slot={} gen={} pid={} grace={}",
+                                           id.slot, id.generation, worker->pid,
+                                           format_duration(config_of(id.generation).stop.grace)));
+        actions_.push_back(SendSignal{id, SIGKILL});
+      }
+      continue;
+    }
+    if (worker->state == WorkerState::starting) {
+      if (worker->ready_after && *worker->ready_after <= now) {
+        mark_ready(*worker, now);
+      } else if (worker->ready_deadline && *worker->ready_deadline <= now) {
+        not_ready_in_time(*worker, now);
+      }
+      continue;
+    }
+    if (worker->watchdog_deadline && *worker->watchdog_deadline <= now) {
+      worker->watchdog_deadline.reset();
+      worker->killed = true;
+      log(LogSeverity::error, fmt::format("worker watchdog expired slot={} gen={} pid={}", id.slot,
+                                          id.generation, worker->pid));
+      actions_.push_back(SendSignal{id, SIGKILL});
+      continue;
+    }
+    if (worker->role == Role::primary && worker->recycle_at && *worker->recycle_at <= now) {
+      worker->recycle_at.reset();
+      Slot& slot = slot_of(id);
+      if (!slot.recycle_reason) {
+        slot.recycle_reason = "max_lifetime";
+      }
+    }
+  }
+}
+
+void Supervisor::replenish_slots(TimePoint now) {
+  for (std::size_t index = 0; index < slots_.size() && static_cast<int>(index) < wanted_; ++index) {
+    const int slot_number = static_cast<int>(index);
+    if (worker_in(slot_number, Role::primary) != nullptr || worker_in(slot_number, Role::replacement) != nullptr) {
+      continue;
+    }
+    Slot& slot = slots_[index];
     if (slot.state == SlotState::backoff && slot.restart_at && *slot.restart_at <= now) {
       slot.state = SlotState::running;
       slot.restart_at.reset();
       ++slot.restarts;
-      spawn(slot_number, now);
+      spawn(slot_number, slot.generation, Role::primary, now);
     } else if (slot.state == SlotState::running) {
-      spawn(slot_number, now);
+      spawn(slot_number, slot.generation, Role::primary, now);
     }
   }
+}
 
-  if (!workers_.empty()) {
+void Supervisor::check_exit() {
+  if (!workers_.empty() || reload_) {
     return;
   }
-  const bool any_pending = std::any_of(slots_.begin(), slots_.end(), [](const Slot& slot) {
+  const auto active_end = slots_.begin() + std::min<std::ptrdiff_t>(wanted_, static_cast<std::ptrdiff_t>(slots_.size()));
+  const bool any_pending = std::any_of(slots_.begin(), active_end, [](const Slot& slot) {
     return slot.state == SlotState::running || slot.state == SlotState::backoff;
   });
   if (any_pending) {
     return;
   }
-  const bool all_failed = std::all_of(slots_.begin(), slots_.end(),
-                                      [](const Slot& slot) { return slot.state == SlotState::failed; });
-  const bool all_clean = std::all_of(slots_.begin(), slots_.end(), [](const Slot& slot) {
+  const bool all_failed =
+      std::all_of(slots_.begin(), active_end, [](const Slot& slot) { return slot.state == SlotState::failed; });
+  const bool all_clean = std::all_of(slots_.begin(), active_end, [](const Slot& slot) {
     return slot.last_exit && is_clean_exit(*slot.last_exit);
   });
   exiting_ = true;
@@ -239,18 +476,7 @@ void Supervisor::reconcile(TimePoint now) {
 
 void Supervisor::reconcile_shutdown(TimePoint now) {
   for (Worker& worker : workers_) {
-    if (!worker.stop_requested) {
-      worker.stop_requested = true;
-      worker.state = WorkerState::stopping;
-      worker.kill_at = now + config_.stop.grace;
-      actions_.push_back(SendSignal{worker.id, config_.stop.signal});
-    } else if (!worker.killed && worker.kill_at && *worker.kill_at <= now) {
-      worker.killed = true;
-      log(LogSeverity::warn, fmt::format("worker did not stop within grace; killing slot={} gen={} pid={} grace={}",
-                                         worker.id.slot, worker.id.generation, worker.pid,
-                                         format_duration(config_.stop.grace)));
-      actions_.push_back(SendSignal{worker.id, SIGKILL});
-    }
+    stop_worker(worker, now);
   }
   if (workers_.empty()) {
     exiting_ = true;
@@ -259,35 +485,121 @@ void Supervisor::reconcile_shutdown(TimePoint now) {
   }
 }
 
-void Supervisor::spawn(int slot, TimePoint now) {
-  Worker worker;
-  worker.id = WorkerId{slot, generation_, next_instance_++};
-  worker.started_at = now;
-  workers_.push_back(worker);
-  actions_.push_back(Spawn{worker.id, wanted_});
+void Supervisor::report_readiness() {
+  const int ready = ready_primaries();
+  std::string message;
+  if (!ready_reported_ && ready >= wanted_) {
+    ready_reported_ = true;
+    message += "READY=1\n";
+    log(LogSeverity::info, fmt::format("all workers ready workers={}", wanted_));
+  }
+  std::string status = fmt::format("{}/{} workers ready", ready, wanted_);
+  if (reload_) {
+    status += fmt::format(", reloading to generation {}", reload_->generation);
+  }
+  if (status != last_status_) {
+    message += "STATUS=" + status + "\n";
+    last_status_ = std::move(status);
+  }
+  if (!message.empty()) {
+    message.pop_back();
+    actions_.push_back(NotifySystemd{std::move(message)});
+  }
 }
 
-void Supervisor::worker_ended(Worker worker, const WorkerExit& exit, TimePoint now) {
-  Slot& slot = slots_.at(static_cast<std::size_t>(worker.id.slot));
-  slot.last_exit = exit;
+// ---- one worker's life
+
+WorkerId Supervisor::spawn(int slot, std::uint64_t generation, Role role, TimePoint now) {
+  Worker worker;
+  worker.id = WorkerId{slot, generation, next_instance_++};
+  worker.role = role;
+  worker.started_at = now;
+  workers_.push_back(worker);
+  const int workers = reload_ && generation == reload_->generation ? reload_->target : wanted_;
+  actions_.push_back(Spawn{worker.id, workers});
+  return worker.id;
+}
+
+void Supervisor::mark_ready(Worker& worker, TimePoint now) {
+  worker.state = WorkerState::ready;
+  worker.ready_deadline.reset();
+  worker.ready_after.reset();
+  const Config& config = config_of(worker.id.generation);
+  if (config.ready.watchdog) {
+    worker.watchdog_deadline = now + *config.ready.watchdog;
+  }
+  if (config.recycle.max_lifetime) {
+    // Up to 10 % more, so workers started together do not all recycle at once (interface §2.5).
+    const auto lifetime = std::chrono::duration<double, std::milli>(*config.recycle.max_lifetime);
+    worker.recycle_at = worker.started_at + std::chrono::duration_cast<Duration>(lifetime * (1.0 + 0.1 * uniform01_()));
+  }
+  log(LogSeverity::info, fmt::format("worker ready slot={} gen={} pid={}", worker.id.slot,
+                                     worker.id.generation, worker.pid));
+  if (worker.role == Role::replacement) {
+    promote(worker, now);
+  }
+}
+
+void Supervisor::stop_worker(Worker& worker, TimePoint now) {
+  if (worker.stop_requested) {
+    return;
+  }
+  const StopConfig& stop = config_of(worker.id.generation).stop;
+  worker.stop_requested = true;
+  worker.state = WorkerState::stopping;
+  worker.kill_at = now + stop.grace;
+  actions_.push_back(SendSignal{worker.id, stop.signal});
+}
+
+void Supervisor::not_ready_in_time(Worker& worker, TimePoint now) {
+  const std::string reason = fmt::format("slot={} gen={} not ready within {}", worker.id.slot, worker.id.generation,
+                                         format_duration(config_of(worker.id.generation).ready.timeout));
+  log(LogSeverity::warn, fmt::format("worker not ready in time {} pid={}", reason, worker.pid));
+  if (worker.role == Role::replacement) {
+    worker.role = Role::retiring;
+    stop_worker(worker, now);
+    replacement_failed(worker, reason, now);
+    return;
+  }
+  worker.failed_start = true;  // its exit restarts the slot as a failure
+  stop_worker(worker, now);
+}
+
+void Supervisor::worker_ended(const Worker& worker, const WorkerExit& exit, TimePoint now) {
   const auto uptime = std::chrono::duration_cast<Duration>(now - worker.started_at);
   const std::string fields = fmt::format("slot={} gen={} pid={} status={} uptime={}", worker.id.slot,
-                                         worker.id.generation, worker.pid, describe_exit(exit),
-                                         seconds(uptime));
-
-  if (worker.stop_requested) {
+                                         worker.id.generation, worker.pid, describe_exit(exit), seconds(uptime));
+  if (worker.role == Role::retiring || (worker.stop_requested && !worker.failed_start)) {
     log(LogSeverity::info, fmt::format("worker stopped {}", fields));
     return;
   }
+  if (worker.role == Role::replacement) {
+    log(LogSeverity::warn, fmt::format("worker exited before it was ready {}", fields));
+    replacement_failed(worker,
+                       fmt::format("slot={} gen={} exited status={} before it was ready", worker.id.slot,
+                                   worker.id.generation, describe_exit(exit)),
+                       now);
+    return;
+  }
+  primary_ended(worker, exit, now);
+}
+
+void Supervisor::primary_ended(const Worker& worker, const WorkerExit& exit, TimePoint now) {
+  Slot& slot = slot_of(worker.id);
+  const Config& config = config_of(worker.id.generation);
+  slot.last_exit = exit;
+  const auto uptime = std::chrono::duration_cast<Duration>(now - worker.started_at);
+  const std::string fields = fmt::format("slot={} gen={} pid={} status={} uptime={}", worker.id.slot,
+                                         worker.id.generation, worker.pid, describe_exit(exit), seconds(uptime));
 
   if (const auto* failure = std::get_if<ExecFailure>(&exit)) {
     slot.state = SlotState::backoff;
-    slot.restart_at = now + config_.restart.max_delay;
+    slot.restart_at = now + config.restart.max_delay;
     const std::string message = fmt::format(
         "worker program cannot be executed {} program={} step={} error=\"{}\" retry_every={} "
         "(configuration problem: check command, directory and user)",
-        fields, config_.command.front(), failure->step, std::strerror(failure->error),
-        format_duration(config_.restart.max_delay));
+        fields, config.command.front(), failure->step, std::strerror(failure->error),
+        format_duration(config.restart.max_delay));
     // Reported once: every other slot fails the same way until the program is fixed.
     log(exec_failure_reported_ ? LogSeverity::debug : LogSeverity::error, message);
     exec_failure_reported_ = true;
@@ -300,53 +612,54 @@ void Supervisor::worker_ended(Worker worker, const WorkerExit& exit, TimePoint n
   } else if (is_command_not_runnable(exit)) {
     hint = " (a shell could not find or run a command: check command and PATH)";
   }
-
   if (stopping_) {
     log(LogSeverity::info, fmt::format("worker exited {}{}", fields, hint));
     return;
   }
-  if (!policy_restarts(config_.restart.policy, exit)) {
+  if (!policy_restarts(config.restart.policy, exit)) {
     slot.state = SlotState::done;
     log(is_clean_exit(exit) ? LogSeverity::info : LogSeverity::warn,
         fmt::format("worker exited {} restart=no{}", fields, hint));
     return;
   }
-  schedule_restart(worker.id.slot, uptime, now);
-  const Slot& updated = slots_.at(static_cast<std::size_t>(worker.id.slot));
-  if (updated.state == SlotState::failed) {
-    log(LogSeverity::warn, fmt::format("worker exited {}{}", fields, hint));
-    log(LogSeverity::error,
-        fmt::format("worker slot failed for good slot={} burst={} interval={}", worker.id.slot,
-                    config_.restart.burst.value_or(0), format_duration(config_.restart.interval)));
-    return;
-  }
-  const auto delay = std::chrono::duration_cast<Duration>(*updated.restart_at - now);
-  log(is_clean_exit(exit) ? LogSeverity::info : LogSeverity::warn,
-      fmt::format("worker exited {} next_restart_in={}{}", fields, seconds(delay), hint));
-}
-
-void Supervisor::schedule_restart(int slot_number, Duration uptime, TimePoint now) {
-  Slot& slot = slots_.at(static_cast<std::size_t>(slot_number));
   const RestartVerdict verdict = slot.backoff.on_failure(now, uptime, uniform01_());
   if (verdict.failed_for_good) {
     slot.state = SlotState::failed;
     slot.restart_at.reset();
+    log(LogSeverity::warn, fmt::format("worker exited {}{}", fields, hint));
+    log(LogSeverity::error, fmt::format("worker slot failed for good slot={} burst={} interval={}", worker.id.slot,
+                                        config.restart.burst.value_or(0), format_duration(config.restart.interval)));
     return;
   }
   slot.state = SlotState::backoff;
   slot.restart_at = now + verdict.delay;
+  log(is_clean_exit(exit) ? LogSeverity::info : LogSeverity::warn,
+      fmt::format("worker exited {} next_restart_in={}{}", fields, seconds(verdict.delay), hint));
 }
+
+// ---- lookups
 
 Supervisor::Worker* Supervisor::find_worker(const WorkerId& id) {
-  auto found = std::find_if(workers_.begin(), workers_.end(),
-                            [&](const Worker& worker) { return worker.id == id; });
+  auto found = std::find_if(workers_.begin(), workers_.end(), [&](const Worker& worker) { return worker.id == id; });
   return found == workers_.end() ? nullptr : &*found;
 }
 
-const Supervisor::Worker* Supervisor::live_worker_of(int slot) const {
+Supervisor::Worker* Supervisor::worker_in(int slot, Role role) {
   auto found = std::find_if(workers_.begin(), workers_.end(),
-                            [&](const Worker& worker) { return worker.id.slot == slot; });
+                            [&](const Worker& worker) { return worker.id.slot == slot && worker.role == role; });
   return found == workers_.end() ? nullptr : &*found;
+}
+
+const Supervisor::Worker* Supervisor::worker_in(int slot, Role role) const {
+  auto found = std::find_if(workers_.begin(), workers_.end(),
+                            [&](const Worker& worker) { return worker.id.slot == slot && worker.role == role; });
+  return found == workers_.end() ? nullptr : &*found;
+}
+
+int Supervisor::ready_primaries() const {
+  return static_cast<int>(std::count_if(workers_.begin(), workers_.end(), [&](const Worker& worker) {
+    return worker.role == Role::primary && worker.state == WorkerState::ready && worker.id.slot < wanted_;
+  }));
 }
 
 void Supervisor::log(LogSeverity severity, std::string message) {

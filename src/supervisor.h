@@ -1,10 +1,14 @@
 // The pure state machine of clusterd: events in (with the time), actions out. It decides who is
-// spawned, signalled and restarted, and when clusterd exits; it never touches the kernel.
+// spawned, signalled, replaced and restarted, and when clusterd exits; it never touches the kernel.
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <variant>
 #include <vector>
@@ -12,6 +16,7 @@
 #include "backoff.h"
 #include "config.h"
 #include "duration.h"
+#include "notify_message.h"
 #include "worker_exit.h"
 
 namespace clusterd {
@@ -23,6 +28,8 @@ struct WorkerId {
   std::uint64_t instance = 0;
   bool operator==(const WorkerId&) const = default;
 };
+
+using RequestId = std::uint64_t;  // a control request waiting for an answer
 
 // ---- Events: what happened.
 struct Start {};
@@ -37,25 +44,55 @@ struct SpawnFailed {  // no process was created (fork or pipe failed)
 struct Execed {  // the worker program runs
   WorkerId id;
 };
+struct Notified {  // a datagram on the worker's NOTIFY_SOCKET
+  WorkerId id;
+  NotifyMessage message;
+};
 struct Exited {  // reaped; an ExecFailure when the child never became the program
   WorkerId id;
   WorkerExit exit;
 };
+struct RssSampled {  // answer to SampleRss
+  WorkerId id;
+  std::uint64_t rss_bytes = 0;
+};
 struct StopRequested {
   bool quick = false;  // SIGQUIT: SIGKILL every worker at once
 };
+// A rolling reload to `config` (already validated) with `workers` slots.
+struct ReloadRequested {
+  std::shared_ptr<const Config> config;
+  int workers = 1;
+  std::optional<RequestId> request;
+};
+struct ScaleRequested {
+  int workers = 1;
+};
 struct Tick {};  // the deadline of next_deadline() passed
 
-using Event = std::variant<Start, Spawned, SpawnFailed, Execed, Exited, StopRequested, Tick>;
+using Event = std::variant<Start, Spawned, SpawnFailed, Execed, Notified, Exited, RssSampled,
+                           StopRequested, ReloadRequested, ScaleRequested, Tick>;
 
 // ---- Actions: what the shell must do, in order.
-struct Spawn {
+struct Spawn {  // with the configuration of id.generation
   WorkerId id;
   int workers = 0;  // CLUSTERD_WORKERS for the new worker
 };
 struct SendSignal {  // to the worker's whole process group
   WorkerId id;
   int signal = 0;
+};
+struct SampleRss {  // read each worker's VmRSS and answer with RssSampled
+  std::vector<WorkerId> ids;
+};
+struct NotifySystemd {  // an sd_notify message for the service manager, when there is one
+  std::string message;
+};
+struct ReloadFinished {  // a reload finished (ok) or was abandoned
+  std::vector<RequestId> requests;
+  bool ok = false;
+  std::uint64_t generation = 0;
+  std::string error;
 };
 enum class LogSeverity { debug, info, warn, error };
 struct Log {
@@ -66,7 +103,7 @@ struct ExitDaemon {
   int code = 0;
 };
 
-using Action = std::variant<Spawn, SendSignal, Log, ExitDaemon>;
+using Action = std::variant<Spawn, SendSignal, SampleRss, NotifySystemd, ReloadFinished, Log, ExitDaemon>;
 
 enum class WorkerState { starting, ready, stopping };
 enum class SlotState { running, backoff, failed, done };
@@ -76,6 +113,7 @@ struct WorkerStatus {
   int pid = 0;  // 0 until Spawned
   WorkerState state = WorkerState::starting;
   Duration uptime{0};
+  std::optional<std::string> notify_status;
 };
 struct SlotStatus {
   int slot = 0;
@@ -86,8 +124,10 @@ struct SlotStatus {
   std::vector<WorkerStatus> workers;  // more than one while a slot's worker is replaced
 };
 struct StatusSnapshot {
-  std::uint64_t generation = 1;
+  std::uint64_t generation = 1;  // the last finished generation
+  std::optional<std::uint64_t> reloading_to;
   int workers_wanted = 0;
+  int workers_ready = 0;
   bool stopping = false;
   std::vector<SlotStatus> slots;
 };
@@ -97,62 +137,141 @@ struct StatusSnapshot {
 // every Spawned worker is answered by exactly one Exited; Tick is sent at next_deadline().
 class Supervisor {
  public:
-  // `worker_count`: the resolved number of slots. `uniform01` returns jitter in [0, 1].
+  // `worker_count`: the resolved number of slots. `uniform01` returns numbers in [0, 1] for
+  // backoff and recycle jitter.
   Supervisor(const Config& config, int worker_count, std::function<double()> uniform01);
+  Supervisor(std::shared_ptr<const Config> config, int worker_count, std::function<double()> uniform01);
 
   std::vector<Action> handle(const Event& event, TimePoint now);
 
-  // The nearest time at which a Tick has something to do: a restart, a grace period's end.
+  // The nearest time at which a Tick has something to do: a restart, a grace period's end, a
+  // ready timeout, a watchdog, a recycle, an RSS sample. nullopt: nothing until an event.
   std::optional<TimePoint> next_deadline() const;
 
   StatusSnapshot status(TimePoint now) const;
 
+  // Generations whose configuration the shell must keep: those of live workers, of slots (a
+  // restart uses its slot's generation) and of a reload under way.
+  std::set<std::uint64_t> generations_in_use() const;
+
+  const Config& config_of(std::uint64_t generation) const;
+  std::shared_ptr<const Config> shared_config_of(std::uint64_t generation) const { return configs_.at(generation); }
+  std::uint64_t generation() const { return generation_; }  // the last finished one
+
+  // Every configuration the Supervisor may still spawn workers with (a queued reload's too).
+  std::set<const Config*> configs_in_use() const;
+
+  // The worker count asked for: a reload's target while one is under way.
+  int workers_wanted() const { return reload_ ? reload_->target : wanted_; }
+
  private:
+  // A worker's part in its slot: the one serving it, the new one of a reload or recycle that
+  // takes over once ready, or an old one being stopped.
+  enum class Role { primary, replacement, retiring };
+
   struct Worker {
     WorkerId id;
     int pid = 0;
+    Role role = Role::primary;
     WorkerState state = WorkerState::starting;
     TimePoint started_at{};
-    bool stop_requested = false;  // clusterd sent the stop signal: its exit is no failure
+    std::optional<TimePoint> ready_deadline;   // not ready by then: a failed start
+    std::optional<TimePoint> ready_after;      // ready.mode = a duration: ready then, if still up
+    std::optional<TimePoint> watchdog_deadline;
+    std::optional<TimePoint> recycle_at;       // recycle.max_lifetime reached
+    std::optional<std::string> notify_status;
+    bool stop_requested = false;  // clusterd sent the stop signal
+    bool failed_start = false;    // ...because it was not ready in time: its exit is a failure
     bool killed = false;          // clusterd sent SIGKILL
     std::optional<TimePoint> kill_at;
   };
   struct Slot {
-    explicit Slot(const RestartConfig& restart) : backoff(restart) {}
+    Slot(const RestartConfig& restart, std::uint64_t generation_of_slot)
+        : backoff(restart), generation(generation_of_slot) {}
     SlotState state = SlotState::running;
     SlotBackoff backoff;
+    std::uint64_t generation;  // of its primary; a restart spawns this generation
     int restarts = 0;
     std::optional<WorkerExit> last_exit;
-    std::optional<TimePoint> restart_at;  // in backoff: when to spawn again
+    std::optional<TimePoint> restart_at;        // in backoff: when to spawn again
+    std::optional<std::string> recycle_reason;  // due for a recycle
+    std::optional<TimePoint> recycle_retry_at;  // a failed recycle waits until then
+  };
+  struct Reload {
+    std::uint64_t generation = 0;
+    int target = 0;
+    std::deque<int> queue;  // slots still to replace, in order
+    std::vector<int> batch; // slots being replaced now
+    std::vector<RequestId> requests;
+  };
+  struct QueuedReload {
+    std::shared_ptr<const Config> config;
+    int workers = 1;
+    std::vector<RequestId> requests;
   };
 
+  // supervisor.cpp: events and the lifecycle of one worker.
   void on_event(const Start&, TimePoint now);
   void on_event(const Spawned& event, TimePoint now);
   void on_event(const SpawnFailed& event, TimePoint now);
   void on_event(const Execed& event, TimePoint now);
+  void on_event(const Notified& event, TimePoint now);
   void on_event(const Exited& event, TimePoint now);
+  void on_event(const RssSampled& event, TimePoint now);
   void on_event(const StopRequested& event, TimePoint now);
+  void on_event(const ReloadRequested& event, TimePoint now);
+  void on_event(const ScaleRequested& event, TimePoint now);
   void on_event(const Tick&, TimePoint now);
 
-  // Compares what is wanted with what runs and emits what closes the gap.
   void reconcile(TimePoint now);
+  void check_worker_deadlines(TimePoint now);
+  void replenish_slots(TimePoint now);
+  void check_exit();
   void reconcile_shutdown(TimePoint now);
-  void spawn(int slot, TimePoint now);
-  void worker_ended(Worker worker, const WorkerExit& exit, TimePoint now);
-  void schedule_restart(int slot, Duration uptime, TimePoint now);
+  void report_readiness();
+  WorkerId spawn(int slot, std::uint64_t generation, Role role, TimePoint now);
+  void mark_ready(Worker& worker, TimePoint now);
+  void stop_worker(Worker& worker, TimePoint now);
+  void not_ready_in_time(Worker& worker, TimePoint now);
+  void worker_ended(const Worker& worker, const WorkerExit& exit, TimePoint now);
+  void primary_ended(const Worker& worker, const WorkerExit& exit, TimePoint now);
+
+  // supervisor_replace.cpp: rolling reload, recycling and scaling.
+  void start_reload(std::shared_ptr<const Config> config, int workers, std::vector<RequestId> requests,
+                    TimePoint now);
+  void advance_reload(TimePoint now);
+  void finish_reload();
+  void abandon_reload(const std::string& reason, TimePoint now);
+  void start_next_queued_reload(TimePoint now);
+  void promote(Worker& replacement, TimePoint now);
+  void replacement_failed(const Worker& worker, const std::string& reason, TimePoint now);
+  void recycle_one(TimePoint now);
+  void scale_down(TimePoint now);
+  void sample_rss(TimePoint now);
+  void resize_slots(int count);
+
   Worker* find_worker(const WorkerId& id);
-  const Worker* live_worker_of(int slot) const;
+  Worker* worker_in(int slot, Role role);
+  const Worker* worker_in(int slot, Role role) const;
+  Slot& slot_of(const WorkerId& id) { return slots_.at(static_cast<std::size_t>(id.slot)); }
+  int ready_primaries() const;
   void log(LogSeverity severity, std::string message);
 
-  Config config_;
+  std::map<std::uint64_t, std::shared_ptr<const Config>> configs_;  // by generation
   std::function<double()> uniform01_;
   int wanted_ = 0;
-  std::uint64_t generation_ = 1;
+  std::uint64_t generation_ = 1;       // the last finished generation
+  std::uint64_t next_generation_ = 2;  // never reused, even after an abandoned reload
   std::uint64_t next_instance_ = 1;
   bool started_ = false;
   bool stopping_ = false;
   bool exiting_ = false;
   bool exec_failure_reported_ = false;
+  bool ready_reported_ = false;  // READY=1 sent to the service manager
+  std::string last_status_;      // the last STATUS= sent
+  std::optional<Reload> reload_;
+  std::optional<QueuedReload> queued_reload_;
+  std::optional<TimePoint> next_rss_sample_;
   std::vector<Slot> slots_;
   std::vector<Worker> workers_;
   std::vector<Action> actions_;  // filled while handling one event

@@ -41,11 +41,6 @@ class Err:
         return "Err(%r, line=%r, key=%r, words=%r)" % (self.origin, self.line, self.key, self.words)
 
 
-NO_POSITION = ("the start checks (main.cpp check_start: program, directory, user) report problems "
-               "found in the config file with line 0, so the line lacks the FILE:LINE:COL position "
-               "interface §2.2 requires")
-
-
 class Case:
     def __init__(self, case_id, errors, toml, args, usage, bug, bug_in):
         self.id, self.errors, self.toml, self.args = case_id, errors, toml, args
@@ -185,7 +180,7 @@ BROKEN = [
     case("program-missing-in-path", Err("command line", None, "command", ["no-such-program-xyz", "PATH"]),
          args=["--listen", "unix:@SOCK@", "no-such-program-xyz"]),
     case("program-missing-in-file", Err("file", 1, "command", ["@DIR@/nope", "No such file"]),
-         toml='command = ["@DIR@/nope"]\n' + SOCK_LISTEN, bug=NO_POSITION),
+         toml='command = ["@DIR@/nope"]\n' + SOCK_LISTEN),
     case("program-not-executable", Err("command line", None, "command", ["@DIR@/plain.txt", "Permission denied"]),
          args=["--listen", "unix:@SOCK@", "@DIR@/plain.txt"]),
     case("program-is-a-directory", Err("command line", None, "command", ["@DIR@/subdir"]),
@@ -245,21 +240,37 @@ BROKEN = [
 
     # ---- what a start needs beyond the file's syntax
     case("directory-missing", Err("file", 2, "directory", ["expected an existing directory", '"@DIR@/nowhere"']),
-         toml='command = ["@PROG@"]\ndirectory = "@DIR@/nowhere"\n' + SOCK_LISTEN, bug=NO_POSITION),
+         toml='command = ["@PROG@"]\ndirectory = "@DIR@/nowhere"\n' + SOCK_LISTEN),
     case("user-unknown", Err("file", 2, "user", ["unknown user", '"no-such-user-xyz"']),
-         toml='command = ["@PROG@"]\nuser = "no-such-user-xyz"\n' + SOCK_LISTEN, bug=NO_POSITION),
+         toml='command = ["@PROG@"]\nuser = "no-such-user-xyz"\n' + SOCK_LISTEN),
     case("user-and-group-unknown", [
         Err("file", 2, "user", ["unknown user", '"no-such-user-xyz"']),
         Err("file", 3, "group", ["unknown group", '"no-such-group-xyz"']),
-    ], toml='command = ["@PROG@"]\nuser = "no-such-user-xyz"\ngroup = "no-such-group-xyz"\n' + SOCK_LISTEN,
-        bug=NO_POSITION + "; and only the first of user/group is reported (main.cpp check_start)"),
+    ], toml='command = ["@PROG@"]\nuser = "no-such-user-xyz"\ngroup = "no-such-group-xyz"\n' + SOCK_LISTEN),
     case("log-file-cannot-be-opened",
          Err("--log-file", None, "log.file", ["@DIR@/plain.txt/clusterd.log", "Not a directory"]),
-         args=["--log-file", "@DIR@/plain.txt/clusterd.log", "--listen", "unix:@SOCK@", "@PROG@"],
-         bug="an unopenable log.file is found only when logging starts (main.cpp run_supervisor): `check` "
-             "exits 0 for it, and a start prints 'clusterd: log.file: cannot open ...' instead of a "
-             "diagnostic naming the flag",
-         bug_in=("run", "check", "same")),
+         args=["--log-file", "@DIR@/plain.txt/clusterd.log", "--listen", "unix:@SOCK@", "@PROG@"]),
+    case("log-file-in-missing-directory",
+         Err("file", 3, "log.file", ["@DIR@/logs/clusterd.log", "No such file or directory"]),
+         toml='command = ["@PROG@"]\n[log]\nfile = "@DIR@/logs/clusterd.log"\n' + SOCK_LISTEN),
+    case("log-file-is-a-directory", Err("file", 3, "log.file", ["@DIR@/subdir", "Is a directory"]),
+         toml='command = ["@PROG@"]\n[log]\nfile = "@DIR@/subdir"\n' + SOCK_LISTEN),
+    case("program-is-a-directory-in-file", Err("file", 1, "command", ['"@DIR@/subdir"', "is a directory"]),
+         toml='command = ["@DIR@/subdir"]\n' + SOCK_LISTEN),
+    case("program-not-executable-in-file", Err("file", 1, "command", ["@DIR@/plain.txt", "Permission denied"]),
+         toml='command = ["@DIR@/plain.txt"]\n' + SOCK_LISTEN),
+    case("program-relative-to-missing-directory",  # only the directory: the program depends on it
+         Err("file", 2, "directory", ["expected an existing directory", '"@DIR@/nowhere"']),
+         toml='command = ["./marker.sh"]\ndirectory = "@DIR@/nowhere"\n' + SOCK_LISTEN),
+    case("program-relative-to-directory-missing-there",
+         Err("file", 1, "command", ['"./marker.sh"', "No such file"]),
+         toml='command = ["./marker.sh"]\ndirectory = "@DIR@/subdir"\n' + SOCK_LISTEN),
+    case("flag-set-directory-missing",
+         Err("--set directory=@DIR@/nowhere", None, "directory", ["expected an existing directory"]),
+         args=["--set", "directory=@DIR@/nowhere", "--listen", "unix:@SOCK@", "@PROG@"]),
+    case("flag-set-group-unknown",
+         Err("--set group=no-such-group-xyz", None, "group", ["unknown group", '"no-such-group-xyz"']),
+         args=["--set", "group=no-such-group-xyz", "--listen", "unix:@SOCK@", "@PROG@"]),
 
     # ---- several problems: every one reported, one line each, in file order
     case("several-errors-in-file-order", [
@@ -296,9 +307,25 @@ BROKEN = [
     case("file-error-and-missing-directory", [
         Err("file", 2, "workers", ["found 0"]),
         Err("file", 3, "directory", ['"@DIR@/nowhere"']),
-    ], toml='command = ["@PROG@"]\nworkers = 0\ndirectory = "@DIR@/nowhere"\n' + SOCK_LISTEN,
-        bug="the start checks (directory, program, user) run only once the file has no other error, "
-            "so not every error in the file is reported (interface §2.2); and they carry no position"),
+    ], toml='command = ["@PROG@"]\nworkers = 0\ndirectory = "@DIR@/nowhere"\n' + SOCK_LISTEN),
+    case("every-host-problem-with-the-others", [
+        Err("file", 2, "name", ["A-Za-z0-9._-", '"a b"']),
+        Err("file", 3, "user", ["unknown user", '"no-such-user-xyz"']),
+        Err("file", 4, "group", ["unknown group", '"no-such-group-xyz"']),
+        Err("file", 6, "restart.delay", ["expected a duration"]),
+        Err("file", 8, "log.file", ["@DIR@/plain.txt/x.log", "Not a directory"]),
+        Err("--workers", None, "workers", ["found 0"]),
+        Err("command line", None, "command", ["@DIR@/nope", "No such file"]),
+    ], toml=('command = ["@PROG@"]\n'                # 1
+             'name = "a b"\n'                        # 2
+             'user = "no-such-user-xyz"\n'           # 3
+             'group = "no-such-group-xyz"\n'         # 4
+             '[restart]\n'                           # 5
+             'delay = 5\n'                           # 6
+             '[log]\n'                               # 7
+             'file = "@DIR@/plain.txt/x.log"\n'      # 8
+             + SOCK_LISTEN),
+        args=["-c", "@CFG@", "--workers", "0", "@DIR@/nope"]),
     case("file-and-flag-errors", [
         Err("file", 2, "workers", ["found 0"]),
         Err("--set restart.delay=5", None, "restart.delay", ["found 5"]),
@@ -419,6 +446,19 @@ def test_check_gives_the_same_diagnostics_as_a_start(tmpdir_short, c):
 
 def test_broken_input_table_is_big_enough():
     assert len(BROKEN) >= 35
+
+
+def test_log_file_checks_create_nothing(tmpdir_short):
+    # spdlog's file sink would create missing parent directories; the check before it must not,
+    # and `check` must not create the log file either.
+    argv, fill = prepare(tmpdir_short, None, ["--log-file", "@DIR@/logs/clusterd.log", "@PROG@"])
+    for args in (argv, ["check"] + argv):
+        code, out, err, timed_out = run(args, cwd=tmpdir_short)
+        assert not timed_out and code == 2, err
+        assert not os.path.exists(fill("@DIR@/logs")), err
+    code, out, err = check(["--log-file", os.path.join(tmpdir_short, "new.log"), fill("@PROG@")], tmpdir_short)
+    assert (code, err) == (0, ""), err
+    assert not os.path.exists(os.path.join(tmpdir_short, "new.log"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -604,9 +644,6 @@ def test_check_binds_nothing(tmpdir_short):
         assert not STARTED.search(err), err
 
 
-@pytest.mark.xfail(strict=True, reason="clusterd bug: a listener that cannot be bound is reported twice "
-                   "on stderr (the error log line, then 'clusterd: bind ...'), and neither line names the "
-                   "listener or the flag/key it came from")
 def test_start_on_a_held_port_says_so_in_one_line_naming_the_listener(tmpdir_short):
     holder, port = held_port()
     with holder:

@@ -160,3 +160,54 @@ def test_port_in_use_exits_2_naming_the_address_and_starts_no_worker(tmpdir_shor
     assert address in stderr
     assert not re.search(r"worker (spawned|ready)|started name=", stderr), stderr
     assert harness.read_reports(tmpdir_short) == {}
+
+
+def start_with_listener_shut_down_once(start_clusterd, tmpdir_short, address):
+    """One worker; the first one shuts the inherited listener down (for everybody) and exits."""
+    marker = os.path.join(tmpdir_short, "shut-down")
+    clusterd = start_clusterd(["--workers", "1", "--listen", address, "--"]
+                              + HTTP_WORKER + ["--shutdown-listener-once", marker])
+    first_address = clusterd.address()
+    clusterd.wait_for_log(r"worker exited slot=0 gen=1 pid=\d+ status=exit:3 ")
+    replacement = clusterd.ready_pids(2)[1]
+    return clusterd, first_address, replacement
+
+
+def test_listener_shut_down_by_a_worker_is_noticed_and_listens_again(start_clusterd, tmpdir_short):
+    clusterd, _, replacement = start_with_listener_shut_down_once(start_clusterd, tmpdir_short,
+                                                                  "127.0.0.1:0")
+    [line] = clusterd.wait_for_log(r"listener stopped by a worker; listening again name=fd3 "
+                                   r"address=(\S+)")
+    assert harness.log_level(line.string) == "error"
+    assert http_get(line.group(1))["pid"] == replacement
+
+
+@pytest.mark.xfail(strict=True, reason="clusterd bug: a port-0 TCP listener that a worker shut "
+                   "down listens again on a new ephemeral port, not on the address it logged at "
+                   "start (the kernel released the port; listen() autobinds another)")
+def test_listener_shut_down_by_a_worker_listens_again_on_the_same_port(start_clusterd,
+                                                                      tmpdir_short):
+    clusterd, first_address, replacement = start_with_listener_shut_down_once(
+        start_clusterd, tmpdir_short, "127.0.0.1:0")
+    clusterd.wait_for_log(r"listener stopped by a worker; listening again")
+    assert http_get(first_address, timeout=5.0)["pid"] == replacement
+
+
+@pytest.mark.xfail(strict=True, reason="clusterd bug: a unix listener shut down by a worker keeps "
+                   "SO_ACCEPTCONN=1 but accept() fails with EINVAL and connect() is refused for "
+                   "good; clusterd does not notice, replacements crash-loop")
+def test_unix_listener_shut_down_by_a_worker_serves_again(start_clusterd, tmpdir_short):
+    path = os.path.join(tmpdir_short, "web.sock")
+    marker = os.path.join(tmpdir_short, "shut-down")
+    clusterd = start_clusterd(["--workers", "1", "--listen", "unix:" + path, "--"]
+                              + HTTP_WORKER + ["--shutdown-listener-once", marker])
+    clusterd.wait_for_log(r"worker exited slot=0 gen=1 pid=\d+ status=exit:3 ")
+
+    def answered():
+        try:
+            return http_get("unix:" + path, timeout=2.0)
+        except OSError:
+            return None
+
+    reply = wait_until(answered, 10.0, "an answer on the unix listener", describe=clusterd.log_tail)
+    clusterd.seen_pids.add(reply["pid"])

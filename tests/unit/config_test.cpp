@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 
 namespace clusterd {
 namespace {
@@ -14,8 +15,9 @@ using ::testing::ElementsAre;
 using ::testing::IsEmpty;
 
 // Every diagnostic of building `text` (as c.toml) with `overrides`, as to_string prints it.
-std::vector<std::string> errors(std::string_view text, const ConfigOverrides& overrides = {}) {
-  const auto result = build_config(ConfigText{"c.toml", std::string(text)}, overrides);
+std::vector<std::string> errors(std::string_view text, const ConfigOverrides& overrides = {},
+                                const HostChecks* host = nullptr) {
+  const auto result = build_config(ConfigText{"c.toml", std::string(text)}, overrides, host);
   std::vector<std::string> out;
   if (!result) {
     for (const auto& diagnostic : result.error()) {
@@ -733,6 +735,174 @@ TEST(ToToml, WorkersAutoStaysAuto) {
   const Config config = build(with_command("workers = \"auto\"\n"));
   EXPECT_THAT(to_toml(config), ::testing::HasSubstr("workers = \"auto\"\n"));
   EXPECT_EQ(build(to_toml(config)).workers, std::nullopt);
+}
+
+// ----- host checks: what only the running system can tell, reported at the key's position
+
+// Scripted answers to the host's questions; records every question asked, in order.
+class FakeHost {
+ public:
+  // `question` as recorded: "directory D", "program P in D", "user U", "group G", "log_file F".
+  void fail(const std::string& question, std::string problem) { problems_[question] = std::move(problem); }
+  const std::vector<std::string>& asked() const { return asked_; }
+
+  HostChecks checks() {
+    HostChecks checks;
+    checks.directory = [this](const std::string& directory) { return answer("directory " + directory); };
+    checks.program = [this](const std::string& program, const std::string& directory) {
+      return answer("program " + program + " in " + directory);
+    };
+    checks.user = [this](const std::string& user) { return answer("user " + user); };
+    checks.group = [this](const std::string& group) { return answer("group " + group); };
+    checks.log_file = [this](const std::string& path) { return answer("log_file " + path); };
+    return checks;
+  }
+
+ private:
+  std::optional<std::string> answer(const std::string& question) {
+    asked_.push_back(question);
+    const auto it = problems_.find(question);
+    return it == problems_.end() ? std::nullopt : std::optional(it->second);
+  }
+
+  std::map<std::string, std::string> problems_;
+  std::vector<std::string> asked_;
+};
+
+TEST(ConfigHostChecks, EachValueIsAskedAboutOnce) {
+  FakeHost host;
+  const auto checks = host.checks();
+  EXPECT_THAT(errors("command = [\"./srv\"]\ndirectory = \"/srv\"\nuser = \"www\"\ngroup = 33\n"
+                     "[log]\nfile = \"/var/log/c.log\"\n",
+                     {}, &checks),
+              IsEmpty());
+  EXPECT_THAT(host.asked(), ElementsAre("directory /srv", "program ./srv in /srv", "user www", "group 33",
+                                        "log_file /var/log/c.log"));
+}
+
+TEST(ConfigHostChecks, NothingIsAskedAboutKeysThatAreNotSet) {
+  FakeHost host;
+  const auto checks = host.checks();
+  EXPECT_THAT(errors("command = [\"srv\"]\n", {}, &checks), IsEmpty());
+  EXPECT_THAT(host.asked(), ElementsAre("program srv in "));
+}
+
+TEST(ConfigHostChecks, ProblemsAreReportedAtThePositionOfTheirValue) {
+  FakeHost host;
+  host.fail("program ./nope in ", "cannot execute \"./nope\": No such file or directory");
+  host.fail("user bob", "unknown user \"bob\"");
+  host.fail("group staff", "unknown group \"staff\"");
+  host.fail("log_file /x/c.log", "cannot open \"/x/c.log\" for appending: No such file or directory");
+  const auto checks = host.checks();
+  EXPECT_THAT(
+      errors("command = [\"./nope\"]\nuser = \"bob\"\ngroup = \"staff\"\n[log]\nfile = \"/x/c.log\"\n", {},
+             &checks),
+      ElementsAre("c.toml:1:11: command: cannot execute \"./nope\": No such file or directory",
+                  "c.toml:2:8: user: unknown user \"bob\"", "c.toml:3:9: group: unknown group \"staff\"",
+                  "c.toml:5:8: log.file: cannot open \"/x/c.log\" for appending: No such file or directory"));
+}
+
+TEST(ConfigHostChecks, AMissingDirectoryIsReportedAndTheProgramNotLookedForInIt) {
+  FakeHost host;
+  host.fail("directory /nowhere", "expected an existing directory, found \"/nowhere\"");
+  const auto checks = host.checks();
+  EXPECT_THAT(errors("command = [\"./srv\"]\ndirectory = \"/nowhere\"\n", {}, &checks),
+              ElementsAre("c.toml:2:13: directory: expected an existing directory, found \"/nowhere\""));
+  EXPECT_THAT(host.asked(), ElementsAre("directory /nowhere"));
+}
+
+TEST(ConfigHostChecks, InvalidValuesAreNotAskedAboutAndNeitherIsTheProgramOfAnInvalidDirectory) {
+  FakeHost host;
+  const auto checks = host.checks();
+  EXPECT_THAT(errors("command = [\"./srv\"]\ndirectory = 5\nuser = \"\"\n", {}, &checks),
+              ElementsAre("c.toml:2:13: directory: expected a directory path, found integer 5",
+                          "c.toml:3:8: user: expected a user name or uid, found \"\""));
+  EXPECT_THAT(host.asked(), IsEmpty());
+}
+
+TEST(ConfigHostChecks, HostProblemsComeWithEveryOtherProblemInFileOrder) {
+  FakeHost host;
+  host.fail("directory /nowhere", "expected an existing directory, found \"/nowhere\"");
+  host.fail("user bob", "unknown user \"bob\"");
+  const auto checks = host.checks();
+  EXPECT_THAT(errors("command = [\"./srv\"]\nworkers = 0\ndirectory = \"/nowhere\"\nuser = \"bob\"\n"
+                     "[restart]\ndelay = 5\n",
+                     {}, &checks),
+              ElementsAre("c.toml:2:11: workers: expected an integer 1-4096 or \"auto\", found 0",
+                          "c.toml:3:13: directory: expected an existing directory, found \"/nowhere\"",
+                          "c.toml:4:8: user: unknown user \"bob\"",
+                          "c.toml:6:9: restart.delay: expected a duration with a unit such as \"5s\", found "
+                          "integer 5"));
+}
+
+TEST(ConfigHostChecks, ValuesFromFlagsAreReportedAtTheFlag) {
+  FakeHost host;
+  host.fail("directory /nowhere", "expected an existing directory, found \"/nowhere\"");
+  host.fail("log_file /x/c.log", "cannot open \"/x/c.log\" for appending: Not a directory");
+  const auto checks = host.checks();
+  ConfigOverrides overrides;
+  overrides.sets = {"directory=/nowhere"};
+  overrides.log_file = "/x/c.log";
+  EXPECT_THAT(
+      errors("command = [\"./srv\"]\nworkers = 0\n", overrides, &checks),
+      ElementsAre("c.toml:2:11: workers: expected an integer 1-4096 or \"auto\", found 0",
+                  "--set directory=/nowhere: directory: expected an existing directory, found \"/nowhere\"",
+                  "--log-file: log.file: cannot open \"/x/c.log\" for appending: Not a directory"));
+}
+
+TEST(ConfigHostChecks, ProgramFromTheCommandLineIsReportedThere) {
+  FakeHost host;
+  host.fail("program /bin/nope in /srv", "cannot execute \"/bin/nope\": No such file or directory");
+  const auto checks = host.checks();
+  ConfigOverrides overrides;
+  overrides.program = {"/bin/nope", "--port", "1"};
+  overrides.workers = "0";
+  EXPECT_THAT(errors("command = [\"./srv\"]\ndirectory = \"/srv\"\n", overrides, &checks),
+              ElementsAre("--workers: workers: expected an integer 1-4096 or \"auto\", found 0",
+                          "command line: command: cannot execute \"/bin/nope\": No such file or directory"));
+}
+
+TEST(ConfigHostChecks, WithoutAFileProblemsNameTheFlags) {
+  FakeHost host;
+  host.fail("program nope in ", "cannot execute \"nope\": No such file or directory (searched PATH)");
+  host.fail("log_file /x/c.log", "cannot open \"/x/c.log\" for appending: Not a directory");
+  const auto checks = host.checks();
+  ConfigOverrides overrides;
+  overrides.program = {"nope"};
+  overrides.log_file = "/x/c.log";
+  const auto result = build_config(std::nullopt, overrides, &checks);
+  ASSERT_FALSE(result);
+  std::vector<std::string> lines;
+  for (const auto& diagnostic : result.error()) {
+    lines.push_back(diagnostic.to_string());
+  }
+  EXPECT_THAT(
+      lines,
+      ElementsAre(
+          "--log-file: log.file: cannot open \"/x/c.log\" for appending: Not a directory",
+          "command line: command: cannot execute \"nope\": No such file or directory (searched PATH)"));
+}
+
+TEST(ConfigHostChecks, AnEmptyCheckIsSkipped) {
+  HostChecks checks;
+  checks.user = [](const std::string& user) { return std::optional("unknown user \"" + user + "\""); };
+  EXPECT_THAT(errors("command = [\"./srv\"]\ndirectory = \"/nowhere\"\nuser = \"bob\"\n", {}, &checks),
+              ElementsAre("c.toml:3:8: user: unknown user \"bob\""));
+}
+
+TEST(ConfigHostChecks, LoadConfigPassesTheChecksOn) {
+  FakeHost host;
+  host.fail("program /bin/sleep in ", "cannot execute \"/bin/sleep\": Permission denied");
+  const auto checks = host.checks();
+  const auto path =
+      (std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "config" / "clusterd.toml")
+          .string();
+  const auto config = load_config(path, {}, &checks);
+  ASSERT_FALSE(config);
+  ASSERT_EQ(config.error().size(), 1u);
+  EXPECT_EQ(config.error().front().key, "command");
+  EXPECT_EQ(config.error().front().file, path);
+  EXPECT_GT(config.error().front().line, 0);
 }
 
 // ----- files

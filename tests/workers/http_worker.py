@@ -11,6 +11,9 @@ Options:
   --ignore-term      ignore SIGTERM (to test the grace period and SIGKILL)
   --exit-after SECS  exit with --exit-code after SECS (crash-loop tests)
   --exit-code N      exit status for --exit-after (default 1)
+  --shutdown-listener-once FILE
+                     if FILE does not exist yet: create it, shutdown() the listener (which stops
+                     it for every process holding it) and exit 3; else serve as usual
 """
 import argparse
 import http.server
@@ -121,6 +124,7 @@ def main():
     parser.add_argument("--ignore-term", action="store_true")
     parser.add_argument("--exit-after", type=float)
     parser.add_argument("--exit-code", type=int, default=1)
+    parser.add_argument("--shutdown-listener-once")
     options = parser.parse_args()
 
     if options.ignore_term:
@@ -130,6 +134,14 @@ def main():
     if options.exit_after is not None:
         threading.Timer(options.exit_after, lambda: os._exit(options.exit_code)).start()
     global SERVED_ADDRESS
+    if options.shutdown_listener_once:
+        try:
+            os.close(os.open(options.shutdown_listener_once, os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            pass
+        else:
+            socket.socket(fileno=listener_fd(options.name)).shutdown(socket.SHUT_RDWR)
+            os._exit(3)
     server = Server(listener_fd(options.name))
     SERVED_ADDRESS = server.server_address
     server.serve_forever()

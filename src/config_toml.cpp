@@ -1,0 +1,94 @@
+// The effective Config written back as TOML that `-c` accepts (what `clusterd check` prints).
+#include "config.h"
+
+#include <algorithm>
+#include <array>
+#include <string>
+#include <string_view>
+
+#include "config_format.h"
+
+namespace clusterd {
+
+using config_detail::format_float;
+using config_detail::format_mode;
+using config_detail::quote;
+
+std::string to_toml(const Config& config) {
+  std::string out;
+  const auto line = [&out](std::string_view key, const std::string& value) {
+    out.append(key).append(" = ").append(value).append("\n");
+  };
+  // A key without a value cannot be written in TOML; a comment still shows that it exists.
+  const auto optional_line = [&](std::string_view key, const std::optional<std::string>& value,
+                                 std::string_view unset) {
+    if (value) {
+      line(key, *value);
+    } else {
+      out.append("# ").append(key).append(": ").append(unset).append("\n");
+    }
+  };
+  const auto bare_key = [](const std::string& key) {
+    const bool bare = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+             c == '-';
+    });
+    return bare ? key : quote(key);
+  };
+
+  line("name", quote(config.name));
+  line("workers", config.workers ? std::to_string(*config.workers) : quote("auto"));
+  std::string command = "[";
+  for (std::size_t i = 0; i < config.command.size(); ++i) {
+    command += (i == 0 ? "" : ", ") + quote(config.command[i]);
+  }
+  line("command", command + "]");
+  optional_line("directory", config.directory.empty() ? std::nullopt : std::optional(quote(config.directory)),
+                "unset (clusterd's working directory)");
+  optional_line("user", config.user ? std::optional(quote(*config.user)) : std::nullopt, "unset");
+  optional_line("group", config.group ? std::optional(quote(*config.group)) : std::nullopt,
+                "unset (the user's primary group)");
+
+  for (const auto& listener : config.listeners) {
+    out += "\n[[listen]]\n";
+    line("name", quote(listener.name));
+    line("address", quote(format_address(listener.address)));
+    line("backlog", std::to_string(listener.backlog));
+    if (listener.address.family == AddressFamily::unix_path) {
+      line("mode", quote(format_mode(listener.mode)));
+    }
+    if (listener.address.family == AddressFamily::ipv6) {
+      line("ipv6_only", listener.ipv6_only ? "true" : "false");
+    }
+  }
+
+  out += "\n[env]\n";
+  for (const auto& [name, value] : config.env) {
+    line(bare_key(name), quote(value));
+  }
+
+  const auto& restart = config.restart;
+  out += "\n[restart]\n";
+  constexpr std::array<std::string_view, 3> policies{"always", "on-failure", "never"};
+  line("policy", quote(policies[static_cast<std::size_t>(restart.policy)]));
+  line("delay", quote(format_duration(restart.delay)));
+  line("max_delay", quote(format_duration(restart.max_delay)));
+  line("multiplier", format_float(restart.multiplier));
+  line("reset_after", quote(format_duration(restart.reset_after)));
+  optional_line("burst", restart.burst ? std::optional(std::to_string(*restart.burst)) : std::nullopt,
+                "unset (off)");
+  line("interval", quote(format_duration(restart.interval)));
+
+  out += "\n[stop]\n";
+  line("signal", quote(signal_name(config.stop.signal)));
+  line("grace", quote(format_duration(config.stop.grace)));
+
+  out += "\n[log]\n";
+  constexpr std::array<std::string_view, 5> levels{"trace", "debug", "info", "warn", "error"};
+  line("level", quote(levels[static_cast<std::size_t>(config.log.level)]));
+  optional_line("file", config.log.file ? std::optional(quote(*config.log.file)) : std::nullopt,
+                "unset (stderr)");
+  return out;
+}
+
+}  // namespace clusterd

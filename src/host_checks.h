@@ -1,0 +1,29 @@
+// The HostChecks that build_config asks (config.h), answered by this system: the file system,
+// PATH and the user and group databases. Reads only; creates nothing.
+#pragma once
+
+#include <string>
+
+#include <tl/expected.hpp>
+
+#include "config.h"
+
+namespace clusterd {
+
+// The real checks, each answering as a start would find it:
+// - directory: an existing directory (stat);
+// - program: find_program below;
+// - user, group: a known user; a known group or a numeric gid (credentials.h);
+// - log_file: the file exists and clusterd may write it, or it does not exist and its directory
+//   exists and clusterd may create files in it. Nothing is created: the logger would otherwise
+//   create missing directories, and `check` must not change the system.
+// Access is checked for clusterd's own effective ids. May block on NSS (user, group).
+HostChecks system_host_checks();
+
+// PROGRAM (or command[0]) found as a start finds it: resolve_executable (process.h) from
+// `directory` with clusterd's PATH ("/usr/local/bin:/usr/bin:/bin" when unset). Returns the
+// absolute path, or what is wrong: `cannot execute "srv": No such file or directory (searched
+// PATH)`, `cannot execute "./data": Permission denied`, `cannot execute "./dir": is a directory`.
+tl::expected<std::string, std::string> find_program(const std::string& program, const std::string& directory);
+
+}  // namespace clusterd

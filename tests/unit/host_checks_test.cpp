@@ -1,0 +1,143 @@
+// The system's answers to build_config's host questions: directories, programs, users, groups and
+// the log file, checked against a private temp directory; nothing may be created by asking.
+#include "host_checks.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+
+namespace clusterd {
+namespace {
+
+using ::testing::HasSubstr;
+
+class HostChecksTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/cd-host-XXXXXX";
+    ASSERT_NE(::mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    write_file("prog", 0755);
+    write_file("data", 0644);
+    std::filesystem::create_directory(dir_ + "/sub");
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void write_file(const std::string& name, mode_t mode) {
+    std::ofstream(dir_ + "/" + name) << "#!/bin/sh\n";
+    ::chmod((dir_ + "/" + name).c_str(), mode);
+  }
+
+  std::string dir_;
+  HostChecks checks_ = system_host_checks();
+};
+
+TEST_F(HostChecksTest, DirectoryMustExistAndBeADirectory) {
+  EXPECT_EQ(checks_.directory(dir_), std::nullopt);
+  EXPECT_EQ(checks_.directory(dir_ + "/nowhere"),
+            "expected an existing directory, found \"" + dir_ + "/nowhere\"");
+  EXPECT_EQ(checks_.directory(dir_ + "/data"),
+            "expected an existing directory, found \"" + dir_ + "/data\" (not a directory)");
+  EXPECT_EQ(checks_.directory(dir_ + "/data/x"),
+            "expected an existing directory, found \"" + dir_ + "/data/x\" (Not a directory)");
+}
+
+TEST_F(HostChecksTest, ProgramIsFoundFromTheDirectory) {
+  EXPECT_EQ(checks_.program("./prog", dir_), std::nullopt);
+  EXPECT_EQ(checks_.program(dir_ + "/prog", "/"), std::nullopt);
+  EXPECT_EQ(checks_.program("./prog", dir_ + "/sub"), "cannot execute \"./prog\": No such file or directory");
+}
+
+// Sets PATH for one test and puts the old value back: the answer depends on every PATH entry (an
+// unreadable one turns "not found" into "Permission denied", as for execvp).
+class ScopedPath {
+ public:
+  explicit ScopedPath(const std::string& value) {
+    if (const char* old = std::getenv("PATH")) {
+      old_ = old;
+    }
+    ::setenv("PATH", value.c_str(), 1);
+  }
+  ~ScopedPath() {
+    if (old_) {
+      ::setenv("PATH", old_->c_str(), 1);
+    } else {
+      ::unsetenv("PATH");
+    }
+  }
+
+ private:
+  std::optional<std::string> old_;
+};
+
+TEST_F(HostChecksTest, ProgramNotInPathSaysPathWasSearched) {
+  const ScopedPath path("/nonexistent:" + dir_);
+  EXPECT_EQ(checks_.program("clusterd-no-such-program", dir_),
+            "cannot execute \"clusterd-no-such-program\": No such file or directory (searched PATH)");
+  EXPECT_EQ(checks_.program("prog", "/"), std::nullopt);
+}
+
+TEST_F(HostChecksTest, ProgramThatIsADirectorySaysSo) {
+  EXPECT_EQ(checks_.program("./sub", dir_), "cannot execute \"./sub\": is a directory");
+  EXPECT_EQ(checks_.program(dir_ + "/sub", ""), "cannot execute \"" + dir_ + "/sub\": is a directory");
+}
+
+TEST_F(HostChecksTest, ProgramWithoutExecutePermission) {
+  EXPECT_EQ(checks_.program("./data", dir_), "cannot execute \"./data\": Permission denied");
+}
+
+TEST_F(HostChecksTest, FindProgramGivesTheAbsolutePath) {
+  EXPECT_EQ(find_program("./prog", dir_), dir_ + "/prog");
+  EXPECT_EQ(find_program("./nope", dir_),
+            tl::make_unexpected(std::string("cannot execute \"./nope\": No such file or directory")));
+}
+
+TEST_F(HostChecksTest, UsersAndGroupsMustBeKnown) {
+  EXPECT_EQ(checks_.user("root"), std::nullopt);
+  EXPECT_EQ(checks_.user("0"), std::nullopt);
+  EXPECT_EQ(checks_.user("clusterd-no-such-user"), "unknown user \"clusterd-no-such-user\"");
+  EXPECT_EQ(checks_.group("root"), std::nullopt);
+  EXPECT_EQ(checks_.group("54321"), std::nullopt);  // a numeric gid needs no entry
+  EXPECT_EQ(checks_.group("clusterd-no-such-group"), "unknown group \"clusterd-no-such-group\"");
+}
+
+TEST_F(HostChecksTest, LogFileThatExistsOrCanBeCreatedIsFineAndNothingIsCreated) {
+  EXPECT_EQ(checks_.log_file(dir_ + "/data"), std::nullopt);
+  EXPECT_EQ(checks_.log_file(dir_ + "/new.log"), std::nullopt);
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/new.log"));
+}
+
+TEST_F(HostChecksTest, LogFileInAMissingDirectoryCreatesNoDirectory) {
+  EXPECT_EQ(checks_.log_file(dir_ + "/logs/c.log"),
+            "cannot open \"" + dir_ +
+                "/logs/c.log\" for appending: No such file or directory (clusterd creates no directories)");
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/logs"));
+}
+
+TEST_F(HostChecksTest, LogFileUnderAFileOrThatIsADirectory) {
+  EXPECT_EQ(checks_.log_file(dir_ + "/data/c.log"),
+            "cannot open \"" + dir_ + "/data/c.log\" for appending: Not a directory");
+  EXPECT_EQ(checks_.log_file(dir_ + "/sub"),
+            "cannot open \"" + dir_ + "/sub\" for appending: Is a directory");
+}
+
+TEST_F(HostChecksTest, LogFileThatCannotBeWritten) {
+  if (::geteuid() == 0) {
+    GTEST_SKIP() << "root may write anything";
+  }
+  ::chmod((dir_ + "/data").c_str(), 0444);
+  ::chmod((dir_ + "/sub").c_str(), 0555);
+  EXPECT_THAT(checks_.log_file(dir_ + "/data").value_or(""), HasSubstr("Permission denied"));
+  EXPECT_THAT(checks_.log_file(dir_ + "/sub/c.log").value_or(""), HasSubstr("Permission denied"));
+}
+
+}  // namespace
+}  // namespace clusterd
