@@ -107,6 +107,14 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
                     ->type_name("[NAME=]ADDR")
                     ->allow_extra_args(false)
                     ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll));
+  config_option(app.add_option("--ready", overrides.ready,
+                               "when a new worker counts as ready: exec (exec succeeded), notify (it sent "
+                               "READY=1), or a duration such as 2s (it stayed up that long); default exec")
+                    ->type_name("MODE"));
+  config_option(app.add_option("--ready-timeout", overrides.ready_timeout,
+                               "a worker not ready by then is stopped and counts as a failed start "
+                               "(default 60s)")
+                    ->type_name("DURATION"));
   config_option(
       app.add_option("--grace", overrides.grace, "time a stopping worker gets before SIGKILL (default 30s)")
           ->type_name("DURATION"));

@@ -2,8 +2,9 @@
 // is the entry point of the config module: build_config, load_config, Diagnostic::to_string.
 //
 // The pieces: config_overrides merges the flags into the table, config_reader reads single values
-// by type, config_listeners validates [[listen]], config_host asks the system about what a start
-// depends on, config_report collects and orders the diagnostics, config_schema knows the keys.
+// by type, config_listeners validates [[listen]], config_lifecycle validates [ready], [reload] and
+// [recycle], config_host asks the system about what a start depends on, config_report collects
+// and orders the diagnostics, config_schema knows the keys.
 #include "config.h"
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 
 #include "config_format.h"
 #include "config_host.h"
+#include "config_lifecycle.h"
 #include "config_listeners.h"
 #include "config_overrides.h"
 #include "config_reader.h"
@@ -107,8 +109,17 @@ class Validator {
     if (const auto* table = read_.section(root, "restart")) {
       restart(*table, config.restart);
     }
+    if (const auto* table = read_.section(root, "ready")) {
+      read_ready(*table, read_, config.ready);
+    }
     if (const auto* table = read_.section(root, "stop")) {
       stop(*table, config.stop);
+    }
+    if (const auto* table = read_.section(root, "reload")) {
+      read_reload(*table, read_, config.reload);
+    }
+    if (const auto* table = read_.section(root, "recycle")) {
+      read_recycle(*table, read_, config.recycle);
     }
     if (const auto* table = read_.section(root, "log")) {
       log(*table, config.log);

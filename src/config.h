@@ -105,15 +105,17 @@ using Diagnostics = std::vector<Diagnostic>;
 
 // What the command line says about the configuration. Every field overrides the file's key.
 struct ConfigOverrides {
-  std::optional<std::string> workers;      // -w, --workers
-  std::vector<std::string> listen;         // -l, --listen (replace every [[listen]])
-  std::optional<std::string> grace;        // --grace
-  std::optional<std::string> stop_signal;  // --stop-signal
-  std::optional<std::string> name;         // --name
-  std::optional<std::string> log_level;    // --log-level
-  std::optional<std::string> log_file;     // --log-file
-  std::vector<std::string> sets;           // --set KEY=VALUE, in order
-  std::vector<std::string> program;        // PROGRAM ARG...: replaces `command`
+  std::optional<std::string> workers;        // -w, --workers
+  std::vector<std::string> listen;           // -l, --listen (replace every [[listen]])
+  std::optional<std::string> ready;          // --ready (ready.mode)
+  std::optional<std::string> ready_timeout;  // --ready-timeout (ready.timeout)
+  std::optional<std::string> grace;          // --grace
+  std::optional<std::string> stop_signal;    // --stop-signal
+  std::optional<std::string> name;           // --name
+  std::optional<std::string> log_level;      // --log-level
+  std::optional<std::string> log_file;       // --log-file
+  std::vector<std::string> sets;             // --set KEY=VALUE, in order
+  std::vector<std::string> program;          // PROGRAM ARG...: replaces `command`
 };
 
 struct ConfigText {

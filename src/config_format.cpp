@@ -1,10 +1,11 @@
-// Config values written as TOML text, for diagnostics and for to_toml: strings, floats, modes.
+// Config values written as TOML text, for diagnostics and for to_toml: strings, floats, modes, sizes.
 #include "config_format.h"
 
 #include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <string>
 
 namespace clusterd::config_detail {
 
@@ -54,6 +55,19 @@ std::string format_float(double value) {
     text += ".0";
   }
   return text;
+}
+
+std::string format_size(std::uint64_t bytes) {
+  constexpr std::uint64_t kib = std::uint64_t{1} << 10;
+  constexpr std::uint64_t mib = std::uint64_t{1} << 20;
+  constexpr std::uint64_t gib = std::uint64_t{1} << 30;
+  if (bytes != 0 && bytes % gib == 0) {
+    return std::to_string(bytes / gib) + "GiB";
+  }
+  if (bytes != 0 && bytes % mib == 0) {
+    return std::to_string(bytes / mib) + "MiB";
+  }
+  return std::to_string(bytes / kib + (bytes % kib != 0 ? 1 : 0)) + "KiB";
 }
 
 std::string format_mode(unsigned mode) {

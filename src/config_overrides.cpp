@@ -1,5 +1,6 @@
-// Merges the command line (-w, --listen, --grace, --stop-signal, --name, --log-level, --log-file,
-// --set) into the config file's TOML table, each value remembering the flag it came from.
+// Merges the command line (-w, --listen, --ready, --ready-timeout, --grace, --stop-signal, --name,
+// --log-level, --log-file, --set) into the config file's TOML table, each value remembering the
+// flag it came from.
 #include "config_overrides.h"
 
 #include <optional>
@@ -159,6 +160,8 @@ void merge_overrides(toml::table& root, const ConfigOverrides& overrides, Report
     merger.apply_set(assignment);
   }
   merger.set_from_flag("", "workers", overrides.workers, "--workers");
+  merger.set_from_flag("ready", "mode", overrides.ready, "--ready");
+  merger.set_from_flag("ready", "timeout", overrides.ready_timeout, "--ready-timeout");
   merger.set_from_flag("stop", "grace", overrides.grace, "--grace");
   merger.set_from_flag("stop", "signal", overrides.stop_signal, "--stop-signal");
   merger.set_from_flag("", "name", overrides.name, "--name");

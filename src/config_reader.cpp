@@ -1,4 +1,4 @@
-// Reads one TOML value as the type its key expects (string, integer in a range, duration, choice,
+// Reads one TOML value as the type its key expects (string, integer in a range, duration, size, choice,
 // user or group, section table), reporting a wrong type or an out-of-range value at the value.
 #include "config_reader.h"
 
@@ -72,6 +72,25 @@ std::optional<Duration> ValueReader::duration(const toml::node& node, const std:
   }
   if (positive && value->count() <= 0) {
     report_.bad_value(node, key, "a duration greater than 0");
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<std::uint64_t> ValueReader::size(const toml::node& node, const std::string& key,
+                                               bool positive) {
+  const auto* s = node.as_string();
+  if (s == nullptr) {
+    report_.wrong_type(node, key, size_expected);
+    return std::nullopt;
+  }
+  const auto value = parse_size(s->get());
+  if (!value) {
+    report_.bad_value(node, key, size_expected);
+    return std::nullopt;
+  }
+  if (positive && *value == 0) {
+    report_.bad_value(node, key, "a size greater than 0");
     return std::nullopt;
   }
   return value;

@@ -1,4 +1,4 @@
-// Reads one TOML value as the type its key expects (string, integer in a range, duration, choice,
+// Reads one TOML value as the type its key expects (string, integer in a range, duration, size, choice,
 // user or group, section table), reporting a wrong type or an out-of-range value at the value.
 //
 // Internal to the config module (config*.cpp); the public API is config.h.
@@ -19,6 +19,7 @@
 namespace clusterd::config_detail {
 
 inline constexpr std::string_view duration_expected = "a duration with a unit such as \"5s\"";
+inline constexpr std::string_view size_expected = "a size with a unit KiB, MiB or GiB such as \"512MiB\"";
 inline constexpr std::string_view name_expected = "1-64 characters of A-Za-z0-9._-";
 
 // The characters of `name` and of listener names: A-Za-z0-9._-.
@@ -44,6 +45,9 @@ class ValueReader {
                                       std::int64_t max, std::string_view expected);
   // A duration string with units ("1m30s"); `positive` refuses "0s" as well.
   std::optional<Duration> duration(const toml::node& node, const std::string& key, bool positive);
+  // A size string with a unit ("512MiB") in bytes; a bare number, in TOML or in the string, is
+  // refused (interface §1). `positive` refuses "0MiB" as well.
+  std::optional<std::uint64_t> size(const toml::node& node, const std::string& key, bool positive);
   // One of `choices`, returned as its index.
   std::optional<std::size_t> choice(const toml::node& node, const std::string& key,
                                     const std::vector<std::string_view>& choices);

@@ -9,9 +9,9 @@
 namespace clusterd::config_detail {
 namespace {
 
-// `ready`, `output`, `reload`, `recycle`, `control` and `listen.reuseport` belong to later versions
-// and are left out on purpose: until they work, naming them is an error, not a silent no-op.
-constexpr std::array<KnownKey, 27> known_keys{{
+// `output`, `control` and `listen.reuseport` belong to later versions and are left out on purpose:
+// until they work, naming them is an error, not a silent no-op.
+constexpr std::array<KnownKey, 37> known_keys{{
     {"", "name", true},
     {"", "workers", false},
     {"", "command", false},
@@ -21,7 +21,10 @@ constexpr std::array<KnownKey, 27> known_keys{{
     {"", "listen", false},
     {"", "env", false},
     {"", "restart", false},
+    {"", "ready", false},
     {"", "stop", false},
+    {"", "reload", false},
+    {"", "recycle", false},
     {"", "log", false},
     {"listen", "name", true},
     {"listen", "address", true},
@@ -35,8 +38,15 @@ constexpr std::array<KnownKey, 27> known_keys{{
     {"restart", "reset_after", true},
     {"restart", "burst", false},
     {"restart", "interval", true},
+    {"ready", "mode", true},
+    {"ready", "timeout", true},
+    {"ready", "watchdog", true},
     {"stop", "signal", true},
     {"stop", "grace", true},
+    {"reload", "batch", false},
+    {"recycle", "max_lifetime", true},
+    {"recycle", "max_rss", true},
+    {"recycle", "check_interval", true},
     {"log", "level", true},
     {"log", "file", true},
 }};
@@ -75,7 +85,8 @@ const KnownKey* find_known(std::string_view section, std::string_view name) {
 }
 
 bool is_section(std::string_view name) {
-  return name == "listen" || name == "env" || name == "restart" || name == "stop" || name == "log";
+  return name == "listen" || name == "env" || name == "restart" || name == "ready" || name == "stop" ||
+         name == "reload" || name == "recycle" || name == "log";
 }
 
 std::string unknown_key_message(std::string_view section, std::string_view name,

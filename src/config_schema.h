@@ -17,7 +17,8 @@ struct KnownKey {
 // The known key `name` of `section`; nullptr when this version has no such key.
 const KnownKey* find_known(std::string_view section, std::string_view name);
 
-// Whether `name` is a top-level key that holds a table: listen, env, restart, stop, log.
+// Whether `name` is a top-level key that holds a table: listen, env, restart, ready, stop,
+// reload, recycle, log.
 bool is_section(std::string_view name);
 
 // `unknown key "dealy"; did you mean "restart.delay"?`. A close key of the same section wins; else

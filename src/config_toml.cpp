@@ -12,6 +12,7 @@ namespace clusterd {
 
 using config_detail::format_float;
 using config_detail::format_mode;
+using config_detail::format_size;
 using config_detail::quote;
 
 std::string to_toml(const Config& config) {
@@ -79,9 +80,39 @@ std::string to_toml(const Config& config) {
                 "unset (off)");
   line("interval", quote(format_duration(restart.interval)));
 
+  const auto& ready = config.ready;
+  out += "\n[ready]\n";
+  switch (ready.mode) {
+    case ReadyMode::exec:
+      line("mode", quote("exec"));
+      break;
+    case ReadyMode::notify:
+      line("mode", quote("notify"));
+      break;
+    case ReadyMode::uptime:
+      line("mode", quote(format_duration(ready.min_uptime)));
+      break;
+  }
+  line("timeout", quote(format_duration(ready.timeout)));
+  const auto optional_duration = [](const std::optional<Duration>& value) {
+    return value ? std::optional(quote(format_duration(*value))) : std::nullopt;
+  };
+  optional_line("watchdog", optional_duration(ready.watchdog), "unset (off)");
+
   out += "\n[stop]\n";
   line("signal", quote(signal_name(config.stop.signal)));
   line("grace", quote(format_duration(config.stop.grace)));
+
+  out += "\n[reload]\n";
+  line("batch", std::to_string(config.reload.batch));
+
+  const auto& recycle = config.recycle;
+  out += "\n[recycle]\n";
+  optional_line("max_lifetime", optional_duration(recycle.max_lifetime), "unset (off)");
+  optional_line("max_rss",
+                recycle.max_rss ? std::optional(quote(format_size(*recycle.max_rss))) : std::nullopt,
+                "unset (off)");
+  line("check_interval", quote(format_duration(recycle.check_interval)));
 
   out += "\n[log]\n";
   constexpr std::array<std::string_view, 5> levels{"trace", "debug", "info", "warn", "error"};

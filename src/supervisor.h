@@ -210,7 +210,7 @@ class Supervisor {
     std::vector<RequestId> requests;
   };
 
-  // supervisor.cpp: events and the lifecycle of one worker.
+  // supervisor.cpp: events and reconciliation.
   void on_event(const Start&, TimePoint now);
   void on_event(const Spawned& event, TimePoint now);
   void on_event(const SpawnFailed& event, TimePoint now);
@@ -229,6 +229,7 @@ class Supervisor {
   void check_exit();
   void reconcile_shutdown(TimePoint now);
   void report_readiness();
+  // supervisor_worker.cpp: one worker's life.
   WorkerId spawn(int slot, std::uint64_t generation, Role role, TimePoint now);
   void mark_ready(Worker& worker, TimePoint now);
   void stop_worker(Worker& worker, TimePoint now);

@@ -272,6 +272,107 @@ BROKEN = [
          Err("--set group=no-such-group-xyz", None, "group", ["unknown group", '"no-such-group-xyz"']),
          args=["--set", "group=no-such-group-xyz", "--listen", "unix:@SOCK@", "@PROG@"]),
 
+    # ---- readiness, reload, recycle (interface §2.1, §2.4, §2.5)
+    case("ready-mode-sometimes",
+         Err("file", 3, "ready.mode", ['"exec"', '"notify"', "a duration with a unit", 'found "sometimes"']),
+         toml='command = ["@PROG@"]\n[ready]\nmode = "sometimes"\n' + SOCK_LISTEN),
+    case("ready-mode-integer",
+         Err("file", 3, "ready.mode", ['"exec"', '"notify"', "a duration", "found integer 2"]),
+         toml='command = ["@PROG@"]\n[ready]\nmode = 2\n' + SOCK_LISTEN),
+    case("ready-mode-zero-duration", Err("file", 3, "ready.mode", ["a duration greater than 0", 'found "0s"']),
+         toml='command = ["@PROG@"]\n[ready]\nmode = "0s"\n' + SOCK_LISTEN),
+    case("ready-mode-negative-duration", Err("file", 3, "ready.mode", ["a duration with a unit", '"-2s"']),
+         toml='command = ["@PROG@"]\n[ready]\nmode = "-2s"\n' + SOCK_LISTEN),
+    case("ready-mode-not-shorter-than-timeout",
+         Err("file", 3, "ready.mode", ['shorter than ready.timeout ("10s")', 'found "30s"']),
+         toml='command = ["@PROG@"]\n[ready]\nmode = "30s"\ntimeout = "10s"\n' + SOCK_LISTEN),
+    case("ready-timeout-zero", Err("file", 3, "ready.timeout", ["a duration greater than 0", 'found "0s"']),
+         toml='command = ["@PROG@"]\n[ready]\ntimeout = "0s"\n' + SOCK_LISTEN),
+    case("ready-timeout-negative", Err("file", 3, "ready.timeout", ["expected a duration", '"-5s"']),
+         toml='command = ["@PROG@"]\n[ready]\ntimeout = "-5s"\n' + SOCK_LISTEN),
+    case("ready-timeout-bare-integer", Err("file", 3, "ready.timeout", ["expected a duration", "integer 60"]),
+         toml='command = ["@PROG@"]\n[ready]\ntimeout = 60\n' + SOCK_LISTEN),
+    case("ready-watchdog-without-notify-default-mode",
+         Err("file", 3, "ready.watchdog", ['only allowed with ready.mode = "notify"',
+                                           'found ready.mode = "exec" (the default)']),
+         toml='command = ["@PROG@"]\n[ready]\nwatchdog = "10s"\n' + SOCK_LISTEN),
+    case("ready-watchdog-with-uptime-mode",
+         Err("file", 4, "ready.watchdog", ['only allowed with ready.mode = "notify"', 'found ready.mode = "2s"']),
+         toml='command = ["@PROG@"]\n[ready]\nmode = "2s"\nwatchdog = "10s"\n' + SOCK_LISTEN),
+    case("ready-watchdog-zero", Err("file", 4, "ready.watchdog", ["a duration greater than 0", '"0s"']),
+         toml='command = ["@PROG@"]\n[ready]\nmode = "notify"\nwatchdog = "0s"\n' + SOCK_LISTEN),
+    case("ready-as-a-string", Err("file", 2, "ready", ["expected a table [ready]", 'string "notify"']),
+         toml='command = ["@PROG@"]\nready = "notify"\n' + SOCK_LISTEN),
+    case("reload-batch-zero", Err("file", 3, "reload.batch", ["expected an integer 1-4096", "found 0"]),
+         toml='command = ["@PROG@"]\n[reload]\nbatch = 0\n' + SOCK_LISTEN),
+    case("reload-batch-huge", Err("file", 3, "reload.batch", ["expected an integer 1-4096", "found 5000"]),
+         toml='command = ["@PROG@"]\n[reload]\nbatch = 5000\n' + SOCK_LISTEN),
+    case("reload-batch-string", Err("file", 3, "reload.batch", ["expected an integer 1-4096", 'string "2"']),
+         toml='command = ["@PROG@"]\n[reload]\nbatch = "2"\n' + SOCK_LISTEN),
+    case("recycle-max-rss-bare-number",
+         Err("file", 3, "recycle.max_rss", ["expected a size with a unit KiB, MiB or GiB",
+                                            "found integer 536870912"]),
+         toml='command = ["@PROG@"]\n[recycle]\nmax_rss = 536870912\n' + SOCK_LISTEN),
+    case("recycle-max-rss-string-without-unit",
+         Err("file", 3, "recycle.max_rss", ["expected a size with a unit", 'found "512"']),
+         toml='command = ["@PROG@"]\n[recycle]\nmax_rss = "512"\n' + SOCK_LISTEN),
+    case("recycle-max-rss-decimal-unit", Err("file", 3, "recycle.max_rss", ["expected a size", 'found "512MB"']),
+         toml='command = ["@PROG@"]\n[recycle]\nmax_rss = "512MB"\n' + SOCK_LISTEN),
+    case("recycle-max-rss-zero", Err("file", 3, "recycle.max_rss", ["a size greater than 0", 'found "0MiB"']),
+         toml='command = ["@PROG@"]\n[recycle]\nmax_rss = "0MiB"\n' + SOCK_LISTEN),
+    case("recycle-max-lifetime-negative",
+         Err("file", 3, "recycle.max_lifetime", ["expected a duration", '"-24h"']),
+         toml='command = ["@PROG@"]\n[recycle]\nmax_lifetime = "-24h"\n' + SOCK_LISTEN),
+    case("recycle-max-lifetime-zero",
+         Err("file", 3, "recycle.max_lifetime", ["a duration greater than 0", '"0s"']),
+         toml='command = ["@PROG@"]\n[recycle]\nmax_lifetime = "0s"\n' + SOCK_LISTEN),
+    case("recycle-check-interval-zero",
+         Err("file", 3, "recycle.check_interval", ["a duration greater than 0", '"0ms"']),
+         toml='command = ["@PROG@"]\n[recycle]\ncheck_interval = "0ms"\n' + SOCK_LISTEN),
+    case("recycle-key-misplaced", Err("file", 3, "recycle.batch", ["unknown key", 'did you mean "reload.batch"']),
+         toml='command = ["@PROG@"]\n[recycle]\nbatch = 2\n' + SOCK_LISTEN),
+    case("flag-ready-sometimes",
+         Err("--ready", None, "ready.mode", ['"exec"', '"notify"', "a duration", "found sometimes"]),
+         args=["--ready", "sometimes", "--listen", "unix:@SOCK@", "@PROG@"]),
+    case("flag-ready-timeout-bare-number",
+         Err("--ready-timeout", None, "ready.timeout", ["expected a duration with a unit", "found 60"]),
+         args=["--ready-timeout", "60", "--listen", "unix:@SOCK@", "@PROG@"]),
+    case("flag-ready-timeout-negative", Err("--ready-timeout", None, "ready.timeout", ["expected a duration", "-1s"]),
+         args=["--ready-timeout", "-1s", "--listen", "unix:@SOCK@", "@PROG@"]),
+    case("flag-ready-missing-value", Err("--ready", None, None, ["expected a value"]), usage=True,
+         args=["--listen", "unix:@SOCK@", "--ready"]),
+    case("flag-set-max-rss-bare-number",
+         Err("--set recycle.max_rss=64", None, "recycle.max_rss", ["expected a size with a unit", "found 64"]),
+         args=["--set", "recycle.max_rss=64", "--listen", "unix:@SOCK@", "@PROG@"]),
+    case("flag-set-reload-batch-zero",
+         Err("--set reload.batch=0", None, "reload.batch", ["expected an integer 1-4096", "found 0"]),
+         args=["--set", "reload.batch=0", "--listen", "unix:@SOCK@", "@PROG@"]),
+    case("flag-set-watchdog-without-notify",
+         Err("--set ready.watchdog=5s", None, "ready.watchdog", ['only allowed with ready.mode = "notify"']),
+         args=["--set", "ready.watchdog=5s", "--listen", "unix:@SOCK@", "@PROG@"]),
+    case("flag-ready-exec-turns-the-files-watchdog-into-an-error",  # reported at the file's watchdog
+         Err("file", 4, "ready.watchdog", ['only allowed with ready.mode = "notify"', 'found ready.mode = "exec"']),
+         toml='command = ["@PROG@"]\n[ready]\nmode = "notify"\nwatchdog = "10s"\n' + SOCK_LISTEN,
+         args=["-c", "@CFG@", "--ready", "exec"]),
+    case("ready-reload-recycle-errors-in-file-order", [
+        Err("file", 3, "ready.timeout", ['found "0s"']),
+        Err("file", 4, "ready.watchdog", ['only allowed with ready.mode = "notify"']),
+        Err("file", 6, "reload.batch", ["found 0"]),
+        Err("file", 8, "recycle.max_lifetime", ['"-1h"']),
+        Err("file", 9, "recycle.max_rss", ["found integer 64"]),
+        Err("--set recycle.check_interval=10", None, "recycle.check_interval", ["found 10"]),
+    ], toml=('command = ["@PROG@"]\n'   # 1
+             '[ready]\n'                 # 2
+             'timeout = "0s"\n'          # 3
+             'watchdog = "1s"\n'         # 4
+             '[reload]\n'                # 5
+             'batch = 0\n'               # 6
+             '[recycle]\n'               # 7
+             'max_lifetime = "-1h"\n'    # 8
+             'max_rss = 64\n'            # 9
+             + SOCK_LISTEN),
+        args=["-c", "@CFG@", "--set", "recycle.check_interval=10"]),
+
     # ---- several problems: every one reported, one line each, in file order
     case("several-errors-in-file-order", [
         Err("file", 2, "workers", ["expected an integer 1-4096", "found 0"]),
@@ -497,9 +598,22 @@ reset_after = "1h"
 burst = 10
 interval = "2m"
 
+[ready]
+mode = "notify"
+timeout = "90s"
+watchdog = "10s"
+
 [stop]
 signal = "INT"
 grace = "0s"
+
+[reload]
+batch = 2
+
+[recycle]
+max_lifetime = "24h"
+max_rss = "1024MiB"
+check_interval = "30s"
 
 [log]
 level = "debug"
@@ -534,6 +648,9 @@ def test_check_prints_toml_that_check_accepts_again_unchanged(tmpdir_short):
     assert parsed["stop"]["signal"] == "INT"
     assert parsed["log"]["level"] == "debug"
     assert parsed["log"]["file"] == fill("@DIR@/clusterd.log")
+    assert parsed["ready"] == {"mode": "notify", "timeout": "1m30s", "watchdog": "10s"}
+    assert parsed["reload"] == {"batch": 2}
+    assert parsed["recycle"] == {"max_lifetime": "24h", "max_rss": "1GiB", "check_interval": "30s"}
 
     again_path = os.path.join(tmpdir_short, "printed.toml")
     with open(again_path, "w") as f:
@@ -557,6 +674,11 @@ def test_check_of_defaults_round_trips(tmpdir_short):
                                  "reset_after": "30s", "interval": "1m"}
     assert parsed["stop"] == {"signal": "TERM", "grace": "30s"}
     assert parsed["log"] == {"level": "info"}
+    # Unset keys (watchdog, max_lifetime, max_rss) are comments: the sections hold only the rest.
+    assert parsed["ready"] == {"mode": "exec", "timeout": "1m"}
+    assert parsed["reload"] == {"batch": 1}
+    assert parsed["recycle"] == {"check_interval": "10s"}
+    assert "# watchdog: unset (off)" in printed and "# max_rss: unset (off)" in printed
     again_path = os.path.join(tmpdir_short, "printed.toml")
     with open(again_path, "w") as f:
         f.write(printed)
@@ -585,7 +707,11 @@ def test_flags_override_the_file_in_the_effective_config(tmpdir_short):
 
     code, printed, err = check(argv + ["--workers", "3", "--listen", "web=127.0.0.1:0", "--grace", "5s",
                                        "--stop-signal", "QUIT", "--log-level", "warn", "--name", "other",
-                                       "--set", "restart.delay=2s", "--set", "env.EXTRA=yes"], tmpdir_short)
+                                       "--set", "restart.delay=2s", "--set", "env.EXTRA=yes",
+                                       "--ready", "notify", "--ready-timeout", "2s",
+                                       "--set", "ready.watchdog=1s", "--set", "reload.batch=4",
+                                       "--set", "recycle.max_rss=64MiB", "--set", "recycle.max_lifetime=1h",
+                                       "--set", "recycle.check_interval=5s"], tmpdir_short)
     assert (code, err) == (0, ""), err
     parsed = tomllib.loads(printed)
     assert parsed["workers"] == 3
@@ -597,6 +723,13 @@ def test_flags_override_the_file_in_the_effective_config(tmpdir_short):
     assert parsed["name"] == "other"
     assert parsed["restart"]["delay"] == "2s"
     assert parsed["env"] == {"EXTRA": "yes"}
+    assert parsed["ready"] == {"mode": "notify", "timeout": "2s", "watchdog": "1s"}
+    assert parsed["reload"] == {"batch": 4}
+    assert parsed["recycle"] == {"max_lifetime": "1h", "max_rss": "64MiB", "check_interval": "5s"}
+    # --ready wins over the file and over --set of the same key, whatever the order.
+    code, printed, err = check(argv + ["--ready", "3s", "--set", "ready.mode=notify"], tmpdir_short)
+    assert (code, err) == (0, ""), err
+    assert tomllib.loads(printed)["ready"]["mode"] == "3s"
     # A PROGRAM on the command line replaces `command`.
     code, printed, err = check(argv + ["--", "/bin/true", "x"], tmpdir_short)
     assert (code, err) == (0, ""), err

@@ -85,14 +85,25 @@ TEST(CliProgram, RepeatableOptionsTakeOneValueEach) {
 }
 
 TEST(CliProgram, EveryConfigFlagIsRecorded) {
-  const auto parsed = options({"--workers=3", "--grace", "5s", "--stop-signal", "INT", "--name", "shop",
-                               "--log-level", "debug", "--log-file", "/tmp/l", "./srv"});
+  const auto parsed = options({"--workers=3", "--ready", "notify", "--ready-timeout", "2m", "--grace", "5s",
+                               "--stop-signal", "INT", "--name", "shop", "--log-level", "debug", "--log-file",
+                               "/tmp/l", "./srv"});
   EXPECT_EQ(parsed.overrides.workers, "3");
+  EXPECT_EQ(parsed.overrides.ready, "notify");
+  EXPECT_EQ(parsed.overrides.ready_timeout, "2m");
   EXPECT_EQ(parsed.overrides.grace, "5s");
   EXPECT_EQ(parsed.overrides.stop_signal, "INT");
   EXPECT_EQ(parsed.overrides.name, "shop");
   EXPECT_EQ(parsed.overrides.log_level, "debug");
   EXPECT_EQ(parsed.overrides.log_file, "/tmp/l");
+}
+
+TEST(CliProgram, ReadyTakesAnyModeAsTextForTheConfigToJudge) {
+  // Whether "2s" or "sometimes" is a mode is config's question (build_config), asked with the file.
+  EXPECT_EQ(options({"--ready", "2s", "./srv"}).overrides.ready, "2s");
+  EXPECT_EQ(options({"--ready=sometimes", "./srv"}).overrides.ready, "sometimes");
+  EXPECT_EQ(options({"check", "--ready-timeout=0s"}).overrides.ready_timeout, "0s");
+  EXPECT_EQ(options({"./srv"}).overrides.ready, std::nullopt);
 }
 
 TEST(CliProgram, AttachedShortValueAndLastRepeatWins) {
@@ -165,6 +176,8 @@ TEST(CliExitText, HelpShowsTheUsageLines) {
   EXPECT_THAT(exit.text, HasSubstr("clusterd [OPTIONS] [--] PROGRAM [ARG...]"));
   EXPECT_THAT(exit.text, HasSubstr("--workers"));
   EXPECT_THAT(exit.text, HasSubstr("--set"));
+  EXPECT_THAT(exit.text, HasSubstr("--ready MODE"));
+  EXPECT_THAT(exit.text, HasSubstr("--ready-timeout DURATION"));
   EXPECT_EQ(exit_of({"-h"}).code, 0);
 }
 
@@ -193,8 +206,13 @@ TEST(CliUsageError, UnknownOptionBeforeProgram) {
 }
 
 TEST(CliUsageError, OptionsNotYetImplementedAreUnknown) {
-  EXPECT_EQ(exit_of({"--ready", "notify", "./srv"}).text, usage_error("--ready: unknown option"));
   EXPECT_EQ(exit_of({"--output", "prefix", "./srv"}).text, usage_error("--output: unknown option"));
+}
+
+TEST(CliUsageError, ReadyFlagsWithoutTheirValue) {
+  EXPECT_EQ(exit_of({"--ready"}).text, usage_error("--ready: expected a value"));
+  EXPECT_EQ(exit_of({"--ready-timeout", "--", "./srv"}).text,
+            usage_error("--ready-timeout: expected a value"));
 }
 
 TEST(CliUsageError, ClientOptionsWithRunOrCheck) {
@@ -208,6 +226,10 @@ TEST(CliUsageError, ConfigOptionsWithAClientSubcommand) {
   EXPECT_EQ(exit_of({"status", "-w", "2"}).text,
             usage_error("--workers: only for run and check, not status"));
   EXPECT_EQ(exit_of({"--set", "a=1", "stop"}).text, usage_error("--set: only for run and check, not stop"));
+  EXPECT_EQ(exit_of({"reload", "--ready", "notify"}).text,
+            usage_error("--ready: only for run and check, not reload"));
+  EXPECT_EQ(exit_of({"--ready-timeout", "5s", "status"}).text,
+            usage_error("--ready-timeout: only for run and check, not status"));
 }
 
 TEST(CliUsageError, StrayArgumentsOfAClientSubcommand) {

@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 
@@ -86,9 +87,9 @@ TEST(ConfigErrors, UnknownKeyWithNothingCloseHasNoSuggestion) {
 }
 
 TEST(ConfigErrors, KeysOfLaterVersionsAreUnknownForNow) {
-  EXPECT_THAT(
-      errors(with_command("output = \"prefix\"\n[ready]\nmode = \"exec\"\n")),
-      ElementsAre("c.toml:2:1: output: unknown key \"output\"", "c.toml:3:2: ready: unknown key \"ready\""));
+  EXPECT_THAT(errors(with_command("output = \"prefix\"\n[control]\nsocket = \"/run/x.sock\"\n")),
+              ElementsAre("c.toml:2:1: output: unknown key \"output\"",
+                          "c.toml:3:2: control: unknown key \"control\""));
   EXPECT_THAT(errors(with_command("[[listen]]\naddress = \":80\"\nreuseport = \"shared\"\n")),
               ElementsAre("c.toml:4:1: listen[0].reuseport: unknown key \"reuseport\""));
 }
@@ -356,6 +357,136 @@ TEST(ConfigErrors, SectionOfTheWrongType) {
                           "c.toml:3:7: env: expected a table [env], found an array"));
 }
 
+// ----- [ready], [reload], [recycle]
+
+TEST(ConfigErrors, ReadyModeListsItsThreeForms) {
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"sometimes\"\n")),
+              ElementsAre("c.toml:3:8: ready.mode: expected \"exec\", \"notify\" or a duration with a unit "
+                          "such as \"2s\", found \"sometimes\""));
+  EXPECT_THAT(errors(with_command("[ready]\nmode = 2\n")),
+              ElementsAre("c.toml:3:8: ready.mode: expected \"exec\", \"notify\" or a duration with a unit "
+                          "such as \"2s\", found integer 2"));
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"2\"\n")),
+              ElementsAre("c.toml:3:8: ready.mode: expected \"exec\", \"notify\" or a duration with a unit "
+                          "such as \"2s\", found \"2\""));
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"-2s\"\n")),
+              ElementsAre("c.toml:3:8: ready.mode: expected \"exec\", \"notify\" or a duration with a unit "
+                          "such as \"2s\", found \"-2s\""));
+}
+
+TEST(ConfigErrors, ReadyModeDurationMustBeAboveZero) {
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"0s\"\n")),
+              ElementsAre("c.toml:3:8: ready.mode: expected \"exec\", \"notify\" or a duration greater than "
+                          "0, found \"0s\""));
+}
+
+TEST(ConfigErrors, ReadyModeDurationMustBeShorterThanTheTimeout) {
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"2m\"\n")),
+              ElementsAre("c.toml:3:8: ready.mode: expected a duration shorter than ready.timeout (\"1m\"), "
+                          "found \"2m\""));
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"5s\"\ntimeout = \"5s\"\n")),
+              ElementsAre("c.toml:3:8: ready.mode: expected a duration shorter than ready.timeout (\"5s\"), "
+                          "found \"5s\""));
+  // A broken timeout is reported once, not again through the mode.
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"2m\"\ntimeout = \"0s\"\n")),
+              ElementsAre("c.toml:4:11: ready.timeout: expected a duration greater than 0, found \"0s\""));
+}
+
+TEST(ConfigErrors, ReadyTimeoutMustBeAPositiveDuration) {
+  EXPECT_THAT(errors(with_command("[ready]\ntimeout = \"0s\"\n")),
+              ElementsAre("c.toml:3:11: ready.timeout: expected a duration greater than 0, found \"0s\""));
+  EXPECT_THAT(errors(with_command("[ready]\ntimeout = 60\n")),
+              ElementsAre("c.toml:3:11: ready.timeout: expected a duration with a unit such as \"5s\", found "
+                          "integer 60"));
+  EXPECT_THAT(errors(with_command("[ready]\ntimeout = \"-60s\"\n")),
+              ElementsAre("c.toml:3:11: ready.timeout: expected a duration with a unit such as \"5s\", found "
+                          "\"-60s\""));
+}
+
+TEST(ConfigErrors, WatchdogOnlyWithNotifyMode) {
+  EXPECT_THAT(errors(with_command("[ready]\nwatchdog = \"10s\"\n")),
+              ElementsAre("c.toml:3:12: ready.watchdog: only allowed with ready.mode = \"notify\", found "
+                          "ready.mode = \"exec\" (the default)"));
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"exec\"\nwatchdog = \"10s\"\n")),
+              ElementsAre("c.toml:4:12: ready.watchdog: only allowed with ready.mode = \"notify\", found "
+                          "ready.mode = \"exec\""));
+  EXPECT_THAT(errors(with_command("[ready]\nwatchdog = \"10s\"\nmode = \"2s\"\n")),
+              ElementsAre("c.toml:3:12: ready.watchdog: only allowed with ready.mode = \"notify\", found "
+                          "ready.mode = \"2s\""));
+}
+
+TEST(ConfigErrors, WatchdogIsNotBlamedForABrokenMode) {
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"notfy\"\nwatchdog = \"10s\"\n")),
+              ElementsAre("c.toml:3:8: ready.mode: expected \"exec\", \"notify\" or a duration with a unit "
+                          "such as \"2s\", found \"notfy\""));
+}
+
+TEST(ConfigErrors, WatchdogMustBeAPositiveDuration) {
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"notify\"\nwatchdog = \"0s\"\n")),
+              ElementsAre("c.toml:4:12: ready.watchdog: expected a duration greater than 0, found \"0s\""));
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"notify\"\nwatchdog = 10\n")),
+              ElementsAre("c.toml:4:12: ready.watchdog: expected a duration with a unit such as \"5s\", "
+                          "found integer 10"));
+}
+
+TEST(ConfigErrors, ReloadBatchOutOfRange) {
+  EXPECT_THAT(errors(with_command("[reload]\nbatch = 0\n")),
+              ElementsAre("c.toml:3:9: reload.batch: expected an integer 1-4096, found 0"));
+  EXPECT_THAT(errors(with_command("[reload]\nbatch = -1\n")),
+              ElementsAre("c.toml:3:9: reload.batch: expected an integer 1-4096, found -1"));
+  EXPECT_THAT(errors(with_command("[reload]\nbatch = 4097\n")),
+              ElementsAre("c.toml:3:9: reload.batch: expected an integer 1-4096, found 4097"));
+  EXPECT_THAT(errors(with_command("[reload]\nbatch = \"2\"\n")),
+              ElementsAre("c.toml:3:9: reload.batch: expected an integer 1-4096, found string \"2\""));
+}
+
+TEST(ConfigErrors, MaxRssNeedsASizeWithAUnit) {
+  EXPECT_THAT(errors(with_command("[recycle]\nmax_rss = 536870912\n")),
+              ElementsAre("c.toml:3:11: recycle.max_rss: expected a size with a unit KiB, MiB or GiB such as "
+                          "\"512MiB\", found integer 536870912"));
+  EXPECT_THAT(errors(with_command("[recycle]\nmax_rss = \"512\"\n")),
+              ElementsAre("c.toml:3:11: recycle.max_rss: expected a size with a unit KiB, MiB or GiB such as "
+                          "\"512MiB\", found \"512\""));
+  EXPECT_THAT(errors(with_command("[recycle]\nmax_rss = \"512MB\"\n")),
+              ElementsAre("c.toml:3:11: recycle.max_rss: expected a size with a unit KiB, MiB or GiB such as "
+                          "\"512MiB\", found \"512MB\""));
+  EXPECT_THAT(errors(with_command("[recycle]\nmax_rss = \"-1MiB\"\n")),
+              ElementsAre("c.toml:3:11: recycle.max_rss: expected a size with a unit KiB, MiB or GiB such as "
+                          "\"512MiB\", found \"-1MiB\""));
+}
+
+TEST(ConfigErrors, MaxRssMustBeAboveZero) {
+  EXPECT_THAT(errors(with_command("[recycle]\nmax_rss = \"0MiB\"\n")),
+              ElementsAre("c.toml:3:11: recycle.max_rss: expected a size greater than 0, found \"0MiB\""));
+}
+
+TEST(ConfigErrors, RecycleDurationsMustBePositive) {
+  EXPECT_THAT(
+      errors(with_command("[recycle]\nmax_lifetime = \"0s\"\ncheck_interval = \"0ms\"\n")),
+      ElementsAre("c.toml:3:16: recycle.max_lifetime: expected a duration greater than 0, found \"0s\"",
+                  "c.toml:4:18: recycle.check_interval: expected a duration greater than 0, found \"0ms\""));
+  EXPECT_THAT(
+      errors(with_command("[recycle]\nmax_lifetime = \"-24h\"\ncheck_interval = 10\n")),
+      ElementsAre("c.toml:3:16: recycle.max_lifetime: expected a duration with a unit such as \"5s\", found "
+                  "\"-24h\"",
+                  "c.toml:4:18: recycle.check_interval: expected a duration with a unit such as \"5s\", "
+                  "found integer 10"));
+}
+
+TEST(ConfigErrors, ReadyReloadAndRecycleMustBeTables) {
+  EXPECT_THAT(errors(with_command("ready = \"notify\"\nreload = 2\nrecycle = true\n")),
+              ElementsAre("c.toml:2:9: ready: expected a table [ready], found string \"notify\"",
+                          "c.toml:3:10: reload: expected a table [reload], found integer 2",
+                          "c.toml:4:11: recycle: expected a table [recycle], found boolean true"));
+}
+
+TEST(ConfigErrors, MisspelledOrMisplacedReadyReloadAndRecycleKeys) {
+  EXPECT_THAT(errors(with_command("[ready]\nmdoe = \"notify\"\n[recycle]\nbatch = 2\n")),
+              ElementsAre("c.toml:3:1: ready.mdoe: unknown key \"mdoe\"; did you mean \"ready.mode\"?",
+                          "c.toml:5:1: recycle.batch: unknown key \"batch\"; did you mean "
+                          "\"reload.batch\"?"));
+}
+
 TEST(ConfigErrors, EveryErrorInTheFileIsReportedInFileOrder) {
   const std::string text =
       "command = [\"./srv\", \"{oops}\"]\n"
@@ -478,6 +609,65 @@ TEST(ConfigFlagErrors, GraceStopSignalAndLogLevelFlags) {
                   "--log-file: log.file: expected a file path, found \"\""));
 }
 
+TEST(ConfigFlagErrors, ReadyFlagsAreNamed) {
+  ConfigOverrides overrides;
+  overrides.ready = "sometimes";
+  overrides.ready_timeout = "60";
+  EXPECT_THAT(errors_of_flags(overrides),
+              ElementsAre("--ready: ready.mode: expected \"exec\", \"notify\" or a duration with a unit "
+                          "such as \"2s\", found sometimes",
+                          "--ready-timeout: ready.timeout: expected a duration with a unit such as \"5s\", "
+                          "found 60"));
+  overrides.ready = "0s";
+  overrides.ready_timeout = "0s";
+  EXPECT_THAT(errors_of_flags(overrides),
+              ElementsAre("--ready: ready.mode: expected \"exec\", \"notify\" or a duration greater than 0, "
+                          "found 0s",
+                          "--ready-timeout: ready.timeout: expected a duration greater than 0, found 0s"));
+}
+
+TEST(ConfigFlagErrors, ReadyFlagLongerThanTheTimeoutFromTheFile) {
+  ConfigOverrides overrides;
+  overrides.ready = "30s";
+  EXPECT_THAT(errors(with_command("[ready]\ntimeout = \"10s\"\n"), overrides),
+              ElementsAre("--ready: ready.mode: expected a duration shorter than ready.timeout (\"10s\"), "
+                          "found 30s"));
+}
+
+TEST(ConfigFlagErrors, SetOfEachReadyReloadAndRecycleKeyWithABadValue) {
+  ConfigOverrides overrides;
+  overrides.sets = {"ready.mode=sometimes",     "ready.timeout=0s",   "reload.batch=0",
+                    "recycle.max_lifetime=-1s", "recycle.max_rss=64", "recycle.check_interval=10"};
+  EXPECT_THAT(
+      errors_of_flags(overrides),
+      ElementsAre("--set ready.mode=sometimes: ready.mode: expected \"exec\", \"notify\" or a duration "
+                  "with a unit such as \"2s\", found sometimes",
+                  "--set ready.timeout=0s: ready.timeout: expected a duration greater than 0, found 0s",
+                  "--set reload.batch=0: reload.batch: expected an integer 1-4096, found 0",
+                  "--set recycle.max_lifetime=-1s: recycle.max_lifetime: expected a duration with a unit "
+                  "such as \"5s\", found -1s",
+                  "--set recycle.max_rss=64: recycle.max_rss: expected a size with a unit KiB, MiB or GiB "
+                  "such as \"512MiB\", found 64",
+                  "--set recycle.check_interval=10: recycle.check_interval: expected a duration with a unit "
+                  "such as \"5s\", found 10"));
+}
+
+TEST(ConfigFlagErrors, SetOfAWatchdogWithoutNotifyMode) {
+  ConfigOverrides overrides;
+  overrides.sets = {"ready.watchdog=10s"};
+  EXPECT_THAT(errors_of_flags(overrides),
+              ElementsAre("--set ready.watchdog=10s: ready.watchdog: only allowed with ready.mode = "
+                          "\"notify\", found ready.mode = \"exec\" (the default)"));
+}
+
+TEST(ConfigFlagErrors, WatchdogInTheFileIsBlamedWhenTheReadyFlagChangesTheMode) {
+  ConfigOverrides overrides;
+  overrides.ready = "exec";
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"notify\"\nwatchdog = \"10s\"\n"), overrides),
+              ElementsAre("c.toml:4:12: ready.watchdog: only allowed with ready.mode = \"notify\", found "
+                          "ready.mode = \"exec\""));
+}
+
 TEST(ConfigFlagErrors, ProgramWithAnUnknownPlaceholder) {
   ConfigOverrides overrides;
   overrides.program = {"./srv", "--port", "{port}"};
@@ -514,6 +704,13 @@ TEST(Config, DefaultsFromAMinimalFile) {
   EXPECT_EQ(config.restart.interval, 60s);
   EXPECT_EQ(config.stop.signal, SIGTERM);
   EXPECT_EQ(config.stop.grace, 30s);
+  EXPECT_EQ(config.ready.mode, ReadyMode::exec);
+  EXPECT_EQ(config.ready.timeout, 60s);
+  EXPECT_EQ(config.ready.watchdog, std::nullopt);
+  EXPECT_EQ(config.reload.batch, 1);
+  EXPECT_EQ(config.recycle.max_lifetime, std::nullopt);
+  EXPECT_EQ(config.recycle.max_rss, std::nullopt);
+  EXPECT_EQ(config.recycle.check_interval, 10s);
   EXPECT_EQ(config.log.level, LogLevel::info);
   EXPECT_EQ(config.log.file, std::nullopt);
   EXPECT_EQ(config.file, "c.toml");
@@ -530,7 +727,10 @@ TEST(Config, EveryKeySet) {
       "[env]\nAPP_ENV = \"production\"\n"
       "[restart]\npolicy = \"on-failure\"\ndelay = \"250ms\"\nmax_delay = \"1m\"\nmultiplier = 3\n"
       "reset_after = \"1m30s\"\nburst = 10\ninterval = \"2m\"\n"
+      "[ready]\nmode = \"notify\"\ntimeout = \"2m\"\nwatchdog = \"10s\"\n"
       "[stop]\nsignal = \"SIGINT\"\ngrace = \"0s\"\n"
+      "[reload]\nbatch = 4\n"
+      "[recycle]\nmax_lifetime = \"24h\"\nmax_rss = \"512MiB\"\ncheck_interval = \"30s\"\n"
       "[log]\nlevel = \"debug\"\nfile = \"/var/log/shop.log\"\n");
   EXPECT_EQ(config.name, "shop");
   EXPECT_EQ(config.workers, 8);
@@ -555,6 +755,13 @@ TEST(Config, EveryKeySet) {
   EXPECT_EQ(config.restart.interval, 2min);
   EXPECT_EQ(config.stop.signal, SIGINT);
   EXPECT_EQ(config.stop.grace, 0s);
+  EXPECT_EQ(config.ready.mode, ReadyMode::notify);
+  EXPECT_EQ(config.ready.timeout, 2min);
+  EXPECT_EQ(config.ready.watchdog, 10s);
+  EXPECT_EQ(config.reload.batch, 4);
+  EXPECT_EQ(config.recycle.max_lifetime, 24h);
+  EXPECT_EQ(config.recycle.max_rss, 512u << 20);
+  EXPECT_EQ(config.recycle.check_interval, 30s);
   EXPECT_EQ(config.log.level, LogLevel::debug);
   EXPECT_EQ(config.log.file, "/var/log/shop.log");
 }
@@ -573,6 +780,25 @@ TEST(Config, Ipv6OnlyDefaultsByAddressForm) {
 TEST(Config, DefaultNameIsTheSanitizedBaseNameOfTheProgram) {
   EXPECT_EQ(build("command = [\"/opt/my app/srv@2\"]\n").name, "srv_2");
   EXPECT_EQ(build("command = [\"python3\", \"app.py\"]\n").name, "python3");
+}
+
+TEST(Config, ReadyModeDurationIsAMinimumUptime) {
+  const Config config = build(with_command("[ready]\nmode = \"1m30s\"\ntimeout = \"2m\"\n"));
+  EXPECT_EQ(config.ready.mode, ReadyMode::uptime);
+  EXPECT_EQ(config.ready.min_uptime, 90s);
+  EXPECT_EQ(config.ready.timeout, 2min);
+  EXPECT_EQ(build(with_command("[ready]\nmode = \"250ms\"\n")).ready.min_uptime, 250ms);
+}
+
+TEST(Config, MaxRssInEachUnit) {
+  EXPECT_EQ(build(with_command("[recycle]\nmax_rss = \"64KiB\"\n")).recycle.max_rss, 64u << 10);
+  EXPECT_EQ(build(with_command("[recycle]\nmax_rss = \"512MiB\"\n")).recycle.max_rss, 512u << 20);
+  EXPECT_EQ(build(with_command("[recycle]\nmax_rss = \"3GiB\"\n")).recycle.max_rss, std::uint64_t{3} << 30);
+}
+
+TEST(Config, ReloadBatchAtItsBounds) {
+  EXPECT_EQ(build(with_command("[reload]\nbatch = 1\n")).reload.batch, 1);
+  EXPECT_EQ(build(with_command("[reload]\nbatch = 4096\n")).reload.batch, 4096);
 }
 
 TEST(Config, DefaultCapFollowsALargerDelay) {
@@ -607,6 +833,45 @@ TEST(ConfigOverrides, FlagsOverrideTheFile) {
   EXPECT_EQ(config.name, "other");
   EXPECT_EQ(config.log.level, LogLevel::warn);
   EXPECT_EQ(config.log.file, "/tmp/x.log");
+}
+
+TEST(ConfigOverrides, ReadyFlagsOverrideTheFile) {
+  ConfigOverrides overrides;
+  overrides.ready = "3s";
+  overrides.ready_timeout = "20s";
+  const Config config =
+      build(with_command("[ready]\nmode = \"notify\"\ntimeout = \"5m\"\n"), overrides);
+  EXPECT_EQ(config.ready.mode, ReadyMode::uptime);
+  EXPECT_EQ(config.ready.min_uptime, 3s);
+  EXPECT_EQ(config.ready.timeout, 20s);
+  overrides.ready = "notify";
+  EXPECT_EQ(build(with_command("[ready]\nmode = \"exec\"\n"), overrides).ready.mode, ReadyMode::notify);
+}
+
+TEST(ConfigOverrides, SetOfEachReadyReloadAndRecycleKey) {
+  ConfigOverrides overrides;
+  overrides.sets = {"ready.mode=notify",   "ready.timeout=2s",        "ready.watchdog=500ms",
+                    "reload.batch=3",      "recycle.max_lifetime=1h", "recycle.max_rss=64MiB",
+                    "recycle.check_interval=1s"};
+  const Config config = build(command_line, overrides);
+  EXPECT_EQ(config.ready.mode, ReadyMode::notify);
+  EXPECT_EQ(config.ready.timeout, 2s);
+  EXPECT_EQ(config.ready.watchdog, 500ms);
+  EXPECT_EQ(config.reload.batch, 3);
+  EXPECT_EQ(config.recycle.max_lifetime, 1h);
+  EXPECT_EQ(config.recycle.max_rss, 64u << 20);
+  EXPECT_EQ(config.recycle.check_interval, 1s);
+}
+
+TEST(ConfigOverrides, ReadyFlagWinsOverSetAndEnablesTheFilesWatchdog) {
+  ConfigOverrides overrides;
+  overrides.sets = {"ready.mode=exec", "ready.timeout=1s"};
+  overrides.ready = "notify";
+  overrides.ready_timeout = "9s";
+  const Config config = build(with_command("[ready]\nwatchdog = \"5s\"\n"), overrides);
+  EXPECT_EQ(config.ready.mode, ReadyMode::notify);
+  EXPECT_EQ(config.ready.timeout, 9s);
+  EXPECT_EQ(config.ready.watchdog, 5s);
 }
 
 TEST(ConfigOverrides, WorkersAutoFromAFlag) {
@@ -696,9 +961,19 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
             "reset_after = \"30s\"\n"
             "# burst: unset (off)\n"
             "interval = \"1m\"\n"
+            "\n[ready]\n"
+            "mode = \"exec\"\n"
+            "timeout = \"1m\"\n"
+            "# watchdog: unset (off)\n"
             "\n[stop]\n"
             "signal = \"TERM\"\n"
             "grace = \"30s\"\n"
+            "\n[reload]\n"
+            "batch = 1\n"
+            "\n[recycle]\n"
+            "# max_lifetime: unset (off)\n"
+            "# max_rss: unset (off)\n"
+            "check_interval = \"10s\"\n"
             "\n[log]\n"
             "level = \"info\"\n"
             "# file: unset (stderr)\n");
@@ -715,7 +990,10 @@ TEST(ToToml, RoundTripsThroughBuildConfig) {
       "[env]\nAPP_ENV = \"production\"\nQUOTE = \"a\\\"b\"\n"
       "[restart]\npolicy = \"never\"\ndelay = \"250ms\"\nmax_delay = \"1m\"\nmultiplier = 1.5\n"
       "reset_after = \"1m30s\"\nburst = 10\ninterval = \"2m\"\n"
+      "[ready]\nmode = \"notify\"\ntimeout = \"90s\"\nwatchdog = \"10s\"\n"
       "[stop]\nsignal = \"USR2\"\ngrace = \"0s\"\n"
+      "[reload]\nbatch = 2\n"
+      "[recycle]\nmax_lifetime = \"24h\"\nmax_rss = \"1536MiB\"\ncheck_interval = \"30s\"\n"
       "[log]\nlevel = \"error\"\nfile = \"/var/log/shop.log\"\n";
   const Config first = build(text);
   const std::string written = to_toml(first);
@@ -729,6 +1007,29 @@ TEST(ToToml, RoundTripsThroughBuildConfig) {
   EXPECT_FALSE(second.listeners[2].ipv6_only);
   EXPECT_TRUE(second.listeners[3].ipv6_only);
   EXPECT_EQ(second.listeners[1].mode, 0600u);
+  EXPECT_EQ(second.ready.mode, ReadyMode::notify);
+  EXPECT_EQ(second.ready.timeout, 90s);
+  EXPECT_EQ(second.ready.watchdog, 10s);
+  EXPECT_EQ(second.reload.batch, 2);
+  EXPECT_EQ(second.recycle.max_lifetime, 24h);
+  EXPECT_EQ(second.recycle.max_rss, 1536u << 20);
+  EXPECT_EQ(second.recycle.check_interval, 30s);
+}
+
+TEST(ToToml, ReadyModeDurationAndSizesAreWrittenAsTheyAreRead) {
+  const Config config =
+      build(with_command("[ready]\nmode = \"1500ms\"\n[recycle]\nmax_rss = \"2048MiB\"\n"));
+  const std::string written = to_toml(config);
+  EXPECT_THAT(written, ::testing::HasSubstr("\n[ready]\nmode = \"1s500ms\"\n"));
+  EXPECT_THAT(written, ::testing::HasSubstr("max_rss = \"2GiB\"\n"));
+  const Config again = build(written);
+  EXPECT_EQ(again.ready.mode, ReadyMode::uptime);
+  EXPECT_EQ(again.ready.min_uptime, 1500ms);
+  EXPECT_EQ(again.recycle.max_rss, std::uint64_t{2} << 30);
+  EXPECT_THAT(to_toml(build(with_command("[recycle]\nmax_rss = \"3072KiB\"\n"))),
+              ::testing::HasSubstr("max_rss = \"3MiB\"\n"));
+  EXPECT_THAT(to_toml(build(with_command("[recycle]\nmax_rss = \"1025KiB\"\n"))),
+              ::testing::HasSubstr("max_rss = \"1025KiB\"\n"));
 }
 
 TEST(ToToml, WorkersAutoStaysAuto) {
@@ -922,6 +1223,13 @@ TEST(LoadConfig, ShippedExampleIsValid) {
   EXPECT_EQ(config->workers, std::nullopt);
   EXPECT_EQ(config->restart.delay, 100ms);
   EXPECT_EQ(config->stop.grace, 30s);
+  EXPECT_EQ(config->ready.mode, ReadyMode::exec);
+  EXPECT_EQ(config->ready.timeout, 60s);
+  EXPECT_EQ(config->ready.watchdog, std::nullopt);
+  EXPECT_EQ(config->reload.batch, 1);
+  EXPECT_EQ(config->recycle.max_lifetime, std::nullopt);
+  EXPECT_EQ(config->recycle.max_rss, std::nullopt);
+  EXPECT_EQ(config->recycle.check_interval, 10s);
 }
 
 TEST(LoadConfig, MissingFileIsADiagnostic) {
