@@ -23,6 +23,7 @@
 #include "host_checks.h"
 #include "logging.h"
 #include "process.h"
+#include "socket_activation.h"
 #include "sockets.h"
 
 namespace clusterd {

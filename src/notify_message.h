@@ -2,11 +2,16 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
 
 namespace clusterd {
+
+// systemd reads notifications into a PIPE_BUF buffer and drops longer ones (protocols §2.1:
+// NOTIFY_BUFFER_MAX): clusterd accepts, and sends, exactly what systemd accepts.
+inline constexpr std::size_t notify_buffer_max = 4096;
 
 // What one datagram said. Pure data: a field not given keeps its default. A datagram that
 // carried nothing clusterd acts on (`BARRIER=1`, unknown keys) parses to all defaults.

@@ -1,14 +1,15 @@
-// Opens the listening sockets clusterd holds for its whole life: TCP v4/v6 and unix, bound once
-// before any worker starts, or adopted from systemd (socket activation); checks that a worker
-// has not shut one down.
+// Opens the listening sockets clusterd holds for its whole life (TCP v4/v6 and unix, bound once
+// before any worker starts) and makes them listen again when a worker has shut one down.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "address.h"
 #include "config.h"
 #include "fd.h"
 
@@ -25,7 +26,11 @@ class ListenError : public std::runtime_error {
 // path still names the socket clusterd bound (same st_dev/st_ino).
 class Listener {
  public:
-  Listener(std::string name, std::string bound_address, Fd fd, int backlog, std::string unix_path);
+  // `unix_path` and `unix_mode`: the socket file clusterd created, removed on destruction and
+  // created again with that mode if a worker shuts the socket down. Empty for TCP, and for a
+  // socket systemd passed in (its file belongs to the socket unit).
+  Listener(std::string name, std::string bound_address, Fd fd, int backlog, std::string unix_path,
+           mode_t unix_mode = 0);
   Listener(Listener&& other) noexcept = default;
   Listener& operator=(Listener&& other) noexcept;
   Listener(const Listener&) = delete;
@@ -34,22 +39,33 @@ class Listener {
 
   const std::string& name() const { return name_; }
   // What was bound, with the kernel's port for port 0: "127.0.0.1:43121", "unix:/run/a.sock".
+  // It never changes, not even when the socket is replaced (ensure_listening).
   const std::string& bound_address() const { return bound_address_; }
+  // May change after ensure_listening() returned true: read it at each spawn.
   int fd() const { return fd_.get(); }
   int backlog() const { return backlog_; }  // the effective one, capped by net.core.somaxconn
 
-  // SO_ACCEPTCONN is off when a worker called shutdown() on its inherited copy. Returns true if
-  // the socket had stopped listening and listen() was called again.
+  // Notices a worker's shutdown() on its inherited copy, which stops the socket for every
+  // holder (interface §7): SO_ACCEPTCONN off (TCP), or POLLHUP/POLLRDHUP (a unix socket keeps
+  // SO_ACCEPTCONN). A TCP socket is bound again to bound_address() (same port, also for port
+  // 0) and listens again. A unix socket cannot, so a new one takes its path (same mode) and
+  // fd(); the stopped one is closed here, workers that hold it keep their copy. Returns true
+  // when the listener serves again; failures are logged as errors naming the listener and its
+  // address, and false is returned (call again after the next worker exit). Never throws.
   bool ensure_listening();
 
  private:
   void remove_unix_file() noexcept;
+  bool stopped_by_a_worker() const;
+  bool listen_again_at_its_address();
+  bool replace_unix_socket();
 
   std::string name_;
   std::string bound_address_;
   Fd fd_;
   int backlog_ = 0;
   std::string unix_path_;  // empty: not a unix socket, or not ours to remove
+  mode_t unix_mode_ = 0;
   dev_t unix_dev_ = 0;
   ino_t unix_ino_ = 0;
 };
@@ -58,33 +74,23 @@ class Listener {
 // (the ones already opened are closed again).
 std::vector<Listener> open_listeners(const std::vector<ListenerConfig>& listeners);
 
-// A socket systemd passed to clusterd (protocols §1.3).
-struct InheritedSocket {
-  Fd fd;             // close-on-exec, above the range 3..3+n-1; empty if that fd was not open
-  std::string name;  // its LISTEN_FDNAMES entry, or "" without one
+// ---- Address helpers socket_activation.cpp shares ------------------------------------------
+
+// The backlog listen() really uses: `requested` (at least 1) capped at net.core.somaxconn.
+int effective_backlog(int requested);
+
+// A socket address in the kernel's form.
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+
+  sockaddr* get() { return reinterpret_cast<sockaddr*>(&storage); }
 };
 
-// When LISTEN_PID is our pid: takes fds 3..3+LISTEN_FDS-1 in order, moves each to a fresh
-// close-on-exec fd >= 3+n (F_DUPFD_CLOEXEC) and closes the original, so fds 3.. are free and
-// nothing leaks into workers; then unsets LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES and
-// LISTEN_PIDFDID. A LISTEN_FDNAMES with the wrong count is ignored with a warning (names ""),
-// a LISTEN_PIDFDID that is not our pidfd's id (where the kernel can tell) means the fds were
-// meant for another process: nothing is taken. Otherwise returns nothing and leaves the
-// variables to spawn_plan, which removes them from workers' environments. Call it at start,
-// before anything else opens fds. Throws std::system_error if the fds cannot be moved (EMFILE).
-std::vector<InheritedSocket> take_inherited_sockets();
+// A numeric IPv4 or IPv6 address with its port; throws ListenError if the host is not numeric.
+SocketAddress to_socket_address(const Address& address);
 
-// Turns inherited sockets into Listeners (interface §5, protocols §1.3). Each configured
-// listener takes the inherited socket of the same name, else one bound to its address
-// (getsockname; names are matched for every listener before addresses are); with no listeners
-// configured, all of them in order, named by their LISTEN_FDNAMES entry, or fd3, fd4, … (by
-// position) when that is empty or "unknown". Every socket must be SOCK_STREAM and listening
-// (SO_ACCEPTCONN): it is never bound or listened on again here and its backlog is not changed
-// (backlog() reports the kernel's value for TCP, systemd's default for unix sockets). Adopted
-// unix socket files are never removed. Throws one ListenError listing every problem: a socket
-// of Accept=yes (name "connection"), a wrong type, one not listening, an inherited socket no
-// listener takes, a listener without one. Returns the listeners in configuration order.
-std::vector<Listener> adopt_listeners(std::vector<InheritedSocket> inherited,
-                                      const std::vector<ListenerConfig>& listeners);
+// What getsockname() says of a TCP socket, in format_address form; `fallback` if it cannot say.
+std::string local_address_of(int fd, const std::string& fallback);
 
 }  // namespace clusterd

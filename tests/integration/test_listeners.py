@@ -182,9 +182,6 @@ def test_listener_shut_down_by_a_worker_is_noticed_and_listens_again(start_clust
     assert http_get(line.group(1))["pid"] == replacement
 
 
-@pytest.mark.xfail(strict=True, reason="clusterd bug: a port-0 TCP listener that a worker shut "
-                   "down listens again on a new ephemeral port, not on the address it logged at "
-                   "start (the kernel released the port; listen() autobinds another)")
 def test_listener_shut_down_by_a_worker_listens_again_on_the_same_port(start_clusterd,
                                                                       tmpdir_short):
     clusterd, first_address, replacement = start_with_listener_shut_down_once(
@@ -193,9 +190,6 @@ def test_listener_shut_down_by_a_worker_listens_again_on_the_same_port(start_clu
     assert http_get(first_address, timeout=5.0)["pid"] == replacement
 
 
-@pytest.mark.xfail(strict=True, reason="clusterd bug: a unix listener shut down by a worker keeps "
-                   "SO_ACCEPTCONN=1 but accept() fails with EINVAL and connect() is refused for "
-                   "good; clusterd does not notice, replacements crash-loop")
 def test_unix_listener_shut_down_by_a_worker_serves_again(start_clusterd, tmpdir_short):
     path = os.path.join(tmpdir_short, "web.sock")
     marker = os.path.join(tmpdir_short, "shut-down")

@@ -1,7 +1,9 @@
 // Real notify sockets in private temp dirs: who may report for a worker, barrier fds, limits,
 // the socket file, real senders (systemd-notify, python-systemd), the client to systemd, and
 // where the directory goes.
-#include "notify.h"
+#include "notify_directory.h"
+#include "notify_systemd.h"
+#include "notify_worker_socket.h"
 
 #include <fcntl.h>
 #include <poll.h>

@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 namespace clusterd {
 namespace {
@@ -150,6 +151,45 @@ Pipe high_pipe(bool nonblocking_read = true) {
 }
 
 bool fd_is_free(int fd) { return ::fcntl(fd, F_GETFD) == -1 && errno == EBADF; }
+
+// Frees fds first..last for a test whose scenario needs them, whatever the test runner left open
+// there (ctest and gtest_discover_tests do), and puts each one back, with its close-on-exec
+// flag, when it goes out of scope. Declare it before anything the test opens: all of that must
+// be closed again before this restores the range, which it checks.
+class FreedFdRange {
+ public:
+  FreedFdRange(int first, int last) {
+    for (int fd = first; fd <= last; ++fd) {
+      const int flags = ::fcntl(fd, F_GETFD);
+      if (flags == -1) {
+        continue;
+      }
+      Fd saved(::fcntl(fd, F_DUPFD_CLOEXEC, 200));
+      if (!saved) {
+        ADD_FAILURE() << "cannot move fd " << fd << " out of the way: " << std::strerror(errno);
+        continue;
+      }
+      ::close(fd);
+      moved_.push_back({fd, flags, std::move(saved)});
+    }
+  }
+  FreedFdRange(const FreedFdRange&) = delete;
+  FreedFdRange& operator=(const FreedFdRange&) = delete;
+  ~FreedFdRange() {
+    for (const Moved& moved : moved_) {
+      EXPECT_TRUE(fd_is_free(moved.fd)) << "the test left fd " << moved.fd << " open";
+      ::dup3(moved.saved.get(), moved.fd, (moved.flags & FD_CLOEXEC) != 0 ? O_CLOEXEC : 0);
+    }
+  }
+
+ private:
+  struct Moved {
+    int fd;
+    int flags;
+    Fd saved;
+  };
+  std::vector<Moved> moved_;
+};
 
 // Puts a close-on-exec duplicate of `fd` at exactly `target`, which must be free.
 Fd place_at(int fd, int target) {
@@ -295,9 +335,7 @@ TEST(Process, ChildLeadsItsOwnProcessGroupAndSession) {
 }
 
 TEST(Process, SourcesAlreadyInsideTheRangeAreMovedBeforeTheLayout) {
-  if (!fd_is_free(3) || !fd_is_free(4)) {
-    GTEST_SKIP() << "fds 3 and 4 are in use in this test process";
-  }
+  const FreedFdRange range(3, 4);
   Pipe a = high_pipe();
   Pipe b = high_pipe();
   Fd a_at_3 = place_at(a.write.get(), 3);
@@ -314,9 +352,7 @@ TEST(Process, SourcesAlreadyInsideTheRangeAreMovedBeforeTheLayout) {
 }
 
 TEST(Process, SourceAlreadyAtItsTargetIsInheritedDespiteCloseOnExec) {
-  if (!fd_is_free(3)) {
-    GTEST_SKIP() << "fd 3 is in use in this test process";
-  }
+  const FreedFdRange range(3, 3);
   Pipe a = high_pipe();
   Fd a_at_3 = place_at(a.write.get(), 3);
   ASSERT_EQ(::fcntl(3, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
@@ -330,9 +366,7 @@ TEST(Process, SourceAlreadyAtItsTargetIsInheritedDespiteCloseOnExec) {
 // With 3..5 free, the fds spawn itself opens (/dev/null, the exec-status pipe) land inside the
 // target range and must survive the layout.
 TEST(Process, FdsOpenedBySpawnInsideTheRangeSurviveTheLayout) {
-  if (!fd_is_free(3) || !fd_is_free(4) || !fd_is_free(5)) {
-    GTEST_SKIP() << "fds 3-5 are in use in this test process";
-  }
+  const FreedFdRange range(3, 5);
   Pipe a = high_pipe();
   Pipe b = high_pipe();
   Pipe c = high_pipe();

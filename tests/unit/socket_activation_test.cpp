@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "address.h"
-#include "sockets.h"
+#include "socket_activation.h"
 
 namespace clusterd {
 namespace {

@@ -1,5 +1,5 @@
 // Listening sockets on loopback and in private temp dirs: binding, options, unix socket files,
-// and listening again after a worker's shutdown().
+// and listening again, at the same address, after a worker's shutdown().
 #include "sockets.h"
 
 #include <arpa/inet.h>
@@ -18,7 +18,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <sstream>
 #include <string>
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "address.h"
 
@@ -151,6 +156,35 @@ Fd bind_unix(const std::string& path, bool listening) {
   }
   return fd;
 }
+
+// Collects what is logged while it lives ("<level> <message>" lines).
+class CapturedLog {
+ public:
+  CapturedLog() : previous_(spdlog::default_logger()) {
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_st>(text_);
+    auto logger = std::make_shared<spdlog::logger>("captured", std::move(sink));
+    logger->set_pattern("%l %v");
+    spdlog::set_default_logger(std::move(logger));
+  }
+  CapturedLog(const CapturedLog&) = delete;
+  CapturedLog& operator=(const CapturedLog&) = delete;
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  std::string text() const { return text_.str(); }
+
+ private:
+  std::ostringstream text_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+// What a worker does to the socket it inherited: shutdown() on its own copy, which stops the
+// one socket every holder shares. The copy stays open, as in a worker that lives on.
+Fd shut_down_as_a_worker(const Listener& listener, int how = SHUT_RDWR) {
+  Fd worker_copy(::fcntl(listener.fd(), F_DUPFD_CLOEXEC, 0));
+  EXPECT_EQ(::shutdown(worker_copy.get(), how), 0) << std::strerror(errno);
+  return worker_copy;
+}
+
+bool is_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
 
 TEST(OpenListeners, PortZeroGetsARealPortThatAcceptsConnections) {
   Listener listener = open_one(listener_config("127.0.0.1:0"));
@@ -374,6 +408,143 @@ TEST(Listener, EnsureListeningListensAgainAfterAWorkersShutdown) {
   ASSERT_TRUE(client);
   EXPECT_TRUE(accept_one(listener));
   EXPECT_FALSE(listener.ensure_listening());
+}
+
+TEST(Listener, EnsureListeningKeepsThePortTheKernelPickedForPortZero) {
+  Listener listener = open_one(listener_config("127.0.0.1:0"));
+  const std::string logged = listener.bound_address();
+  Fd worker_copy = shut_down_as_a_worker(listener);
+  ASSERT_FALSE(connect_to(logged));
+  EXPECT_TRUE(listener.ensure_listening());
+  EXPECT_EQ(listener.bound_address(), logged);
+  Fd client = connect_to(logged);
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(accept_one(listener));
+}
+
+TEST(Listener, EnsureListeningKeepsThePortAfterASecondShutdown) {
+  Listener listener = open_one(listener_config("127.0.0.1:0"));
+  const std::string logged = listener.bound_address();
+  shut_down_as_a_worker(listener);
+  ASSERT_TRUE(listener.ensure_listening());
+  shut_down_as_a_worker(listener);  // now bound by number: the kernel keeps the port
+  EXPECT_TRUE(listener.ensure_listening());
+  EXPECT_EQ(listener.bound_address(), logged);
+  Fd client = connect_to(logged);
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(accept_one(listener));
+}
+
+TEST(Listener, EnsureListeningReportsAPortTakenMeanwhileAndRetriesLater) {
+  Listener listener = open_one(listener_config("127.0.0.1:0"));
+  const std::string logged = listener.bound_address();
+  shut_down_as_a_worker(listener);
+  // Another process grabs the port the kernel took back.
+  std::vector<Listener> others = open_listeners({listener_config(logged, "other")});
+  {
+    CapturedLog log;
+    EXPECT_FALSE(listener.ensure_listening());
+    EXPECT_THAT(log.text(), HasSubstr("error listener stopped by a worker and cannot listen again name=fd3 address=" +
+                                      logged + " error=\"bind: Address already in use\""));
+  }
+  others.clear();
+  EXPECT_TRUE(listener.ensure_listening());
+  Fd client = connect_to(logged);
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(accept_one(listener));
+}
+
+TEST(Listener, EnsureListeningLeavesAUnixListenerWithQueuedConnectionsAlone) {
+  TempDir dir;
+  Listener listener = open_one(listener_config("unix:" + dir.file("a.sock")));
+  const int fd = listener.fd();
+  Fd client = connect_to(listener.bound_address());
+  ASSERT_TRUE(client);
+  EXPECT_FALSE(listener.ensure_listening());
+  EXPECT_EQ(listener.fd(), fd);
+  EXPECT_TRUE(accept_one(listener));
+}
+
+TEST(Listener, EnsureListeningReplacesAUnixListenerAWorkerShutDown) {
+  TempDir dir;
+  const std::string path = dir.file("a.sock");
+  ListenerConfig config = listener_config("unix:" + path, "web");
+  config.mode = 0600;
+  Listener listener = open_one(config);
+  const int stopped = listener.fd();
+  Fd worker_copy = shut_down_as_a_worker(listener);
+  // The socket still says it accepts connections, but refuses them all.
+  ASSERT_EQ(int_option(stopped, SOL_SOCKET, SO_ACCEPTCONN), 1);
+  ASSERT_FALSE(connect_to(listener.bound_address()));
+  {
+    CapturedLog log;
+    EXPECT_TRUE(listener.ensure_listening());
+    EXPECT_THAT(log.text(), HasSubstr("warning unix listener replaced by a new socket at the same path name=web "
+                                      "address=unix:" + path + " "));
+  }
+  EXPECT_EQ(listener.bound_address(), "unix:" + path);
+  EXPECT_TRUE(is_cloexec(listener.fd()));
+  EXPECT_TRUE(is_open(worker_copy.get()));  // a worker's copy is the worker's business
+  struct stat status {};
+  ASSERT_EQ(::stat(path.c_str(), &status), 0);
+  EXPECT_TRUE(S_ISSOCK(status.st_mode));
+  EXPECT_EQ(status.st_mode & 07777, 0600u);
+  Fd client = connect_to(listener.bound_address());
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(accept_one(listener));
+  EXPECT_FALSE(listener.ensure_listening());
+}
+
+TEST(Listener, EnsureListeningNoticesAUnixListenerShutDownForReadingOnly) {
+  TempDir dir;
+  Listener listener = open_one(listener_config("unix:" + dir.file("a.sock")));
+  shut_down_as_a_worker(listener, SHUT_RD);
+  ASSERT_FALSE(connect_to(listener.bound_address()));
+  EXPECT_TRUE(listener.ensure_listening());
+  Fd client = connect_to(listener.bound_address());
+  ASSERT_TRUE(client);
+  EXPECT_TRUE(accept_one(listener));
+}
+
+TEST(Listener, AReplacedUnixSocketFileIsStillRemovedOnDestruction) {
+  TempDir dir;
+  const std::string path = dir.file("a.sock");
+  {
+    Listener listener = open_one(listener_config("unix:" + path));
+    shut_down_as_a_worker(listener);
+    ASSERT_TRUE(listener.ensure_listening());
+    EXPECT_TRUE(std::filesystem::is_socket(path));
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(Listener, EnsureListeningLeavesAFileThatTookTheStoppedUnixSocketsPlace) {
+  TempDir dir;
+  const std::string path = dir.file("a.sock");
+  Listener listener = open_one(listener_config("unix:" + path));
+  shut_down_as_a_worker(listener);
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  std::ofstream(path) << "someone else's";
+  CapturedLog log;
+  EXPECT_FALSE(listener.ensure_listening());
+  EXPECT_THAT(log.text(), HasSubstr("error listener stopped by a worker and cannot listen again name=fd3 "
+                                    "address=unix:" + path +
+                                    " error=\"the path no longer names clusterd's socket file; left alone\""));
+  EXPECT_TRUE(std::filesystem::is_regular_file(path));
+}
+
+TEST(Listener, EnsureListeningCannotReplaceAUnixSocketWhoseFileIsNotOurs) {
+  TempDir dir;
+  const std::string path = dir.file("a.sock");
+  // As adopt_listeners builds it from systemd's socket: no file of ours to replace.
+  Listener listener("web", "unix:" + path, bind_unix(path, /*listening=*/true), 16, "");
+  shut_down_as_a_worker(listener);
+  CapturedLog log;
+  EXPECT_FALSE(listener.ensure_listening());
+  EXPECT_THAT(log.text(), HasSubstr("error listener stopped by a worker and cannot listen again name=web "
+                                    "address=unix:" + path +
+                                    " error=\"a unix socket cannot listen again after shutdown()"));
+  EXPECT_TRUE(std::filesystem::is_socket(path));
 }
 
 }  // namespace

@@ -1,0 +1,222 @@
+// Creates and removes the private directory that holds workers' notify sockets (protocols §2.3
+// step 1), choosing a base where every socket path fits in sun_path.
+#include "notify_directory.h"
+
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <system_error>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+namespace clusterd {
+namespace {
+
+std::string errno_text(int error) { return std::generic_category().message(error); }
+
+// sun_path holds 108 bytes; a path needs its terminating NUL (unix(7)).
+constexpr std::size_t max_socket_path = sizeof(sockaddr_un::sun_path) - 1;
+
+std::optional<std::string> environment(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr) {
+    return std::nullopt;
+  }
+  return std::string(value);
+}
+
+constexpr std::string_view directory_suffix = ".notify.XXXXXX";
+
+// A base clusterd may have created itself, so its name is predictable: it must be ours and
+// closed to others, or someone else could swap what is inside (interface §4.4). Group write is
+// refused as well as other write: either lets another user rename our directory away.
+std::optional<std::string> make_private_base(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    return "mkdir " + path + ": " + errno_text(errno);
+  }
+  struct stat status {};
+  if (::lstat(path.c_str(), &status) != 0) {
+    return "stat " + path + ": " + errno_text(errno);
+  }
+  if (!S_ISDIR(status.st_mode)) {
+    return path + " is not a directory";
+  }
+  if (status.st_uid != ::geteuid()) {
+    return path + " is owned by uid " + std::to_string(status.st_uid) + ", not by clusterd's uid " +
+           std::to_string(::geteuid());
+  }
+  if ((status.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return path + " is writable by other users";
+  }
+  return std::nullopt;
+}
+
+// Whether `uid` may pass through `path` and every directory above it. Judged from the bits
+// alone, without the uid's groups: not the owner → group and other must both allow search,
+// because the kernel applies the group bits to a member even when the other bits say more.
+std::optional<std::string> not_searchable_by(const std::string& path, uid_t uid) {
+  if (uid == 0) {
+    return std::nullopt;
+  }
+  std::filesystem::path walked;
+  for (const auto& part : std::filesystem::path(path)) {
+    walked /= part;
+    struct stat status {};
+    if (::stat(walked.c_str(), &status) != 0) {
+      return "stat " + walked.string() + ": " + errno_text(errno);
+    }
+    const bool searchable = status.st_uid == uid ? (status.st_mode & S_IXUSR) != 0
+                                                 : (status.st_mode & S_IXGRP) != 0 && (status.st_mode & S_IXOTH) != 0;
+    if (!searchable) {
+      return walked.string() + " is not searchable by the workers' uid " + std::to_string(uid);
+    }
+  }
+  return std::nullopt;
+}
+
+// The instance name in a file name: only characters config names allow, never a '/'.
+std::string file_name_part(const std::string& name) {
+  std::string part = name.empty() ? "clusterd" : name;
+  for (char& c : part) {
+    const bool allowed =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    if (!allowed) {
+      c = '_';
+    }
+  }
+  return part;
+}
+
+struct Base {
+  std::string path;
+  bool predictable = false;  // created by clusterd under a fixed name: ownership is checked
+};
+
+std::vector<Base> candidate_bases(std::vector<std::string>& refused) {
+  std::vector<Base> bases;
+  if (auto runtime = environment("RUNTIME_DIRECTORY"); runtime && !runtime->empty()) {
+    // systemd lists one path per RuntimeDirectory= entry, separated by ':'.
+    std::string first = runtime->substr(0, runtime->find(':'));
+    if (first.starts_with('/')) {
+      bases.push_back({std::move(first), false});
+    } else {
+      refused.push_back("$RUNTIME_DIRECTORY=" + *runtime + ": not an absolute path");
+    }
+  }
+  if (auto xdg = environment("XDG_RUNTIME_DIR"); xdg && !xdg->empty()) {
+    if (xdg->starts_with('/')) {
+      bases.push_back({*xdg + "/clusterd", true});
+    } else {
+      refused.push_back("$XDG_RUNTIME_DIR=" + *xdg + ": not an absolute path");
+    }
+  }
+  if (::geteuid() == 0) {
+    bases.push_back({"/run/clusterd", true});
+  } else {
+    bases.push_back({"/tmp/clusterd-" + std::to_string(::geteuid()), true});
+  }
+  return bases;
+}
+
+// mkdtemp under `base`, made 0711 (protocols §2.3 step 1); the name part is shortened so that
+// socket_name_room bytes remain within sun_path.
+tl::expected<std::string, std::string> make_notify_directory(const std::string& base, const std::string& name) {
+  const std::size_t fixed = base.size() + 1 + directory_suffix.size() + NotifyDirectory::socket_name_room;
+  if (fixed >= max_socket_path) {
+    return tl::make_unexpected(base + " is too long for socket paths (sun_path holds " +
+                               std::to_string(max_socket_path) + " bytes)");
+  }
+  const std::string part = file_name_part(name).substr(0, max_socket_path - fixed);
+  std::string pattern = base + "/" + part + std::string(directory_suffix);
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    return tl::make_unexpected("mkdtemp " + pattern + ": " + errno_text(errno));
+  }
+  // mkdtemp makes it 0700; workers running as another user must pass through to their socket.
+  if (::chmod(pattern.c_str(), 0711) != 0) {
+    const int error = errno;
+    ::rmdir(pattern.c_str());
+    return tl::make_unexpected("chmod " + pattern + ": " + errno_text(error));
+  }
+  return pattern;
+}
+
+}  // namespace
+
+tl::expected<NotifyDirectory, std::string> NotifyDirectory::create(const std::string& name,
+                                                                   std::optional<uid_t> worker_uid) {
+  std::vector<std::string> refused;
+  std::vector<Base> bases = candidate_bases(refused);
+  // The last resort, always there: /tmp is sticky, and mkdtemp's directory is ours alone.
+  bases.push_back({"/tmp", false});
+  for (const Base& base : bases) {
+    if (base.predictable) {
+      if (auto problem = make_private_base(base.path)) {
+        refused.push_back(std::move(*problem));
+        continue;
+      }
+    } else {
+      struct stat status {};
+      if (::stat(base.path.c_str(), &status) != 0 || !S_ISDIR(status.st_mode)) {
+        refused.push_back(base.path + " is not a directory");
+        continue;
+      }
+    }
+    if (worker_uid) {
+      if (auto problem = not_searchable_by(base.path, *worker_uid)) {
+        refused.push_back(std::move(*problem));
+        continue;
+      }
+    }
+    auto made = make_notify_directory(base.path, name);
+    if (!made) {
+      refused.push_back(std::move(made.error()));
+      continue;
+    }
+    for (const std::string& reason : refused) {
+      spdlog::debug("notify socket directory not used: {}", reason);
+    }
+    return NotifyDirectory(std::move(*made));
+  }
+  std::string text = "cannot create a directory for notify sockets:";
+  for (const std::string& reason : refused) {
+    text += (&reason == &refused.front() ? " " : "; ") + reason;
+  }
+  return tl::make_unexpected(std::move(text));
+}
+
+NotifyDirectory::NotifyDirectory(NotifyDirectory&& other) noexcept : path_(std::exchange(other.path_, {})) {}
+
+NotifyDirectory& NotifyDirectory::operator=(NotifyDirectory&& other) noexcept {
+  if (this != &other) {
+    remove();
+    path_ = std::exchange(other.path_, {});
+  }
+  return *this;
+}
+
+NotifyDirectory::~NotifyDirectory() { remove(); }
+
+void NotifyDirectory::remove() noexcept {
+  if (path_.empty()) {
+    return;
+  }
+  // remove_all does not follow symlinks, and nobody but us can write in a 0711 directory.
+  std::error_code error;
+  std::filesystem::remove_all(path_, error);
+  if (error) {
+    spdlog::debug("cannot remove notify socket directory path={} error=\"{}\"", path_, error.message());
+  }
+  path_.clear();
+}
+
+std::string NotifyDirectory::worker_socket_path(int slot, std::uint64_t generation, std::uint64_t instance) const {
+  return path_ + "/w" + std::to_string(slot) + "-" + std::to_string(generation) + "-" + std::to_string(instance) +
+         ".sock";
+}
+
+}  // namespace clusterd

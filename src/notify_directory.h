@@ -1,0 +1,54 @@
+// The private directory for workers' notify sockets: where it goes, and its removal.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <tl/expected.hpp>
+
+namespace clusterd {
+
+// A private directory for workers' notify sockets (protocols §2.3 step 1), removed, with
+// anything left in it, on destruction. Move-only. It does not create sockets itself; it only
+// chooses where they go and guarantees their paths fit in sun_path.
+class NotifyDirectory {
+ public:
+  // Bytes kept free after the directory path for "/" + a socket file name: any name up to
+  // socket_name_room - 1 bytes fits in sun_path (107 bytes).
+  static constexpr std::size_t socket_name_room = 32;
+
+  // Creates "<base>/<name>.notify.XXXXXX" (mkdtemp, then chmod 0711: workers may pass through,
+  // not list) under the first usable base of: $RUNTIME_DIRECTORY (its first entry),
+  // $XDG_RUNTIME_DIR/clusterd, /run/clusterd (root) or /tmp/clusterd-<uid> (non-root), and as a
+  // last resort /tmp itself. A base clusterd creates is 0700; an existing one must be a
+  // directory owned by us and writable by neither group nor others (interface §4.4). When
+  // `worker_uid` is given and some directory on a base's path is not searchable by that uid
+  // (judged from the mode bits: its owner's bit for the owner, else both the group and the
+  // other bit, since the worker's groups are not known here), that base is skipped, which
+  // ends at /tmp. `name` is shortened when needed to leave socket_name_room. The error lists
+  // why each base was refused.
+  static tl::expected<NotifyDirectory, std::string> create(const std::string& name, std::optional<uid_t> worker_uid);
+
+  NotifyDirectory(NotifyDirectory&& other) noexcept;
+  NotifyDirectory& operator=(NotifyDirectory&& other) noexcept;
+  NotifyDirectory(const NotifyDirectory&) = delete;
+  NotifyDirectory& operator=(const NotifyDirectory&) = delete;
+  ~NotifyDirectory();
+
+  const std::string& path() const { return path_; }
+  // "<path>/w<slot>-<generation>-<instance>.sock": the old and new worker of a slot run side by
+  // side during a reload or recycle, so slot and generation alone are not unique (§2.3).
+  std::string worker_socket_path(int slot, std::uint64_t generation, std::uint64_t instance) const;
+
+ private:
+  explicit NotifyDirectory(std::string path) : path_(std::move(path)) {}
+  void remove() noexcept;
+
+  std::string path_;  // empty once moved from
+};
+
+}  // namespace clusterd
