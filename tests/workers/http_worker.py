@@ -14,6 +14,16 @@ Options:
   --shutdown-listener-once FILE
                      if FILE does not exist yet: create it, shutdown() the listener (which stops
                      it for every process holding it) and exit 3; else serve as usual
+  --all-listeners    serve every listener in LISTEN_FDS (each answer names the one it came in on)
+  --graceful         on SIGTERM stop like a production server: stop accepting (connections still
+                     in the shared queue go to other workers), finish requests in progress with
+                     `Connection: close`, answer the first request of connections already
+                     accepted, close keep-alive connections that sit idle between requests, then
+                     exit 0 (at most 10 s later). A request a client sends on an idle keep-alive
+                     connection just as it is closed is lost: real HTTP clients retry it once on
+                     a fresh connection.
+
+serve() is the same server for other workers (notify_worker.py) to import.
 """
 import argparse
 import http.server
@@ -23,6 +33,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 
 def listener_fd(name):
@@ -94,28 +105,158 @@ def identity():
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    def setup(self):
+        super().setup()
+        if self.connection.family in (socket.AF_INET, socket.AF_INET6):
+            # Headers and body are two writes: without this, Nagle + the client's delayed ACK
+            # hold every keep-alive answer back by ~40 ms.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def handle_one_request(self):
+        # Idle until the request line arrives; busy while it is answered.
+        try:
+            super().handle_one_request()
+        finally:
+            self.state.busy = False
+            if self.server.stopping:
+                self.close_connection = True
+
+    @property
+    def state(self):
+        return self.server.connections[self.request]
+
+    def parse_request(self):
+        self.state.busy = True
+        return super().parse_request()
+
     def do_GET(self):
-        body = json.dumps(identity()).encode()
+        answer = identity()
+        answer["served_address"] = format_address(self.server.server_address)
+        body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
+        if self.server.stopping:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
+        self.wfile.flush()
+        self.state.answered += 1
 
     def log_message(self, *args):
         pass
 
 
-SERVED_ADDRESS = None   # getsockname() of the listener this worker serves
+SERVED_ADDRESS = None   # getsockname() of the (first) listener this worker serves
+
+
+def format_address(address):
+    return list(address) if isinstance(address, tuple) else address
+
+
+class Connection:
+    """What a graceful stop needs to know about one accepted connection."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.busy = False        # between reading a request line and finishing its answer
+        self.answered = 0        # requests answered on it so far
 
 
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, fd):
+    def __init__(self, fd, graceful=False):
         super().__init__(None, Handler, bind_and_activate=False)
         self.socket = socket.socket(fileno=fd)
+        if graceful:
+            # accept() only after select() said so, and never block in it: a sibling worker may
+            # take the connection first, and a stopping worker blocked in accept() would wait for
+            # the next connection to notice the stop. (O_NONBLOCK is shared by every holder of
+            # the socket; clusterd never accepts, and these workers expect EAGAIN.)
+            self.socket.setblocking(False)
         self.server_address = self.socket.getsockname()
+        self.stopping = False
+        self.connections = {}    # accepted socket -> Connection, until its thread is done
+        self.connections_lock = threading.Lock()
+
+    def process_request(self, request, client_address):
+        # Registered in the accepting thread, so a graceful stop sees every accepted connection.
+        with self.connections_lock:
+            self.connections[request] = Connection(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        super().shutdown_request(request)
+        with self.connections_lock:
+            self.connections.pop(request, None)
+
+    def close_idle_connections(self):
+        """Closes keep-alive connections waiting for their next request (a connection's first
+        request is always answered); returns how many connections are still open."""
+        with self.connections_lock:
+            connections = list(self.connections.values())
+        for connection in connections:
+            if connection.answered > 0 and not connection.busy:
+                try:
+                    connection.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        return len(connections)
+
+
+def serve(fds, graceful=False, on_term=None):
+    """Serves HTTP on each listening fd until SIGTERM; never returns. on_term(): called first
+    when SIGTERM arrives (in the signal handler: it must not take locks)."""
+    global SERVED_ADDRESS
+    servers = [Server(fd, graceful) for fd in fds]
+    SERVED_ADDRESS = servers[0].server_address
+    # How soon a stop is noticed by the accept loops (shutdown() waits for them).
+    poll_interval = 0.1 if graceful else 0.5
+    for server in servers[1:]:
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": poll_interval},
+                         daemon=True).start()
+
+    # The signal handler only writes to this pipe: it runs in the main thread between two
+    # bytecodes, maybe while that thread holds a lock (starting a connection's thread), so it
+    # must neither start a thread nor take a lock itself.
+    stop_read, stop_write = os.pipe()
+
+    def stop_gracefully():
+        os.read(stop_read, 1)
+        for server in servers:
+            server.stopping = True
+        for server in servers:
+            server.shutdown()          # no more accept(): the queue is left to other workers
+            server.socket.close()      # our copy of the listener only; clusterd keeps it open
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            if sum(server.close_idle_connections() for server in servers) == 0:
+                break
+            time.sleep(0.01)
+        os._exit(0)
+
+    def on_sigterm(*_):
+        if on_term:
+            on_term()
+        if not graceful:
+            os._exit(0)
+        os.write(stop_write, b"x")
+
+    if graceful:
+        threading.Thread(target=stop_gracefully, daemon=True).start()
+    signal.signal(signal.SIGTERM, on_sigterm)
+    servers[0].serve_forever(poll_interval=poll_interval)
+    while True:          # stopping: stop_gracefully() ends the process
+        time.sleep(1)
+
+
+def listener_fds(all_listeners, name):
+    if all_listeners:
+        listener_fd(None)   # checks LISTEN_PID
+        return [3 + index for index in range(int(os.environ["LISTEN_FDS"]))]
+    return [listener_fd(name)]
 
 
 def main():
@@ -125,6 +266,8 @@ def main():
     parser.add_argument("--exit-after", type=float)
     parser.add_argument("--exit-code", type=int, default=1)
     parser.add_argument("--shutdown-listener-once")
+    parser.add_argument("--all-listeners", action="store_true")
+    parser.add_argument("--graceful", action="store_true")
     options = parser.parse_args()
 
     if options.ignore_term:
@@ -142,9 +285,11 @@ def main():
         else:
             socket.socket(fileno=listener_fd(options.name)).shutdown(socket.SHUT_RDWR)
             os._exit(3)
-    server = Server(listener_fd(options.name))
-    SERVED_ADDRESS = server.server_address
-    server.serve_forever()
+    if options.ignore_term:
+        server = Server(listener_fd(options.name))
+        SERVED_ADDRESS = server.server_address
+        server.serve_forever()
+    serve(listener_fds(options.all_listeners, options.name), graceful=options.graceful)
 
 
 if __name__ == "__main__":

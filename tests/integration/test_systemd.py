@@ -1,0 +1,335 @@
+"""clusterd under systemd, with the test acting as systemd: it owns the NOTIFY_SOCKET datagram
+socket (and sets WATCHDOG_USEC) and checks what clusterd tells it and when: READY=1 only once every
+worker is ready, RELOADING=1 + MONOTONIC_USEC then READY=1 around a reload, STOPPING=1 on stop,
+STATUS= lines, WATCHDOG=1 pings at half the interval. Workers never see systemd's variables.
+Socket activation: under systemd-socket-activate clusterd adopts the socket instead of binding.
+"""
+import os
+import re
+import signal
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+import harness
+from harness import PYTHON, http_get, wait_until, worker
+from test_reload import read_notify_reports
+
+SOCKET_ACTIVATE = "/usr/bin/systemd-socket-activate"
+
+
+class Datagram:
+    def __init__(self, text, pid, log_lines):
+        self.wall = time.time()
+        self.monotonic = time.monotonic()   # CLOCK_MONOTONIC, the clock of MONOTONIC_USEC
+        self.text = text
+        self.pid = pid                      # the sender, from SCM_CREDENTIALS
+        self.log_lines = log_lines          # clusterd's log lines written when it arrived
+
+    def fields(self):
+        return dict(line.split("=", 1) for line in self.text.split("\n") if "=" in line)
+
+    def __repr__(self):
+        return "%.3f %r" % (self.monotonic, self.text)
+
+
+class FakeSystemd:
+    """The service manager's side of NOTIFY_SOCKET: a SOCK_DGRAM unix socket with SO_PASSCRED,
+    read by a thread that records each datagram with its arrival time, its sender's pid and how
+    many lines clusterd's log (log_path) had by then."""
+
+    def __init__(self, directory, log_path):
+        self.path = os.path.join(directory, "systemd-notify.sock")
+        self.log_path = log_path
+        self.datagrams = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self.receive, daemon=True)
+        self.thread.start()
+
+    def receive(self):
+        while not self.closed.is_set():
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            pid = None
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", payload[:12])[0]
+            self.datagrams.append(Datagram(data.decode(), pid, self.log_line_count()))
+
+    def log_line_count(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read().count("\n")
+        except FileNotFoundError:
+            return 0
+
+    def env(self, watchdog_usec=None):
+        env = {"NOTIFY_SOCKET": self.path}
+        if watchdog_usec is not None:
+            env["WATCHDOG_USEC"] = str(watchdog_usec)
+        return env
+
+    def messages(self, pings=False):
+        """Datagrams so far, without WATCHDOG=1 pings unless asked."""
+        return [d for d in list(self.datagrams) if pings or d.text != "WATCHDOG=1"]
+
+    def wait_for(self, pattern, count=1, timeout=10.0, describe=None, after=None):
+        """Waits for `count` datagrams whose text matches pattern (a regex), among those that
+        arrived after the datagram `after` if given; returns them all."""
+        regex = re.compile(pattern)
+
+        def found():
+            datagrams = list(self.datagrams)
+            if after is not None:
+                datagrams = datagrams[datagrams.index(after) + 1:]
+            matching = [d for d in datagrams if regex.search(d.text)]
+            return matching if len(matching) >= count else None
+
+        return wait_until(found, timeout, "datagram /%s/ x%d" % (pattern, count),
+                          describe=lambda: "received: %r\n%s"
+                          % (self.messages(), describe() if describe else ""))
+
+    def close(self):
+        self.closed.set()
+        self.thread.join(5.0)
+        self.sock.close()
+
+
+@pytest.fixture
+def systemd(tmpdir_short):
+    fake = FakeSystemd(tmpdir_short, os.path.join(tmpdir_short, "clusterd.log"))
+    yield fake
+    fake.close()
+
+
+def line_number(clusterd, pattern):
+    """1-based number of the first log line matching pattern."""
+    regex = re.compile(pattern)
+    for number, line in enumerate(clusterd.log().splitlines(), start=1):
+        if regex.search(line):
+            return number
+    raise AssertionError("no log line /%s/\n%s" % (pattern, clusterd.log_tail()))
+
+
+def test_ready_only_once_every_worker_is_ready_with_status_lines(systemd, start_clusterd, tmpdir_short):
+    reports = os.path.join(tmpdir_short, "reports")
+    os.mkdir(reports)
+    # slot 0 is ready after 0.5 s, slot 1 after 1.5 s
+    clusterd = start_clusterd(["--workers", "2", "--listen", "127.0.0.1:0", "--ready", "notify", "--",
+                               PYTHON, worker("notify_worker.py"), "--ready-after", "0.5",
+                               "--slot-delay", "1", "--report", reports],
+                              tmpdir=tmpdir_short, env=systemd.env(watchdog_usec=2000000))
+    [ready] = systemd.wait_for(r"^READY=1", describe=clusterd.log_tail)
+    pids = clusterd.ready_pids(2)
+    texts = [d.text for d in systemd.messages()]
+    assert texts == ["STATUS=0/2 workers ready", "STATUS=1/2 workers ready",
+                     "READY=1\nSTATUS=2/2 workers ready"], texts
+    by_pid = wait_until(lambda: (lambda r: r if len(r) == 2 else None)(read_notify_reports(reports)),
+                        10.0, "two worker reports")
+    # Not before the slower worker sent its own READY=1...
+    assert ready.wall >= max(report["ready_sent_at"] for report in by_pid.values())
+    # ...and not before clusterd had logged both workers ready.
+    assert ready.log_lines >= line_number(clusterd, r"all workers ready workers=2")
+    assert sorted(pids) == sorted(by_pid)
+    assert {d.pid for d in systemd.datagrams} == {clusterd.pid}     # NotifyAccess=main holds
+    # The workers got notify sockets of their own, never systemd's, and no watchdog (clusterd's
+    # WATCHDOG_USEC is for clusterd; ready.watchdog is unset).
+    sockets = [report["notify_socket"] for report in by_pid.values()]
+    assert systemd.path not in sockets and None not in sockets and len(set(sockets)) == 2
+    assert all(report["watchdog_usec"] is None for report in by_pid.values())
+    assert http_get(clusterd.address())["pid"] in pids
+
+
+def test_reloading_then_ready_around_a_reload_and_stopping_at_sigterm(systemd, start_clusterd,
+                                                                       tmpdir_short):
+    clusterd = start_clusterd(["--workers", "2", "--listen", "127.0.0.1:0", "--",
+                               PYTHON, worker("http_worker.py"), "--graceful"],
+                              tmpdir=tmpdir_short, env=systemd.env(watchdog_usec=1000000))
+    systemd.wait_for(r"^READY=1", describe=clusterd.log_tail)
+    address = clusterd.address()
+
+    # Workers never see what systemd set for clusterd.
+    answer = http_get(address)
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        assert name not in answer["env"], name
+
+    before = time.monotonic()
+    clusterd.signal(signal.SIGHUP)
+    [reloading] = systemd.wait_for(r"^RELOADING=1\n", describe=clusterd.log_tail)
+    fields = reloading.fields()
+    assert set(fields) == {"RELOADING", "MONOTONIC_USEC"}, reloading.text
+    # MONOTONIC_USEC: clusterd's CLOCK_MONOTONIC when the reload began, in microseconds.
+    assert before * 1e6 <= int(fields["MONOTONIC_USEC"]) <= reloading.monotonic * 1e6
+    ready_again = systemd.wait_for(r"^READY=1", count=2, describe=clusterd.log_tail)[1]
+    assert ready_again.log_lines >= line_number(clusterd, r"reload finished generation=2 workers=2")
+    between = [d.text for d in systemd.messages()
+               if reloading.monotonic < d.monotonic < ready_again.monotonic]
+    assert "STATUS=2/2 workers ready, reloading to generation 2" in between, between
+    assert not [text for text in between if "READY=1" in text]
+    # ...and the status no longer says it is reloading.
+    [status] = systemd.wait_for(r"^STATUS=2/2 workers ready$")
+    assert status.monotonic >= ready_again.monotonic
+
+    clusterd.signal(signal.SIGTERM)
+    [stopping] = systemd.wait_for(r"^STOPPING=1$", describe=clusterd.log_tail)
+    assert clusterd.wait_exit(15.0) == 0
+    assert stopping.log_lines < line_number(clusterd, r"stopped code=0")
+    after = [d.text for d in systemd.messages() if d.monotonic > stopping.monotonic]
+    assert not [text for text in after if "READY=1" in text or "RELOADING=1" in text], after
+    assert {d.pid for d in systemd.datagrams} == {clusterd.pid}
+
+
+def test_status_follows_a_worker_that_dies_and_comes_back(systemd, start_clusterd, tmpdir_short):
+    clusterd = start_clusterd(["--workers", "2", "--", "/bin/sleep", "1000"], tmpdir=tmpdir_short,
+                              env=systemd.env())
+    [ready] = systemd.wait_for(r"^READY=1")
+    pids = clusterd.ready_pids(2)
+    os.kill(pids[0], signal.SIGKILL)
+    [down] = systemd.wait_for(r"^STATUS=1/2 workers ready$", after=ready, describe=clusterd.log_tail)
+    [up] = systemd.wait_for(r"^STATUS=2/2 workers ready$", after=down, describe=clusterd.log_tail)
+    clusterd.ready_pids(3)
+    # READY=1 is said once: a worker coming back is not a new start-up.
+    assert len([d for d in systemd.datagrams if "READY=1" in d.text]) == 1
+
+
+def test_ready_again_after_an_abandoned_reload(systemd, start_clusterd, tmpdir_short):
+    def write(never_ready):
+        command = [PYTHON, worker("notify_worker.py")] + (["--never-ready"] if never_ready else [])
+        return harness.write_file(tmpdir_short, "clusterd.toml", (
+            "workers = 1\ncommand = [%s]\n[ready]\nmode = \"notify\"\ntimeout = \"1s\"\n"
+            % ", ".join(harness.toml_string(part) for part in command)))
+
+    clusterd = start_clusterd(["-c", write(False)], tmpdir=tmpdir_short, env=systemd.env())
+    systemd.wait_for(r"^READY=1", describe=clusterd.log_tail)
+    write(True)
+    clusterd.signal(signal.SIGHUP)
+    [reloading] = systemd.wait_for(r"^RELOADING=1\n", describe=clusterd.log_tail)
+    ready_again = systemd.wait_for(r"^READY=1", count=2, describe=clusterd.log_tail)[1]
+    assert ready_again.monotonic - reloading.monotonic >= 0.9       # the 1 s ready timeout
+    assert ready_again.log_lines >= line_number(clusterd,
+                                                r"reload abandoned: slot=0 gen=2 not ready within 1s")
+
+
+def test_watchdog_pings_at_half_the_interval(systemd, start_clusterd, tmpdir_short):
+    clusterd = start_clusterd(["--workers", "1", "--", "/bin/sleep", "1000"], tmpdir=tmpdir_short,
+                              env=systemd.env(watchdog_usec=1000000))
+    [first] = systemd.wait_for(r"^WATCHDOG=1$", describe=clusterd.log_tail)
+    assert "systemd watchdog enabled timeout=1s ping_every=500ms" in clusterd.log()
+    # A measurement window, not synchronisation: how many pings arrive in 3 s (about 6 at one
+    # per 0.5 s; far more would be a busy loop, far fewer a missed deadline).
+    wait_until(lambda: time.monotonic() >= first.monotonic + 3.0, 10.0, "3 s of pings")
+    window = [d for d in systemd.messages(pings=True)
+              if d.text == "WATCHDOG=1" and first.monotonic <= d.monotonic <= first.monotonic + 3.0]
+    assert 3 <= len(window) <= 9, window
+    assert {d.pid for d in systemd.datagrams} == {clusterd.pid}
+
+
+def test_no_watchdog_pings_when_watchdog_pid_names_another_process(systemd, start_clusterd, tmpdir_short):
+    env = dict(systemd.env(watchdog_usec=1000000), WATCHDOG_PID="1")
+    clusterd = start_clusterd(["--workers", "1", "--", "/bin/sleep", "1000"], tmpdir=tmpdir_short, env=env)
+    systemd.wait_for(r"^READY=1", describe=clusterd.log_tail)
+    clusterd.signal(signal.SIGTERM)
+    systemd.wait_for(r"^STOPPING=1$")
+    assert clusterd.wait_exit(15.0) == 0
+    # With the watchdog on, the first ping goes out before READY=1 (see the test above).
+    assert not [d for d in systemd.datagrams if d.text.startswith("WATCHDOG")]
+    assert "systemd watchdog enabled" not in clusterd.log()
+
+
+# ---- socket activation
+
+
+def listening_sockets():
+    """{inode: what} of every listening TCP and unix socket on the machine (this network
+    namespace); what is "tcp" or the unix socket's path."""
+    sockets = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                for line in f.readlines()[1:]:
+                    fields = line.split()
+                    if fields[3] == "0A":            # TCP_LISTEN
+                        sockets[int(fields[9])] = "tcp"
+        except FileNotFoundError:
+            pass
+    with open("/proc/net/unix") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if int(fields[3], 16) & 0x10000:         # __SO_ACCEPTCON: listening
+                sockets[int(fields[6])] = fields[7] if len(fields) > 7 else ""
+    return sockets
+
+
+def listeners_held(pid, control_socket=None):
+    """Inodes of the listening sockets pid holds, its control socket left out."""
+    held = socket_inodes(pid)
+    return {inode for inode, what in listening_sockets().items()
+            if inode in held and (control_socket is None or what != control_socket)}
+
+
+def socket_inodes(pid):
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[len("socket:["):-1]))
+    return inodes
+
+
+@pytest.mark.skipif(not os.access(SOCKET_ACTIVATE, os.X_OK), reason="needs systemd-socket-activate")
+def test_socket_activation_adopts_the_socket_and_workers_serve_it(start_clusterd, tmpdir_short):
+    # A unix socket path: race-free, unlike picking a "free" TCP port in advance. The config
+    # file has no [[listen]]: clusterd takes what it is given.
+    path = os.path.join(tmpdir_short, "s.sock")
+    config = harness.write_file(tmpdir_short, "clusterd.toml", "workers = 2\ncommand = [%s]\n" % ", ".join(
+        harness.toml_string(part) for part in [PYTHON, worker("http_worker.py"), "--graceful"]))
+    clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short,
+                              wrapper=[SOCKET_ACTIVATE, "-l", path, "--fdname=http"])
+    # systemd-socket-activate binds, then waits for the first connection before it execs
+    # clusterd in place (same pid).
+    wait_until(lambda: os.path.exists(path) and listeners_held(clusterd.pid), 10.0,
+               "systemd-socket-activate listening", describe=clusterd.log_tail)
+    [activated] = listeners_held(clusterd.pid)
+    first = http_get("unix:" + path, timeout=10.0)      # this connection starts clusterd
+
+    address = clusterd.address("http")
+    assert address == "unix:" + path
+    pids = clusterd.ready_pids(2)
+    assert first["pid"] in pids
+    assert first["listen"]["LISTEN_FDNAMES"] == "http" and first["listen"]["LISTEN_FDS"] == "1"
+    assert first["served_address"] == path
+    # clusterd bound no listener itself: the only listening socket it holds, apart from its
+    # control socket, is the one it inherited.
+    control = clusterd.matches(r"control socket path=(\S+)")
+    control_socket = control[0].group(1) if control else None
+    assert listeners_held(clusterd.pid, control_socket) == {activated}
+    seen = set()
+    wait_until(lambda: seen.add(http_get(address)["pid"]) or seen == set(pids), 10.0,
+               "answers from both workers", describe=lambda: str(seen))
+
+    # A reload keeps the inherited socket and hands it to the new generation.
+    clusterd.signal(signal.SIGHUP)
+    clusterd.wait_for_log(r"reload finished generation=2 workers=2")
+    new = [int(m.group(1)) for m in clusterd.matches(r"worker ready slot=\d gen=2 pid=(\d+)")]
+    clusterd.seen_pids.update(new)
+    answer = http_get(address)
+    assert answer["pid"] in new and answer["served_address"] == path
+    assert listeners_held(clusterd.pid, control_socket) == {activated}
+
+    clusterd.signal(signal.SIGTERM)
+    assert clusterd.wait_exit(15.0) == 0, clusterd.log_tail()
+    assert os.path.exists(path)        # an adopted socket file belongs to the socket unit
