@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 
@@ -133,10 +134,14 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
                     ->allow_extra_args(false)
                     ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll));
 
+  // For run and check the control socket to open (or none); for a client subcommand the socket of
+  // the instance to ask. Moved into the overrides after parsing when the command is run or check.
+  app.add_option("--control", options.control,
+                 "run, check: the control socket to open, or none (default: NAME.sock in the runtime "
+                 "directory); status, reload, scale, stop: the control socket of the instance to ask")
+      ->type_name("PATH|none");
+
   // The client subcommands' options.
-  CLI::Option* control =
-      app.add_option("--control", options.control, "the control socket of the instance to ask")
-          ->type_name("PATH");
   // On the main app, not on each subcommand, so it may stand before the subcommand word too.
   CLI::Option* json =
       app.add_flag("--json", options.json, "print the reply as JSON (status, reload, scale, stop)");
@@ -183,10 +188,8 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
       parsed.config_flags_given.push_back(option->get_name());
     }
   }
-  for (const auto* option : {control, json}) {
-    if (option->count() > 0) {
-      parsed.client_flags_given.push_back(option->get_name());
-    }
+  if (json->count() > 0) {
+    parsed.client_flags_given.push_back(json->get_name());
   }
   return parsed;
 }
@@ -280,6 +283,10 @@ std::variant<CliOptions, CliExit> parse_cli(const std::vector<std::string>& args
   }
   if (parsed.options.command == Command::run || parsed.options.command == Command::check) {
     parsed.options.overrides.program = std::move(parsed.rest);
+    parsed.options.overrides.control = std::exchange(parsed.options.control, std::nullopt);
+  } else if (parsed.options.control == "none") {
+    return usage_error(std::string(command_name(parsed.options.command)) +
+                       ": --control none names no instance to ask; give the socket's path");
   }
   return std::move(parsed.options);
 }

@@ -19,10 +19,12 @@ enum class Command { run, check, status, reload, scale, stop };
 struct CliOptions {
   Command command = Command::run;
   std::optional<std::string> config_file;  // -c, --config
-  ConfigOverrides overrides;               // run and check only; program = PROGRAM ARG...
+  ConfigOverrides overrides;               // run and check (name also for clients); program = PROGRAM ARG...
   bool json = false;                       // client subcommands only
   std::optional<std::string> scale_to;     // scale N: an integer 1-4096, as written
-  std::optional<std::string> control;      // --control PATH|none; client subcommands only for now
+  // --control PATH: the instance a client subcommand asks. For run and check, --control PATH|none
+  // is the control.socket override and is found in overrides.control instead.
+  std::optional<std::string> control;
 };
 
 // What to print instead of running: --help and --version (code 0, for stdout), or a usage error

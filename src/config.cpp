@@ -121,6 +121,9 @@ class Validator {
     if (const auto* table = read_.section(root, "recycle")) {
       read_recycle(*table, read_, config.recycle);
     }
+    if (const auto* table = read_.section(root, "control")) {
+      control(*table, config.control);
+    }
     if (const auto* table = read_.section(root, "log")) {
       log(*table, config.log);
     }
@@ -298,6 +301,35 @@ class Validator {
     if (const auto* node = table.get("grace")) {
       stop.grace = read_.duration(*node, "stop.grace", false).value_or(stop.grace);
     }
+  }
+
+  // An absolute path: the client subcommands must find it from anywhere, so it cannot depend on
+  // the working directory clusterd was started in. It must fit in sun_path, like a unix listener.
+  void control(const toml::table& table, ControlConfig& control) {
+    const auto* node = table.get("socket");
+    if (node == nullptr) {
+      return;
+    }
+    constexpr std::string_view expected = "an absolute path or \"none\"";
+    auto value = read_.string(*node, "control.socket", expected);
+    if (!value) {
+      return;
+    }
+    if (*value == "none") {
+      control.enabled = false;
+      return;
+    }
+    if (!value->starts_with('/') || value->find('\0') != std::string::npos) {
+      report_.bad_value(*node, "control.socket", expected);
+      return;
+    }
+    if (value->size() > max_control_path) {
+      report_.at(node->source(), "control.socket",
+                 "the path is " + std::to_string(value->size()) + " bytes, the limit is " +
+                     std::to_string(max_control_path));
+      return;
+    }
+    control.socket = *value;
   }
 
   void log(const toml::table& table, LogConfig& log) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <csignal>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -65,6 +66,16 @@ struct RecycleConfig {
 
 enum class LogLevel { trace, debug, info, warn, error };
 
+// The longest control.socket: sun_path holds 108 bytes with the terminating NUL (unix(7)).
+inline constexpr std::size_t max_control_path = 107;
+
+// The control socket (interface §4.4).
+struct ControlConfig {
+  bool enabled = true;                // false: control.socket = "none"
+  std::optional<std::string> socket;  // an absolute path; unset: the default path, chosen at start
+  bool operator==(const ControlConfig&) const = default;
+};
+
 struct LogConfig {
   LogLevel level = LogLevel::info;
   std::optional<std::string> file;  // unset: stderr
@@ -84,6 +95,7 @@ struct Config {
   ReadyConfig ready;
   ReloadConfig reload;
   RecycleConfig recycle;
+  ControlConfig control;
   LogConfig log;
   std::optional<std::string> file;  // the config file it was read from, as given
 };
@@ -112,6 +124,7 @@ struct ConfigOverrides {
   std::optional<std::string> grace;          // --grace
   std::optional<std::string> stop_signal;    // --stop-signal
   std::optional<std::string> name;           // --name
+  std::optional<std::string> control;        // --control (control.socket): a path or "none"
   std::optional<std::string> log_level;      // --log-level
   std::optional<std::string> log_file;       // --log-file
   std::vector<std::string> sets;             // --set KEY=VALUE, in order

@@ -1,6 +1,6 @@
 // Merges the command line (-w, --listen, --ready, --ready-timeout, --grace, --stop-signal, --name,
-// --log-level, --log-file, --set) into the config file's TOML table, each value remembering the
-// flag it came from.
+// --control, --log-level, --log-file, --set) into the config file's TOML table, each value
+// remembering the flag it came from.
 #include "config_overrides.h"
 
 #include <optional>
@@ -165,6 +165,7 @@ void merge_overrides(toml::table& root, const ConfigOverrides& overrides, Report
   merger.set_from_flag("stop", "grace", overrides.grace, "--grace");
   merger.set_from_flag("stop", "signal", overrides.stop_signal, "--stop-signal");
   merger.set_from_flag("", "name", overrides.name, "--name");
+  merger.set_from_flag("control", "socket", overrides.control, "--control");
   merger.set_from_flag("log", "level", overrides.log_level, "--log-level");
   merger.set_from_flag("log", "file", overrides.log_file, "--log-file");
   if (!overrides.listen.empty()) {

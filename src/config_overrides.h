@@ -1,6 +1,6 @@
 // Merges the command line (-w, --listen, --ready, --ready-timeout, --grace, --stop-signal, --name,
-// --log-level, --log-file, --set) into the config file's TOML table, each value remembering the
-// flag it came from.
+// --control, --log-level, --log-file, --set) into the config file's TOML table, each value
+// remembering the flag it came from.
 //
 // Internal to the config module (config*.cpp); the public API is config.h.
 //

@@ -9,9 +9,9 @@
 namespace clusterd::config_detail {
 namespace {
 
-// `output`, `control` and `listen.reuseport` belong to later versions and are left out on purpose:
-// until they work, naming them is an error, not a silent no-op.
-constexpr std::array<KnownKey, 37> known_keys{{
+// `output` and `listen.reuseport` belong to later versions and are left out on purpose: until they
+// work, naming them is an error, not a silent no-op.
+constexpr std::array<KnownKey, 39> known_keys{{
     {"", "name", true},
     {"", "workers", false},
     {"", "command", false},
@@ -25,6 +25,7 @@ constexpr std::array<KnownKey, 37> known_keys{{
     {"", "stop", false},
     {"", "reload", false},
     {"", "recycle", false},
+    {"", "control", false},
     {"", "log", false},
     {"listen", "name", true},
     {"listen", "address", true},
@@ -47,6 +48,7 @@ constexpr std::array<KnownKey, 37> known_keys{{
     {"recycle", "max_lifetime", true},
     {"recycle", "max_rss", true},
     {"recycle", "check_interval", true},
+    {"control", "socket", true},
     {"log", "level", true},
     {"log", "file", true},
 }};
@@ -86,7 +88,7 @@ const KnownKey* find_known(std::string_view section, std::string_view name) {
 
 bool is_section(std::string_view name) {
   return name == "listen" || name == "env" || name == "restart" || name == "ready" || name == "stop" ||
-         name == "reload" || name == "recycle" || name == "log";
+         name == "reload" || name == "recycle" || name == "control" || name == "log";
 }
 
 std::string unknown_key_message(std::string_view section, std::string_view name,

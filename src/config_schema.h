@@ -18,7 +18,7 @@ struct KnownKey {
 const KnownKey* find_known(std::string_view section, std::string_view name);
 
 // Whether `name` is a top-level key that holds a table: listen, env, restart, ready, stop,
-// reload, recycle, log.
+// reload, recycle, control, log.
 bool is_section(std::string_view name);
 
 // `unknown key "dealy"; did you mean "restart.delay"?`. A close key of the same section wins; else

@@ -114,6 +114,15 @@ std::string to_toml(const Config& config) {
                 "unset (off)");
   line("check_interval", quote(format_duration(recycle.check_interval)));
 
+  out += "\n[control]\n";
+  if (!config.control.enabled) {
+    line("socket", quote("none"));
+  } else {
+    optional_line("socket", config.control.socket ? std::optional(quote(*config.control.socket)) : std::nullopt,
+                  "unset (NAME.sock in $RUNTIME_DIRECTORY, else in $XDG_RUNTIME_DIR/clusterd, else in "
+                  "/run/clusterd as root or /tmp/clusterd-UID)");
+  }
+
   out += "\n[log]\n";
   constexpr std::array<std::string_view, 5> levels{"trace", "debug", "info", "warn", "error"};
   line("level", quote(levels[static_cast<std::size_t>(config.log.level)]));

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -13,8 +14,10 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "control_protocol.h"
 #include "logging.h"
 #include "proc_status.h"
+#include "version.h"
 
 extern char** environ;
 
@@ -41,9 +44,11 @@ WorkerExit exit_from(const siginfo_t& info) {
   return KilledBySignal{info.si_status};
 }
 
-// Two listener configurations stand for the same socket when they bind the same thing.
+// Two listener configurations stand for the same socket when they bind the same thing. Port 0
+// binds a different port each time, so such listeners are told apart by their names.
 bool same_socket(const ListenerConfig& a, const ListenerConfig& b) {
-  return a.address == b.address && a.ipv6_only == b.ipv6_only;
+  const bool kernel_port = a.address.family != AddressFamily::unix_path && a.address.port == 0;
+  return a.address == b.address && a.ipv6_only == b.ipv6_only && (!kernel_port || a.name == b.name);
 }
 
 std::optional<std::string> read_file(const std::string& path) {
@@ -85,6 +90,15 @@ Daemon::Daemon(DaemonSetup setup)
   }
   loop_.add(signals_.fd(), EPOLLIN, [this](std::uint32_t) { on_signal(); });
   loop_.set_timer_callback([this] { pending_.push_back(Tick{}); });
+  if (const auto& file = supervisor_.config_of(1).file) {
+    std::error_code error;
+    const auto absolute = std::filesystem::absolute(*file, error);
+    config_path_ = error ? *file : absolute.lexically_normal().string();
+  }
+  if (setup.control) {
+    control_.emplace(std::move(*setup.control), loop_,
+                     [this](RequestId id, const Request& request) { on_control_request(id, request); });
+  }
 }
 
 int Daemon::run() {
@@ -93,6 +107,9 @@ int Daemon::run() {
   while (!exit_code_) {
     loop_.arm_timer(next_wakeup());
     loop_.run_once();
+    if (control_) {
+      control_->on_deadline(Clock::now());
+    }
     ping_systemd_watchdog(Clock::now());
     drain_events();
   }
@@ -103,6 +120,11 @@ std::optional<TimePoint> Daemon::next_wakeup() const {
   std::optional<TimePoint> wakeup = supervisor_.next_deadline();
   if (next_systemd_ping_ && (!wakeup || *next_systemd_ping_ < *wakeup)) {
     wakeup = next_systemd_ping_;
+  }
+  // Control connections' idle limits; none without a connection, so idle means no wake-ups.
+  const auto control_deadline = control_ ? control_->next_deadline() : std::nullopt;
+  if (control_deadline && (!wakeup || *control_deadline < *wakeup)) {
+    wakeup = control_deadline;
   }
   return wakeup;
 }
@@ -236,9 +258,16 @@ void Daemon::execute_one(const NotifySystemd& notify) {
   }
 }
 
-void Daemon::execute_one(const ReloadFinished&) {
-  // The Supervisor logged the outcome; control requests waiting for it are answered by the
-  // control socket (not in this version).
+void Daemon::execute_one(const ReloadFinished& finished) {
+  // The Supervisor logged the outcome; here the control requests that waited for it are answered.
+  // A reload that never started (clusterd is stopping) has no generation of its own.
+  if (!control_) {
+    return;
+  }
+  const std::uint64_t generation = finished.generation != 0 ? finished.generation : supervisor_.generation();
+  for (const RequestId request : finished.requests) {
+    control_->reply(request, reload_reply(finished.ok, generation, finished.error));
+  }
 }
 
 void Daemon::execute_one(const Log& entry) {
@@ -294,23 +323,43 @@ void Daemon::scale_by(int delta) {
   pending_.push_back(ScaleRequested{wanted});
 }
 
-void Daemon::reload() {
+void Daemon::reload(std::optional<RequestId> request) {
   // Read and check everything first: a broken file changes nothing (interface §4.2).
   auto prepared = reload_loader_();
   const Config& current = supervisor_.config_of(supervisor_.generation());
-  auto refuse = [](const std::string& why) {
+  // `answer`: what the control client is told, when it says more than the log's summary line.
+  auto refuse = [this, request](const std::string& why, const std::string& answer = {}) {
     spdlog::error("reload refused: {}; the running workers keep serving", why);
+    if (request && control_) {
+      control_->reply(*request,
+                      reload_reply(false, supervisor_.generation(), "reload refused: " + (answer.empty() ? why : answer)));
+    }
   };
   if (!prepared) {
     for (const Diagnostic& diagnostic : prepared.error()) {
       spdlog::error("reload refused: {}", diagnostic.to_string());
     }
-    refuse(fmt::format("the configuration has {} problem(s)", prepared.error().size()));
+    // The reply carries the first few problems themselves; the log has every one.
+    const std::string summary = fmt::format("the configuration has {} problem(s)", prepared.error().size());
+    std::string answer = summary + ": ";
+    constexpr std::size_t shown = 3;
+    for (std::size_t index = 0; index < std::min(shown, prepared.error().size()); ++index) {
+      answer += (index == 0 ? "" : "; ") + prepared.error()[index].to_string();
+    }
+    if (prepared.error().size() > shown) {
+      answer += "; …";
+    }
+    refuse(summary, answer);
     return;
   }
   if (prepared->config.name != current.name) {
     refuse(fmt::format("name cannot change in a reload (\"{}\" → \"{}\"); restart clusterd instead", current.name,
                        prepared->config.name));
+    return;
+  }
+  // Clients find the instance by its socket: moving it would lose them (interface §4.2).
+  if (prepared->config.control != current.control) {
+    refuse("control.socket cannot change in a reload; restart clusterd instead");
     return;
   }
   auto listeners = listeners_for(prepared->config);
@@ -328,7 +377,52 @@ void Daemon::reload() {
   auto config = std::make_shared<const Config>(std::move(prepared->config));
   generations_.emplace(config.get(), Generation{config, std::move(prepared->executable), std::move(prepared->user),
                                                 std::move(*listeners)});
-  pending_.push_back(ReloadRequested{std::move(config), workers, std::nullopt});
+  pending_.push_back(ReloadRequested{std::move(config), workers, request});
+}
+
+void Daemon::on_control_request(RequestId id, const Request& request) {
+  if (std::holds_alternative<StatusRequest>(request)) {
+    control_->reply(id, status_reply_now());
+    return;
+  }
+  if (std::holds_alternative<ReloadRequest>(request)) {
+    spdlog::info("reload requested over the control socket");
+    reload(id);  // answered when it finished, was abandoned or was refused
+    return;
+  }
+  const bool stopping = supervisor_.status(Clock::now()).stopping;
+  if (const auto* scale = std::get_if<ScaleRequest>(&request)) {
+    if (stopping) {
+      control_->reply(id, error_reply("clusterd is stopping"));
+      return;
+    }
+    pending_.push_back(ScaleRequested{scale->workers});
+    control_->reply(id, scale_reply(scale->workers));
+    return;
+  }
+  // stop: answered when the stop begins; the connection then stays open until clusterd exits.
+  // A second `stop` only waits: unlike a second SIGTERM it does not kill the workers at once.
+  control_->reply(id, ok_reply());
+  if (!stopping) {
+    spdlog::info("stop requested over the control socket");
+    pending_.push_back(StopRequested{false});
+  }
+}
+
+std::string Daemon::status_reply_now() const {
+  InstanceStatus status;
+  const Config& config = supervisor_.config_of(supervisor_.generation());
+  status.name = config.name;
+  status.pid = static_cast<int>(::getpid());
+  status.version = version;
+  status.config = config_path_;
+  const Generation& generation = generations_.at(&config);
+  int fd = 3;
+  for (const auto& [listener_config, listener] : generation.listeners) {
+    status.listeners.push_back({listener_config.name, listener->bound_address(), fd++});
+  }
+  status.snapshot = supervisor_.status(Clock::now());
+  return status_reply(status);
 }
 
 tl::expected<std::vector<std::pair<ListenerConfig, std::shared_ptr<Listener>>>, std::string>

@@ -14,6 +14,7 @@
 #include <tl/expected.hpp>
 
 #include "config.h"
+#include "control_server.h"
 #include "credentials.h"
 #include "event_loop.h"
 #include "notify.h"
@@ -44,6 +45,8 @@ struct DaemonSetup {
   std::vector<ListenerConfig> listener_configs;
   ConfigLoader reload_loader;
   std::function<int(const Config&)> resolve_worker_count;  // for workers = "auto"
+  // The control socket, opened by main before any worker starts; nullopt: control.socket = "none".
+  std::optional<ControlSocket> control;
 };
 
 class Daemon {
@@ -93,7 +96,11 @@ class Daemon {
   void ping_systemd_watchdog(TimePoint now);
   std::optional<TimePoint> next_wakeup() const;
 
-  void reload();
+  // SIGHUP, or a control `reload` (`request`), which is answered when the reload finished, was
+  // abandoned, or at once when it is refused.
+  void reload(std::optional<RequestId> request = std::nullopt);
+  void on_control_request(RequestId id, const Request& request);
+  std::string status_reply_now() const;
   tl::expected<std::vector<std::pair<ListenerConfig, std::shared_ptr<Listener>>>, std::string>
   listeners_for(const Config& config);
   void scale_by(int delta);
@@ -115,6 +122,9 @@ class Daemon {
   std::map<pid_t, RunningWorker> workers_;
   std::deque<Event> pending_;
   std::optional<int> exit_code_;
+  std::optional<std::string> config_path_;  // the config file, absolute, for status
+  // After loop_: its connections leave the loop before the loop goes.
+  std::optional<ControlServer> control_;
 };
 
 }  // namespace clusterd

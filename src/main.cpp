@@ -16,6 +16,9 @@
 
 #include "cli.h"
 #include "config.h"
+#include "control_client.h"
+#include "control_paths.h"
+#include "control_socket.h"
 #include "cpu_count.h"
 #include "credentials.h"
 #include "daemon.h"
@@ -150,20 +153,40 @@ int run_supervisor(const CliOptions& options, PreparedConfig prepared) {
   // found and killed (protocols §3.7).
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
 
+  // Once on stderr for whoever started us; the log file (if any) gets it too.
+  const auto refuse_start = [&config](const std::string& message) {
+    if (config.log.file) {
+      spdlog::error("{}", message);
+    }
+    std::cerr << "clusterd: " << message << '\n';
+    return exit_usage;
+  };
+
   DaemonSetup setup;
+  // Before the listeners: if another instance owns this socket, say so rather than fail to bind
+  // its addresses.
+  auto control_path = control_socket_path(config.control, config.name, true);
+  if (!control_path) {
+    return refuse_start(control_path.error());
+  }
+  if (*control_path) {
+    auto control = ControlSocket::open(**control_path);
+    if (!control) {
+      return refuse_start(control.error());
+    }
+    setup.control = std::move(*control);
+  }
   try {
     open_or_adopt_listeners(config, setup);
   } catch (const ListenError& error) {
-    // Once on stderr for whoever started us; the log file (if any) gets it too.
-    if (config.log.file) {
-      spdlog::error("{}", error.what());
-    }
-    std::cerr << "clusterd: " << error.what() << '\n';
-    return exit_usage;
+    return refuse_start(error.what());
   }
   for (const Listener& listener : setup.listeners) {
     spdlog::info("listening name={} address={} backlog={}", listener.name(), listener.bound_address(),
                  listener.backlog());
+  }
+  if (setup.control) {
+    spdlog::info("control socket path={}", setup.control->path());
   }
   setup.worker_count = worker_count_of(config);
   spdlog::info("started name={} pid={} workers={} command={}", config.name, ::getpid(), setup.worker_count,
@@ -186,9 +209,10 @@ int run_main(const std::vector<std::string>& args) {
   }
   const CliOptions& options = std::get<CliOptions>(parsed);
   if (options.command != Command::run && options.command != Command::check) {
-    std::cerr << "clusterd: the control socket and its client commands (status, reload, scale, "
-                 "stop) are not available in this version\n";
-    return exit_usage;
+    // A client is an ordinary command: Ctrl-C must end a `reload` or `stop` that waits.
+    const sigset_t handled = handled_signals();
+    pthread_sigmask(SIG_UNBLOCK, &handled, nullptr);
+    return run_client(options, std::cout, std::cerr);
   }
 
   auto prepared = prepare_config(options);
@@ -197,6 +221,13 @@ int run_main(const std::vector<std::string>& args) {
     return exit_usage;
   }
   if (options.command == Command::check) {
+    // The control socket's directory as a start would judge it, creating nothing. A live
+    // instance at the path is no error here: checking a file before reloading it is what
+    // `check` is for.
+    if (auto control = control_socket_path(prepared->config.control, prepared->config.name, false); !control) {
+      std::cerr << "clusterd: " << control.error() << '\n';
+      return exit_usage;
+    }
     std::cout << to_toml(prepared->config);
     return 0;
   }

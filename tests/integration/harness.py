@@ -111,8 +111,12 @@ class Clusterd:
         full_env.pop("NOTIFY_SOCKET", None)
         full_env.pop("LISTEN_FDS", None)
         full_env.pop("LISTEN_PID", None)
+        # The default control socket goes to $RUNTIME_DIRECTORY/NAME.sock: each instance gets its
+        # own, so tests running side by side with the same NAME never meet (interface §4.4).
+        full_env["RUNTIME_DIRECTORY"] = self.tmpdir
         if env:
             full_env.update(env)
+        self.env = full_env
         with open(self.log_path, "wb") as log, open(self.stdout_path, "wb") as out:
             self.process = subprocess.Popen(
                 self.args, stdin=stdin, stdout=out, stderr=log,
@@ -159,6 +163,24 @@ class Clusterd:
         pids = [int(m.group(3)) for m in matches]
         self.seen_pids.update(pids)
         return pids
+
+    # ---- the control socket
+    def control(self, *args, timeout=30.0, env=None):
+        """Runs the client `clusterd ARGS` (status, reload, scale N, stop, with --json and so on)
+        with this instance's environment, so it finds this instance's control socket by default.
+        Returns (code, stdout, stderr)."""
+        full_env = dict(self.env)
+        if env:
+            full_env.update(env)
+        result = subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=timeout,
+                                env=full_env, stdin=subprocess.DEVNULL)
+        return result.returncode, result.stdout, result.stderr
+
+    def status(self, *args):
+        """`clusterd status --json` parsed; fails the test unless it answers ok."""
+        code, out, err = self.control("status", "--json", *args)
+        assert code == 0, "status exited %d: %s%s\n%s" % (code, out, err, self.log_tail())
+        return json.loads(out)
 
     def children(self):
         """Pids whose parent is clusterd, from /proc."""
@@ -212,10 +234,17 @@ def run_clusterd(args, timeout=15.0, cwd=None, env=None):
     """Runs clusterd to completion (check, a config error): returns (code, stdout, stderr)."""
     full_env = dict(os.environ)
     full_env.pop("NOTIFY_SOCKET", None)
+    # A private runtime directory, as for Clusterd: a run that gets as far as its control socket
+    # never meets another test's instance of the same name.
+    runtime = tempfile.mkdtemp(prefix="cd-")
+    full_env["RUNTIME_DIRECTORY"] = runtime
     if env:
         full_env.update(env)
-    result = subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=timeout,
-                            cwd=cwd, env=full_env, stdin=subprocess.DEVNULL)
+    try:
+        result = subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=timeout,
+                                cwd=cwd, env=full_env, stdin=subprocess.DEVNULL)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
     return result.returncode, result.stdout, result.stderr
 
 

@@ -153,6 +153,22 @@ TEST(CliClient, FindTheInstanceByConfigControlOrName) {
   EXPECT_EQ(options({"status", "--name", "shop"}).overrides.name, "shop");
 }
 
+TEST(CliRun, ControlIsTheControlSocketOverride) {
+  const auto run = options({"--control", "/run/x.sock", "./srv"});
+  EXPECT_EQ(run.command, Command::run);
+  EXPECT_EQ(run.overrides.control, "/run/x.sock");
+  EXPECT_EQ(run.control, std::nullopt);
+  const auto check = options({"check", "--control", "none", "./srv"});
+  EXPECT_EQ(check.command, Command::check);
+  EXPECT_EQ(check.overrides.control, "none");
+  EXPECT_THAT(check.overrides.program, ElementsAre("./srv"));
+}
+
+TEST(CliClient, ControlNoneNamesNoInstance) {
+  EXPECT_EQ(exit_of({"status", "--control", "none"}).text,
+            usage_error("status: --control none names no instance to ask; give the socket's path"));
+}
+
 TEST(CliClient, ScaleTakesACount) {
   const auto parsed = options({"scale", "3", "--json"});
   EXPECT_EQ(parsed.command, Command::scale);
@@ -218,8 +234,6 @@ TEST(CliUsageError, ReadyFlagsWithoutTheirValue) {
 TEST(CliUsageError, ClientOptionsWithRunOrCheck) {
   EXPECT_EQ(exit_of({"--json", "./srv"}).text,
             usage_error("--json: only for status, reload, scale and stop"));
-  EXPECT_EQ(exit_of({"check", "--control", "/x.sock"}).text,
-            usage_error("--control: only for status, reload, scale and stop"));
 }
 
 TEST(CliUsageError, ConfigOptionsWithAClientSubcommand) {

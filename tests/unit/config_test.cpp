@@ -87,9 +87,8 @@ TEST(ConfigErrors, UnknownKeyWithNothingCloseHasNoSuggestion) {
 }
 
 TEST(ConfigErrors, KeysOfLaterVersionsAreUnknownForNow) {
-  EXPECT_THAT(errors(with_command("output = \"prefix\"\n[control]\nsocket = \"/run/x.sock\"\n")),
-              ElementsAre("c.toml:2:1: output: unknown key \"output\"",
-                          "c.toml:3:2: control: unknown key \"control\""));
+  EXPECT_THAT(errors(with_command("output = \"prefix\"\n")),
+              ElementsAre("c.toml:2:1: output: unknown key \"output\""));
   EXPECT_THAT(errors(with_command("[[listen]]\naddress = \":80\"\nreuseport = \"shared\"\n")),
               ElementsAre("c.toml:4:1: listen[0].reuseport: unknown key \"reuseport\""));
 }
@@ -937,6 +936,65 @@ TEST(ConfigOverrides, WithoutAFileEverythingComesFromFlags) {
   EXPECT_EQ(config->file, std::nullopt);
 }
 
+// ----- control.socket
+
+TEST(ConfigControl, DefaultIsOnAtTheDefaultPath) {
+  const Config config = build(with_command(""));
+  EXPECT_TRUE(config.control.enabled);
+  EXPECT_EQ(config.control.socket, std::nullopt);
+}
+
+TEST(ConfigControl, PathOrNone) {
+  EXPECT_EQ(build(with_command("[control]\nsocket = \"/run/shop/ctl.sock\"\n")).control.socket,
+            "/run/shop/ctl.sock");
+  const Config off = build(with_command("[control]\nsocket = \"none\"\n"));
+  EXPECT_FALSE(off.control.enabled);
+  EXPECT_EQ(off.control.socket, std::nullopt);
+}
+
+TEST(ConfigControl, FlagOverridesTheFile) {
+  ConfigOverrides overrides;
+  overrides.control = "none";
+  EXPECT_FALSE(build(with_command("[control]\nsocket = \"/run/a.sock\"\n"), overrides).control.enabled);
+  overrides.control = "/tmp/b.sock";
+  const Config config = build(with_command("[control]\nsocket = \"none\"\n"), overrides);
+  EXPECT_TRUE(config.control.enabled);
+  EXPECT_EQ(config.control.socket, "/tmp/b.sock");
+  ConfigOverrides by_set;
+  by_set.sets = {"control.socket=/tmp/c.sock"};
+  EXPECT_EQ(build(with_command(""), by_set).control.socket, "/tmp/c.sock");
+}
+
+TEST(ConfigControl, RelativeEmptyOrWrongTypeIsRefused) {
+  EXPECT_THAT(errors(with_command("[control]\nsocket = \"ctl.sock\"\n")),
+              ElementsAre("c.toml:3:10: control.socket: expected an absolute path or \"none\", found \"ctl.sock\""));
+  EXPECT_THAT(errors(with_command("[control]\nsocket = \"\"\n")),
+              ElementsAre("c.toml:3:10: control.socket: expected an absolute path or \"none\", found \"\""));
+  EXPECT_THAT(errors(with_command("[control]\nsocket = 5\n")),
+              ElementsAre("c.toml:3:10: control.socket: expected an absolute path or \"none\", found integer 5"));
+  EXPECT_THAT(errors(with_command("[control]\nsocket = \"/a\\u0000b\"\n")),
+              ElementsAre(::testing::StartsWith("c.toml:3:10: control.socket: expected an absolute path or \"none\"")));
+}
+
+TEST(ConfigControl, PathLongerThanSunPath) {
+  const std::string fits = "/" + std::string(106, 'x');
+  EXPECT_EQ(build(with_command("[control]\nsocket = \"" + fits + "\"\n")).control.socket, fits);
+  EXPECT_THAT(errors(with_command("[control]\nsocket = \"" + fits + "y\"\n")),
+              ElementsAre("c.toml:3:10: control.socket: the path is 108 bytes, the limit is 107"));
+}
+
+TEST(ConfigControl, FlagErrorsNameTheFlag) {
+  ConfigOverrides overrides;
+  overrides.control = "rel.sock";
+  EXPECT_THAT(errors_of_flags(overrides),
+              ElementsAre("--control: control.socket: expected an absolute path or \"none\", found rel.sock"));
+}
+
+TEST(ConfigControl, UnknownKeyInTheSection) {
+  EXPECT_THAT(errors(with_command("[control]\nsokcet = \"/a.sock\"\n")),
+              ElementsAre("c.toml:3:1: control.sokcet: unknown key \"sokcet\"; did you mean \"control.socket\"?"));
+}
+
 // ----- to_toml
 
 TEST(ToToml, WritesEveryKeyWithDefaults) {
@@ -974,6 +1032,9 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
             "# max_lifetime: unset (off)\n"
             "# max_rss: unset (off)\n"
             "check_interval = \"10s\"\n"
+            "\n[control]\n"
+            "# socket: unset (NAME.sock in $RUNTIME_DIRECTORY, else in $XDG_RUNTIME_DIR/clusterd, else in "
+            "/run/clusterd as root or /tmp/clusterd-UID)\n"
             "\n[log]\n"
             "level = \"info\"\n"
             "# file: unset (stderr)\n");
@@ -994,6 +1055,7 @@ TEST(ToToml, RoundTripsThroughBuildConfig) {
       "[stop]\nsignal = \"USR2\"\ngrace = \"0s\"\n"
       "[reload]\nbatch = 2\n"
       "[recycle]\nmax_lifetime = \"24h\"\nmax_rss = \"1536MiB\"\ncheck_interval = \"30s\"\n"
+      "[control]\nsocket = \"/run/shop/ctl.sock\"\n"
       "[log]\nlevel = \"error\"\nfile = \"/var/log/shop.log\"\n";
   const Config first = build(text);
   const std::string written = to_toml(first);
@@ -1014,6 +1076,13 @@ TEST(ToToml, RoundTripsThroughBuildConfig) {
   EXPECT_EQ(second.recycle.max_lifetime, 24h);
   EXPECT_EQ(second.recycle.max_rss, 1536u << 20);
   EXPECT_EQ(second.recycle.check_interval, 30s);
+  EXPECT_EQ(second.control.socket, "/run/shop/ctl.sock");
+}
+
+TEST(ToToml, ControlSocketNoneStaysNone) {
+  const Config config = build(with_command("[control]\nsocket = \"none\"\n"));
+  EXPECT_THAT(to_toml(config), ::testing::HasSubstr("\n[control]\nsocket = \"none\"\n"));
+  EXPECT_FALSE(build(to_toml(config)).control.enabled);
 }
 
 TEST(ToToml, ReadyModeDurationAndSizesAreWrittenAsTheyAreRead) {

@@ -1,0 +1,170 @@
+// Chooses, creates and checks control socket directories, and finds the sockets in them.
+#include "control_paths.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+#include <system_error>
+
+#include <fmt/format.h>
+
+namespace clusterd {
+namespace {
+
+std::string errno_text(int error) { return std::generic_category().message(error); }
+
+std::optional<std::string> environment(const char* name) {
+  const char* value = std::getenv(name);
+  return value == nullptr ? std::nullopt : std::optional<std::string>(value);
+}
+
+bool is_absolute(const std::optional<std::string>& path) { return path && path->starts_with('/'); }
+
+// A directory whose name anyone can predict must be ours and closed to others, or someone else
+// could replace the socket in it between our bind and a client's connect (interface §4.4).
+// Group write is refused as well as other write: either lets another user rename ours away.
+std::optional<std::string> judge_directory(const std::string& path, const struct stat& status) {
+  if (!S_ISDIR(status.st_mode)) {
+    return "control socket directory " + path + " is not a directory";
+  }
+  if (status.st_uid != ::geteuid()) {
+    return fmt::format("control socket directory {} is owned by uid {}, not by clusterd's uid {}", path,
+                       status.st_uid, ::geteuid());
+  }
+  if ((status.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return fmt::format("control socket directory {} is writable by other users (mode {:04o})", path,
+                       status.st_mode & 07777);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> prepare_directory(const std::string& path, bool create) {
+  struct stat status {};
+  if (::lstat(path.c_str(), &status) != 0) {
+    const int error = errno;
+    if (error != ENOENT) {
+      return "cannot inspect control socket directory " + path + ": " + errno_text(error);
+    }
+    const std::string parent = std::filesystem::path(path).parent_path().string();
+    if (!create) {
+      // `check` creates nothing: a start would create it if its parent is there.
+      struct stat parent_status {};
+      if (::stat(parent.c_str(), &parent_status) != 0 || !S_ISDIR(parent_status.st_mode)) {
+        return "cannot create control socket directory " + path + ": " + parent + " is not a directory";
+      }
+      return std::nullopt;
+    }
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+      return "cannot create control socket directory " + path + ": " + errno_text(errno);
+    }
+    if (::lstat(path.c_str(), &status) != 0) {
+      return "cannot inspect control socket directory " + path + ": " + errno_text(errno);
+    }
+    // The umask can only have narrowed 0700; this makes it exactly 0700 whatever it was.
+    if (S_ISDIR(status.st_mode) && status.st_uid == ::geteuid() && ::chmod(path.c_str(), 0700) == 0) {
+      status.st_mode = (status.st_mode & ~07777u) | 0700;
+    }
+  }
+  // $RUNTIME_DIRECTORY (made for us by systemd, 0755 by default) is judged the same way: a socket
+  // in a directory others may write can be swapped all the same.
+  return judge_directory(path, status);
+}
+
+}  // namespace
+
+std::vector<std::string> control_directories(const std::optional<std::string>& runtime_directory,
+                                                  const std::optional<std::string>& xdg_runtime_dir, uid_t euid,
+                                                  bool every_base) {
+  std::vector<std::string> directories;
+  const auto add = [&directories](std::string path) {
+    // The same directory twice (RUNTIME_DIRECTORY=/run/clusterd) is looked at once.
+    if (std::find(directories.begin(), directories.end(), path) == directories.end()) {
+      directories.push_back(std::move(path));
+    }
+  };
+  if (is_absolute(runtime_directory)) {
+    add(runtime_directory->substr(0, runtime_directory->find(':')));
+  }
+  if (is_absolute(xdg_runtime_dir)) {
+    add(*xdg_runtime_dir + "/clusterd");
+  }
+  if (euid == 0 || every_base) {
+    add("/run/clusterd");
+  }
+  if (euid != 0 || every_base) {
+    add("/tmp/clusterd-" + std::to_string(euid));
+  }
+  return directories;
+}
+
+std::vector<std::string> control_directories_here(bool every_base) {
+  return control_directories(environment("RUNTIME_DIRECTORY"), environment("XDG_RUNTIME_DIR"), ::geteuid(),
+                             every_base);
+}
+
+tl::expected<std::optional<std::string>, std::string> control_socket_path(const ControlConfig& control,
+                                                                         const std::string& name, bool create) {
+  if (!control.enabled) {
+    return std::optional<std::string>();
+  }
+  if (control.socket) {
+    const std::string parent = std::filesystem::path(*control.socket).parent_path().string();
+    struct stat status {};
+    if (::stat(parent.empty() ? "/" : parent.c_str(), &status) != 0) {
+      return tl::make_unexpected("control.socket " + *control.socket + ": cannot use directory " + parent + ": " +
+                                 errno_text(errno));
+    }
+    if (!S_ISDIR(status.st_mode)) {
+      return tl::make_unexpected("control.socket " + *control.socket + ": " + parent + " is not a directory");
+    }
+    return control.socket;
+  }
+  const std::string directory = control_directories_here(false).front();
+  const std::string path = directory + "/" + name + ".sock";
+  if (path.size() > max_control_path) {
+    return tl::make_unexpected(fmt::format(
+        "control socket path {} is {} bytes, the limit is {}; set control.socket (or --control) to a shorter path",
+        path, path.size(), max_control_path));
+  }
+  if (auto problem = prepare_directory(directory, create)) {
+    return tl::make_unexpected(*problem + "; set control.socket (or --control) to another path, or none");
+  }
+  return std::optional<std::string>(path);
+}
+
+ControlSearch find_control_sockets(const std::vector<std::string>& directories,
+                                   const std::optional<std::string>& name) {
+  ControlSearch search;
+  const auto is_socket = [](const std::string& path) {
+    struct stat status {};
+    return ::lstat(path.c_str(), &status) == 0 && S_ISSOCK(status.st_mode);
+  };
+  for (const std::string& directory : directories) {
+    if (name) {
+      const std::string path = directory + "/" + *name + ".sock";
+      search.tried.push_back(path);
+      if (is_socket(path)) {
+        search.found.push_back(path);
+      }
+      continue;
+    }
+    search.tried.push_back(directory + "/*.sock");
+    std::vector<std::string> here;
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(directory, error)) {
+      const std::string path = entry.path().string();
+      if (path.ends_with(".sock") && is_socket(path)) {
+        here.push_back(path);
+      }
+    }
+    std::sort(here.begin(), here.end());
+    search.found.insert(search.found.end(), here.begin(), here.end());
+  }
+  return search;
+}
+
+}  // namespace clusterd

@@ -1,0 +1,273 @@
+// Parses control request lines and builds and parses the JSON reply lines (interface §4.5).
+#include "control_protocol.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "config.h"
+
+namespace clusterd {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+constexpr std::string_view expected_requests = "expected status, reload, scale N or stop";
+
+// Every reply goes through here. error_handler_t::replace: a worker's STATUS= text or a path is
+// whatever bytes it is, and a reply must still be written (the default handler throws).
+std::string dump(const Json& json) { return json.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+// Printable ASCII and tabs only: the requests are plain words, and anything else is shown back
+// to the sender only as "not plain text", never echoed.
+bool is_plain_text(std::string_view text) {
+  return std::all_of(text.begin(), text.end(), [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte == '\t' || (byte >= 0x20 && byte < 0x7f);
+  });
+}
+
+// A word of the request as shown in an error: quoted, cut at 40 characters.
+std::string shown(std::string_view word) {
+  constexpr std::size_t limit = 40;
+  if (word.size() > limit) {
+    return "\"" + std::string(word.substr(0, limit)) + "...\"";
+  }
+  return "\"" + std::string(word) + "\"";
+}
+
+std::vector<std::string_view> split_words(std::string_view line) {
+  std::vector<std::string_view> words;
+  std::size_t at = 0;
+  while (at < line.size()) {
+    const std::size_t start = line.find_first_not_of(" \t", at);
+    if (start == std::string_view::npos) {
+      break;
+    }
+    const std::size_t end = std::min(line.find_first_of(" \t", start), line.size());
+    words.push_back(line.substr(start, end - start));
+    at = end;
+  }
+  return words;
+}
+
+std::optional<int> worker_count(std::string_view text) {
+  if (text.empty() || text.size() > 4 || !std::all_of(text.begin(), text.end(), [](char c) {
+        return c >= '0' && c <= '9';
+      })) {
+    return std::nullopt;
+  }
+  int count = 0;
+  for (const char c : text) {
+    count = count * 10 + (c - '0');
+  }
+  if (count < 1 || count > 4096) {
+    return std::nullopt;
+  }
+  return count;
+}
+
+const char* state_name(WorkerState state) {
+  switch (state) {
+    case WorkerState::starting:
+      return "starting";
+    case WorkerState::ready:
+      return "ready";
+    case WorkerState::stopping:
+      return "stopping";
+  }
+  return "starting";
+}
+
+// The state of a slot that has no process serving it; nullptr when it is not waiting for one.
+const char* idle_slot_state(SlotState state) {
+  switch (state) {
+    case SlotState::backoff:
+      return "backoff";
+    case SlotState::failed:
+      return "failed";
+    case SlotState::done:
+      return "exited";
+    case SlotState::running:
+      return nullptr;
+  }
+  return nullptr;
+}
+
+Json seconds(Duration duration) { return static_cast<double>(duration.count()) / 1000.0; }
+
+// Fields every entry of a slot shares: its restarts, last exit and next restart.
+void add_slot_fields(Json& entry, const SlotStatus& slot) {
+  entry["restarts"] = slot.restarts;
+  entry["last_exit"] = slot.last_exit ? exit_to_json(*slot.last_exit) : Json(nullptr);
+  entry["next_restart_in_s"] = slot.next_restart_in ? seconds(*slot.next_restart_in) : Json(nullptr);
+}
+
+Json workers_json(const StatusSnapshot& snapshot) {
+  Json workers = Json::array();
+  for (const SlotStatus& slot : snapshot.slots) {
+    bool served = false;
+    for (const WorkerStatus& worker : slot.workers) {
+      Json entry;
+      entry["slot"] = slot.slot;
+      entry["pid"] = worker.pid > 0 ? Json(worker.pid) : Json(nullptr);
+      entry["generation"] = worker.id.generation;
+      entry["state"] = state_name(worker.state);
+      entry["uptime_s"] = worker.pid > 0 ? seconds(worker.uptime) : Json(nullptr);
+      add_slot_fields(entry, slot);
+      entry["notify_status"] = worker.notify_status ? Json(*worker.notify_status) : Json(nullptr);
+      workers.push_back(std::move(entry));
+      served = served || worker.state != WorkerState::stopping;
+    }
+    // A stopping worker (an old one of a reload, say) does not serve the slot: its backoff or
+    // failure is still what an operator must see.
+    const char* idle_state = idle_slot_state(slot.state);
+    if (idle_state != nullptr && !served) {
+      Json entry;
+      entry["slot"] = slot.slot;
+      entry["pid"] = nullptr;
+      entry["generation"] = nullptr;
+      entry["state"] = idle_state;
+      entry["uptime_s"] = nullptr;
+      add_slot_fields(entry, slot);
+      entry["notify_status"] = nullptr;
+      workers.push_back(std::move(entry));
+    }
+  }
+  return workers;
+}
+
+}  // namespace
+
+tl::expected<Request, std::string> parse_request(std::string_view line) {
+  if (line.size() > max_request_line) {
+    return tl::make_unexpected("request line longer than " + std::to_string(max_request_line) + " bytes");
+  }
+  if (line.ends_with('\r')) {
+    line.remove_suffix(1);
+  }
+  if (!is_plain_text(line)) {
+    return tl::make_unexpected("request is not plain text; " + std::string(expected_requests));
+  }
+  const std::vector<std::string_view> words = split_words(line);
+  if (words.empty()) {
+    return tl::make_unexpected("empty request; " + std::string(expected_requests));
+  }
+  const std::string_view verb = words.front();
+  if (verb == "scale") {
+    if (words.size() == 1) {
+      return tl::make_unexpected(std::string("scale: expected a worker count 1-4096, found nothing"));
+    }
+    const auto arguments = line.substr(static_cast<std::size_t>(words[1].data() - line.data()));
+    const auto trimmed = arguments.substr(0, arguments.find_last_not_of(" \t") + 1);
+    const auto count = words.size() == 2 ? worker_count(words[1]) : std::nullopt;
+    if (!count) {
+      return tl::make_unexpected("scale: expected a worker count 1-4096, found " + shown(trimmed));
+    }
+    return ScaleRequest{*count};
+  }
+  std::optional<Request> request;
+  if (verb == "status") {
+    request = StatusRequest{};
+  } else if (verb == "reload") {
+    request = ReloadRequest{};
+  } else if (verb == "stop") {
+    request = StopRequest{};
+  } else {
+    return tl::make_unexpected("unknown request " + shown(verb) + "; " + std::string(expected_requests));
+  }
+  if (words.size() > 1) {
+    return tl::make_unexpected(std::string(verb) + " takes no argument, found " + shown(words[1]));
+  }
+  return *request;
+}
+
+std::string request_line(const Request& request) {
+  if (const auto* scale = std::get_if<ScaleRequest>(&request)) {
+    return "scale " + std::to_string(scale->workers);
+  }
+  if (std::holds_alternative<ReloadRequest>(request)) {
+    return "reload";
+  }
+  if (std::holds_alternative<StopRequest>(request)) {
+    return "stop";
+  }
+  return "status";
+}
+
+Json exit_to_json(const WorkerExit& exit) {
+  Json json = Json::object();
+  if (const auto* code = std::get_if<ExitCode>(&exit)) {
+    json["code"] = code->code;
+  } else if (const auto* killed = std::get_if<KilledBySignal>(&exit)) {
+    json["signal"] = signal_name(killed->signal);
+  } else if (const auto* failure = std::get_if<ExecFailure>(&exit)) {
+    // The step is named only when it is not exec itself (`chdir: No such file or directory`).
+    const std::string reason = std::strerror(failure->error);
+    json["exec_error"] = failure->step == "exec" ? reason : failure->step + ": " + reason;
+  }
+  return json;
+}
+
+std::string status_reply(const InstanceStatus& status) {
+  const StatusSnapshot& snapshot = status.snapshot;
+  Json json;
+  json["ok"] = true;
+  json["name"] = status.name;
+  json["pid"] = status.pid;
+  json["version"] = status.version;
+  json["generation"] = snapshot.generation;
+  json["config"] = status.config ? Json(*status.config) : Json(nullptr);
+  json["workers_wanted"] = snapshot.workers_wanted;
+  json["workers_ready"] = snapshot.workers_ready;
+  json["reloading_to"] = snapshot.reloading_to ? Json(*snapshot.reloading_to) : Json(nullptr);
+  json["stopping"] = snapshot.stopping;
+  Json listeners = Json::array();
+  for (const ListenerStatus& listener : status.listeners) {
+    listeners.push_back(Json{{"name", listener.name}, {"address", listener.address}, {"fd", listener.fd}});
+  }
+  json["listeners"] = std::move(listeners);
+  json["workers"] = workers_json(snapshot);
+  return dump(json);
+}
+
+std::string reload_reply(bool ok, std::uint64_t generation, std::string_view error) {
+  Json json;
+  json["ok"] = ok;
+  if (!ok) {
+    json["error"] = error;
+  }
+  json["generation"] = generation;
+  return dump(json);
+}
+
+std::string scale_reply(int workers_wanted) {
+  Json json;
+  json["ok"] = true;
+  json["workers_wanted"] = workers_wanted;
+  return dump(json);
+}
+
+std::string ok_reply() { return dump(Json{{"ok", true}}); }
+
+std::string error_reply(std::string_view error) {
+  Json json;
+  json["ok"] = false;
+  json["error"] = error;
+  return dump(json);
+}
+
+tl::expected<Json, std::string> parse_reply(std::string_view line) {
+  Json json = Json::parse(line, nullptr, false);
+  if (json.is_discarded()) {
+    return tl::make_unexpected(std::string("the reply is not JSON"));
+  }
+  if (!json.is_object() || !json.contains("ok") || !json["ok"].is_boolean()) {
+    return tl::make_unexpected(std::string("the reply has no \"ok\": true or false"));
+  }
+  if (!json["ok"].get<bool>() && !(json.contains("error") && json["error"].is_string())) {
+    return tl::make_unexpected(std::string("the reply says \"ok\": false without an \"error\""));
+  }
+  return json;
+}
+
+}  // namespace clusterd

@@ -1,0 +1,93 @@
+// The control protocol (interface §4.5): a request line parsed into a Request, replies built as
+// one line of JSON each, and a reply line parsed again on the client side.
+//
+// Pure: no I/O. Both sides use nlohmann-json, so no JSON is written or parsed by hand; text that
+// is not UTF-8 (a worker's STATUS=, a config path given as bytes) is written with U+FFFD in place
+// of the bad bytes instead of making the reply fail.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <tl/expected.hpp>
+
+#include "duration.h"
+#include "supervisor.h"
+
+namespace clusterd {
+
+// The longest request line, without its '\n' (interface §4.5).
+inline constexpr std::size_t max_request_line = 4096;
+
+struct StatusRequest {
+  bool operator==(const StatusRequest&) const = default;
+};
+struct ReloadRequest {
+  bool operator==(const ReloadRequest&) const = default;
+};
+struct ScaleRequest {
+  int workers = 1;  // 1-4096
+  bool operator==(const ScaleRequest&) const = default;
+};
+struct StopRequest {
+  bool operator==(const StopRequest&) const = default;
+};
+using Request = std::variant<StatusRequest, ReloadRequest, ScaleRequest, StopRequest>;
+
+// One request line without its '\n': words separated by spaces or tabs; a trailing '\r' (from
+// `nc -C` and telnet) and surrounding blanks are ignored. The error is what the reply's "error"
+// says (`unknown request "frob"; expected status, reload, scale N or stop`).
+tl::expected<Request, std::string> parse_request(std::string_view line);
+
+// The line a client sends for `request`, without the '\n'.
+std::string request_line(const Request& request);
+
+// ---- Replies: each one JSON object on one line, without the '\n'.
+
+struct ListenerStatus {
+  std::string name;
+  std::string address;  // as bound: "127.0.0.1:43121", "unix:/run/shop.sock"
+  int fd = 3;           // the fd number workers get it on
+};
+
+// What `status` shows about the instance besides the Supervisor's snapshot.
+struct InstanceStatus {
+  std::string name;
+  int pid = 0;
+  std::string version;
+  std::optional<std::string> config;  // the config file, absolute; nullopt without one
+  std::vector<ListenerStatus> listeners;
+  StatusSnapshot snapshot;
+};
+
+// `{"ok":true,"name":…,"pid":…,"version":…,"generation":…,"config":…,"workers_wanted":…,
+// "workers_ready":…,"reloading_to":…,"stopping":…,"listeners":[…],"workers":[…]}`. One entry
+// per worker process (a slot being replaced has two); a slot in backoff, failed for good, or
+// exited and not to be restarted, without a process other than stopping ones, adds one entry
+// with "pid":null and "state" "backoff", "failed" or "exited".
+std::string status_reply(const InstanceStatus& status);
+// `{"ok":true,"generation":3}` or `{"ok":false,"error":"…","generation":3}`.
+std::string reload_reply(bool ok, std::uint64_t generation, std::string_view error);
+// `{"ok":true,"workers_wanted":3}`.
+std::string scale_reply(int workers_wanted);
+// `{"ok":true}`.
+std::string ok_reply();
+// `{"ok":false,"error":"…"}`.
+std::string error_reply(std::string_view error);
+
+// The JSON text of `last_exit`: {"code":1}, {"signal":"KILL"}, {"exec_error":"…"}.
+nlohmann::ordered_json exit_to_json(const WorkerExit& exit);
+
+// ---- Client side.
+
+// A reply line: a JSON object with a boolean "ok" (and a string "error" when ok is false);
+// otherwise what is wrong with it.
+tl::expected<nlohmann::ordered_json, std::string> parse_reply(std::string_view line);
+
+}  // namespace clusterd

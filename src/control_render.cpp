@@ -1,0 +1,176 @@
+// Writes control replies for people: the status table and one-line answers.
+#include "control_render.h"
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+#include "duration.h"
+
+namespace clusterd {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+constexpr std::string_view none = "-";
+
+// Strings as they are (but for control characters), anything else in its JSON form.
+std::string text_of(const Json& object, std::string_view key) {
+  if (!object.is_object()) {
+    return std::string(none);
+  }
+  const auto found = object.find(key);
+  if (found == object.end() || found->is_null()) {
+    return std::string(none);
+  }
+  if (found->is_string()) {
+    // A worker's STATUS= is its own text: control characters are not passed to the terminal.
+    std::string text = found->get<std::string>();
+    std::replace_if(text.begin(), text.end(), [](char c) { return (c >= 0 && c < 0x20) || c == 0x7f; }, '?');
+    return text;
+  }
+  return found->dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+std::optional<double> number_of(const Json& object, std::string_view key) {
+  if (!object.is_object()) {
+    return std::nullopt;
+  }
+  const auto found = object.find(key);
+  if (found == object.end() || !found->is_number()) {
+    return std::nullopt;
+  }
+  return found->get<double>();
+}
+
+std::string human_seconds(std::optional<double> seconds) {
+  if (!seconds) {
+    return std::string(none);
+  }
+  return format_duration_human(std::chrono::duration<double>(*seconds));
+}
+
+// {"code":1} → "code 1"; {"signal":"KILL"} → "signal KILL"; {"exec_error":"…"} → "exec error: …".
+std::string exit_text(const Json& worker) {
+  const auto found = worker.find("last_exit");
+  if (found == worker.end() || !found->is_object()) {
+    return std::string(none);
+  }
+  if (found->contains("code")) {
+    return "code " + text_of(*found, "code");
+  }
+  if (found->contains("signal")) {
+    return "signal " + text_of(*found, "signal");
+  }
+  if (found->contains("exec_error")) {
+    return "exec error: " + text_of(*found, "exec_error");
+  }
+  return found->dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+std::string state_text(const Json& worker) {
+  std::string state = text_of(worker, "state");
+  if (const auto next = number_of(worker, "next_restart_in_s")) {
+    state += " (" + human_seconds(next) + ")";
+  }
+  return state;
+}
+
+// Columns padded to their widest cell, two spaces apart; the last one is not padded, so no
+// line ends in blanks.
+std::string table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> widths;
+  for (const auto& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()));
+    for (std::size_t column = 0; column < row.size(); ++column) {
+      widths[column] = std::max(widths[column], row[column].size());
+    }
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (std::size_t column = 0; column < row.size(); ++column) {
+      line += row[column];
+      if (column + 1 < row.size()) {
+        line.append(widths[column] - row[column].size() + 2, ' ');
+      }
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+std::string header(const Json& reply) {
+  std::string out = text_of(reply, "name") + ": pid " + text_of(reply, "pid") + ", generation " +
+                    text_of(reply, "generation");
+  const auto ready = number_of(reply, "workers_ready");
+  const auto wanted = number_of(reply, "workers_wanted");
+  if (ready && wanted) {
+    out += ", " + text_of(reply, "workers_ready") + "/" + text_of(reply, "workers_wanted") + " workers ready";
+  } else if (wanted) {
+    out += ", " + text_of(reply, "workers_wanted") + " workers wanted";
+  }
+  if (number_of(reply, "reloading_to")) {
+    out += ", reloading to generation " + text_of(reply, "reloading_to");
+  }
+  if (reply.value("stopping", false)) {
+    out += ", stopping";
+  }
+  out += " (clusterd " + text_of(reply, "version") + ")\n";
+
+  std::string listening;
+  const auto listeners = reply.find("listeners");
+  if (listeners != reply.end() && listeners->is_array()) {
+    for (const Json& listener : *listeners) {
+      listening += (listening.empty() ? "" : ", ") + text_of(listener, "name") + " " +
+                   text_of(listener, "address") + " (fd " + text_of(listener, "fd") + ")";
+    }
+  }
+  out += "  listening: " + (listening.empty() ? std::string("nothing") : listening) + "\n";
+  const std::string config = text_of(reply, "config");
+  out += "  config:    " + (config == none ? std::string("none (command line only)") : config) + "\n";
+  return out;
+}
+
+}  // namespace
+
+std::string render_status(const Json& reply) {
+  std::string out = header(reply);
+  std::vector<std::vector<std::string>> rows{{"SLOT", "PID", "GEN", "STATE", "UPTIME", "RESTARTS", "LAST EXIT"}};
+  const auto workers = reply.find("workers");
+  bool any_status = false;
+  if (workers != reply.end() && workers->is_array()) {
+    for (const Json& worker : *workers) {
+      rows.push_back({text_of(worker, "slot"), text_of(worker, "pid"), text_of(worker, "generation"),
+                      state_text(worker), human_seconds(number_of(worker, "uptime_s")),
+                      text_of(worker, "restarts"), exit_text(worker)});
+      any_status = any_status || text_of(worker, "notify_status") != none;
+    }
+  }
+  if (any_status && workers != reply.end()) {
+    rows.front().push_back("STATUS");
+    std::size_t row = 1;
+    for (const Json& worker : *workers) {
+      rows[row++].push_back(text_of(worker, "notify_status"));
+    }
+  }
+  if (rows.size() == 1) {
+    return out + "\nno workers\n";
+  }
+  return out + "\n" + table(rows);
+}
+
+std::string render_reply(const Request& request, const Json& reply) {
+  if (std::holds_alternative<StatusRequest>(request)) {
+    return render_status(reply);
+  }
+  if (std::holds_alternative<ReloadRequest>(request)) {
+    return "reload finished: generation " + text_of(reply, "generation") + "\n";
+  }
+  if (std::holds_alternative<ScaleRequest>(request)) {
+    return "workers wanted: " + text_of(reply, "workers_wanted") + "\n";
+  }
+  return "";
+}
+
+}  // namespace clusterd

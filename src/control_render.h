@@ -1,0 +1,35 @@
+// Control replies written for people: the `status` table and one line for the other requests
+// (what the client subcommands print without --json).
+//
+// Pure: takes the parsed reply, returns text. A field the reply lacks, or of an unexpected type
+// (an older or newer daemon), is shown as "-" rather than failing.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "control_protocol.h"
+
+namespace clusterd {
+
+// A header naming the instance, its pid, generation and readiness, its listeners and config file,
+// then one aligned row per worker entry, like `pm2 ls`:
+//
+//   shop: pid 4100, generation 2, 2/2 workers ready (clusterd 0.1.0)
+//     listening: http 127.0.0.1:8000 (fd 3)
+//     config:    /etc/clusterd/shop.toml
+//
+//   SLOT  PID   GEN  STATE          UPTIME  RESTARTS  LAST EXIT
+//   0     4121  2    ready          3m12s   0         -
+//   1     -     -    backoff (1.6s)  -       3         code 1
+//
+// A STATUS column (the workers' own STATUS=) is added when any worker has one. Ends with '\n'.
+std::string render_status(const nlohmann::ordered_json& reply);
+
+// The text for an `ok: true` reply to `request`, ending with '\n': the status table, `reload
+// finished: generation 3`, `workers wanted: 3`, or for stop "" (the client says when the
+// instance is gone).
+std::string render_reply(const Request& request, const nlohmann::ordered_json& reply);
+
+}  // namespace clusterd

@@ -1,0 +1,357 @@
+// Serves the control socket's connections from the EventLoop.
+#include "control_server.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+namespace clusterd {
+namespace {
+
+std::string errno_text(int error) { return std::generic_category().message(error); }
+
+}  // namespace
+
+ControlServer::ControlServer(ControlSocket socket, EventLoop& loop, Handler handler)
+    : socket_(std::move(socket)), loop_(loop), handler_(std::move(handler)) {
+  resume_accepting();
+}
+
+ControlServer::~ControlServer() {
+  // The file goes first: when a `stop` client sees its connection close, the path is free.
+  if (accepting_) {
+    loop_.remove(socket_.fd());
+    accepting_ = false;
+  }
+  socket_.close();
+  for (auto& [id, connection] : connections_) {
+    // A last reply (the `stop` answer, say) goes out if the socket buffer takes it; nothing waits.
+    if (!connection.out.empty()) {
+      (void)::send(connection.fd.get(), connection.out.data(), connection.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    loop_.remove(connection.fd.get());
+  }
+  connections_.clear();
+}
+
+void ControlServer::resume_accepting() {
+  if (accepting_) {
+    return;
+  }
+  try {
+    loop_.add(socket_.fd(), EPOLLIN, [this](std::uint32_t) { on_listener(); });
+    accepting_ = true;
+  } catch (const std::system_error& error) {
+    // Nothing may throw out of the running loop: try again a little later.
+    spdlog::warn("control socket cannot accept: {}; pausing", error.what());
+    retry_accept_at_ = Clock::now() + std::chrono::seconds(1);
+  }
+}
+
+void ControlServer::pause_accepting() {
+  if (accepting_) {
+    loop_.remove(socket_.fd());
+    accepting_ = false;
+  }
+}
+
+void ControlServer::on_listener() {
+  while (connections_.size() < max_connections) {
+    const int accepted = ::accept4(socket_.fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (accepted < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) {
+        continue;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return;
+      }
+      // Out of fds or memory: epoll is level-triggered, so the listener would fire again at once.
+      // Stop accepting until a connection closes or, without any, until retry_accept_at_.
+      spdlog::warn("control socket cannot accept: {}; pausing", errno_text(errno));
+      pause_accepting();
+      retry_accept_at_ = Clock::now() + std::chrono::seconds(1);
+      return;
+    }
+    Fd fd(accepted);
+    ucred peer{};
+    socklen_t length = sizeof peer;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 ||
+        (peer.uid != ::geteuid() && peer.uid != 0)) {
+      spdlog::warn("control connection refused uid={} pid={}: only uid {} and root may use the control socket",
+                   peer.uid, peer.pid, ::geteuid());
+      // A fresh socket's buffer takes one short line; if not, the close says enough.
+      const std::string refusal = error_reply("permission denied") + "\n";
+      (void)::send(fd.get(), refusal.data(), refusal.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      continue;
+    }
+    const std::uint64_t id = next_connection_++;
+    Connection& connection = connections_[id];
+    connection.fd = std::move(fd);
+    connection.idle_since = Clock::now();
+    watch(id);
+    spdlog::debug("control connection opened pid={} uid={}", peer.pid, peer.uid);
+  }
+  // At the limit: the others wait in the backlog until a connection closes.
+  pause_accepting();
+}
+
+void ControlServer::on_connection(std::uint64_t id, std::uint32_t events) {
+  if ((events & (EPOLLERR | EPOLLHUP)) != 0) {
+    close(id);  // the peer is gone: nothing more can be delivered
+    return;
+  }
+  if ((events & EPOLLOUT) != 0 && !flush(id)) {
+    return;
+  }
+  if ((events & EPOLLIN) != 0) {
+    read_some(id);
+  }
+  process(id);
+}
+
+void ControlServer::read_some(std::uint64_t id) {
+  auto found = connections_.find(id);
+  if (found == connections_.end()) {
+    return;
+  }
+  Connection& connection = found->second;
+  // One read per readiness: epoll is level-triggered, and process() takes one request at a time.
+  std::array<char, 4096> buffer{};
+  const ssize_t got = retry_on_eintr([&] { return ::read(connection.fd.get(), buffer.data(), buffer.size()); });
+  if (got > 0) {
+    connection.in.append(buffer.data(), static_cast<std::size_t>(got));
+  } else if (got == 0) {
+    connection.read_closed = true;
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    close(id);
+  }
+}
+
+void ControlServer::process(std::uint64_t id) {
+  for (;;) {
+    auto found = connections_.find(id);
+    if (found == connections_.end()) {
+      return;
+    }
+    Connection& connection = found->second;
+    if (connection.pending || !connection.out.empty() || connection.hold || connection.close_after_flush) {
+      break;
+    }
+    const std::size_t newline = connection.in.find('\n');
+    if (newline == std::string::npos) {
+      if (connection.in.size() > max_request_line) {
+        fail(connection, "request line longer than " + std::to_string(max_request_line) + " bytes");
+        flush(id);
+        return;
+      }
+      if (!connection.read_closed) {
+        break;
+      }
+      if (connection.in.empty()) {
+        close(id);  // EOF and everything answered
+        return;
+      }
+      // The last request without its newline (`printf status | nc -U …`) is taken as it is.
+      take_line(id, std::exchange(connection.in, {}));
+      continue;
+    }
+    if (newline > max_request_line) {
+      fail(connection, "request line longer than " + std::to_string(max_request_line) + " bytes");
+      flush(id);
+      return;
+    }
+    std::string line = connection.in.substr(0, newline);
+    connection.in.erase(0, newline + 1);
+    take_line(id, std::move(line));
+  }
+  watch(id);
+}
+
+void ControlServer::take_line(std::uint64_t id, std::string line) {
+  Connection& connection = connections_.at(id);
+  connection.idle_since = Clock::now();
+  auto request = parse_request(line);
+  if (!request) {
+    connection.out += error_reply(request.error()) + "\n";
+    flush(id);
+    return;
+  }
+  const RequestId request_id = next_request_++;
+  connection.pending = request_id;
+  connection.pending_stop = std::holds_alternative<StopRequest>(*request);
+  pending_[request_id] = id;
+  const auto outer = std::exchange(dispatching_, id);
+  handler_(request_id, *request);
+  dispatching_ = outer;
+}
+
+void ControlServer::reply(RequestId request, std::string json) {
+  const auto owner = pending_.find(request);
+  if (owner == pending_.end()) {
+    return;
+  }
+  const std::uint64_t id = owner->second;
+  pending_.erase(owner);
+  auto found = connections_.find(id);
+  if (found == connections_.end()) {
+    return;  // the client left before its answer was ready
+  }
+  Connection& connection = found->second;
+  connection.out += json;
+  connection.out += '\n';
+  connection.pending.reset();
+  connection.idle_since = Clock::now();
+  if (connection.pending_stop) {
+    connection.pending_stop = false;
+    connection.hold = true;
+  }
+  if (!flush(id)) {
+    return;
+  }
+  // Answered from inside the handler: take_line's caller goes on with the next line itself.
+  if (dispatching_ != id) {
+    process(id);
+  }
+}
+
+void ControlServer::fail(Connection& connection, std::string_view error) {
+  connection.out += error_reply(error) + "\n";
+  connection.in.clear();
+  connection.close_after_flush = true;
+}
+
+bool ControlServer::flush(std::uint64_t id) {
+  auto found = connections_.find(id);
+  if (found == connections_.end()) {
+    return false;
+  }
+  Connection& connection = found->second;
+  std::size_t written = 0;
+  while (written < connection.out.size()) {
+    const ssize_t sent = retry_on_eintr([&] {
+      return ::send(connection.fd.get(), connection.out.data() + written, connection.out.size() - written,
+                    MSG_NOSIGNAL | MSG_DONTWAIT);
+    });
+    if (sent > 0) {
+      written += static_cast<std::size_t>(sent);
+      connection.idle_since = Clock::now();
+      continue;
+    }
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      break;  // the rest when EPOLLOUT says there is room
+    }
+    close(id);  // EPIPE, ECONNRESET: the client is gone
+    return false;
+  }
+  connection.out.erase(0, written);
+  if (connection.out.empty() && connection.close_after_flush) {
+    close(id);
+    return false;
+  }
+  watch(id);
+  return true;
+}
+
+void ControlServer::watch(std::uint64_t id) {
+  auto found = connections_.find(id);
+  if (found == connections_.end()) {
+    return;
+  }
+  Connection& connection = found->second;
+  std::uint32_t wanted = 0;
+  if (!connection.out.empty()) {
+    wanted |= EPOLLOUT;
+  }
+  // Read only when the next request may be taken: unread requests wait in the kernel's buffer,
+  // which bounds what one client can make us hold.
+  if (!connection.pending && connection.out.empty() && !connection.hold && !connection.close_after_flush &&
+      !connection.read_closed) {
+    wanted |= EPOLLIN;
+  }
+  if (connection.watched == wanted && connection.registered) {
+    return;
+  }
+  // EventLoop has no modify: a new registration replaces the old one. EPOLLHUP and EPOLLERR are
+  // reported even with no events asked for, so a held connection still notices its client leave.
+  if (connection.registered) {
+    loop_.remove(connection.fd.get());
+    connection.registered = false;
+  }
+  try {
+    loop_.add(connection.fd.get(), wanted, [this, id](std::uint32_t events) { on_connection(id, events); });
+  } catch (const std::system_error& error) {
+    spdlog::warn("control connection dropped: {}", error.what());
+    close(id);
+    return;
+  }
+  connection.watched = wanted;
+  connection.registered = true;
+}
+
+void ControlServer::close(std::uint64_t id) {
+  auto found = connections_.find(id);
+  if (found == connections_.end()) {
+    return;
+  }
+  if (found->second.registered) {
+    loop_.remove(found->second.fd.get());
+  }
+  if (found->second.pending) {
+    pending_.erase(*found->second.pending);
+  }
+  connections_.erase(found);
+  if (connections_.size() < max_connections && !retry_accept_at_) {
+    resume_accepting();
+  }
+}
+
+std::optional<TimePoint> ControlServer::next_deadline() const {
+  std::optional<TimePoint> nearest = retry_accept_at_;
+  for (const auto& [id, connection] : connections_) {
+    // A pending request (a reload) has no limit of its own, and a `stop` client waits for the exit.
+    if (connection.pending || connection.hold) {
+      continue;
+    }
+    const TimePoint limit = connection.idle_since + idle_limit;
+    if (!nearest || limit < *nearest) {
+      nearest = limit;
+    }
+  }
+  return nearest;
+}
+
+void ControlServer::on_deadline(TimePoint now) {
+  if (retry_accept_at_ && *retry_accept_at_ <= now) {
+    retry_accept_at_.reset();
+    if (connections_.size() < max_connections) {
+      resume_accepting();
+    }
+  }
+  std::vector<std::uint64_t> expired;
+  for (const auto& [id, connection] : connections_) {
+    if (!connection.pending && !connection.hold && connection.idle_since + idle_limit <= now) {
+      expired.push_back(id);
+    }
+  }
+  for (const std::uint64_t id : expired) {
+    Connection& connection = connections_.at(id);
+    if (connection.out.empty() && !connection.close_after_flush) {
+      // Told why, if the socket takes it; the close follows either way.
+      const std::string text =
+          error_reply("no complete request line within " + format_duration(idle_limit)) + "\n";
+      (void)::send(connection.fd.get(), text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    spdlog::debug("control connection closed after {} idle", format_duration(idle_limit));
+    close(id);
+  }
+}
+
+}  // namespace clusterd

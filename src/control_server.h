@@ -1,0 +1,102 @@
+// The control socket's server side (interface §4.5): its connections inside the daemon's
+// EventLoop: SO_PEERCRED check, line framing, replies in order, idle limit, writes that never block.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+#include "control_protocol.h"
+#include "control_socket.h"
+#include "duration.h"
+#include "event_loop.h"
+#include "fd.h"
+#include "supervisor.h"
+
+namespace clusterd {
+
+// Serves the control socket's connections from the daemon's EventLoop. Neither copyable nor
+// movable: the loop's callbacks point at it; destroy it before the loop.
+//
+// Contract: each complete request line is parsed (control_protocol) and passed to the handler
+// with a RequestId; the handler answers with reply(id, …) at once (status, scale, stop) or later
+// (reload). A connection's requests are taken one at a time: the next line is not read until the
+// previous reply was written out, so replies come in order and a slow reader holds only its own
+// replies in memory. Lines that do not parse are answered here with `ok: false`. A line longer
+// than max_request_line, or 10 s without a complete line while no request is pending (or
+// without any progress writing a reply), gets `{"ok":false,"error":…}` and the connection is
+// closed. After `stop` is answered the connection stays open, reading nothing more, until the
+// server is destroyed: the stop client waits for that close. A peer whose uid is neither
+// clusterd's nor root's gets `{"ok":false,"error":"permission denied"}` and is closed.
+class ControlServer {
+ public:
+  using Handler = std::function<void(RequestId id, const Request& request)>;
+
+  // How long a connection may stay without a complete request line.
+  static constexpr Duration idle_limit = std::chrono::seconds(10);
+  // More connections than this wait in the listen backlog until one closes.
+  static constexpr std::size_t max_connections = 512;
+
+  ControlServer(ControlSocket socket, EventLoop& loop, Handler handler);
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+  // Writes what each connection can still take without blocking, then closes them all.
+  ~ControlServer();
+
+  const std::string& path() const { return socket_.path(); }
+
+  // Answers request `id` with one JSON line (without the '\n'). Dropped when the connection has
+  // closed meanwhile. May call the handler for that connection's next buffered request.
+  void reply(RequestId id, std::string json);
+
+  // The nearest idle limit of a connection; nullopt without connections (nothing to wake for).
+  std::optional<TimePoint> next_deadline() const;
+  // Closes the connections whose idle limit has passed by `now`.
+  void on_deadline(TimePoint now);
+
+ private:
+  struct Connection {
+    Fd fd;
+    std::string in;   // received, not yet taken as requests
+    std::string out;  // replies not yet written
+    std::optional<RequestId> pending;  // taken, not yet answered
+    bool pending_stop = false;          // the pending request is `stop`
+    bool read_closed = false;           // the peer sent EOF: no more requests
+    bool hold = false;                  // `stop` was answered: keep open until destroyed
+    bool close_after_flush = false;     // an error was answered: close once it is written
+    TimePoint idle_since{};
+    std::uint32_t watched = 0;  // the epoll events registered
+    bool registered = false;    // with the loop
+  };
+  using Connections = std::map<std::uint64_t, Connection>;
+
+  void on_listener();
+  void pause_accepting();
+  void resume_accepting();
+  void on_connection(std::uint64_t id, std::uint32_t events);
+  void read_some(std::uint64_t id);
+  void process(std::uint64_t id);
+  void take_line(std::uint64_t id, std::string line);
+  void fail(Connection& connection, std::string_view error);
+  // Returns false when the connection was closed.
+  bool flush(std::uint64_t id);
+  void watch(std::uint64_t id);
+  void close(std::uint64_t id);
+
+  ControlSocket socket_;
+  EventLoop& loop_;
+  Handler handler_;
+  Connections connections_;
+  std::map<RequestId, std::uint64_t> pending_;  // request → connection
+  std::uint64_t next_connection_ = 1;
+  RequestId next_request_ = 1;
+  bool accepting_ = false;
+  std::optional<TimePoint> retry_accept_at_;  // accept() failed for want of fds: try again then
+  // The connection whose request the handler is given right now (0: none). A reply to it from
+  // inside the handler must not take its next request: take_line's caller does that.
+  std::uint64_t dispatching_ = 0;
+};
+
+}  // namespace clusterd

@@ -1,0 +1,417 @@
+"""The control socket and the operator commands (interface §4.4, §4.5), with the real binary:
+`status` tells the truth about clusterd's children, `scale` and `reload` change who serves and
+return when done, `stop` stops, the socket is private and refuses other users, junk is answered
+or cut off without harming the daemon, many clients at once are fine, a second instance on the
+same path is refused, `--control none` opens nothing, and a client without an instance says where
+it looked.
+"""
+import json
+import os
+import re
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import harness
+from harness import PYTHON, http_get, pid_alive, wait_until, worker
+
+HTTP_WORKER = [PYTHON, worker("http_worker.py"), "--graceful"]
+
+
+def start_http(start_clusterd, workers, *extra, **kwargs):
+    return start_clusterd(["--workers", str(workers), "--listen", "http=127.0.0.1:0"] + list(extra)
+                          + ["--"] + HTTP_WORKER, **kwargs)
+
+
+def control_path(clusterd):
+    return clusterd.wait_for_log(r"control socket path=(\S+)")[0].group(1)
+
+
+def worker_pids(status):
+    return {w["pid"] for w in status["workers"] if w["pid"] is not None}
+
+
+def serving_pids(address, wanted, limit=400):
+    """Distinct pids answering on address: stops once `wanted` are seen or after `limit` requests."""
+    seen = set()
+    for _ in range(limit):
+        seen.add(http_get(address)["pid"])
+        if seen >= wanted:
+            break
+    return seen
+
+
+class RawClient:
+    """A control connection driven by hand: bytes in, reply lines out, with a deadline."""
+
+    def __init__(self, path, timeout=15.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # A blocking connect, as clusterd's own client does: it waits while the listen backlog
+        # is full instead of failing with EAGAIN as a non-blocking one would.
+        self.sock.connect(path)
+        self.sock.settimeout(timeout)
+        self.buffer = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def line(self):
+        """The next reply line as JSON, or None when the server closed first."""
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def closed(self):
+        """True once the server closed the connection (after any reply still buffered)."""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except ConnectionResetError:
+            return True
+
+    def close(self):
+        self.sock.close()
+
+
+# ---- status, scale, reload, stop
+
+
+def test_status_lists_exactly_the_children_of_clusterd(start_clusterd):
+    clusterd = start_http(start_clusterd, 3)
+    clusterd.ready_pids(3)
+    status = clusterd.status()
+    assert status["ok"] is True
+    assert status["name"] == "python3"
+    assert status["pid"] == clusterd.pid
+    assert status["generation"] == 1
+    assert status["workers_wanted"] == 3
+    assert status["config"] is None
+    assert status["listeners"] == [{"name": "http", "address": clusterd.address("http"), "fd": 3}]
+    assert worker_pids(status) == set(clusterd.children())
+    assert sorted(w["slot"] for w in status["workers"]) == [0, 1, 2]
+    for entry in status["workers"]:
+        assert entry["state"] == "ready" and entry["generation"] == 1
+        assert entry["restarts"] == 0 and entry["last_exit"] is None
+        assert entry["next_restart_in_s"] is None and entry["notify_status"] is None
+        assert entry["uptime_s"] >= 0
+
+    # For people: a header naming the instance, then one aligned row per worker.
+    code, out, err = clusterd.control("status")
+    assert (code, err) == (0, ""), err
+    lines = out.splitlines()
+    assert lines[0].startswith("python3: pid %d, generation 1, 3/3 workers ready" % clusterd.pid)
+    assert "  listening: http %s (fd 3)" % clusterd.address("http") in lines
+    header = next(l for l in lines if l.startswith("SLOT"))
+    assert re.match(r"SLOT +PID +GEN +STATE +UPTIME +RESTARTS +LAST EXIT$", header)
+    rows = lines[lines.index(header) + 1:]
+    assert sorted(int(row.split()[1]) for row in rows) == sorted(worker_pids(status))
+    assert all(row.split()[3] == "ready" for row in rows)
+
+
+def test_scale_up_then_down_changes_the_serving_pids(start_clusterd):
+    clusterd = start_http(start_clusterd, 1)
+    [first] = clusterd.ready_pids(1)
+    address = clusterd.address("http")
+
+    code, out, err = clusterd.control("scale", "3", "--json")
+    assert (code, json.loads(out)) == (0, {"ok": True, "workers_wanted": 3}), err
+    status = wait_until(lambda: (lambda s: s if s["workers_ready"] == 3 else None)(clusterd.status()),
+                        message="3 ready workers", describe=clusterd.log_tail)
+    three = worker_pids(status)
+    assert len(three) == 3 and first in three and three == set(clusterd.children())
+    clusterd.seen_pids.update(three)
+    assert serving_pids(address, three) == three
+
+    code, out, err = clusterd.control("scale", "1")
+    assert (code, out, err) == (0, "workers wanted: 1\n", "")
+    status = wait_until(lambda: (lambda s: s if len(s["workers"]) == 1 else None)(clusterd.status()),
+                        message="1 worker left", describe=clusterd.log_tail)
+    [(slot, pid)] = [(w["slot"], w["pid"]) for w in status["workers"]]
+    assert slot == 0 and pid == first       # the highest slots go first
+    assert serving_pids(address, {first}, limit=20) == {first}
+    wait_until(lambda: set(clusterd.children()) == {first}, message="scaled-down workers reaped")
+
+
+def test_reload_returns_after_every_worker_was_replaced(start_clusterd):
+    clusterd = start_http(start_clusterd, 2)
+    old = set(clusterd.ready_pids(2))
+    code, out, err = clusterd.control("reload", "--json")
+    assert (code, json.loads(out)) == (0, {"ok": True, "generation": 2}), err
+    # No waiting here: when `reload` returned, the reload was finished.
+    status = clusterd.status()
+    new = worker_pids(status)
+    clusterd.seen_pids.update(new)
+    assert status["generation"] == 2 and status["reloading_to"] is None
+    assert len(new) == 2 and not (new & old)
+    assert all(w["generation"] == 2 and w["state"] == "ready" for w in status["workers"])
+    assert not [pid for pid in old if pid_alive(pid)]
+    assert set(clusterd.children()) == new
+
+    code, out, err = clusterd.control("reload")
+    assert (code, out, err) == (0, "reload finished: generation 3\n", "")
+
+
+def test_reload_of_a_broken_file_answers_at_once_with_the_problem(start_clusterd, tmpdir_short):
+    config = harness.write_file(tmpdir_short, "c.toml", 'name = "shop"\nworkers = 1\ncommand = %s\n'
+                                % json.dumps(HTTP_WORKER))
+    clusterd = start_clusterd(["-c", config, "--listen", "127.0.0.1:0"], tmpdir=tmpdir_short)
+    [pid] = clusterd.ready_pids(1)
+    harness.write_file(tmpdir_short, "c.toml", 'name = "shop"\nworkers = "many"\ncommand = %s\n'
+                       % json.dumps(HTTP_WORKER))
+    code, out, err = clusterd.control("reload", "--json")
+    reply = json.loads(out)
+    assert code == 1 and reply["ok"] is False and reply["generation"] == 1, err
+    assert reply["error"] == ('reload refused: the configuration has 1 problem(s): %s:2:11: workers: '
+                              'expected an integer 1-4096 or "auto", found "many"' % config)
+    code, out, err = clusterd.control("reload")
+    assert code == 1 and out == "" and err.startswith("clusterd: reload refused: the configuration has 1 problem(s)")
+    assert worker_pids(clusterd.status()) == {pid}
+
+
+def test_stop_exits_0_and_clusterd_exits_0(start_clusterd):
+    clusterd = start_http(start_clusterd, 2)
+    clusterd.ready_pids(2)
+    path = control_path(clusterd)
+    code, out, err = clusterd.control("stop")
+    assert (code, out, err) == (0, "stopped\n", "")
+    # `stop` returned when clusterd closed the connection on its way out, its socket file gone.
+    assert not os.path.exists(path)
+    assert clusterd.wait_exit(timeout=10.0) == 0
+    assert clusterd.count(r"stop requested over the control socket") == 1
+
+
+def test_check_judges_the_directory_and_creates_nothing(tmpdir_short):
+    xdg = os.path.join(tmpdir_short, "xdg")
+    os.mkdir(xdg)
+    env = {"RUNTIME_DIRECTORY": "", "XDG_RUNTIME_DIR": xdg}
+    code, out, err = harness.run_clusterd(["check", "--", "true"], env=env)
+    assert (code, err) == (0, ""), err
+    assert not os.path.exists(os.path.join(xdg, "clusterd"))
+    assert "\n[control]\n# socket: unset" in out
+    code, out, err = harness.run_clusterd(["check", "--control", "none", "--", "true"], env=env)
+    assert code == 0 and '\n[control]\nsocket = "none"\n' in out
+    os.mkdir(os.path.join(xdg, "clusterd"), 0o777)
+    os.chmod(os.path.join(xdg, "clusterd"), 0o777)
+    code, out, err = harness.run_clusterd(["check", "--", "true"], env=env)
+    assert code == 2 and "is writable by other users (mode 0777)" in err
+    code, out, err = harness.run_clusterd(["check", "--control", "rel.sock", "--", "true"], env=env)
+    assert (code, err) == (2, '--control: control.socket: expected an absolute path or "none", found rel.sock\n')
+
+
+# ---- the socket: where, what mode, who may use it
+
+
+def test_socket_is_0600_in_a_0700_directory_it_created(start_clusterd, tmpdir_short):
+    xdg = os.path.join(tmpdir_short, "xdg")
+    os.mkdir(xdg, 0o755)
+    env = {"RUNTIME_DIRECTORY": "", "XDG_RUNTIME_DIR": xdg}
+    clusterd = start_http(start_clusterd, 1, "--name", "private", env=env)
+    clusterd.ready_pids(1)
+    path = control_path(clusterd)
+    assert path == os.path.join(xdg, "clusterd", "private.sock")
+    assert os.stat(path).st_mode & 0o7777 == 0o600
+    assert os.stat(os.path.dirname(path)).st_mode & 0o7777 == 0o700
+    assert clusterd.status()["name"] == "private"           # found in $XDG_RUNTIME_DIR/clusterd
+    code, out, err = clusterd.control("--name", "private", "status", "--json")
+    assert code == 0 and json.loads(out)["pid"] == clusterd.pid
+
+
+def test_a_directory_others_may_write_is_refused(tmpdir_short):
+    os.chmod(tmpdir_short, 0o777)
+    code, out, err = harness.run_clusterd(["--", "true"], env={"RUNTIME_DIRECTORY": tmpdir_short})
+    assert code == 2
+    assert err.strip() == ("clusterd: control socket directory %s is writable by other users (mode 0777); "
+                           "set control.socket (or --control) to another path, or none" % tmpdir_short)
+
+
+SETPRIV = shutil.which("setpriv")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not SETPRIV, reason="needs root and setpriv to act as another user")
+def test_a_client_of_another_uid_is_refused(start_clusterd, tmpdir_short):
+    os.chmod(tmpdir_short, 0o755)
+    clusterd = start_http(start_clusterd, 1, "--control", os.path.join(tmpdir_short, "c.sock"),
+                          tmpdir=tmpdir_short)
+    clusterd.ready_pids(1)
+    path = control_path(clusterd)
+    as_nobody = [SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups", harness.BIN]
+    # The file's mode stops it first...
+    result = subprocess.run(as_nobody + ["status", "--control", path], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr == "clusterd: cannot connect to control socket %s: Permission denied\n" % path
+    # ...and SO_PEERCRED when the file is opened up.
+    os.chmod(path, 0o666)
+    result = subprocess.run(as_nobody + ["status", "--json", "--control", path], capture_output=True,
+                            text=True, timeout=30)
+    assert (result.returncode, json.loads(result.stdout)) == (1, {"ok": False, "error": "permission denied"})
+    assert clusterd.wait_for_log(r"control connection refused uid=65534 pid=\d+")
+    assert clusterd.status()["pid"] == clusterd.pid
+
+
+# ---- junk and load
+
+
+def test_junk_is_answered_or_cut_off_and_status_still_answers(start_clusterd):
+    clusterd = start_http(start_clusterd, 1)
+    clusterd.ready_pids(1)
+    path = control_path(clusterd)
+    # Started first: its 10 s idle limit runs while the rest is checked.
+    silent = RawClient(path)
+    silent.send(b"sta")
+
+    unknown = RawClient(path)
+    unknown.send(b"frobnicate\n")
+    assert unknown.line() == {"ok": False, "error": 'unknown request "frobnicate"; expected status, reload, '
+                                                   'scale N or stop'}
+    unknown.send(b"scale 5000\nscale x\n")
+    assert unknown.line()["error"] == 'scale: expected a worker count 1-4096, found "5000"'
+    assert unknown.line()["error"] == 'scale: expected a worker count 1-4096, found "x"'
+    unknown.send(b"\x00\xff\xfe binary \x01\n")
+    assert unknown.line() == {"ok": False, "error": "request is not plain text; expected status, reload, "
+                                                   "scale N or stop"}
+    unknown.send(b"status\n")                       # the same connection still works
+    assert unknown.line()["pid"] == clusterd.pid
+    unknown.close()
+
+    long_line = RawClient(path)
+    try:
+        long_line.send(b"x" * 10240 + b"\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass                                        # cut off before all of it was sent
+    reply = long_line.line()
+    assert reply is None or reply == {"ok": False, "error": "request line longer than 4096 bytes"}
+    assert long_line.closed()
+    assert clusterd.status()["workers_wanted"] == 1
+
+    assert silent.line() == {"ok": False, "error": "no complete request line within 10s"}
+    assert silent.closed()
+    status = clusterd.status()
+    assert worker_pids(status) == set(clusterd.children()) and status["workers_ready"] == 1
+
+
+def test_200_concurrent_status_clients_all_get_answers(start_clusterd):
+    clusterd = start_http(start_clusterd, 2)
+    pids = set(clusterd.ready_pids(2))
+    path = control_path(clusterd)
+    clients = [RawClient(path, timeout=30.0) for _ in range(200)]
+    for client in clients:
+        client.sock.setblocking(False)
+        client.sock.sendall(b"status\n")
+    selector = selectors.DefaultSelector()
+    for client in clients:
+        selector.register(client.sock, selectors.EVENT_READ, client)
+    answers = {}
+    deadline = time.monotonic() + 30.0
+    while len(answers) < len(clients) and time.monotonic() < deadline:
+        for key, _ in selector.select(timeout=1.0):
+            client = key.data
+            chunk = client.sock.recv(65536)
+            client.buffer += chunk
+            if b"\n" in client.buffer or not chunk:
+                answers[id(client)] = client.buffer
+                selector.unregister(client.sock)
+    assert len(answers) == 200, "%d of 200 answered\n%s" % (len(answers), clusterd.log_tail())
+    for raw in answers.values():
+        reply = json.loads(raw.split(b"\n", 1)[0])
+        assert reply["ok"] is True and worker_pids(reply) == pids
+    for client in clients:
+        client.close()
+    assert clusterd.status()["pid"] == clusterd.pid
+
+
+# ---- one instance per socket, none at all, none found
+
+
+def test_a_second_clusterd_on_the_same_path_exits_2(start_clusterd, tmpdir_short):
+    path = os.path.join(tmpdir_short, "c.sock")
+    clusterd = start_http(start_clusterd, 1, "--control", path, tmpdir=tmpdir_short)
+    clusterd.ready_pids(1)
+    code, out, err = harness.run_clusterd(["--control", path, "--", "true"])
+    assert code == 2
+    assert err.strip() == "clusterd: another clusterd is running (control socket %s answers)" % path
+    # The refused one left the first instance's socket alone.
+    assert clusterd.status("--control", path)["pid"] == clusterd.pid
+
+
+def test_a_stale_socket_of_a_killed_instance_is_replaced(start_clusterd, tmpdir_short):
+    path = os.path.join(tmpdir_short, "c.sock")
+    killed = start_http(start_clusterd, 1, "--control", path, tmpdir=tmpdir_short)
+    killed.ready_pids(1)
+    killed.signal(signal.SIGKILL)
+    killed.wait_exit()
+    assert os.path.exists(path)                     # SIGKILL leaves it behind
+    code, out, err = killed.control("status", "--control", path)
+    assert code == 2 and "Connection refused" in err
+    second_dir = tempfile.mkdtemp(prefix="cd-")
+    clusterd = start_http(start_clusterd, 1, "--control", path, tmpdir=second_dir)
+    clusterd.ready_pids(1)
+    assert clusterd.status("--control", path)["pid"] == clusterd.pid
+
+
+def test_control_none_opens_no_socket(start_clusterd):
+    clusterd = start_http(start_clusterd, 1, "--control", "none")
+    clusterd.ready_pids(1)
+    assert clusterd.count(r"control socket") == 0
+    assert not [name for name in os.listdir(clusterd.tmpdir) if name.endswith(".sock")]
+    with open("/proc/net/unix") as f:
+        listening = {int(fields[6]) for fields in (line.split() for line in f.readlines()[1:])
+                     if int(fields[3], 16) & 0x10000}
+    held = set()
+    for fd in os.listdir("/proc/%d/fd" % clusterd.pid):
+        target = os.readlink("/proc/%d/fd/%s" % (clusterd.pid, fd))
+        if target.startswith("socket:["):
+            held.add(int(target[len("socket:["):-1]))
+    assert not (held & listening)                   # no unix socket listening in clusterd
+    code, out, err = clusterd.control("status", "--name", "python3")
+    assert code == 2 and err.startswith("clusterd: no clusterd named python3 found (tried %s/python3.sock, "
+                                        % clusterd.tmpdir)
+
+
+def test_a_client_without_an_instance_exits_2_naming_the_paths_tried(tmpdir_short):
+    env = {"RUNTIME_DIRECTORY": tmpdir_short, "XDG_RUNTIME_DIR": os.path.join(tmpdir_short, "xdg")}
+    code, out, err = harness.run_clusterd(["status", "--name", "nosuch"], env=env)
+    uid = os.geteuid()
+    assert (code, out) == (2, "")
+    assert err == ("clusterd: no clusterd named nosuch found (tried {0}/nosuch.sock, {0}/xdg/clusterd/nosuch.sock, "
+                   "/run/clusterd/nosuch.sock, /tmp/clusterd-{1}/nosuch.sock)\n".format(tmpdir_short, uid))
+    path = os.path.join(tmpdir_short, "gone.sock")
+    code, out, err = harness.run_clusterd(["stop", "--control", path])
+    assert (code, err) == (2, "clusterd: cannot connect to control socket %s: No such file or directory\n" % path)
+
+
+def test_the_client_finds_the_instance_from_its_config_file(start_clusterd, tmpdir_short):
+    path = os.path.join(tmpdir_short, "shop.ctl")
+    config = harness.write_file(tmpdir_short, "c.toml", 'name = "shop"\nworkers = 1\ncommand = %s\n'
+                                '[control]\nsocket = "%s"\n' % (json.dumps(HTTP_WORKER), path))
+    clusterd = start_clusterd(["-c", config, "--listen", "127.0.0.1:0"], tmpdir=tmpdir_short)
+    clusterd.ready_pids(1)
+    assert control_path(clusterd) == path
+    # From anywhere, with nothing but the file: its control.socket.
+    code, out, err = harness.run_clusterd(["-c", config, "status", "--json"], cwd="/")
+    assert code == 0 and json.loads(out)["name"] == "shop", err
+
+
+def test_several_instances_need_a_name(start_clusterd, tmpdir_short):
+    env = {"RUNTIME_DIRECTORY": tmpdir_short}
+    first = start_http(start_clusterd, 1, "--name", "one", env=env)
+    second = start_http(start_clusterd, 1, "--name", "two", env=env)
+    first.ready_pids(1)
+    second.ready_pids(1)
+    code, out, err = first.control("status")
+    assert code == 2
+    assert err == ("clusterd: several control sockets found: {0}/one.sock, {0}/two.sock; choose one with "
+                   "--name NAME or --control PATH\n".format(tmpdir_short))
+    assert first.status("--name", "two")["pid"] == second.pid

@@ -1,0 +1,255 @@
+// Control protocol: request lines in (good, junk, long, binary), JSON reply lines out (fields,
+// escaping, exit reasons, slots without a process), reply lines parsed back.
+#include "control_protocol.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cerrno>
+#include <string>
+
+namespace clusterd {
+namespace {
+
+using namespace std::chrono_literals;
+using Json = nlohmann::ordered_json;
+using ::testing::HasSubstr;
+
+std::string error_of(std::string_view line) {
+  const auto parsed = parse_request(line);
+  EXPECT_FALSE(parsed.has_value()) << "parsed: " << line;
+  return parsed ? std::string() : parsed.error();
+}
+
+// ----- requests
+
+TEST(ControlRequest, TheFourRequests) {
+  EXPECT_EQ(parse_request("status"), Request{StatusRequest{}});
+  EXPECT_EQ(parse_request("reload"), Request{ReloadRequest{}});
+  EXPECT_EQ(parse_request("stop"), Request{StopRequest{}});
+  EXPECT_EQ(parse_request("scale 3"), Request{ScaleRequest{3}});
+  EXPECT_EQ(parse_request("scale 1"), Request{ScaleRequest{1}});
+  EXPECT_EQ(parse_request("scale 4096"), Request{ScaleRequest{4096}});
+}
+
+TEST(ControlRequest, BlanksAndACarriageReturnAreIgnored) {
+  EXPECT_EQ(parse_request("status\r"), Request{StatusRequest{}});
+  EXPECT_EQ(parse_request("  scale\t 7  "), Request{ScaleRequest{7}});
+  EXPECT_EQ(parse_request("scale 0012"), Request{ScaleRequest{12}});
+}
+
+TEST(ControlRequest, RequestLineRoundTrips) {
+  for (const Request& request : {Request{StatusRequest{}}, Request{ReloadRequest{}}, Request{StopRequest{}},
+                                 Request{ScaleRequest{12}}}) {
+    EXPECT_EQ(parse_request(request_line(request)), request);
+  }
+  EXPECT_EQ(request_line(ScaleRequest{5}), "scale 5");
+}
+
+TEST(ControlRequest, ScaleOutOfRangeOrNotANumber) {
+  EXPECT_EQ(error_of("scale 0"), "scale: expected a worker count 1-4096, found \"0\"");
+  EXPECT_EQ(error_of("scale 5000"), "scale: expected a worker count 1-4096, found \"5000\"");
+  EXPECT_EQ(error_of("scale x"), "scale: expected a worker count 1-4096, found \"x\"");
+  EXPECT_EQ(error_of("scale -1"), "scale: expected a worker count 1-4096, found \"-1\"");
+  EXPECT_EQ(error_of("scale 3.5"), "scale: expected a worker count 1-4096, found \"3.5\"");
+  EXPECT_EQ(error_of("scale 99999999999999999999"),
+            "scale: expected a worker count 1-4096, found \"99999999999999999999\"");
+  EXPECT_EQ(error_of("scale"), "scale: expected a worker count 1-4096, found nothing");
+  EXPECT_EQ(error_of("scale 3 4"), "scale: expected a worker count 1-4096, found \"3 4\"");
+}
+
+TEST(ControlRequest, UnknownWordsAndArguments) {
+  EXPECT_EQ(error_of("frob"), "unknown request \"frob\"; expected status, reload, scale N or stop");
+  EXPECT_EQ(error_of("STATUS"), "unknown request \"STATUS\"; expected status, reload, scale N or stop");
+  EXPECT_EQ(error_of("status now"), "status takes no argument, found \"now\"");
+  EXPECT_EQ(error_of("stop 1"), "stop takes no argument, found \"1\"");
+  EXPECT_EQ(error_of(""), "empty request; expected status, reload, scale N or stop");
+  EXPECT_EQ(error_of("   \t"), "empty request; expected status, reload, scale N or stop");
+}
+
+TEST(ControlRequest, AnUnknownLongWordIsShownCut) {
+  const std::string word(100, 'a');
+  EXPECT_EQ(error_of(word), "unknown request \"" + std::string(40, 'a') +
+                                "...\"; expected status, reload, scale N or stop");
+}
+
+TEST(ControlRequest, BinaryIsNeverEchoed) {
+  const std::string binary("sta\0tus\xff\x01", 9);
+  EXPECT_EQ(error_of(binary), "request is not plain text; expected status, reload, scale N or stop");
+  EXPECT_EQ(error_of("st\x1b[2Jatus"), "request is not plain text; expected status, reload, scale N or stop");
+  EXPECT_EQ(error_of("statüs"), "request is not plain text; expected status, reload, scale N or stop");
+}
+
+TEST(ControlRequest, LongerThan4KiB) {
+  EXPECT_EQ(error_of(std::string(max_request_line + 1, 'x')), "request line longer than 4096 bytes");
+  // 4096 bytes is still a line (of junk here): the limit is on the length, not the content.
+  EXPECT_THAT(error_of(std::string(max_request_line, 'x')), HasSubstr("unknown request"));
+}
+
+// ----- replies
+
+TEST(ControlReply, SimpleReplies) {
+  EXPECT_EQ(ok_reply(), R"({"ok":true})");
+  EXPECT_EQ(scale_reply(3), R"({"ok":true,"workers_wanted":3})");
+  EXPECT_EQ(reload_reply(true, 3, ""), R"({"ok":true,"generation":3})");
+  EXPECT_EQ(reload_reply(false, 3, "reload abandoned: slot=1 gen=3 not ready within 60s"),
+            R"({"ok":false,"error":"reload abandoned: slot=1 gen=3 not ready within 60s","generation":3})");
+  EXPECT_EQ(error_reply("permission denied"), R"({"ok":false,"error":"permission denied"})");
+}
+
+TEST(ControlReply, ErrorTextIsEscaped) {
+  EXPECT_EQ(error_reply("a \"quoted\" \\ path\nnext\x01"),
+            R"({"ok":false,"error":"a \"quoted\" \\ path\nnext\u0001"})");
+  // Bytes that are not UTF-8 become U+FFFD rather than making the reply fail.
+  EXPECT_EQ(error_reply("bad \xff byte"), "{\"ok\":false,\"error\":\"bad \xef\xbf\xbd byte\"}");
+}
+
+TEST(ControlReply, ExitReasons) {
+  EXPECT_EQ(exit_to_json(ExitCode{1}).dump(), R"({"code":1})");
+  EXPECT_EQ(exit_to_json(ExitCode{0}).dump(), R"({"code":0})");
+  EXPECT_EQ(exit_to_json(KilledBySignal{SIGKILL}).dump(), R"({"signal":"KILL"})");
+  EXPECT_EQ(exit_to_json(KilledBySignal{SIGSEGV}).dump(), R"({"signal":"SEGV"})");
+  EXPECT_EQ(exit_to_json(ExecFailure{"exec", ENOENT}).dump(), R"({"exec_error":"No such file or directory"})");
+  EXPECT_EQ(exit_to_json(ExecFailure{"chdir", EACCES}).dump(), R"({"exec_error":"chdir: Permission denied"})");
+}
+
+InstanceStatus sample_status() {
+  InstanceStatus status;
+  status.name = "shop";
+  status.pid = 4100;
+  status.version = "0.1.0";
+  status.config = "/etc/clusterd/shop \"new\".toml";
+  status.listeners = {{"http", "127.0.0.1:8000", 3}, {"admin", "unix:/run/a\\b.sock", 4}};
+  StatusSnapshot& snapshot = status.snapshot;
+  snapshot.generation = 2;
+  snapshot.workers_wanted = 3;
+  snapshot.workers_ready = 1;
+  SlotStatus ready;
+  ready.slot = 0;
+  ready.workers = {WorkerStatus{{0, 2, 7}, 4121, WorkerState::ready, 12500ms, std::string("serving \"ok\"")}};
+  SlotStatus backoff;
+  backoff.slot = 1;
+  backoff.state = SlotState::backoff;
+  backoff.restarts = 3;
+  backoff.last_exit = KilledBySignal{SIGKILL};
+  backoff.next_restart_in = 1600ms;
+  SlotStatus failed;
+  failed.slot = 2;
+  failed.state = SlotState::failed;
+  failed.restarts = 10;
+  failed.last_exit = ExecFailure{"exec", ENOENT};
+  snapshot.slots = {ready, backoff, failed};
+  return status;
+}
+
+TEST(ControlReply, StatusHasTheInstanceFields) {
+  const Json json = Json::parse(status_reply(sample_status()));
+  EXPECT_EQ(json["ok"], true);
+  EXPECT_EQ(json["name"], "shop");
+  EXPECT_EQ(json["pid"], 4100);
+  EXPECT_EQ(json["version"], "0.1.0");
+  EXPECT_EQ(json["generation"], 2);
+  EXPECT_EQ(json["config"], "/etc/clusterd/shop \"new\".toml");
+  EXPECT_EQ(json["workers_wanted"], 3);
+  EXPECT_EQ(json["workers_ready"], 1);
+  EXPECT_EQ(json["reloading_to"], nullptr);
+  EXPECT_EQ(json["stopping"], false);
+  EXPECT_EQ(json["listeners"].dump(),
+            R"([{"name":"http","address":"127.0.0.1:8000","fd":3},{"name":"admin","address":"unix:/run/a\\b.sock","fd":4}])");
+  // "ok" first, as in every reply, so `head -c 12` tells success from failure.
+  EXPECT_THAT(status_reply(sample_status()), ::testing::StartsWith(R"({"ok":true,"name":"shop",)"));
+}
+
+TEST(ControlReply, StatusHasOneEntryPerWorkerWithEveryField) {
+  const Json json = Json::parse(status_reply(sample_status()));
+  ASSERT_EQ(json["workers"].size(), 3u);
+  EXPECT_EQ(json["workers"][0].dump(),
+            R"({"slot":0,"pid":4121,"generation":2,"state":"ready","uptime_s":12.5,"restarts":0,)"
+            R"("last_exit":null,"next_restart_in_s":null,"notify_status":"serving \"ok\""})");
+}
+
+TEST(ControlReply, ASlotWithoutAProcessIsOneEntryWithPidNull) {
+  const Json json = Json::parse(status_reply(sample_status()));
+  EXPECT_EQ(json["workers"][1].dump(),
+            R"({"slot":1,"pid":null,"generation":null,"state":"backoff","uptime_s":null,"restarts":3,)"
+            R"("last_exit":{"signal":"KILL"},"next_restart_in_s":1.6,"notify_status":null})");
+  EXPECT_EQ(json["workers"][2]["state"], "failed");
+  EXPECT_EQ(json["workers"][2]["pid"], nullptr);
+  EXPECT_EQ(json["workers"][2]["last_exit"].dump(), R"({"exec_error":"No such file or directory"})");
+}
+
+TEST(ControlReply, ASlotBeingReplacedShowsBothWorkers) {
+  InstanceStatus status;
+  status.name = "shop";
+  status.snapshot.reloading_to = 3;
+  SlotStatus slot;
+  slot.workers = {WorkerStatus{{0, 2, 1}, 100, WorkerState::ready, 5s, std::nullopt},
+                  WorkerStatus{{0, 3, 2}, 101, WorkerState::starting, 0s, std::nullopt}};
+  status.snapshot.slots = {slot};
+  const Json json = Json::parse(status_reply(status));
+  EXPECT_EQ(json["reloading_to"], 3);
+  ASSERT_EQ(json["workers"].size(), 2u);
+  EXPECT_EQ(json["workers"][0]["generation"], 2);
+  EXPECT_EQ(json["workers"][1]["generation"], 3);
+  EXPECT_EQ(json["workers"][1]["state"], "starting");
+}
+
+TEST(ControlReply, ASlotInBackoffWithOnlyAStoppingWorkerStillShowsTheBackoff) {
+  InstanceStatus status;
+  SlotStatus slot;
+  slot.state = SlotState::backoff;
+  slot.next_restart_in = 2s;
+  slot.workers = {WorkerStatus{{0, 1, 1}, 100, WorkerState::stopping, 5s, std::nullopt}};
+  status.snapshot.slots = {slot};
+  const Json json = Json::parse(status_reply(status));
+  ASSERT_EQ(json["workers"].size(), 2u);
+  EXPECT_EQ(json["workers"][0]["state"], "stopping");
+  EXPECT_EQ(json["workers"][1]["state"], "backoff");
+  EXPECT_EQ(json["workers"][1]["pid"], nullptr);
+}
+
+TEST(ControlReply, ASlotThatWillNotRestartIsExited) {
+  InstanceStatus status;
+  SlotStatus slot;
+  slot.state = SlotState::done;
+  slot.last_exit = ExitCode{0};
+  status.snapshot.slots = {slot};
+  const Json json = Json::parse(status_reply(status));
+  ASSERT_EQ(json["workers"].size(), 1u);
+  EXPECT_EQ(json["workers"][0]["state"], "exited");
+  EXPECT_EQ(json["workers"][0]["last_exit"].dump(), R"({"code":0})");
+}
+
+TEST(ControlReply, NotUtf8StatusTextIsReplacedNotFatal) {
+  InstanceStatus status;
+  status.name = "shop";
+  status.config = std::string("/etc/\xff.toml");
+  SlotStatus slot;
+  slot.workers = {WorkerStatus{{0, 1, 1}, 100, WorkerState::ready, 1s, std::string("load \xfe\xff")}};
+  status.snapshot.slots = {slot};
+  const Json json = Json::parse(status_reply(status));
+  EXPECT_EQ(json["config"], "/etc/\xef\xbf\xbd.toml");
+  EXPECT_EQ(json["workers"][0]["notify_status"], "load \xef\xbf\xbd\xef\xbf\xbd");
+}
+
+// ----- replies parsed by the client
+
+TEST(ControlParseReply, OkAndError) {
+  const auto ok = parse_reply(R"({"ok":true,"workers_wanted":3})");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ((*ok)["workers_wanted"], 3);
+  const auto error = parse_reply(error_reply("permission denied"));
+  ASSERT_TRUE(error);
+  EXPECT_EQ((*error)["error"], "permission denied");
+}
+
+TEST(ControlParseReply, WhatIsNotAReply) {
+  EXPECT_EQ(parse_reply("not json").error(), "the reply is not JSON");
+  EXPECT_EQ(parse_reply("[1,2]").error(), "the reply has no \"ok\": true or false");
+  EXPECT_EQ(parse_reply(R"({"ok":"yes"})").error(), "the reply has no \"ok\": true or false");
+  EXPECT_EQ(parse_reply(R"({"ok":false})").error(), "the reply says \"ok\": false without an \"error\"");
+}
+
+}  // namespace
+}  // namespace clusterd

@@ -1,0 +1,116 @@
+// What the client subcommands print for people: the status table and the one-line answers.
+#include "control_render.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <string>
+
+namespace clusterd {
+namespace {
+
+using namespace std::chrono_literals;
+using Json = nlohmann::ordered_json;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+Json status_json() {
+  InstanceStatus status;
+  status.name = "shop";
+  status.pid = 4100;
+  status.version = "0.1.0";
+  status.config = "/etc/clusterd/shop.toml";
+  status.listeners = {{"http", "127.0.0.1:8000", 3}};
+  StatusSnapshot& snapshot = status.snapshot;
+  snapshot.generation = 2;
+  snapshot.workers_wanted = 3;
+  snapshot.workers_ready = 1;
+  SlotStatus ready;
+  ready.slot = 0;
+  ready.workers = {WorkerStatus{{0, 2, 7}, 4121, WorkerState::ready, 192s, std::nullopt}};
+  SlotStatus backoff;
+  backoff.slot = 1;
+  backoff.state = SlotState::backoff;
+  backoff.restarts = 3;
+  backoff.last_exit = ExitCode{1};
+  backoff.next_restart_in = 1600ms;
+  SlotStatus starting;
+  starting.slot = 12;
+  starting.restarts = 1;
+  starting.last_exit = KilledBySignal{SIGKILL};
+  starting.workers = {WorkerStatus{{12, 2, 9}, 41234, WorkerState::starting, 400ms, std::nullopt}};
+  snapshot.slots = {ready, backoff, starting};
+  return Json::parse(status_reply(status));
+}
+
+TEST(ControlRender, StatusTableWithAlignedColumns) {
+  EXPECT_EQ(render_status(status_json()),
+            "shop: pid 4100, generation 2, 1/3 workers ready (clusterd 0.1.0)\n"
+            "  listening: http 127.0.0.1:8000 (fd 3)\n"
+            "  config:    /etc/clusterd/shop.toml\n"
+            "\n"
+            "SLOT  PID    GEN  STATE           UPTIME  RESTARTS  LAST EXIT\n"
+            "0     4121   2    ready           3m12s   0         -\n"
+            "1     -      -    backoff (1.6s)  -       3         code 1\n"
+            "12    41234  2    starting        0.4s    1         signal KILL\n");
+}
+
+TEST(ControlRender, NoLineEndsInBlanks) {
+  const std::string text = render_status(status_json());
+  EXPECT_THAT(text, Not(HasSubstr(" \n")));
+}
+
+TEST(ControlRender, StatusColumnOnlyWhenAWorkerReportsOne) {
+  Json reply = status_json();
+  EXPECT_THAT(render_status(reply), Not(HasSubstr("STATUS")));
+  reply["workers"][0]["notify_status"] = "warming up \x1b[31m";
+  const std::string text = render_status(reply);
+  EXPECT_THAT(text, HasSubstr("LAST EXIT    STATUS\n"));
+  // A worker's own text reaches the terminal without control characters.
+  EXPECT_THAT(text, HasSubstr("warming up ?[31m\n"));
+  EXPECT_THAT(text, HasSubstr("code 1       -\n"));
+}
+
+TEST(ControlRender, ExecErrorReloadAndStopInTheHeader) {
+  InstanceStatus status;
+  status.name = "api";
+  status.pid = 7;
+  status.version = "0.1.0";
+  status.snapshot.generation = 4;
+  status.snapshot.workers_wanted = 1;
+  status.snapshot.reloading_to = 5;
+  status.snapshot.stopping = true;
+  SlotStatus slot;
+  slot.state = SlotState::backoff;
+  slot.last_exit = ExecFailure{"exec", ENOENT};
+  slot.next_restart_in = 30s;
+  status.snapshot.slots = {slot};
+  const std::string text = render_status(Json::parse(status_reply(status)));
+  EXPECT_THAT(text, HasSubstr("api: pid 7, generation 4, 0/1 workers ready, reloading to generation 5, stopping "
+                              "(clusterd 0.1.0)\n"));
+  EXPECT_THAT(text, HasSubstr("  listening: nothing\n  config:    none (command line only)\n"));
+  EXPECT_THAT(text, HasSubstr("backoff (30.0s)  -       0         exec error: No such file or directory\n"));
+}
+
+TEST(ControlRender, MissingOrStrangeFieldsAreDashes) {
+  const Json reply = Json::parse(R"({"ok":true,"name":"x","workers":[{"slot":0,"state":"ready","extra":1}]})");
+  EXPECT_EQ(render_status(reply),
+            "x: pid -, generation - (clusterd -)\n"
+            "  listening: nothing\n"
+            "  config:    none (command line only)\n"
+            "\n"
+            "SLOT  PID  GEN  STATE  UPTIME  RESTARTS  LAST EXIT\n"
+            "0     -    -    ready  -       -         -\n");
+  EXPECT_THAT(render_status(Json::parse(R"({"ok":true,"name":"x","workers":[]})")), HasSubstr("\nno workers\n"));
+}
+
+TEST(ControlRender, OneLineAnswers) {
+  EXPECT_EQ(render_reply(ReloadRequest{}, Json::parse(reload_reply(true, 3, ""))), "reload finished: generation 3\n");
+  EXPECT_EQ(render_reply(ScaleRequest{4}, Json::parse(scale_reply(4))), "workers wanted: 4\n");
+  EXPECT_EQ(render_reply(StopRequest{}, Json::parse(ok_reply())), "");
+  EXPECT_THAT(render_reply(StatusRequest{}, status_json()), HasSubstr("SLOT"));
+}
+
+}  // namespace
+}  // namespace clusterd

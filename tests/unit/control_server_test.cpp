@@ -1,0 +1,429 @@
+// The control socket for real, in private temp dirs: where it goes and the checks on its
+// directory, binding (mode, live and stale sockets, removal), and the server's connections in a
+// real EventLoop (order, a deferred reply, junk, long lines, idle limit, no deadline when idle).
+#include "control_paths.h"
+#include "control_server.h"
+#include "control_socket.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace clusterd {
+namespace {
+
+using namespace std::chrono_literals;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = "/tmp/cd-cs-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      throw std::runtime_error("mkdtemp failed");
+    }
+    path_ = pattern;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+class EnvGuard {
+ public:
+  EnvGuard(std::initializer_list<std::pair<const char*, std::optional<std::string>>> values) {
+    for (const auto& [name, value] : values) {
+      const char* old = std::getenv(name);
+      saved_[name] = old == nullptr ? std::nullopt : std::optional<std::string>(old);
+      if (value) {
+        ::setenv(name, value->c_str(), 1);
+      } else {
+        ::unsetenv(name);
+      }
+    }
+  }
+  EnvGuard(const EnvGuard&) = delete;
+  EnvGuard& operator=(const EnvGuard&) = delete;
+  ~EnvGuard() {
+    for (const auto& [name, value] : saved_) {
+      if (value) {
+        ::setenv(name.c_str(), value->c_str(), 1);
+      } else {
+        ::unsetenv(name.c_str());
+      }
+    }
+  }
+
+ private:
+  std::map<std::string, std::optional<std::string>> saved_;
+};
+
+unsigned mode_of(const std::string& path) {
+  struct stat status {};
+  EXPECT_EQ(::lstat(path.c_str(), &status), 0) << path;
+  return status.st_mode & 07777;
+}
+
+Fd connect_to(const std::string& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  EXPECT_EQ(::connect(fd.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0) << std::strerror(errno);
+  return fd;
+}
+
+void send_text(const Fd& fd, const std::string& text) {
+  ASSERT_EQ(::send(fd.get(), text.data(), text.size(), MSG_NOSIGNAL), static_cast<ssize_t>(text.size()));
+}
+
+// What the client can read without waiting; `closed` set when the server closed.
+std::string read_available(const Fd& fd, bool* closed = nullptr) {
+  std::string text;
+  char buffer[65536];
+  for (;;) {
+    const ssize_t got = ::recv(fd.get(), buffer, sizeof buffer, MSG_DONTWAIT);
+    if (got > 0) {
+      text.append(buffer, static_cast<std::size_t>(got));
+      continue;
+    }
+    if (closed != nullptr) {
+      *closed = got == 0 || (got < 0 && errno == ECONNRESET);
+    }
+    return text;
+  }
+}
+
+// ----- directories
+
+TEST(ControlDirectories, InTheOrderOfTheInterface) {
+  EXPECT_THAT(control_directories("/run/shop", "/run/user/1000", 1000, false),
+              ElementsAre("/run/shop", "/run/user/1000/clusterd", "/tmp/clusterd-1000"));
+  EXPECT_THAT(control_directories(std::nullopt, std::nullopt, 0, false), ElementsAre("/run/clusterd"));
+  EXPECT_THAT(control_directories(std::nullopt, std::nullopt, 1000, false), ElementsAre("/tmp/clusterd-1000"));
+}
+
+TEST(ControlDirectories, FirstRuntimeDirectoryEntryAndNoRelativePaths) {
+  EXPECT_THAT(control_directories("/run/a:/run/b", "relative", 0, false), ElementsAre("/run/a", "/run/clusterd"));
+  EXPECT_THAT(control_directories("", "", 0, false), ElementsAre("/run/clusterd"));
+}
+
+TEST(ControlDirectories, AClientLooksEverywhereOnce) {
+  EXPECT_THAT(control_directories("/run/clusterd", std::nullopt, 0, true),
+              ElementsAre("/run/clusterd", "/tmp/clusterd-0"));
+  EXPECT_THAT(control_directories(std::nullopt, "/run/user/7", 7, true),
+              ElementsAre("/run/user/7/clusterd", "/run/clusterd", "/tmp/clusterd-7"));
+}
+
+TEST(ControlSocketPath, NoneIsNoSocket) {
+  ControlConfig control;
+  control.enabled = false;
+  const auto path = control_socket_path(control, "shop", true);
+  ASSERT_TRUE(path) << path.error();
+  EXPECT_EQ(*path, std::nullopt);
+}
+
+TEST(ControlSocketPath, DefaultDirectoryIsCreated0700) {
+  TempDir xdg;
+  const EnvGuard env{{"RUNTIME_DIRECTORY", std::nullopt}, {"XDG_RUNTIME_DIR", xdg.path()}};
+  const mode_t old_umask = ::umask(0);  // a wide umask must not widen it
+  const auto path = control_socket_path({}, "shop", true);
+  ::umask(old_umask);
+  ASSERT_TRUE(path) << path.error();
+  EXPECT_EQ(*path, xdg.path() + "/clusterd/shop.sock");
+  EXPECT_EQ(mode_of(xdg.path() + "/clusterd"), 0700u);
+}
+
+TEST(ControlSocketPath, CheckCreatesNothing) {
+  TempDir xdg;
+  const EnvGuard env{{"RUNTIME_DIRECTORY", std::nullopt}, {"XDG_RUNTIME_DIR", xdg.path()}};
+  const auto path = control_socket_path({}, "shop", false);
+  ASSERT_TRUE(path) << path.error();
+  EXPECT_FALSE(std::filesystem::exists(xdg.path() + "/clusterd"));
+}
+
+TEST(ControlSocketPath, ADirectoryOthersMayWriteIsRefused) {
+  TempDir runtime;
+  ::chmod(runtime.path().c_str(), 0777);
+  const EnvGuard env{{"RUNTIME_DIRECTORY", runtime.path()}};
+  const auto path = control_socket_path({}, "shop", true);
+  ASSERT_FALSE(path);
+  EXPECT_EQ(path.error(), "control socket directory " + runtime.path() +
+                              " is writable by other users (mode 0777); set control.socket (or --control) to "
+                              "another path, or none");
+  ::chmod(runtime.path().c_str(), 0720);
+  EXPECT_THAT(control_socket_path({}, "shop", false).error(), HasSubstr("is writable by other users (mode 0720)"));
+}
+
+TEST(ControlSocketPath, ADirectoryOfAnotherUserIsRefused) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root to give a directory away";
+  }
+  TempDir runtime;
+  ASSERT_EQ(::chown(runtime.path().c_str(), 65534, 65534), 0);
+  const EnvGuard env{{"RUNTIME_DIRECTORY", runtime.path()}};
+  EXPECT_THAT(control_socket_path({}, "shop", true).error(),
+              StartsWith("control socket directory " + runtime.path() + " is owned by uid 65534, not by clusterd's uid 0"));
+}
+
+TEST(ControlSocketPath, ADefaultPathTooLongForSunPath) {
+  const std::string deep = "/tmp/" + std::string(60, 'd');
+  const EnvGuard env{{"RUNTIME_DIRECTORY", deep}};
+  EXPECT_EQ(control_socket_path({}, std::string(50, 'n'), true).error(),
+            "control socket path " + deep + "/" + std::string(50, 'n') +
+                ".sock is 121 bytes, the limit is 107; set control.socket (or --control) to a shorter path");
+}
+
+TEST(ControlSocketPath, AnExplicitPathNeedsAnExistingDirectoryOnly) {
+  TempDir dir;
+  ::chmod(dir.path().c_str(), 0777);  // the operator's choice: not judged
+  ControlConfig control;
+  control.socket = dir.path() + "/ctl.sock";
+  EXPECT_EQ(control_socket_path(control, "shop", true).value(), dir.path() + "/ctl.sock");
+  control.socket = dir.path() + "/missing/ctl.sock";
+  EXPECT_EQ(control_socket_path(control, "shop", true).error(),
+            "control.socket " + dir.path() + "/missing/ctl.sock: cannot use directory " + dir.path() +
+                "/missing: No such file or directory");
+}
+
+// ----- the listening socket
+
+TEST(ControlSocketOpen, Mode0600AndRemovedOnDestruction) {
+  TempDir dir;
+  const std::string path = dir.path() + "/c.sock";
+  {
+    const mode_t old_umask = ::umask(0);
+    auto socket = ControlSocket::open(path);
+    ::umask(old_umask);
+    ASSERT_TRUE(socket) << socket.error();
+    EXPECT_EQ(mode_of(path), 0600u);
+    ControlSocket moved = std::move(*socket);  // the moved-from one must not remove it
+    EXPECT_TRUE(std::filesystem::exists(path));
+  }
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
+TEST(ControlSocketOpen, ALiveSocketMeansAnotherInstance) {
+  TempDir dir;
+  const std::string path = dir.path() + "/c.sock";
+  auto first = ControlSocket::open(path);
+  ASSERT_TRUE(first);
+  const auto second = ControlSocket::open(path);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error(), "another clusterd is running (control socket " + path + " answers)");
+  EXPECT_TRUE(std::filesystem::exists(path));  // the refused one removed nothing
+}
+
+TEST(ControlSocketOpen, AStaleSocketIsReplacedAndOnlyOurFileIsRemoved) {
+  TempDir dir;
+  const std::string path = dir.path() + "/c.sock";
+  {
+    // Bound, never listening: what a killed instance leaves behind answers ECONNREFUSED.
+    Fd stale(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+    ASSERT_EQ(::bind(stale.get(), reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  }
+  auto replaced = ControlSocket::open(path);
+  ASSERT_TRUE(replaced) << replaced.error();
+  // Someone else's file at the path now: not ours to remove.
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  std::ofstream(path) << "theirs";
+  replaced = tl::make_unexpected(std::string("dropped"));
+  EXPECT_TRUE(std::filesystem::exists(path));
+}
+
+TEST(ControlSocketOpen, AnotherKindOfFileIsAnError) {
+  TempDir dir;
+  const std::string path = dir.path() + "/c.sock";
+  std::ofstream(path) << "x";
+  EXPECT_EQ(ControlSocket::open(path).error(),
+            "control socket path " + path + " exists and is not a socket; remove it or set control.socket");
+}
+
+// ----- the server
+
+class ServerTest : public ::testing::Test {
+ protected:
+  ServerTest() : path_(dir_.path() + "/c.sock") {
+    auto socket = ControlSocket::open(path_);
+    EXPECT_TRUE(socket);
+    server_.emplace(std::move(*socket), loop_, [this](RequestId id, const Request& request) {
+      requests_.push_back({id, request});
+      if (std::holds_alternative<StatusRequest>(request)) {
+        server_->reply(id, R"({"ok":true,"n":)" + std::to_string(requests_.size()) + "}");
+      } else if (std::holds_alternative<StopRequest>(request)) {
+        server_->reply(id, ok_reply());
+      }
+      // reload and scale: answered by the test, later.
+    });
+  }
+
+  // Runs the loop until `done` or a bound on rounds (each round is one epoll_wait with an event
+  // the test has caused, so it never blocks for long).
+  template <typename Done>
+  void run_until(Done done, int rounds = 20) {
+    for (int round = 0; round < rounds && !done(); ++round) {
+      loop_.run_once();
+    }
+  }
+
+  TempDir dir_;
+  std::string path_;
+  EventLoop loop_;
+  std::vector<std::pair<RequestId, Request>> requests_;
+  std::optional<ControlServer> server_;
+};
+
+TEST_F(ServerTest, NoDeadlineWithoutConnections) { EXPECT_EQ(server_->next_deadline(), std::nullopt); }
+
+TEST_F(ServerTest, SeveralRequestsOnOneConnectionAnsweredInOrder) {
+  const Fd client = connect_to(path_);
+  send_text(client, "status\nstatus\nbogus\nstatus\n");
+  std::string got;
+  run_until([&] {
+    got += read_available(client);
+    return std::count(got.begin(), got.end(), '\n') >= 4;
+  });
+  EXPECT_EQ(got,
+            "{\"ok\":true,\"n\":1}\n{\"ok\":true,\"n\":2}\n"
+            "{\"ok\":false,\"error\":\"unknown request \\\"bogus\\\"; expected status, reload, scale N or stop\"}\n"
+            "{\"ok\":true,\"n\":3}\n");
+  EXPECT_TRUE(server_->next_deadline().has_value());  // a connection: its idle limit
+}
+
+TEST_F(ServerTest, APendingReloadHoldsTheRepliesBehindIt) {
+  const Fd client = connect_to(path_);
+  send_text(client, "reload\nstatus\n");
+  run_until([&] { return requests_.size() == 1; });
+  ASSERT_EQ(requests_.size(), 1u);
+  EXPECT_EQ(read_available(client), "");
+  // While the reload is pending, its connection has no idle limit.
+  EXPECT_EQ(server_->next_deadline(), std::nullopt);
+  server_->reply(requests_[0].first, reload_reply(true, 2, ""));
+  std::string got;
+  run_until([&] {
+    got += read_available(client);
+    return std::count(got.begin(), got.end(), '\n') >= 2;
+  });
+  EXPECT_EQ(got, "{\"ok\":true,\"generation\":2}\n{\"ok\":true,\"n\":2}\n");
+}
+
+TEST_F(ServerTest, AReplyToAClientThatLeftIsDropped) {
+  {
+    const Fd client = connect_to(path_);
+    send_text(client, "scale 3\n");
+    run_until([&] { return requests_.size() == 1; });
+  }
+  loop_.run_once();  // the server sees the hang-up (EPOLLHUP is reported even with no events asked)
+  server_->reply(requests_.at(0).first, scale_reply(3));
+  EXPECT_EQ(server_->next_deadline(), std::nullopt);
+}
+
+TEST_F(ServerTest, ALineOver4KiBIsAnErrorAndClosed) {
+  const Fd client = connect_to(path_);
+  send_text(client, std::string(10000, 'x'));
+  std::string got;
+  bool closed = false;
+  run_until([&] {
+    got += read_available(client, &closed);
+    return closed;
+  });
+  EXPECT_EQ(got, "{\"ok\":false,\"error\":\"request line longer than 4096 bytes\"}\n");
+  EXPECT_TRUE(closed);
+  EXPECT_TRUE(requests_.empty());
+}
+
+TEST_F(ServerTest, TheLastLineWithoutANewlineCountsAtEof) {
+  const Fd client = connect_to(path_);
+  send_text(client, "status");
+  ::shutdown(client.get(), SHUT_WR);
+  std::string got;
+  bool closed = false;
+  run_until([&] {
+    got += read_available(client, &closed);
+    return closed;
+  });
+  EXPECT_EQ(got, "{\"ok\":true,\"n\":1}\n");
+}
+
+TEST_F(ServerTest, IdleWithoutAFullLineIsAnErrorAndClosed) {
+  const Fd client = connect_to(path_);
+  send_text(client, "sta");
+  run_until([&] { return server_->next_deadline().has_value(); });
+  loop_.run_once();  // the partial line is read
+  const auto deadline = server_->next_deadline();
+  ASSERT_TRUE(deadline);
+  server_->on_deadline(*deadline - 1ms);
+  EXPECT_EQ(read_available(client), "");
+  server_->on_deadline(*deadline);
+  bool closed = false;
+  EXPECT_EQ(read_available(client, &closed), "{\"ok\":false,\"error\":\"no complete request line within 10s\"}\n");
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(server_->next_deadline(), std::nullopt);
+}
+
+TEST_F(ServerTest, AfterStopTheConnectionStaysUntilTheServerGoes) {
+  const Fd client = connect_to(path_);
+  send_text(client, "stop\nstatus\n");
+  std::string got;
+  run_until([&] {
+    got += read_available(client);
+    return !got.empty();
+  });
+  EXPECT_EQ(got, "{\"ok\":true}\n");
+  EXPECT_EQ(server_->next_deadline(), std::nullopt);  // held: no idle limit
+  EXPECT_EQ(requests_.size(), 1u);                    // nothing more is read
+  server_.reset();
+  bool closed = false;
+  EXPECT_EQ(read_available(client, &closed), "");
+  EXPECT_TRUE(closed);
+  EXPECT_FALSE(std::filesystem::exists(path_));
+}
+
+TEST_F(ServerTest, ManyClientsAtOnce) {
+  std::vector<Fd> clients;
+  for (int index = 0; index < 50; ++index) {
+    clients.push_back(connect_to(path_));
+    send_text(clients.back(), "status\n");
+  }
+  std::size_t answered = 0;
+  std::vector<std::string> got(clients.size());
+  run_until(
+      [&] {
+        answered = 0;
+        for (std::size_t index = 0; index < clients.size(); ++index) {
+          got[index] += read_available(clients[index]);
+          answered += got[index].empty() ? 0 : 1;
+        }
+        return answered == clients.size();
+      },
+      400);
+  EXPECT_EQ(answered, clients.size());
+}
+
+}  // namespace
+}  // namespace clusterd
