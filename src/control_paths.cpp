@@ -27,42 +27,53 @@ bool is_absolute(const std::optional<std::string>& path) { return path && path->
 // A directory whose name anyone can predict must be ours and closed to others, or someone else
 // could replace the socket in it between our bind and a client's connect (interface §4.4).
 // Group write is refused as well as other write: either lets another user rename ours away.
-std::optional<std::string> judge_directory(const std::string& path, const struct stat& status) {
+std::optional<std::string> judge_directory(const std::string& path, const struct stat& status, std::string_view what) {
   if (!S_ISDIR(status.st_mode)) {
-    return "control socket directory " + path + " is not a directory";
+    return fmt::format("{} {} is not a directory", what, path);
   }
   if (status.st_uid != ::geteuid()) {
-    return fmt::format("control socket directory {} is owned by uid {}, not by clusterd's uid {}", path,
-                       status.st_uid, ::geteuid());
+    return fmt::format("{} {} is owned by uid {}, not by clusterd's uid {}", what, path, status.st_uid, ::geteuid());
   }
   if ((status.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    return fmt::format("control socket directory {} is writable by other users (mode {:04o})", path,
-                       status.st_mode & 07777);
+    return fmt::format("{} {} is writable by other users (mode {:04o})", what, path, status.st_mode & 07777);
   }
   return std::nullopt;
 }
 
-std::optional<std::string> prepare_directory(const std::string& path, bool create) {
+std::vector<std::string> distinct_paths(const DefaultDirectories& defaults) {
+  std::vector<std::string> directories;
+  for (const DefaultDirectory& directory : defaults.directories) {
+    // The same directory twice (RUNTIME_DIRECTORY=/run/clusterd) is looked at once.
+    if (std::find(directories.begin(), directories.end(), directory.path) == directories.end()) {
+      directories.push_back(directory.path);
+    }
+  }
+  return directories;
+}
+
+}  // namespace
+
+std::optional<std::string> prepare_private_directory(const std::string& path, bool create, std::string_view what) {
   struct stat status {};
   if (::lstat(path.c_str(), &status) != 0) {
     const int error = errno;
     if (error != ENOENT) {
-      return "cannot inspect control socket directory " + path + ": " + errno_text(error);
+      return fmt::format("cannot inspect {} {}: {}", what, path, errno_text(error));
     }
     const std::string parent = std::filesystem::path(path).parent_path().string();
     if (!create) {
       // `check` creates nothing: a start would create it if its parent is there.
       struct stat parent_status {};
       if (::stat(parent.c_str(), &parent_status) != 0 || !S_ISDIR(parent_status.st_mode)) {
-        return "cannot create control socket directory " + path + ": " + parent + " is not a directory";
+        return fmt::format("cannot create {} {}: {} is not a directory", what, path, parent);
       }
       return std::nullopt;
     }
     if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
-      return "cannot create control socket directory " + path + ": " + errno_text(errno);
+      return fmt::format("cannot create {} {}: {}", what, path, errno_text(errno));
     }
     if (::lstat(path.c_str(), &status) != 0) {
-      return "cannot inspect control socket directory " + path + ": " + errno_text(errno);
+      return fmt::format("cannot inspect {} {}: {}", what, path, errno_text(errno));
     }
     // The umask can only have narrowed 0700; this makes it exactly 0700 whatever it was.
     if (S_ISDIR(status.st_mode) && status.st_uid == ::geteuid() && ::chmod(path.c_str(), 0700) == 0) {
@@ -71,39 +82,46 @@ std::optional<std::string> prepare_directory(const std::string& path, bool creat
   }
   // $RUNTIME_DIRECTORY (made for us by systemd, 0755 by default) is judged the same way: a socket
   // in a directory others may write can be swapped all the same.
-  return judge_directory(path, status);
+  return judge_directory(path, status, what);
 }
 
-}  // namespace
-
-std::vector<std::string> control_directories(const std::optional<std::string>& runtime_directory,
-                                                  const std::optional<std::string>& xdg_runtime_dir, uid_t euid,
-                                                  bool every_base) {
-  std::vector<std::string> directories;
-  const auto add = [&directories](std::string path) {
-    // The same directory twice (RUNTIME_DIRECTORY=/run/clusterd) is looked at once.
-    if (std::find(directories.begin(), directories.end(), path) == directories.end()) {
-      directories.push_back(std::move(path));
-    }
-  };
+DefaultDirectories default_directories(const std::optional<std::string>& runtime_directory,
+                                       const std::optional<std::string>& xdg_runtime_dir, uid_t euid,
+                                       bool every_base) {
+  DefaultDirectories defaults;
   if (is_absolute(runtime_directory)) {
-    add(runtime_directory->substr(0, runtime_directory->find(':')));
+    // systemd lists one path per RuntimeDirectory= entry, separated by ':'.
+    defaults.directories.push_back({runtime_directory->substr(0, runtime_directory->find(':')), true});
+  } else if (runtime_directory && !runtime_directory->empty()) {
+    defaults.ignored.push_back("$RUNTIME_DIRECTORY=" + *runtime_directory + ": not an absolute path");
   }
   if (is_absolute(xdg_runtime_dir)) {
-    add(*xdg_runtime_dir + "/clusterd");
+    defaults.directories.push_back({*xdg_runtime_dir + "/clusterd", false});
+  } else if (xdg_runtime_dir && !xdg_runtime_dir->empty()) {
+    defaults.ignored.push_back("$XDG_RUNTIME_DIR=" + *xdg_runtime_dir + ": not an absolute path");
   }
   if (euid == 0 || every_base) {
-    add("/run/clusterd");
+    defaults.directories.push_back({"/run/clusterd", false});
   }
   if (euid != 0 || every_base) {
-    add("/tmp/clusterd-" + std::to_string(euid));
+    defaults.directories.push_back({"/tmp/clusterd-" + std::to_string(euid), false});
   }
-  return directories;
+  return defaults;
+}
+
+DefaultDirectories default_directories_here(bool every_base) {
+  return default_directories(environment("RUNTIME_DIRECTORY"), environment("XDG_RUNTIME_DIR"), ::geteuid(),
+                             every_base);
+}
+
+std::vector<std::string> control_directories(const std::optional<std::string>& runtime_directory,
+                                             const std::optional<std::string>& xdg_runtime_dir, uid_t euid,
+                                             bool every_base) {
+  return distinct_paths(default_directories(runtime_directory, xdg_runtime_dir, euid, every_base));
 }
 
 std::vector<std::string> control_directories_here(bool every_base) {
-  return control_directories(environment("RUNTIME_DIRECTORY"), environment("XDG_RUNTIME_DIR"), ::geteuid(),
-                             every_base);
+  return distinct_paths(default_directories_here(every_base));
 }
 
 tl::expected<std::optional<std::string>, std::string> control_socket_path(const ControlConfig& control,
@@ -130,7 +148,7 @@ tl::expected<std::optional<std::string>, std::string> control_socket_path(const 
         "control socket path {} is {} bytes, the limit is {}; set control.socket (or --control) to a shorter path",
         path, path.size(), max_control_path));
   }
-  if (auto problem = prepare_directory(directory, create)) {
+  if (auto problem = prepare_private_directory(directory, create, "control socket directory")) {
     return tl::make_unexpected(*problem + "; set control.socket (or --control) to another path, or none");
   }
   return std::optional<std::string>(path);

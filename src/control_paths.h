@@ -6,6 +6,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <tl/expected.hpp>
@@ -26,6 +27,28 @@ std::vector<std::string> control_directories(const std::optional<std::string>& r
 
 // The same from this process's environment and effective uid.
 std::vector<std::string> control_directories_here(bool every_base);
+
+// The rules behind control_directories, shared with the notify socket directory (which skips
+// a base it cannot use and tries the next): every default directory in order, repeats kept,
+// each with where it came from, and a line for each variable ignored for being relative.
+struct DefaultDirectory {
+  std::string path;
+  bool from_runtime_directory = false;  // chosen for us by systemd; the others have predictable names
+};
+struct DefaultDirectories {
+  std::vector<DefaultDirectory> directories;
+  std::vector<std::string> ignored;  // "$XDG_RUNTIME_DIR=run: not an absolute path"
+};
+DefaultDirectories default_directories(const std::optional<std::string>& runtime_directory,
+                                       const std::optional<std::string>& xdg_runtime_dir, uid_t euid,
+                                       bool every_base);
+DefaultDirectories default_directories_here(bool every_base);
+
+// Makes `path` usable as a private directory: created 0700 when missing (`create`; without it a
+// missing directory is fine if its parent exists), and then it must be a directory owned by
+// clusterd's euid and writable by neither group nor others. The one-line problem names the
+// directory as `what` ("control socket directory") followed by its path.
+std::optional<std::string> prepare_private_directory(const std::string& path, bool create, std::string_view what);
 
 // The path a start opens for `control` of instance `name`; nullopt for "none". The default is
 // NAME.sock in the first of control_directories_here(false); that directory is created 0700 when

@@ -7,12 +7,13 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <filesystem>
 #include <system_error>
 #include <vector>
 
 #include <spdlog/spdlog.h>
+
+#include "control_paths.h"
 
 namespace clusterd {
 namespace {
@@ -22,39 +23,7 @@ std::string errno_text(int error) { return std::generic_category().message(error
 // sun_path holds 108 bytes; a path needs its terminating NUL (unix(7)).
 constexpr std::size_t max_socket_path = sizeof(sockaddr_un::sun_path) - 1;
 
-std::optional<std::string> environment(const char* name) {
-  const char* value = std::getenv(name);
-  if (value == nullptr) {
-    return std::nullopt;
-  }
-  return std::string(value);
-}
-
 constexpr std::string_view directory_suffix = ".notify.XXXXXX";
-
-// A base clusterd may have created itself, so its name is predictable: it must be ours and
-// closed to others, or someone else could swap what is inside (interface §4.4). Group write is
-// refused as well as other write: either lets another user rename our directory away.
-std::optional<std::string> make_private_base(const std::string& path) {
-  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
-    return "mkdir " + path + ": " + errno_text(errno);
-  }
-  struct stat status {};
-  if (::lstat(path.c_str(), &status) != 0) {
-    return "stat " + path + ": " + errno_text(errno);
-  }
-  if (!S_ISDIR(status.st_mode)) {
-    return path + " is not a directory";
-  }
-  if (status.st_uid != ::geteuid()) {
-    return path + " is owned by uid " + std::to_string(status.st_uid) + ", not by clusterd's uid " +
-           std::to_string(::geteuid());
-  }
-  if ((status.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
-    return path + " is writable by other users";
-  }
-  return std::nullopt;
-}
 
 // Whether `uid` may pass through `path` and every directory above it. Judged from the bits
 // alone, without the uid's groups: not the owner → group and other must both allow search,
@@ -97,28 +66,14 @@ struct Base {
   bool predictable = false;  // created by clusterd under a fixed name: ownership is checked
 };
 
+// The control socket's default directories (interface §4.4), in the same order and by the same
+// rules; the ones with a predictable name are prepared and judged like the control socket's.
 std::vector<Base> candidate_bases(std::vector<std::string>& refused) {
+  DefaultDirectories defaults = default_directories_here(false);
+  refused = std::move(defaults.ignored);
   std::vector<Base> bases;
-  if (auto runtime = environment("RUNTIME_DIRECTORY"); runtime && !runtime->empty()) {
-    // systemd lists one path per RuntimeDirectory= entry, separated by ':'.
-    std::string first = runtime->substr(0, runtime->find(':'));
-    if (first.starts_with('/')) {
-      bases.push_back({std::move(first), false});
-    } else {
-      refused.push_back("$RUNTIME_DIRECTORY=" + *runtime + ": not an absolute path");
-    }
-  }
-  if (auto xdg = environment("XDG_RUNTIME_DIR"); xdg && !xdg->empty()) {
-    if (xdg->starts_with('/')) {
-      bases.push_back({*xdg + "/clusterd", true});
-    } else {
-      refused.push_back("$XDG_RUNTIME_DIR=" + *xdg + ": not an absolute path");
-    }
-  }
-  if (::geteuid() == 0) {
-    bases.push_back({"/run/clusterd", true});
-  } else {
-    bases.push_back({"/tmp/clusterd-" + std::to_string(::geteuid()), true});
+  for (DefaultDirectory& directory : defaults.directories) {
+    bases.push_back({std::move(directory.path), !directory.from_runtime_directory});
   }
   return bases;
 }
@@ -155,7 +110,7 @@ tl::expected<NotifyDirectory, std::string> NotifyDirectory::create(const std::st
   bases.push_back({"/tmp", false});
   for (const Base& base : bases) {
     if (base.predictable) {
-      if (auto problem = make_private_base(base.path)) {
+      if (auto problem = prepare_private_directory(base.path, true, "notify socket base directory")) {
         refused.push_back(std::move(*problem));
         continue;
       }

@@ -2,25 +2,14 @@
 #include "notify_message.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cstdint>
 #include <limits>
 #include <utility>
 
+#include "decimal.h"
+
 namespace clusterd {
 namespace {
-
-// Decimal digits only: no sign, no spaces, no "0x" (systemd's safe_atou64 also refuses a
-// leading '-', which strtoull would wrap around).
-std::optional<std::uint64_t> parse_unsigned(std::string_view text) {
-  std::uint64_t value = 0;
-  const char* end = text.data() + text.size();
-  const auto [stop, error] = std::from_chars(text.data(), end, value);
-  if (text.empty() || error != std::errc{} || stop != end) {
-    return std::nullopt;
-  }
-  return value;
-}
 
 // UTF-8 as RFC 3629 defines it: no overlong forms, no surrogates, nothing above U+10FFFF.
 // STATUS ends up in `status` replies, and nlohmann-json refuses to serialise invalid UTF-8
@@ -96,7 +85,7 @@ struct Parser {
       }
     } else if (key == "EXTEND_TIMEOUT_USEC") {
       if (!std::exchange(seen_extend_timeout, true)) {
-        if (const auto usec = parse_unsigned(value)) {
+        if (const auto usec = parse_decimal(value)) {
           // systemd's USEC_INFINITY is UINT64_MAX; anything beyond the signed range is "forever".
           constexpr auto most = static_cast<std::uint64_t>(std::numeric_limits<std::chrono::microseconds::rep>::max());
           message.extend_timeout = std::chrono::microseconds(static_cast<std::int64_t>(std::min(*usec, most)));
@@ -104,7 +93,7 @@ struct Parser {
       }
     } else if (key == "ERRNO") {
       if (!std::exchange(seen_errno, true)) {
-        const auto number = parse_unsigned(value);
+        const auto number = parse_decimal(value);
         if (number && *number <= static_cast<std::uint64_t>(std::numeric_limits<int>::max())) {
           message.errno_value = static_cast<int>(*number);
         }

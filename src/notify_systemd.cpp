@@ -8,12 +8,12 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <system_error>
 
+#include "decimal.h"
 #include "notify_message.h"
 
 namespace clusterd {
@@ -23,16 +23,6 @@ std::string errno_text(int error) { return std::generic_category().message(error
 
 // sun_path holds 108 bytes; a path needs its terminating NUL (unix(7)).
 constexpr std::size_t max_socket_path = sizeof(sockaddr_un::sun_path) - 1;
-
-std::optional<std::uint64_t> parse_unsigned(std::string_view text) {
-  std::uint64_t value = 0;
-  const char* end = text.data() + text.size();
-  const auto [stop, error] = std::from_chars(text.data(), end, value);
-  if (text.empty() || error != std::errc{} || stop != end) {
-    return std::nullopt;
-  }
-  return value;
-}
 
 std::optional<std::string> environment(const char* name) {
   const char* value = std::getenv(name);
@@ -85,11 +75,11 @@ SystemdNotifier SystemdNotifier::from_environment() {
 
   const auto usec = environment("WATCHDOG_USEC");
   const auto watchdog_pid = environment("WATCHDOG_PID");
-  const auto parsed_usec = usec ? parse_unsigned(*usec) : std::nullopt;
+  const auto parsed_usec = usec ? parse_decimal(*usec) : std::nullopt;
   bool for_us = true;
   if (watchdog_pid) {
     // Set for another process (a parent that shares our environment): not our watchdog.
-    const auto pid = parse_unsigned(*watchdog_pid);
+    const auto pid = parse_decimal(*watchdog_pid);
     for_us = pid && *pid == static_cast<std::uint64_t>(::getpid());
   }
   if (parsed_usec && *parsed_usec > 0 &&

@@ -9,13 +9,14 @@
 
 #include <array>
 #include <cerrno>
-#include <charconv>
 #include <cstddef>
 #include <cstring>
 #include <fstream>
 #include <system_error>
 
 #include <spdlog/spdlog.h>
+
+#include "decimal.h"
 
 namespace clusterd {
 namespace {
@@ -31,16 +32,6 @@ constexpr std::size_t received_fds_max = 16;
 
 // How far up the PPid chain a sender may sit below its worker (protocols §2.3 step 6).
 constexpr int max_ancestry_steps = 16;
-
-std::optional<std::uint64_t> parse_unsigned(std::string_view text) {
-  std::uint64_t value = 0;
-  const char* end = text.data() + text.size();
-  const auto [stop, error] = std::from_chars(text.data(), end, value);
-  if (text.empty() || error != std::errc{} || stop != end) {
-    return std::nullopt;
-  }
-  return value;
-}
 
 // Sets the process umask for its lifetime. clusterd is single-threaded (style §6), so the
 // process-wide value is ours alone for the few calls in between.
@@ -66,7 +57,7 @@ std::optional<pid_t> parent_of(pid_t pid) {
       if (digits == std::string::npos) {
         return std::nullopt;
       }
-      const auto parent = parse_unsigned(std::string_view(line).substr(digits));
+      const auto parent = parse_decimal(std::string_view(line).substr(digits));
       if (!parent) {
         return std::nullopt;
       }

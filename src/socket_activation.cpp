@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -27,6 +26,7 @@
 #include <spdlog/spdlog.h>
 
 #include "address.h"
+#include "decimal.h"
 
 namespace clusterd {
 namespace {
@@ -45,16 +45,6 @@ std::optional<std::string> environment(const char* name) {
     return std::nullopt;
   }
   return std::string(value);
-}
-
-std::optional<std::uint64_t> parse_decimal(std::string_view text) {
-  std::uint64_t value = 0;
-  const char* end = text.data() + text.size();
-  const auto [stop, error] = std::from_chars(text.data(), end, value);
-  if (text.empty() || error != std::errc{} || stop != end) {
-    return std::nullopt;
-  }
-  return value;
 }
 
 // Whether LISTEN_PIDFDID names this process, checked as libsystemd checks it (sd-daemon.c):

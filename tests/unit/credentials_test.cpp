@@ -15,6 +15,7 @@
 #include <string>
 
 #include "fd.h"
+#include "test_support.h"
 
 namespace clusterd {
 namespace {
@@ -172,24 +173,7 @@ std::string as_nobody(Body body) {
     ::_exit(written == static_cast<ssize_t>(text.size()) ? 0 : 3);
   }
   write_end.reset();
-  std::string text;
-  char buffer[512];
-  for (;;) {
-    pollfd entry{read_end.get(), POLLIN, 0};
-    if (::poll(&entry, 1, 10000) <= 0) {
-      ADD_FAILURE() << "child wrote nothing within the deadline";
-      break;
-    }
-    const ssize_t got = ::read(read_end.get(), buffer, sizeof buffer);
-    if (got <= 0) {
-      break;
-    }
-    text.append(buffer, static_cast<std::size_t>(got));
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  return text;
+  return testing_support::read_child_report(read_end, pid);
 }
 
 TEST(Credentials, ChangingIdsWithoutPrivilegeIsRefused) {

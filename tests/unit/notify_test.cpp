@@ -4,6 +4,7 @@
 #include "notify_directory.h"
 #include "notify_systemd.h"
 #include "notify_worker_socket.h"
+#include "test_support.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -25,7 +26,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +37,8 @@ using namespace std::chrono_literals;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using TestClock = std::chrono::steady_clock;
+using testing_support::EnvGuard;
+using testing_support::TempDir;
 
 // Every wait is on a condition; this only bounds a broken one (systemd-notify's own barrier
 // timeout is 5 s, so a missed barrier shows as its exit status, not as this deadline).
@@ -46,59 +48,6 @@ int remaining_ms(TestClock::time_point deadline) {
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - TestClock::now());
   return static_cast<int>(std::max<std::int64_t>(left.count(), 0));
 }
-
-// Short, private path: sun_path holds 107 bytes (style §8).
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/cd-nt-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) {
-      throw std::runtime_error("mkdtemp failed");
-    }
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-  std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
-
- private:
-  std::string path_;
-};
-
-// Sets (or, with nullopt, unsets) environment variables for one test and restores them.
-class EnvGuard {
- public:
-  EnvGuard(std::initializer_list<std::pair<const char*, std::optional<std::string>>> values) {
-    for (const auto& [name, value] : values) {
-      const char* old = std::getenv(name);
-      saved_[name] = old == nullptr ? std::nullopt : std::optional<std::string>(old);
-      if (value) {
-        ::setenv(name, value->c_str(), 1);
-      } else {
-        ::unsetenv(name);
-      }
-    }
-  }
-  EnvGuard(const EnvGuard&) = delete;
-  EnvGuard& operator=(const EnvGuard&) = delete;
-  ~EnvGuard() {
-    for (const auto& [name, value] : saved_) {
-      if (value) {
-        ::setenv(name.c_str(), value->c_str(), 1);
-      } else {
-        ::unsetenv(name.c_str());
-      }
-    }
-  }
-
- private:
-  std::map<std::string, std::optional<std::string>> saved_;
-};
 
 struct Pipe {
   Fd read_end;

@@ -19,41 +19,21 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "address.h"
 #include "socket_activation.h"
+#include "test_support.h"
 
 namespace clusterd {
 namespace {
 
 using ::testing::AllOf;
 using ::testing::HasSubstr;
-
-// Short, private path: sun_path holds 107 bytes (style §8).
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/cd-sa-XXXXXX";
-    if (::mkdtemp(pattern.data()) == nullptr) {
-      throw std::runtime_error("mkdtemp failed");
-    }
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
-
- private:
-  std::string path_;
-};
+using testing_support::EnvGuard;
+using testing_support::TempDir;
 
 // A socket as systemd would pass it: bound, and listening unless `listening` is false.
 Fd tcp_socket(const char* host = "127.0.0.1", int backlog = 16, bool listening = true, int type = SOCK_STREAM) {
@@ -271,36 +251,6 @@ TEST(AdoptListeners, AnFdThatWasNotOpenIsAnError) {
 
 // ---- take_inherited_sockets -----------------------------------------------------------------
 
-// Sets (or, with nullopt, unsets) environment variables for one test and restores them.
-class EnvGuard {
- public:
-  EnvGuard(std::initializer_list<std::pair<const char*, std::optional<std::string>>> values) {
-    for (const auto& [name, value] : values) {
-      const char* old = std::getenv(name);
-      saved_[name] = old == nullptr ? std::nullopt : std::optional<std::string>(old);
-      if (value) {
-        ::setenv(name, value->c_str(), 1);
-      } else {
-        ::unsetenv(name);
-      }
-    }
-  }
-  EnvGuard(const EnvGuard&) = delete;
-  EnvGuard& operator=(const EnvGuard&) = delete;
-  ~EnvGuard() {
-    for (const auto& [name, value] : saved_) {
-      if (value) {
-        ::setenv(name.c_str(), value->c_str(), 1);
-      } else {
-        ::unsetenv(name.c_str());
-      }
-    }
-  }
-
- private:
-  std::map<std::string, std::optional<std::string>> saved_;
-};
-
 TEST(TakeInheritedSockets, TakesNothingAndLeavesTheVariablesWhenListenPidIsAnotherProcess) {
   const EnvGuard env{{"LISTEN_PID", std::to_string(::getppid())}, {"LISTEN_FDS", "1"}, {"LISTEN_FDNAMES", "http"}};
   EXPECT_TRUE(take_inherited_sockets().empty());
@@ -374,25 +324,7 @@ std::string take_in_child(const char* names, bool wrong_pidfd_id = false) {
     ::_exit(written ? 0 : 1);
   }
   write_end.reset();
-  std::string report;
-  char buffer[1024];
-  for (;;) {
-    pollfd entry{read_end.get(), POLLIN, 0};
-    if (::poll(&entry, 1, 10'000) <= 0) {
-      ADD_FAILURE() << "the child reported nothing in time";
-      ::kill(pid, SIGKILL);
-      break;
-    }
-    const ssize_t got = ::read(read_end.get(), buffer, sizeof buffer);
-    if (got <= 0) {
-      break;
-    }
-    report.append(buffer, static_cast<std::size_t>(got));
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
-  return report;
+  return testing_support::read_child_report(read_end, pid);
 }
 
 TEST(TakeInheritedSockets, MovesTheSocketsAboveTheRangeClosesTheOriginalsAndUnsetsTheVariables) {
