@@ -155,19 +155,16 @@ void Supervisor::on_event(const Spawned& event, TimePoint now) {
 }
 
 void Supervisor::on_event(const SpawnFailed& event, TimePoint now) {
-  auto found = std::find_if(workers_.begin(), workers_.end(),
-                            [&](const Worker& worker) { return worker.id == event.id; });
-  if (found == workers_.end()) {
+  const std::optional<Worker> worker = take_worker(event.id);
+  if (!worker) {
     return;
   }
-  const Worker worker = *found;
-  workers_.erase(found);
   log(LogSeverity::error,
       fmt::format("cannot start worker slot={} gen={} step={} error=\"{}\"", event.id.slot,
                   event.id.generation, event.failure.step, std::strerror(event.failure.error)));
   // fork() failing (EAGAIN, ENOMEM) is the system's trouble, not the program's: back off like a
   // crash rather than take the "cannot be executed" path meant for configuration problems.
-  worker_ended(worker, ExitCode{1}, now);
+  worker_ended(*worker, ExitCode{1}, now);
 }
 
 void Supervisor::on_event(const Execed& event, TimePoint now) {
@@ -227,14 +224,9 @@ void Supervisor::on_event(const Notified& event, TimePoint now) {
 }
 
 void Supervisor::on_event(const Exited& event, TimePoint now) {
-  auto found = std::find_if(workers_.begin(), workers_.end(),
-                            [&](const Worker& worker) { return worker.id == event.id; });
-  if (found == workers_.end()) {
-    return;
+  if (const std::optional<Worker> worker = take_worker(event.id)) {
+    worker_ended(*worker, event.exit, now);
   }
-  const Worker worker = *found;
-  workers_.erase(found);
-  worker_ended(worker, event.exit, now);
 }
 
 void Supervisor::on_event(const RssSampled& event, TimePoint) {
@@ -486,6 +478,16 @@ void Supervisor::report_readiness() {
 Supervisor::Worker* Supervisor::find_worker(const WorkerId& id) {
   auto found = std::find_if(workers_.begin(), workers_.end(), [&](const Worker& worker) { return worker.id == id; });
   return found == workers_.end() ? nullptr : &*found;
+}
+
+std::optional<Supervisor::Worker> Supervisor::take_worker(const WorkerId& id) {
+  auto found = std::find_if(workers_.begin(), workers_.end(), [&](const Worker& worker) { return worker.id == id; });
+  if (found == workers_.end()) {
+    return std::nullopt;
+  }
+  Worker worker = *found;
+  workers_.erase(found);
+  return worker;
 }
 
 Supervisor::Worker* Supervisor::worker_in(int slot, Role role) {

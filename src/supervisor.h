@@ -235,7 +235,9 @@ class Supervisor {
   void stop_worker(Worker& worker, TimePoint now);
   void not_ready_in_time(Worker& worker, TimePoint now);
   void worker_ended(const Worker& worker, const WorkerExit& exit, TimePoint now);
-  void primary_ended(const Worker& worker, const WorkerExit& exit, TimePoint now);
+  // `fields`: the worker's "slot= gen= pid= status= uptime=" part of the log lines.
+  void primary_ended(const Worker& worker, const WorkerExit& exit, Duration uptime, const std::string& fields,
+                     TimePoint now);
 
   // supervisor_replace.cpp: rolling reload, recycling and scaling.
   void start_reload(std::shared_ptr<const Config> config, int workers, std::vector<RequestId> requests,
@@ -252,6 +254,7 @@ class Supervisor {
   void resize_slots(int count);
 
   Worker* find_worker(const WorkerId& id);
+  std::optional<Worker> take_worker(const WorkerId& id);  // removed from the live workers
   Worker* worker_in(int slot, Role role);
   const Worker* worker_in(int slot, Role role) const;
   Slot& slot_of(const WorkerId& id) { return slots_.at(static_cast<std::size_t>(id.slot)); }

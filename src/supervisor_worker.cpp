@@ -111,16 +111,14 @@ void Supervisor::worker_ended(const Worker& worker, const WorkerExit& exit, Time
                        now);
     return;
   }
-  primary_ended(worker, exit, now);
+  primary_ended(worker, exit, uptime, fields, now);
 }
 
-void Supervisor::primary_ended(const Worker& worker, const WorkerExit& exit, TimePoint now) {
+void Supervisor::primary_ended(const Worker& worker, const WorkerExit& exit, Duration uptime,
+                               const std::string& fields, TimePoint now) {
   Slot& slot = slot_of(worker.id);
   const Config& config = config_of(worker.id.generation);
   slot.last_exit = exit;
-  const auto uptime = std::chrono::duration_cast<Duration>(now - worker.started_at);
-  const std::string fields = fmt::format("slot={} gen={} pid={} status={} uptime={}", worker.id.slot,
-                                         worker.id.generation, worker.pid, describe_exit(exit), seconds(uptime));
 
   if (const auto* failure = std::get_if<ExecFailure>(&exit)) {
     slot.state = SlotState::backoff;
