@@ -122,6 +122,10 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
   config_option(app.add_option("--stop-signal", overrides.stop_signal,
                                "the signal that asks a worker to stop (default TERM)")
                     ->type_name("SIGNAL"));
+  config_option(app.add_option("--output", overrides.output,
+                               "workers' stdout/stderr: inherit (clusterd's own) or prefix (whole lines "
+                               "\"[SLOT PID] text\"); default inherit")
+                    ->type_name("MODE"));
   config_option(
       app.add_option("--log-level", overrides.log_level, "trace, debug, info, warn or error (default info)")
           ->type_name("LEVEL"));

@@ -103,6 +103,11 @@ class Validator {
     if (const auto* node = root.get("group")) {
       config.group = read_.account(*node, "group", "a group name or gid");
     }
+    if (const auto* node = root.get("output")) {
+      if (auto index = read_.choice(*node, "output", {"inherit", "prefix"})) {
+        config.output = std::array{OutputMode::inherit, OutputMode::prefix}[*index];
+      }
+    }
     if (const auto* node = root.get("env")) {
       env(*node, config);
     }

@@ -66,6 +66,10 @@ struct RecycleConfig {
 
 enum class LogLevel { trace, debug, info, warn, error };
 
+// Where workers' stdout and stderr go (interface §3): clusterd's own (no copy), or through a pipe
+// per stream that clusterd reads and writes out as whole lines "[SLOT PID] text".
+enum class OutputMode { inherit, prefix };
+
 // The longest control.socket: sun_path holds 108 bytes with the terminating NUL (unix(7)).
 inline constexpr std::size_t max_control_path = 107;
 
@@ -90,6 +94,7 @@ struct Config {
   std::optional<std::string> group;
   std::vector<ListenerConfig> listeners;
   std::map<std::string, std::string> env;
+  OutputMode output = OutputMode::inherit;
   RestartConfig restart;
   StopConfig stop;
   ReadyConfig ready;
@@ -127,6 +132,7 @@ struct ConfigOverrides {
   std::optional<std::string> control;        // --control (control.socket): a path or "none"
   std::optional<std::string> log_level;      // --log-level
   std::optional<std::string> log_file;       // --log-file
+  std::optional<std::string> output;         // --output
   std::vector<std::string> sets;             // --set KEY=VALUE, in order
   std::vector<std::string> program;          // PROGRAM ARG...: replaces `command`
 };

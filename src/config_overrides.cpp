@@ -1,5 +1,5 @@
 // Merges the command line (-w, --listen, --ready, --ready-timeout, --grace, --stop-signal, --name,
-// --control, --log-level, --log-file, --set) into the config file's TOML table, each value
+// --control, --log-level, --log-file, --output, --set) into the config file's TOML table, each value
 // remembering the flag it came from.
 #include "config_overrides.h"
 
@@ -168,6 +168,7 @@ void merge_overrides(toml::table& root, const ConfigOverrides& overrides, Report
   merger.set_from_flag("control", "socket", overrides.control, "--control");
   merger.set_from_flag("log", "level", overrides.log_level, "--log-level");
   merger.set_from_flag("log", "file", overrides.log_file, "--log-file");
+  merger.set_from_flag("", "output", overrides.output, "--output");
   if (!overrides.listen.empty()) {
     merger.replace_listeners(overrides.listen);
   }

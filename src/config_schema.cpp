@@ -9,15 +9,16 @@
 namespace clusterd::config_detail {
 namespace {
 
-// `output` and `listen.reuseport` belong to later versions and are left out on purpose: until they
-// work, naming them is an error, not a silent no-op.
-constexpr std::array<KnownKey, 39> known_keys{{
+// `listen.reuseport` belongs to a later version and is left out on purpose: until it works,
+// naming it is an error, not a silent no-op.
+constexpr std::array<KnownKey, 40> known_keys{{
     {"", "name", true},
     {"", "workers", false},
     {"", "command", false},
     {"", "directory", true},
     {"", "user", true},
     {"", "group", true},
+    {"", "output", true},
     {"", "listen", false},
     {"", "env", false},
     {"", "restart", false},

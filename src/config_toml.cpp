@@ -49,6 +49,7 @@ std::string to_toml(const Config& config) {
   optional_line("user", config.user ? std::optional(quote(*config.user)) : std::nullopt, "unset");
   optional_line("group", config.group ? std::optional(quote(*config.group)) : std::nullopt,
                 "unset (the user's primary group)");
+  line("output", quote(config.output == OutputMode::prefix ? "prefix" : "inherit"));
 
   for (const auto& listener : config.listeners) {
     out += "\n[[listen]]\n";

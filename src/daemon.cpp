@@ -172,14 +172,34 @@ void Daemon::execute_one(const Spawn& spawn) {
     return;
   }
   const WorkerIdentity identity{spawn.id.slot, spawn.workers, spawn.id.generation};
-  const SpawnPlan plan = make_spawn_plan(config, generation.executable, listener_fds, identity, parent_env_,
-                                         generation.user.user_env, notify);
+  SpawnPlan plan = make_spawn_plan(config, generation.executable, listener_fds, identity, parent_env_,
+                                   generation.user.user_env, notify);
+  std::optional<OutputPipe> stdout_pipe;
+  std::optional<OutputPipe> stderr_pipe;
+  if (config.output == OutputMode::prefix) {
+    for (auto* pipe : {&stdout_pipe, &stderr_pipe}) {
+      auto made = make_output_pipe();
+      if (!made) {
+        pending_.push_back(SpawnFailed{spawn.id, ExecFailure{"output pipe", made.error()}});
+        return;
+      }
+      *pipe = std::move(*made);
+    }
+    plan.stdout_fd = stdout_pipe->write_end.get();
+    plan.stderr_fd = stderr_pipe->write_end.get();
+  }
   auto process = Process::spawn(plan, generation.user.credentials);
   if (!process) {
     pending_.push_back(SpawnFailed{spawn.id, process.error()});
     return;
   }
   const pid_t pid = process->pid();
+  // The write ends close here, when the pipes go: from now on only the worker (and what it
+  // forks) holds them, so end of file means all of those are gone.
+  if (stdout_pipe) {
+    watch_output(std::move(stdout_pipe->read_end), STDOUT_FILENO, spawn.id, pid);
+    watch_output(std::move(stderr_pipe->read_end), STDERR_FILENO, spawn.id, pid);
+  }
   const int exec_fd = process->exec_status_fd();
   auto [entry, inserted] = workers_.emplace(pid, RunningWorker{spawn.id, std::move(*process), std::move(notify_socket)});
   (void)inserted;
@@ -506,12 +526,45 @@ void Daemon::reap_children() {
     if (worker.notify) {
       on_notify(pid);  // a READY=1 or STATUS= sent just before the exit still counts
     }
+    if (!outputs_.empty()) {
+      drain_output_of(pid);
+    }
     pending_.push_back(Exited{worker.id, exit});
     forget_worker(found);
     worker_reaped = true;
   }
   if (worker_reaped) {
     check_listeners();
+  }
+}
+
+void Daemon::watch_output(Fd read_end, int destination, const WorkerId& id, pid_t pid) {
+  const int fd = read_end.get();
+  outputs_.emplace(fd, WorkerOutput(std::move(read_end), destination, id.slot, pid));
+  loop_.add(fd, EPOLLIN, [this, fd](std::uint32_t) { on_output(fd); });
+}
+
+// 64 KiB a wake-up: enough for any burst of lines, small enough that other workers' output,
+// signals and control requests are served in between.
+constexpr std::size_t output_budget = 64 * 1024;
+
+void Daemon::on_output(int fd) {
+  auto found = outputs_.find(fd);
+  if (found != outputs_.end() && found->second.drain(output_budget) == WorkerOutput::State::ended) {
+    loop_.remove(fd);
+    outputs_.erase(found);
+  }
+}
+
+// When a worker has exited, what it wrote last is written out before its exit is logged.
+void Daemon::drain_output_of(pid_t pid) {
+  for (auto it = outputs_.begin(); it != outputs_.end();) {
+    if (it->second.pid() == pid && it->second.drain(16 * output_budget) == WorkerOutput::State::ended) {
+      loop_.remove(it->first);
+      it = outputs_.erase(it);
+    } else {
+      ++it;
+    }
   }
 }
 

@@ -22,6 +22,7 @@
 #include "sockets.h"
 #include "spawn_plan.h"
 #include "supervisor.h"
+#include "worker_output.h"
 
 namespace clusterd {
 
@@ -88,6 +89,9 @@ class Daemon {
   void reap_children();
   void on_exec_status(pid_t pid);
   void on_notify(pid_t pid);
+  void watch_output(Fd read_end, int destination, const WorkerId& id, pid_t pid);
+  void on_output(int fd);
+  void drain_output_of(pid_t pid);
   void forget_worker(std::map<pid_t, RunningWorker>::iterator found);
   void unwatch_exec_status(RunningWorker& worker);
   void forward_signal(int signal);
@@ -125,6 +129,8 @@ class Daemon {
   std::optional<std::string> config_path_;  // the config file, absolute, for status
   // After loop_: its connections leave the loop before the loop goes.
   std::optional<ControlServer> control_;
+  // output = "prefix": the workers' output pipes, by read fd; each ends at its end of file.
+  std::map<int, WorkerOutput> outputs_;
 };
 
 }  // namespace clusterd

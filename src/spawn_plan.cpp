@@ -164,9 +164,14 @@ SpawnPlan make_spawn_plan(const Config& config, const std::string& executable,
   };
 
   plan.env.reserve(parent_env.size() + own.size() + 3);
+  // With output = "prefix" the worker's stderr is a pipe to clusterd, not the journal's stream,
+  // so a JOURNAL_STREAM passed on would make it log in journald's format to the wrong place.
+  const auto removed_for_output = [&config](std::string_view name) {
+    return config.output == OutputMode::prefix && name == "JOURNAL_STREAM";
+  };
   for (const auto& entry : parent_env) {
     const std::string_view name = variable_name(entry);
-    if (!is_removed_variable(name) && !set_by_us(name)) {
+    if (!is_removed_variable(name) && !removed_for_output(name) && !set_by_us(name)) {
       plan.env.push_back(entry);
     }
   }

@@ -87,7 +87,7 @@ TEST(CliProgram, RepeatableOptionsTakeOneValueEach) {
 TEST(CliProgram, EveryConfigFlagIsRecorded) {
   const auto parsed = options({"--workers=3", "--ready", "notify", "--ready-timeout", "2m", "--grace", "5s",
                                "--stop-signal", "INT", "--name", "shop", "--log-level", "debug", "--log-file",
-                               "/tmp/l", "./srv"});
+                               "/tmp/l", "--output", "prefix", "./srv"});
   EXPECT_EQ(parsed.overrides.workers, "3");
   EXPECT_EQ(parsed.overrides.ready, "notify");
   EXPECT_EQ(parsed.overrides.ready_timeout, "2m");
@@ -96,6 +96,7 @@ TEST(CliProgram, EveryConfigFlagIsRecorded) {
   EXPECT_EQ(parsed.overrides.name, "shop");
   EXPECT_EQ(parsed.overrides.log_level, "debug");
   EXPECT_EQ(parsed.overrides.log_file, "/tmp/l");
+  EXPECT_EQ(parsed.overrides.output, "prefix");
 }
 
 TEST(CliProgram, ReadyTakesAnyModeAsTextForTheConfigToJudge) {
@@ -219,10 +220,6 @@ TEST(CliUsageError, UnknownOptionBeforeProgram) {
   EXPECT_EQ(exit_of({"--bogus", "-w", "2", "./srv"}).text, usage_error("--bogus: unknown option"));
   EXPECT_EQ(exit_of({"--bogus=3", "./srv"}).text, usage_error("--bogus: unknown option"));
   EXPECT_EQ(exit_of({"check", "-x"}).text, usage_error("-x: unknown option"));
-}
-
-TEST(CliUsageError, OptionsNotYetImplementedAreUnknown) {
-  EXPECT_EQ(exit_of({"--output", "prefix", "./srv"}).text, usage_error("--output: unknown option"));
 }
 
 TEST(CliUsageError, ReadyFlagsWithoutTheirValue) {

@@ -87,8 +87,6 @@ TEST(ConfigErrors, UnknownKeyWithNothingCloseHasNoSuggestion) {
 }
 
 TEST(ConfigErrors, KeysOfLaterVersionsAreUnknownForNow) {
-  EXPECT_THAT(errors(with_command("output = \"prefix\"\n")),
-              ElementsAre("c.toml:2:1: output: unknown key \"output\""));
   EXPECT_THAT(errors(with_command("[[listen]]\naddress = \":80\"\nreuseport = \"shared\"\n")),
               ElementsAre("c.toml:4:1: listen[0].reuseport: unknown key \"reuseport\""));
 }
@@ -324,6 +322,22 @@ TEST(ConfigErrors, BurstBelowOneAndHuge) {
   EXPECT_THAT(errors(with_command("[restart]\nburst = 99999999999\n")),
               ElementsAre("c.toml:3:9: restart.burst: expected an integer of at most 2147483647, found "
                           "99999999999"));
+}
+
+TEST(ConfigErrors, UnknownOutputMode) {
+  EXPECT_THAT(errors(with_command("output = \"prefixed\"\n")),
+              ElementsAre("c.toml:2:10: output: expected \"inherit\" or \"prefix\", found \"prefixed\""));
+  ConfigOverrides flag;
+  flag.output = "pipe";
+  EXPECT_THAT(errors_of_flags(flag), ElementsAre("--output: output: expected \"inherit\" or \"prefix\", found pipe"));
+}
+
+TEST(Config, OutputIsInheritByDefaultAndPrefixWhenAsked) {
+  EXPECT_EQ(build(command_line).output, OutputMode::inherit);
+  EXPECT_EQ(build(with_command("output = \"prefix\"\n")).output, OutputMode::prefix);
+  ConfigOverrides flag;
+  flag.output = "inherit";
+  EXPECT_EQ(build(with_command("output = \"prefix\"\n"), flag).output, OutputMode::inherit);
 }
 
 TEST(ConfigErrors, UnknownPolicy) {
@@ -1005,6 +1019,7 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
             "# directory: unset (clusterd's working directory)\n"
             "# user: unset\n"
             "# group: unset (the user's primary group)\n"
+            "output = \"inherit\"\n"
             "\n[[listen]]\n"
             "name = \"fd3\"\n"
             "address = \"[::]:80\"\n"
@@ -1043,7 +1058,7 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
 TEST(ToToml, RoundTripsThroughBuildConfig) {
   const std::string text =
       "name = \"shop\"\nworkers = 8\ncommand = [\"./server\", \"--fd\", \"{fd:http}\", \"tab\\there\"]\n"
-      "directory = \"/srv/shop\"\nuser = \"www-data\"\ngroup = \"www-data\"\n"
+      "directory = \"/srv/shop\"\nuser = \"www-data\"\ngroup = \"www-data\"\noutput = \"prefix\"\n"
       "[[listen]]\nname = \"http\"\naddress = \"0.0.0.0:8000\"\nbacklog = 128\n"
       "[[listen]]\naddress = \"unix:/run/shop.sock\"\nmode = \"0600\"\n"
       "[[listen]]\naddress = \":9000\"\n"
@@ -1063,6 +1078,7 @@ TEST(ToToml, RoundTripsThroughBuildConfig) {
   EXPECT_EQ(to_toml(second), written);
   EXPECT_EQ(second.command, first.command);
   EXPECT_EQ(second.env, first.env);
+  EXPECT_EQ(second.output, OutputMode::prefix);
   EXPECT_EQ(second.restart.multiplier, 1.5);
   EXPECT_EQ(second.restart.burst, 10);
   ASSERT_EQ(second.listeners.size(), 4u);

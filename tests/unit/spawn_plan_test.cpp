@@ -85,6 +85,17 @@ TEST(SpawnPlan, UnterminatedPlaceholderIsAnErrorShowingTheRest) {
             tl::make_unexpected(std::string("unknown placeholder \"{worker_id\"")));
 }
 
+TEST(SpawnPlan, JournalStreamIsPassedOnOnlyWhileStderrIsClusterdsOwn) {
+  const std::vector<std::string> parent = {"PATH=/usr/bin", "JOURNAL_STREAM=8:1234"};
+  Config config = test_config();
+  EXPECT_THAT(make_spawn_plan(config, "/srv/shop/server", {}, identity, parent, std::nullopt).env,
+              Contains("JOURNAL_STREAM=8:1234"));
+  config.output = OutputMode::prefix;
+  const SpawnPlan plan = make_spawn_plan(config, "/srv/shop/server", {}, identity, parent, std::nullopt);
+  EXPECT_THAT(plan.env, Not(Contains(StartsWith("JOURNAL_STREAM="))));
+  EXPECT_THAT(plan.env, Contains("PATH=/usr/bin"));
+}
+
 TEST(SpawnPlan, ParentEnvironmentIsKeptWithoutSystemdVariables) {
   const std::vector<std::string> parent = {"PATH=/usr/bin", "NOTIFY_SOCKET=/run/systemd/notify",
                                            "LISTEN_PID=1", "LISTEN_FDS=2", "LISTEN_FDNAMES=a:b",

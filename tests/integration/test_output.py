@@ -1,0 +1,139 @@
+"""output = "prefix": workers' stdout and stderr reach clusterd's own as whole lines "[SLOT PID] text";
+the default leaves them the workers' own (clusterd's stdout and stderr, nothing copied)."""
+import os
+import re
+import signal
+import subprocess
+
+from harness import BIN, PYTHON, wait_until, worker
+
+LINE = re.compile(r"^\[(\d+) (\d+)\] (.*)$")
+
+
+def output_worker(*args):
+    return [PYTHON, worker("output_worker.py")] + list(args)
+
+
+def read(path):
+    with open(path, errors="replace") as f:
+        text = f.read()
+    return text[:text.rfind("\n") + 1]
+
+
+def prefixed(text):
+    """(slot, pid, text) of each "[SLOT PID] text" line; a line of any other shape fails the test."""
+    lines = []
+    for line in text.splitlines():
+        match = LINE.match(line)
+        assert match, "not a whole prefixed line: %r" % line[:200]
+        lines.append((int(match.group(1)), int(match.group(2)), match.group(3)))
+    return lines
+
+
+def test_each_line_arrives_whole_with_its_slot_and_pid(start_clusterd):
+    count = 300
+    clusterd = start_clusterd(["--workers", "2", "--output", "prefix", "--control", "none", "--"]
+                              + output_worker("--lines", str(count)))
+    pids = clusterd.ready_pids(2)
+
+    def stdout_lines():
+        return [entry for entry in prefixed(read(clusterd.stdout_path))]
+    wait_until(lambda: len(stdout_lines()) == 2 * count, message="every stdout line", describe=clusterd.log_tail)
+
+    slots = {}
+    for slot, pid, text in stdout_lines():
+        assert pid in pids
+        slots.setdefault(pid, set()).add(slot)
+        assert text.startswith("out %d " % pid), text  # the worker's own line, not another's
+    assert sorted(min(s) for s in slots.values()) == [0, 1] and all(len(s) == 1 for s in slots.values())
+    for pid in pids:
+        numbers = [int(text.split()[2]) for _, p, text in stdout_lines() if p == pid]
+        assert numbers == list(range(count)), "lines of pid %d out of order or lost" % pid
+
+    # stderr lines go to clusterd's stderr, among its own log lines.
+    def stderr_lines():
+        return [line for line in read(clusterd.log_path).splitlines() if line.startswith("[")]
+    wait_until(lambda: len(stderr_lines()) == 2 * count, message="every stderr line", describe=clusterd.log_tail)
+    stderr = prefixed("\n".join(stderr_lines()))
+    for pid in pids:
+        assert [text for _, p, text in stderr if p == pid] == ["err %d %d" % (pid, i) for i in range(count)]
+
+    clusterd.signal(signal.SIGTERM)
+    assert clusterd.wait_exit() == 0
+
+
+def test_a_long_line_is_split_into_4_kib_pieces(start_clusterd):
+    clusterd = start_clusterd(["--workers", "1", "--output", "prefix", "--control", "none", "--"]
+                              + output_worker("--long", "10000"))
+    (pid,) = clusterd.ready_pids(1)
+    pieces = wait_until(lambda: [text for _, _, text in prefixed(read(clusterd.stdout_path))]
+                        if read(clusterd.stdout_path).count("\n") >= 3 else None,
+                        message="the long line's pieces", describe=clusterd.log_tail)
+    assert [len(piece) for piece in pieces] == [4096, 4096, 10000 - 2 * 4096]
+    assert "".join(pieces) == "x" * 10000
+    assert read(clusterd.stdout_path).startswith("[0 %d] " % pid)
+    clusterd.signal(signal.SIGTERM)
+    assert clusterd.wait_exit() == 0
+
+
+def test_last_words_before_exit_come_before_the_exit_is_logged(start_clusterd):
+    clusterd = start_clusterd(["--workers", "1", "--output", "prefix", "--control", "none",
+                               "--set", "restart.policy=never", "--"]
+                              + output_worker("--last", "fatal: cannot continue", "--exit", "3"))
+    # The only slot failed and will not restart: clusterd exits by itself, 1 for the failure.
+    assert clusterd.wait_exit() == 1
+    log = read(clusterd.log_path)
+    match = re.search(r"^\[0 (\d+)\] fatal: cannot continue$", log, re.M)
+    assert match, log
+    exited = re.search(r"worker exited slot=0 gen=1 pid=%s status=exit:3" % match.group(1), log)
+    assert exited, log
+    assert match.start() < exited.start()
+
+
+def test_a_flooding_worker_is_not_held_up_and_clusterd_keeps_answering(start_clusterd):
+    size = 8 * 1024 * 1024
+    clusterd = start_clusterd(["--workers", "1", "--output", "prefix", "--"] + output_worker("--flood", str(size)))
+    (pid,) = clusterd.ready_pids(1)
+    code, out, err = clusterd.control("status", "--json")
+    assert code == 0, err
+    wait_until(lambda: "flood done %d" % pid in read(clusterd.stdout_path), timeout=60,
+               message="the flood to get through", describe=clusterd.log_tail)
+    lines = prefixed(read(clusterd.stdout_path))
+    assert all(text.startswith("flood %d " % pid) or text == "flood done %d" % pid for _, _, text in lines)
+    assert sum(len(text) + 1 for _, _, text in lines) >= size
+    clusterd.signal(signal.SIGTERM)
+    assert clusterd.wait_exit() == 0
+
+
+def test_journal_stream_is_removed_only_in_prefix_mode(start_clusterd):
+    env = {"JOURNAL_STREAM": "8:12345"}
+    prefix = start_clusterd(["--workers", "1", "--output", "prefix", "--control", "none", "--"]
+                            + output_worker("--env"), env=env)
+    wait_until(lambda: "env JOURNAL_STREAM" in read(prefix.stdout_path), describe=prefix.log_tail)
+    assert re.search(r"^\[0 \d+\] env JOURNAL_STREAM=-$", read(prefix.stdout_path), re.M)
+
+    inherit = start_clusterd(["--workers", "1", "--control", "none", "--"] + output_worker("--env"), env=env)
+    wait_until(lambda: "env JOURNAL_STREAM" in read(inherit.stdout_path), describe=inherit.log_tail)
+    # inherit: the worker wrote straight to clusterd's stdout, unprefixed.
+    assert read(inherit.stdout_path) == "env JOURNAL_STREAM=8:12345\n"
+    for instance in (prefix, inherit):
+        instance.signal(signal.SIGTERM)
+        assert instance.wait_exit() == 0
+
+
+def test_inherit_gives_workers_clusterd_own_stdout_and_stderr(start_clusterd):
+    clusterd = start_clusterd(["--workers", "1", "--control", "none", "--"] + output_worker("--lines", "2"))
+    (pid,) = clusterd.ready_pids(1)
+    wait_until(lambda: read(clusterd.stdout_path).count("\n") == 2, describe=clusterd.log_tail)
+    assert read(clusterd.stdout_path) == "out %d 0\nout %d 1\n" % (pid, pid)
+    for stream in (1, 2):
+        assert os.readlink("/proc/%d/fd/%d" % (pid, stream)) == os.readlink("/proc/%d/fd/%d" % (clusterd.pid, stream))
+    clusterd.signal(signal.SIGTERM)
+    assert clusterd.wait_exit() == 0
+
+
+def test_an_unknown_output_mode_is_a_usage_error():
+    for args in (["--output", "prefixed"], ["--set", "output=pipe"]):
+        result = subprocess.run([BIN] + args + ["--", "/bin/true"], capture_output=True, text=True, timeout=10)
+        assert result.returncode == 2
+        assert "output" in result.stderr and '"inherit"' in result.stderr and '"prefix"' in result.stderr, result.stderr
