@@ -46,8 +46,12 @@ std::vector<Action> Supervisor::handle(const Event& event, TimePoint now) {
   if (started_) {
     reconcile(now);
   }
-  const std::set<std::uint64_t> in_use = generations_in_use();
-  std::erase_if(configs_, [&](const auto& entry) { return !in_use.contains(entry.first); });
+  // Only the current generation's config is always in use; with no other there is nothing to drop
+  // (the common case, which so costs nothing per event).
+  if (configs_.size() > 1) {
+    const std::set<std::uint64_t> in_use = generations_in_use();
+    std::erase_if(configs_, [&](const auto& entry) { return !in_use.contains(entry.first); });
+  }
   return std::exchange(actions_, {});
 }
 
@@ -57,10 +61,11 @@ std::optional<TimePoint> Supervisor::next_deadline() const {
   }
   std::optional<TimePoint> nearest;
   if (!stopping_) {
+    const std::vector<bool> replaced = slots_served_by(Role::replacement);
     for (std::size_t index = 0; index < slots_.size() && static_cast<int>(index) < wanted_; ++index) {
       const Slot& slot = slots_[index];
       // A slot whose replacement is starting waits for that worker, not for its backoff.
-      if (slot.state == SlotState::backoff && worker_in(static_cast<int>(index), Role::replacement) == nullptr) {
+      if (slot.state == SlotState::backoff && !replaced[index]) {
         consider(nearest, slot.restart_at);
       }
       if (slot.recycle_reason) {
@@ -348,14 +353,15 @@ void Supervisor::reconcile(TimePoint now) {
   check_exit();
 }
 
+// One pass, by index: what a deadline triggers may spawn a worker (appended, which can move the
+// others in memory) but never removes one, so the index of each worker seen so far stays valid.
+// Workers spawned here have no deadline passed yet and are not visited.
 void Supervisor::check_worker_deadlines(TimePoint now) {
-  std::vector<WorkerId> ids;
-  for (const Worker& worker : workers_) {
-    ids.push_back(worker.id);
-  }
-  for (const WorkerId& id : ids) {
-    Worker* worker = find_worker(id);
-    if (worker == nullptr || worker->killed) {
+  const std::size_t count = workers_.size();
+  for (std::size_t index = 0; index < count; ++index) {
+    Worker* worker = &workers_[index];
+    const WorkerId id = worker->id;
+    if (worker->killed) {
       continue;
     }
     if (worker->stop_requested) {
@@ -395,9 +401,11 @@ void Supervisor::check_worker_deadlines(TimePoint now) {
 }
 
 void Supervisor::replenish_slots(TimePoint now) {
+  const std::vector<bool> primary = slots_served_by(Role::primary);
+  const std::vector<bool> replacement = slots_served_by(Role::replacement);
   for (std::size_t index = 0; index < slots_.size() && static_cast<int>(index) < wanted_; ++index) {
     const int slot_number = static_cast<int>(index);
-    if (worker_in(slot_number, Role::primary) != nullptr || worker_in(slot_number, Role::replacement) != nullptr) {
+    if (primary[index] || replacement[index]) {
       continue;
     }
     Slot& slot = slots_[index];
@@ -500,6 +508,16 @@ const Supervisor::Worker* Supervisor::worker_in(int slot, Role role) const {
   auto found = std::find_if(workers_.begin(), workers_.end(),
                             [&](const Worker& worker) { return worker.id.slot == slot && worker.role == role; });
   return found == workers_.end() ? nullptr : &*found;
+}
+
+std::vector<bool> Supervisor::slots_served_by(Role role) const {
+  std::vector<bool> served(slots_.size(), false);
+  for (const Worker& worker : workers_) {
+    if (worker.role == role && worker.id.slot >= 0 && static_cast<std::size_t>(worker.id.slot) < served.size()) {
+      served[static_cast<std::size_t>(worker.id.slot)] = true;
+    }
+  }
+  return served;
 }
 
 int Supervisor::ready_primaries() const {

@@ -257,6 +257,8 @@ class Supervisor {
   std::optional<Worker> take_worker(const WorkerId& id);  // removed from the live workers
   Worker* worker_in(int slot, Role role);
   const Worker* worker_in(int slot, Role role) const;
+  // served[slot]: a worker of `role` is in that slot. One pass, for loops over every slot.
+  std::vector<bool> slots_served_by(Role role) const;
   Slot& slot_of(const WorkerId& id) { return slots_.at(static_cast<std::size_t>(id.slot)); }
   int ready_primaries() const;
   void log(LogSeverity severity, std::string message);
