@@ -1,0 +1,499 @@
+"""clusterd installed the way a user installs it: `cmake --install` into a temporary prefix (and
+with DESTDIR), the .deb built with cpack, inspected with dpkg-deb, unpacked into a throwaway root
+and run from there. The man page documents exactly the options and subcommands `--help` lists and
+renders without a warning; the bash completion offers the subcommands, options and fixed values,
+and clusterd accepts every value it offers.
+
+The build directory is the one CLUSTERD_BIN was built in (BUILD/src/clusterd). The tools are
+Debian's (tools/dev installs them): cmake/cpack, dpkg-deb and dpkg-shlibdeps (dpkg-dev), groff and
+man (man-db), bash-completion. A missing one fails the test, naming the package.
+"""
+import gzip
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+
+import pytest
+
+import harness
+
+BUILD = os.path.dirname(os.path.dirname(os.path.abspath(harness.BIN)))
+SOURCE = harness.SOURCE_DIR
+MAN_SOURCE = os.path.join(SOURCE, "packaging", "man", "clusterd.1")
+COMPLETION_SOURCE = os.path.join(SOURCE, "packaging", "completion", "clusterd.bash")
+CONFIG_SOURCE = os.path.join(SOURCE, "config", "clusterd.toml")
+BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
+SUBCOMMANDS = {"check", "status", "reload", "scale", "stop"}
+DOCS = {"README.md", "configuration.md", "operations.md", "control-protocol.md", "install.md"}
+
+
+def cache_value(name):
+    """A value from the build directory's CMakeCache.txt."""
+    with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
+        for line in f:
+            m = re.match(r"%s:\w+=(.*)$" % re.escape(name), line)
+            if m:
+                return m.group(1)
+    raise AssertionError("%s not in %s/CMakeCache.txt" % (name, BUILD))
+
+
+def need(program, package):
+    path = shutil.which(program)
+    assert path, "%s not found: install the Debian package %s (tools/dev does)" % (program, package)
+    return path
+
+
+def run(args, **kwargs):
+    """Runs a command to completion; fails the test with its output unless it exits 0."""
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL, **kwargs)
+    assert result.returncode == 0, "%s exited %d\nstdout:\n%s\nstderr:\n%s" % (
+        " ".join(args), result.returncode, result.stdout, result.stderr)
+    return result
+
+
+def pkg_config_dir(package, variable, fallback):
+    """Where packaging/CMakeLists.txt puts files for the prefix /usr: pkg-config's answer."""
+    if shutil.which("pkg-config"):
+        result = subprocess.run(["pkg-config", "--variable=" + variable, package],
+                                capture_output=True, text=True)
+        if result.returncode == 0 and result.stdout.strip():
+            return result.stdout.strip()
+    return fallback
+
+
+def read(path, opener=open):
+    with opener(path, "rt") as f:
+        return f.read()
+
+
+def files_under(root):
+    """Every file below root, as absolute paths."""
+    return {os.path.join(directory, name) for directory, _, names in os.walk(root) for name in names}
+
+
+def version_line(binary):
+    return run([binary, "--version"]).stdout.strip()
+
+
+@pytest.fixture
+def tmp():
+    path = tempfile.mkdtemp(prefix="cd-pkg-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def cmake_install(prefix, destdir=None):
+    env = dict(os.environ)
+    env.pop("DESTDIR", None)
+    if destdir:
+        env["DESTDIR"] = destdir
+    return run([cache_value("CMAKE_COMMAND"), "--install", BUILD, "--prefix", prefix], env=env)
+
+
+# ---- (a) cmake --install
+
+def expected_layout(bindir, mandir, docdir, completiondir, unitdir, sysconfdir):
+    """The absolute path of every installed file."""
+    files = {
+        os.path.join(bindir, "clusterd"),
+        os.path.join(mandir, "man1", "clusterd.1.gz"),
+        os.path.join(completiondir, "clusterd"),
+        os.path.join(unitdir, "clusterd.service"),
+        os.path.join(unitdir, "clusterd.socket"),
+        os.path.join(sysconfdir, "clusterd", "clusterd.toml"),
+    }
+    return files | {os.path.join(docdir, name) for name in DOCS}
+
+
+def debian_layout():
+    """Where the files go for the prefix /usr: the config in /etc, the units and the completion
+    where systemd's and bash-completion's pkg-config files say."""
+    return expected_layout(
+        "/usr/bin", "/usr/share/man", "/usr/share/doc/clusterd",
+        pkg_config_dir("bash-completion", "completionsdir", "/usr/share/bash-completion/completions"),
+        pkg_config_dir("systemd", "systemdsystemunitdir", "/usr/lib/systemd/system"),
+        "/etc")
+
+
+def check_installed_files(tree, destdir, prefix, layout, sysconfdir):
+    """The files in `tree` (installed with DESTDIR `destdir`) are exactly `layout` (no test binary,
+    no library), each with its source's content; the service names this install's binary and
+    config."""
+    assert {p[len(destdir):] for p in files_under(tree)} == layout
+    on_disk = {os.path.basename(p): destdir + p for p in layout if "/completions/" not in p}
+    binary = destdir + prefix + "/bin/clusterd"
+    assert os.access(binary, os.X_OK)
+    assert version_line(binary) == version_line(harness.BIN)
+    assert read(on_disk["clusterd.1.gz"], gzip.open) == read(MAN_SOURCE)
+    completion = destdir + [p for p in layout if p.endswith("/completions/clusterd")][0]
+    assert read(completion) == read(COMPLETION_SOURCE)
+    assert read(on_disk["clusterd.toml"]) == read(CONFIG_SOURCE)
+    assert os.stat(on_disk["clusterd.toml"]).st_mode & 0o777 == 0o644
+    assert read(on_disk["clusterd.socket"]) == read(os.path.join(SOURCE, "packaging", "systemd",
+                                                                 "clusterd.socket"))
+    service = read(on_disk["clusterd.service"])
+    conf = "%s/clusterd/clusterd.toml" % sysconfdir
+    assert "\nExecStart=%s/bin/clusterd -c %s\n" % (prefix, conf) in service
+    assert "\nExecStartPre=%s/bin/clusterd check -c %s\n" % (prefix, conf) in service
+
+
+def test_cmake_install_into_a_prefix_puts_every_file_under_it(tmp):
+    prefix = os.path.join(tmp, "prefix")
+    cmake_install(prefix)
+    layout = expected_layout(
+        prefix + "/bin", prefix + "/share/man", prefix + "/share/doc/clusterd",
+        prefix + "/share/bash-completion/completions", prefix + "/lib/systemd/system",
+        prefix + "/etc")
+    check_installed_files(tmp, "", prefix, layout, prefix + "/etc")
+
+
+def test_cmake_install_to_usr_with_destdir_uses_debian_paths(tmp):
+    cmake_install("/usr", destdir=tmp)
+    check_installed_files(tmp, tmp, "/usr", debian_layout(), "/etc")
+
+
+def test_cmake_install_again_keeps_an_edited_config(tmp):
+    prefix = os.path.join(tmp, "prefix")
+    cmake_install(prefix)
+    config = os.path.join(prefix, "etc", "clusterd", "clusterd.toml")
+    with open(config, "a") as f:
+        f.write('\n# the operator\'s edit\n')
+    edited = read(config)
+    second = cmake_install(prefix)
+    assert read(config) == edited
+    # The shipped example lands beside it, to compare; neither is in install_manifest.txt, so
+    # removing the installed files by the manifest leaves the operator's config.
+    assert read(config + ".new") == read(CONFIG_SOURCE)
+    assert "Kept: %s" % config in second.stdout
+    manifest = read(os.path.join(BUILD, "install_manifest.txt")).split()
+    assert os.path.join(prefix, "bin", "clusterd") in manifest
+    assert not [p for p in manifest if "/etc/" in p]
+
+
+# ---- (b) the .deb
+
+@pytest.fixture(scope="module")
+def deb():
+    """The .deb that `cpack -G DEB` builds from this build directory, in a temporary directory."""
+    need("dpkg-deb", "dpkg")
+    need("dpkg-shlibdeps", "dpkg-dev")
+    out = tempfile.mkdtemp(prefix="cd-deb-")
+    try:
+        run([cache_value("CMAKE_CPACK_COMMAND"), "-G", "DEB", "-B", out,
+             "--config", os.path.join(BUILD, "CPackConfig.cmake")], cwd=BUILD)
+        debs = [name for name in os.listdir(out) if name.endswith(".deb")]
+        assert len(debs) == 1, os.listdir(out)
+        yield os.path.join(out, debs[0])
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def deb_field(deb, field):
+    return run(["dpkg-deb", "--field", deb, field]).stdout.strip()
+
+
+def test_deb_control_names_package_version_and_computed_depends(deb):
+    version = cache_value("CMAKE_PROJECT_VERSION")
+    assert os.path.basename(deb).startswith("clusterd_%s-" % version)
+    assert deb_field(deb, "Package") == "clusterd"
+    assert deb_field(deb, "Version").startswith(version + "-")
+    assert deb_field(deb, "Maintainer")
+    assert deb_field(deb, "Description").startswith("run a program as N workers")
+    # dpkg-shlibdeps names the package of every library the binary links.
+    depends = [d.strip().split()[0] for d in deb_field(deb, "Depends").split(",")]
+    assert "libc6" in depends
+    assert [d for d in depends if d.startswith("libspdlog")], depends
+    assert [d for d in depends if d.startswith("libfmt")], depends
+
+
+def test_deb_marks_the_config_as_conffile_and_ships_only_clusterds_files(deb, tmp):
+    control = os.path.join(tmp, "DEBIAN")
+    run(["dpkg-deb", "--control", deb, control])
+    assert read(os.path.join(control, "conffiles")).split() == ["/etc/clusterd/clusterd.toml"]
+    for script in ("postinst", "prerm", "postrm"):
+        assert os.stat(os.path.join(control, script)).st_mode & 0o777 == 0o755
+        run(["sh", "-n", os.path.join(control, script)])
+
+    listing = run(["dpkg-deb", "--contents", deb]).stdout.splitlines()
+    files = {line.split()[-1].lstrip(".") for line in listing if line.startswith("-")}
+    assert files == debian_layout()
+    assert [line for line in listing if line.split()[-1] == "./usr/bin/clusterd"][0].startswith(
+        "-rwxr-xr-x root/root")
+
+
+def test_deb_unpacked_runs_and_checks_its_own_config(deb, tmp):
+    root = os.path.join(tmp, "root")
+    run(["dpkg", "-x", deb, root])
+    binary = os.path.join(root, "usr", "bin", "clusterd")
+    line = version_line(binary)
+    assert line == version_line(harness.BIN)
+    assert re.fullmatch(r"clusterd %s \(commit ([0-9a-f]{12}|unknown)\)"
+                        % re.escape(cache_value("CMAKE_PROJECT_VERSION")), line), line
+    # Stripped, as Debian ships binaries.
+    sections = run(["readelf", "-S", "-W", binary]).stdout
+    assert ".debug_info" not in sections
+
+    config = os.path.join(root, "etc", "clusterd", "clusterd.toml")
+    env = dict(os.environ, RUNTIME_DIRECTORY=tmp)
+    env.pop("NOTIFY_SOCKET", None)
+    result = subprocess.run([binary, "check", "-c", config], capture_output=True, text=True,
+                            env=env, timeout=30, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert 'name = "example"' in result.stdout
+
+    unitdir = pkg_config_dir("systemd", "systemdsystemunitdir", "/usr/lib/systemd/system")
+    service = read(os.path.join(root, unitdir.lstrip("/"), "clusterd.service"))
+    assert "\nExecStart=/usr/bin/clusterd -c /etc/clusterd/clusterd.toml\n" in service
+
+
+# ---- (c) the man page documents exactly what --help lists
+
+def help_entries(text, section):
+    """The names in a CLI11 help section ("Options:", "Subcommands:"): each entry line starts
+    with two spaces, then the names ("-c,--config FILE", "check")."""
+    entries = []
+    lines = text.splitlines()
+    start = lines.index(section)
+    for line in lines[start + 1:]:
+        if not line.startswith("  "):
+            break
+        entries.append(line.split()[0])
+    return entries
+
+
+def help_options():
+    """Every option `clusterd --help` and each subcommand's --help list, short and long."""
+    texts = [run([harness.BIN, "--help"]).stdout]
+    subcommands = set(help_entries(texts[0], "Subcommands:"))
+    texts += [run([harness.BIN, sub, "--help"]).stdout for sub in sorted(subcommands)]
+    options = set()
+    for text in texts:
+        for entry in help_entries(text, "Options:"):
+            options.update(entry.split(","))
+    return options, subcommands
+
+
+def man_sections(source):
+    """{section name: its lines} of a roff man page."""
+    sections, current = {}, None
+    for line in source.splitlines():
+        if line.startswith(".SH "):
+            current = line[4:].strip().strip('"')
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+    return sections
+
+
+def plain(roff):
+    """A roff line as text: macro name, font escapes and quotes gone, \\- as -."""
+    text = re.sub(r"^\.\w+\s*", "", roff)
+    text = re.sub(r"\\f[BIRP]", "", text).replace("\\-", "-").replace("\\&", "")
+    return text.replace('"', "")
+
+
+def tags(lines):
+    """The tag line of every .TP entry."""
+    return [plain(lines[i + 1]) for i, line in enumerate(lines[:-1]) if line == ".TP"]
+
+
+def test_man_page_documents_exactly_the_options_and_subcommands_of_help():
+    options, subcommands = help_options()
+    assert "--output" in options, "clusterd --help lists no --output (interface §1 has it)"
+    sections = man_sections(read(MAN_SOURCE))
+    documented = set()
+    for tag in tags(sections["OPTIONS"]):
+        documented.update(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", tag))
+    assert documented == options, (
+        "in --help, not in the man page: %s; in the man page, not in --help: %s"
+        % (sorted(options - documented), sorted(documented - options)))
+    documented_subcommands = {tag.split()[0] for tag in tags(sections["SUBCOMMANDS"])}
+    assert documented_subcommands == subcommands == SUBCOMMANDS
+
+
+def test_man_page_has_the_sections_an_operator_looks_for():
+    sections = man_sections(read(MAN_SOURCE))
+    for name in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "SUBCOMMANDS", "CONFIGURATION",
+                 "SIGNALS", "EXIT STATUS", "ENVIRONMENT", "FILES", "EXAMPLES", "SEE ALSO"):
+        assert name in sections, name
+    assert "/etc/clusterd/clusterd.toml" in "\n".join(sections["FILES"])
+
+
+# ---- (d) the man page renders without a warning
+
+def test_man_page_renders_without_groff_warnings():
+    need("groff", "groff-base")
+    result = subprocess.run(["groff", "-man", "-ww", "-z", MAN_SOURCE], capture_output=True, text=True)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_installed_man_page_renders_with_man_without_warnings(tmp):
+    need("man", "man-db")
+    prefix = os.path.join(tmp, "prefix")
+    cmake_install(prefix)
+    page = os.path.join(prefix, "share", "man", "man1", "clusterd.1.gz")
+    env = dict(os.environ, MANWIDTH="80", MANPAGER="cat", PAGER="cat", LC_ALL="C.UTF-8")
+    result = subprocess.run(["man", "--warnings=all", "-l", page], capture_output=True, text=True,
+                            env=env, timeout=30)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "clusterd - run a program as N workers" in result.stdout
+    assert "--stop-signal SIGNAL" in result.stdout
+
+
+# ---- (e) the bash completion
+
+def complete(line, cwd=None, env=None, setup=""):
+    """What the completion offers for `line` with the cursor at its end: (COMPREPLY, the compopt
+    options it set). COMP_WORDS is split as readline splits it: at blanks, and at ":" and "="
+    (COMP_WORDBREAKS), a run of those being one word."""
+    need("bash", "bash")
+    assert os.path.exists(BASH_COMPLETION), "install the Debian package bash-completion"
+    words = re.findall(r"[=:]+|[^\s=:]+", line)
+    if not words or line.endswith(" "):
+        words.append("")
+    script = r'''
+source /usr/share/bash-completion/bash_completion
+source "$1"
+# compopt works only inside real completion; record what the function asks for instead.
+compopt() { local IFS=' '; printf 'compopt %s\n' "$*" >&2; }
+''' + setup + r'''
+COMP_LINE=$2 COMP_POINT=${#2} COMP_CWORD=$3
+shift 3
+COMP_WORDS=("$@")
+_clusterd clusterd "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"
+printf '%s\n' "${COMPREPLY[@]}"
+'''
+    full_env = dict(os.environ)
+    full_env.pop("RUNTIME_DIRECTORY", None)
+    full_env.pop("XDG_RUNTIME_DIR", None)
+    if env:
+        full_env.update(env)
+    result = subprocess.run(
+        ["bash", "-c", script, "bash", COMPLETION_SOURCE, line, str(len(words) - 1)] + words,
+        capture_output=True, text=True, cwd=cwd, env=full_env, timeout=30)
+    compopts = [w for l in result.stderr.splitlines() if l.startswith("compopt ") for w in l.split()[1:]]
+    errors = [l for l in result.stderr.splitlines() if not l.startswith("compopt ")]
+    assert result.returncode == 0 and not errors, result.stderr
+    return [w for w in result.stdout.split("\n") if w], compopts
+
+
+def test_completion_offers_the_subcommands_then_programs():
+    assert set(complete("clusterd ")[0]) == SUBCOMMANDS
+    # Once something is typed, PROGRAM may be any command too.
+    assert "reload" in complete("clusterd rel")[0]
+    offered = complete("clusterd slee")[0]
+    assert "sleep" in offered and not SUBCOMMANDS & set(offered)
+
+
+def test_completion_offers_every_option_of_help_and_nothing_else():
+    options, _ = help_options()
+    assert set(complete("clusterd -")[0]) == options
+    # A client subcommand takes only what finds the instance, --json and --help.
+    client = set(complete("clusterd status -")[0])
+    assert client == {"-h", "--help", "-c", "--config", "--name", "--control", "--json"}
+    assert client <= options
+    # check takes the options of a run.
+    assert set(complete("clusterd check -")[0]) == options - {"--json"}
+
+
+FIXED_VALUES = {
+    "--workers": {"auto"},
+    "--ready": {"exec", "notify"},
+    "--output": {"inherit", "prefix"},
+    "--log-level": {"trace", "debug", "info", "warn", "error"},
+}
+
+
+@pytest.mark.parametrize("option", sorted(FIXED_VALUES))
+def test_completion_offers_the_fixed_values_of_an_option(option):
+    assert set(complete("clusterd %s " % option)[0]) == FIXED_VALUES[option]
+    assert set(complete("clusterd check %s " % option)[0]) == FIXED_VALUES[option]
+
+
+def test_completion_completes_a_value_after_equals_and_a_short_option():
+    assert complete("clusterd --output=p")[0] == ["prefix"]
+    assert complete("clusterd -w a")[0] == ["auto"]
+    assert complete("clusterd --log-level=w")[0] == ["warn"]
+
+
+def check_accepts(*flags):
+    code, _, err = harness.run_clusterd(["check", "--control", "none"] + list(flags) + ["/bin/true"])
+    return code, err
+
+
+def test_clusterd_accepts_every_value_the_completion_offers():
+    for option in sorted(FIXED_VALUES):
+        for value in FIXED_VALUES[option]:
+            assert check_accepts(option, value) == (0, ""), (option, value)
+    signals = complete("clusterd --stop-signal ")[0]
+    assert {"TERM", "INT", "QUIT", "HUP", "KILL", "USR1", "USR2", "WINCH"} <= set(signals)
+    assert complete("clusterd --stop-signal TE")[0] == ["TERM"]
+    for name in signals:
+        assert check_accepts("--stop-signal", name) == (0, ""), name
+
+
+def toml_keys(path):
+    """Every key config/clusterd.toml shows, set or commented out, but [[listen]] and [env]."""
+    keys, section = set(), None
+    for line in read(path).splitlines():
+        m = re.match(r"^\[\[(\w+)\]\]", line) or re.match(r"^\[(\w+)\]", line)
+        if m:
+            section = m.group(1)
+            continue
+        m = re.match(r"^#?\s*([a-z_]+)\s*=\s*\S", line)
+        if m and section not in ("listen", "env"):
+            keys.add(m.group(1) if section is None else section + "." + m.group(1))
+    return keys
+
+
+def test_completion_offers_every_config_key_for_set():
+    offered, compopts = complete("clusterd --set ")
+    assert "nospace" in compopts            # the value follows the "=" directly
+    assert "env." in offered
+    keys = {k[:-1] for k in offered if k.endswith("=")}
+    assert keys == toml_keys(CONFIG_SOURCE)
+    for key in keys:                        # clusterd knows each (the value may be wrong for it)
+        _, err = check_accepts("--set", key + "=x")
+        assert "unknown key" not in err, err
+    assert complete("clusterd --set restart.max")[0] == ["restart.max_delay="]
+    assert complete("clusterd --set restart.delay=")[0] == []
+
+
+def test_completion_offers_files_for_config_and_none_for_control(tmp):
+    os.mkdir(os.path.join(tmp, "conf.d"))
+    harness.write_file(tmp, "shop.toml", "")
+    offered, _ = complete("clusterd -c %s/" % tmp)
+    assert set(offered) == {tmp + "/shop.toml", tmp + "/conf.d"}
+    assert set(complete("clusterd status --config=%s/sh" % tmp)[0]) == {tmp + "/shop.toml"}
+    assert set(complete("clusterd --control ", cwd=tmp)[0]) == {"none", "shop.toml", "conf.d"}
+
+
+def test_completion_offers_the_names_of_running_instances(tmp):
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(os.path.join(tmp, "shop.sock"))
+        harness.write_file(tmp, "notes.sock.txt", "")
+        assert complete("clusterd status --name ", env={"RUNTIME_DIRECTORY": tmp})[0] == ["shop"]
+    finally:
+        listener.close()
+
+
+def test_completion_hands_over_to_the_programs_own_completion_after_program(tmp):
+    harness.write_file(tmp, "server", "#!/bin/sh\n", mode=0o755)
+    # PROGRAM itself: commands and paths.
+    assert complete("clusterd -w 2 ./ser", cwd=tmp)[0] == ["./server"]
+    assert complete("clusterd check ./ser", cwd=tmp)[0] == ["./server"]
+    # After PROGRAM the words are its own, whatever clusterd's options before it looked like
+    # (":" and "=" split them into more words for readline).
+    fake = "_fake() { COMPREPLY=(fake-arg); }; complete -F _fake fakeprog\n"
+    for line in ("clusterd fakeprog ",
+                 "clusterd -w 2 -l unix:/tmp/x.sock --set env.A=b -- fakeprog --x ",
+                 "clusterd check --stop-signal=TERM fakeprog ",
+                 "clusterd -- fakeprog -"):
+        assert complete(line, setup=fake)[0] == ["fake-arg"], line
+    # Not clusterd's options once PROGRAM's arguments begin.
+    assert "--workers" not in complete("clusterd ./server --wor", cwd=tmp)[0]
