@@ -3,7 +3,8 @@
  *
  * Listener: fd 3 when LISTEN_FDS >= 1 and LISTEN_PID is this process (systemd socket activation,
  * as clusterd passes it); otherwise it binds --host (default 127.0.0.1) and --port itself with
- * SO_REUSEPORT, so several copies can be started by hand on one port.
+ * SO_REUSEPORT, so several copies can be started by hand on one port (`--reuseport PORT` says the
+ * same and refuses an inherited listener, for setups that must not take one by accident).
  *
  * Serves `GET /` (and HEAD) with a short fixed body and an `X-Worker-Pid` header; any other path
  * is 404, any other method 405. One epoll loop, non-blocking sockets, keep-alive, pipelining.
@@ -11,15 +12,19 @@
  * Readiness: sends READY=1 to NOTIFY_SOCKET when that is set (clusterd --ready notify), once the
  * listener is in the epoll set.
  *
- * SIGTERM/SIGINT: graceful drain. The listener leaves the epoll set but is neither closed nor
- * shut down (other processes share its accept queue; shutdown() would stop it for all of them).
+ * SIGTERM/SIGINT: graceful drain. An inherited listener leaves the epoll set but is neither closed
+ * nor shut down (other processes share its accept queue; shutdown() would stop it for all of them).
+ * An own SO_REUSEPORT listener has a queue of its own that the kernel keeps filling while it is
+ * open, so it is emptied (accepted) and closed: from then on new connections go to the other
+ * copies. A connection that completes between the last accept and the close is reset by the
+ * kernel; only net.ipv4.tcp_migrate_req=1 (a system setting, not ours to change) would move it.
  * Every response written from then on carries `Connection: close`; a connection that stays idle
  * for --drain-idle-ms is closed without a response. Every close is a "lingering" one:
  * shutdown(SHUT_WR), then read and discard until the client's EOF, then close(), so a request
  * that crossed our FIN never turns into a TCP reset. The process exits 0 when no connection is
  * left, or after --drain-timeout-ms whatever is left.
  *
- * Usage: http_server [--port N] [--host ADDR] [--drain-timeout-ms N] [--drain-idle-ms N]
+ * Usage: http_server [--port N | --reuseport N] [--host ADDR] [--drain-timeout-ms N] [--drain-idle-ms N]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -65,6 +70,7 @@ struct conn {
 
 static int epfd = -1;
 static int listen_fd = -1;
+static int own_listener = 0;  /* bound here with SO_REUSEPORT, not inherited */
 static int signal_fd = -1;
 static int draining = 0;
 static uint64_t drain_started_ms = 0;
@@ -368,19 +374,20 @@ static void on_readable(struct conn *c) {
   conn_flush(c);
 }
 
-static void accept_some(void) {
+/* Accepts up to a batch; returns 1 once the queue is empty (or accept failed), 0 if more may wait. */
+static int accept_some(void) {
   for (int i = 0; i < ACCEPT_BATCH; i++) {
     int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      return; /* EAGAIN (another worker took it), EMFILE, ... */
+      return 1; /* EAGAIN (another worker took it), EMFILE, ... */
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails harmlessly on unix sockets */
     struct conn *c = calloc(1, sizeof *c);
     if (c == NULL) {
       close(fd);
-      return;
+      return 1;
     }
     c->fd = fd;
     c->last_activity_ms = now_ms();
@@ -395,6 +402,7 @@ static void accept_some(void) {
     }
     on_readable(c); /* the request is often there already */
   }
+  return 0;
 }
 
 static void start_drain(void) {
@@ -402,6 +410,12 @@ static void start_drain(void) {
   draining = 1;
   drain_started_ms = now_ms();
   epoll_ctl(epfd, EPOLL_CTL_DEL, listen_fd, NULL); /* stop accepting; the queue stays for others */
+  if (own_listener) { /* our queue is ours alone: answer what is in it, then leave the port group */
+    while (!accept_some()) {
+    }
+    close(listen_fd);
+    listen_fd = -1;
+  }
   sd_notify_msg("STOPPING=1");
 }
 
@@ -422,17 +436,23 @@ static void sweep(uint64_t now) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: http_server [--port N] [--host ADDR] [--drain-timeout-ms N] [--drain-idle-ms N]\n"
-          "  the listener is fd 3 under LISTEN_FDS/LISTEN_PID, else --host:--port with SO_REUSEPORT\n");
+          "usage: http_server [--port N | --reuseport N] [--host ADDR] [--drain-timeout-ms N] [--drain-idle-ms N]\n"
+          "  the listener is fd 3 under LISTEN_FDS/LISTEN_PID, else --host:--port with SO_REUSEPORT;\n"
+          "  --reuseport N always binds its own SO_REUSEPORT listener\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
   const char *host = "127.0.0.1";
   int port = -1;
+  int reuseport = 0;
   for (int i = 1; i < argc; i++) {
     if (i + 1 >= argc) usage();
     if (strcmp(argv[i], "--port") == 0) port = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--reuseport") == 0) {
+      port = atoi(argv[++i]);
+      reuseport = 1;
+    }
     else if (strcmp(argv[i], "--host") == 0) host = argv[++i];
     else if (strcmp(argv[i], "--drain-timeout-ms") == 0) drain_timeout_ms = atol(argv[++i]);
     else if (strcmp(argv[i], "--drain-idle-ms") == 0) drain_idle_ms = atol(argv[++i]);
@@ -441,10 +461,11 @@ int main(int argc, char **argv) {
   self_pid = getpid();
   body_len = (size_t)snprintf(body, sizeof body, "hello from pid %d\n", (int)self_pid);
 
-  listen_fd = take_inherited_listener();
+  listen_fd = reuseport ? -1 : take_inherited_listener();
   if (listen_fd < 0) {
     if (port < 0 || port > 65535) die("no LISTEN_FDS for this process and no --port given");
     listen_fd = bind_own_listener(host, port);
+    own_listener = 1;
   }
   /* The listener's file description is shared with clusterd and the other workers; they all
    * accept non-blocking too, so setting O_NONBLOCK on it is harmless. */

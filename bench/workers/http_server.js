@@ -2,7 +2,9 @@
 //
 // Listener: fd 3 when LISTEN_FDS >= 1 and LISTEN_PID is this process (clusterd, systemd socket
 // activation); otherwise --port N on --host (default 127.0.0.1). Under Node's cluster module the
-// same listen(port) call is shared through the cluster primary.
+// same listen(port) call is shared through the cluster primary. `--reuse-port` binds with
+// SO_REUSEPORT (listen's `reusePort`, Node >= 22.12 / 23.1), so copies started by hand share the
+// port; older Nodes would silently ignore the option and fail with EADDRINUSE, so it exits 2.
 //
 // Serves `GET /` (and HEAD) with a short fixed body and an `X-Worker-Pid` header, like
 // http_server.c. When NOTIFY_SOCKET is set (clusterd --ready notify) it reports READY=1 with
@@ -13,7 +15,7 @@
 // without that, a connection that was busy when close() ran stays keep-alive and is served until
 // the client stops using it. Exit 0 when the last connection is gone, or after --drain-timeout-ms.
 //
-// Usage: node http_server.js [--port N] [--host ADDR] [--drain-timeout-ms N]
+// Usage: node http_server.js [--port N [--reuse-port]] [--host ADDR] [--drain-timeout-ms N]
 'use strict';
 const http = require('http');
 const { execFileSync } = require('child_process');
@@ -65,16 +67,26 @@ function notifyReady() {
   }
 }
 
-if (inheritedListener()) {
+function hasReusePort() {
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  return major > 22 || (major === 22 && minor >= 12);
+}
+
+if (inheritedListener() && !process.argv.includes('--reuse-port')) {
   server.listen({ fd: 3 }, notifyReady);
 } else {
   const port = Number(option('--port', 'NaN'));
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    console.error('usage: node http_server.js [--port N] [--host ADDR] [--drain-timeout-ms N]');
+    console.error('usage: node http_server.js [--port N [--reuse-port]] [--host ADDR] [--drain-timeout-ms N]');
     console.error('  without LISTEN_FDS/LISTEN_PID for this process, --port is required');
     process.exit(2);
   }
-  server.listen(port, option('--host', '127.0.0.1'), notifyReady);
+  const reusePort = process.argv.includes('--reuse-port');
+  if (reusePort && !hasReusePort()) {
+    console.error(`http_server.js: --reuse-port needs Node >= 22.12 or 23.1 (listen's reusePort); this is ${process.version}`);
+    process.exit(2);
+  }
+  server.listen({ port, host: option('--host', '127.0.0.1'), reusePort }, notifyReady);
 }
 
 function stop() {

@@ -1,0 +1,7 @@
+"""bench/lib: the parts of bench/run, one job per module (see bench/run's docstring)."""
+import sys
+
+
+def say(text):
+    """Progress for the person running the benchmark, on stderr (stdout is the results table)."""
+    print(f"bench/run: {text}", file=sys.stderr, flush=True)
