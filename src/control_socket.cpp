@@ -1,5 +1,5 @@
-// Binds the control socket: probes what is at the path, binds and listens under a temporary name
-// with a narrow umask, links it into place, and removes the file on exit only if it is still ours.
+// Binds the control socket: probes what is at the path, narrows the umask around bind(), and
+// removes the file on exit only if it is still ours.
 #include "control_socket.h"
 
 #include <sys/socket.h>
@@ -74,24 +74,14 @@ tl::expected<ControlSocket, std::string> ControlSocket::open(const std::string& 
   if (auto problem = clear_the_path(path, *address)) {
     return tl::make_unexpected(*problem);
   }
-  // The socket is bound and listening under a temporary name first and then linked to `path`, so
-  // a client never finds a socket at `path` that refuses (bound, not yet listening) and takes it
-  // for a dead instance. link() fails if `path` exists: two instances starting at once cannot
-  // both get it. When the temporary name does not fit in sun_path, `path` is bound directly.
-  const std::string temporary = path + ".new" + std::to_string(::getpid());
-  const auto temporary_address = unix_address(temporary);
-  const bool via_temporary = temporary_address.has_value();
-  const std::string& bound_path = via_temporary ? temporary : path;
   Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) {
     return tl::make_unexpected("control socket " + path + ": socket: " + errno_text(errno));
   }
   // bind() creates the file with 0777 & ~umask: narrowing the umask for that one call makes it
   // 0600 from its first moment. Nothing else runs meanwhile (one thread, signals blocked).
-  const sockaddr_un& bind_address = via_temporary ? *temporary_address : *address;
-  ::unlink(bound_path.c_str());  // a leftover of an earlier instance that had our pid
   const mode_t old_umask = ::umask(0177);
-  const int bound = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&bind_address), sizeof bind_address);
+  const int bound = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*address), sizeof *address);
   const int bind_error = errno;
   ::umask(old_umask);
   if (bound != 0) {
@@ -100,30 +90,18 @@ tl::expected<ControlSocket, std::string> ControlSocket::open(const std::string& 
     }
     return tl::make_unexpected("control socket " + path + ": bind: " + errno_text(bind_error));
   }
-  // SOMAXCONN: a burst of clients (a monitoring fleet) waits in the queue rather than fail.
-  if (::listen(fd.get(), SOMAXCONN) != 0) {
-    const int error = errno;
-    ::unlink(bound_path.c_str());
-    return tl::make_unexpected("control socket " + path + ": listen: " + errno_text(error));
-  }
-  if (via_temporary) {
-    if (::link(bound_path.c_str(), path.c_str()) != 0) {
-      const int error = errno;
-      ::unlink(bound_path.c_str());
-      if (error == EEXIST) {
-        return tl::make_unexpected("another clusterd is running (control socket " + path + " was just created)");
-      }
-      return tl::make_unexpected("control socket " + path + ": link: " + errno_text(error));
-    }
-    ::unlink(bound_path.c_str());
-  }
   struct stat status {};
   if (::lstat(path.c_str(), &status) != 0) {
     const int error = errno;
     ::unlink(path.c_str());
     return tl::make_unexpected("control socket " + path + ": stat: " + errno_text(error));
   }
-  return ControlSocket(std::move(fd), path, status.st_dev, status.st_ino);
+  ControlSocket socket(std::move(fd), path, status.st_dev, status.st_ino);
+  // SOMAXCONN: a burst of clients (a monitoring fleet) waits in the queue rather than fail.
+  if (::listen(socket.fd(), SOMAXCONN) != 0) {
+    return tl::make_unexpected("control socket " + path + ": listen: " + errno_text(errno));
+  }
+  return socket;
 }
 
 ControlSocket::ControlSocket(ControlSocket&& other) noexcept

@@ -177,31 +177,6 @@ TEST(ControlSocketOpen, Mode0600AndRemovedOnDestruction) {
   EXPECT_FALSE(std::filesystem::exists(path));
 }
 
-TEST(ControlSocketOpen, TheSocketAppearsAlreadyListeningAndLeavesNoTemporaryFile) {
-  TempDir dir;
-  const std::string path = dir.path() + "/c.sock";
-  auto socket = ControlSocket::open(path);
-  ASSERT_TRUE(socket) << socket.error();
-  std::vector<std::string> names;
-  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
-    names.push_back(entry.path().filename());
-  }
-  EXPECT_EQ(names, std::vector<std::string>{"c.sock"});
-  int accepting = 0;
-  socklen_t size = sizeof accepting;
-  ASSERT_EQ(::getsockopt(socket->fd(), SOL_SOCKET, SO_ACCEPTCONN, &accepting, &size), 0);
-  EXPECT_EQ(accepting, 1);
-}
-
-TEST(ControlSocketOpen, APathTooLongForATemporaryNameIsBoundDirectly) {
-  TempDir dir;
-  // 107 bytes: the longest sun_path holds, with no room for the ".newPID" of the temporary name.
-  const std::string path = dir.path() + "/" + std::string(107 - dir.path().size() - 1, 'c');
-  auto socket = ControlSocket::open(path);
-  ASSERT_TRUE(socket) << socket.error();
-  EXPECT_EQ(mode_of(path), 0600u);
-}
-
 TEST(ControlSocketOpen, ALiveSocketMeansAnotherInstance) {
   TempDir dir;
   const std::string path = dir.path() + "/c.sock";
