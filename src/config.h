@@ -35,12 +35,18 @@ struct StopConfig {
   Duration grace = std::chrono::seconds(30);
 };
 
+// How the workers share a listener (interface §7, protocols §4.1): one socket clusterd opens and
+// every worker inherits (model A), or one SO_REUSEPORT socket per slot, bound and kept by clusterd
+// and handed to that slot's workers (model B; TCP only).
+enum class ReusePort { shared, per_slot };
+
 struct ListenerConfig {
   std::string name;  // "fd3", "fd4", … when not given
   Address address;
   int backlog = 4096;
   unsigned mode = 0660;    // unix sockets only
   bool ipv6_only = false;  // true for [V6]:PORT unless set; false for :PORT (dual stack)
+  ReusePort reuseport = ReusePort::shared;
 };
 
 // When a new worker counts as ready: its exec succeeded, it sent READY=1 to its NOTIFY_SOCKET,

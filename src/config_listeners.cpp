@@ -1,5 +1,5 @@
 // Validates the [[listen]] tables (or the --listen flags merged in their place) into
-// ListenerConfigs: name, address, backlog, mode and ipv6_only of each.
+// ListenerConfigs: name, address, backlog, mode, ipv6_only and reuseport of each.
 #include "config_listeners.h"
 
 #include <algorithm>
@@ -88,6 +88,20 @@ std::optional<ListenerConfig> listener_settings(const toml::table& table, const 
       valid = false;
     } else {
       listener.ipv6_only = flag->get();
+    }
+  }
+  if (const auto* reuseport = table.get("reuseport")) {
+    const auto index = read.choice(*reuseport, prefix + "reuseport", {"shared", "per-slot"});
+    if (index && *index == 1 && is_unix) {
+      // SO_REUSEPORT groups exist for TCP here: a unix path names one socket file, so a second
+      // socket cannot be bound to it (interface §2.1).
+      report.at(reuseport->source(), prefix + "reuseport",
+                "\"per-slot\" applies only to TCP addresses, not " + report.found(*address_node, false));
+      valid = false;
+    } else if (index) {
+      listener.reuseport = *index == 1 ? ReusePort::per_slot : ReusePort::shared;
+    } else {
+      valid = false;
     }
   }
   return valid ? std::optional(std::move(listener)) : std::nullopt;

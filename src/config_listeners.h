@@ -1,5 +1,5 @@
 // Validates the [[listen]] tables (or the --listen flags merged in their place) into
-// ListenerConfigs: name, address, backlog, mode and ipv6_only of each.
+// ListenerConfigs: name, address, backlog, mode, ipv6_only and reuseport of each.
 //
 // Internal to the config module (config*.cpp); the public API is config.h.
 #pragma once

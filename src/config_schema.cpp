@@ -9,9 +9,7 @@
 namespace clusterd::config_detail {
 namespace {
 
-// `listen.reuseport` belongs to a later version and is left out on purpose: until it works,
-// naming it is an error, not a silent no-op.
-constexpr std::array<KnownKey, 40> known_keys{{
+constexpr std::array<KnownKey, 41> known_keys{{
     {"", "name", true},
     {"", "workers", false},
     {"", "command", false},
@@ -33,6 +31,7 @@ constexpr std::array<KnownKey, 40> known_keys{{
     {"listen", "backlog", false},
     {"listen", "mode", true},
     {"listen", "ipv6_only", false},
+    {"listen", "reuseport", true},
     {"restart", "policy", true},
     {"restart", "delay", true},
     {"restart", "max_delay", true},

@@ -62,6 +62,9 @@ std::string to_toml(const Config& config) {
     if (listener.address.family == AddressFamily::ipv6) {
       line("ipv6_only", listener.ipv6_only ? "true" : "false");
     }
+    if (listener.address.family != AddressFamily::unix_path) {
+      line("reuseport", quote(listener.reuseport == ReusePort::per_slot ? "per-slot" : "shared"));
+    }
   }
 
   out += "\n[env]\n";

@@ -223,7 +223,13 @@ std::string status_reply(const InstanceStatus& status) {
   json["stopping"] = snapshot.stopping;
   Json listeners = Json::array();
   for (const ListenerStatus& listener : status.listeners) {
-    listeners.push_back(Json{{"name", listener.name}, {"address", listener.address}, {"fd", listener.fd}});
+    Json entry{{"name", listener.name}, {"address", listener.address}, {"fd", listener.fd}};
+    if (listener.per_slot) {
+      // Only for per-slot listeners: a shared listener's entry stays what it always was.
+      entry["reuseport"] = "per-slot";
+      entry["sockets"] = listener.sockets;
+    }
+    listeners.push_back(std::move(entry));
   }
   json["listeners"] = std::move(listeners);
   json["workers"] = workers_json(snapshot);

@@ -52,8 +52,10 @@ std::string request_line(const Request& request);
 
 struct ListenerStatus {
   std::string name;
-  std::string address;  // as bound: "127.0.0.1:43121", "unix:/run/shop.sock"
-  int fd = 3;           // the fd number workers get it on
+  std::string address;    // as bound: "127.0.0.1:43121", "unix:/run/shop.sock"
+  int fd = 3;             // the fd number workers get it on
+  bool per_slot = false;  // reuseport = "per-slot": each slot's workers get their slot's own socket
+  int sockets = 1;        // sockets open now: one per slot that has one, for a per-slot listener
 };
 
 // What `status` shows about the instance besides the Supervisor's snapshot.
@@ -67,7 +69,8 @@ struct InstanceStatus {
 };
 
 // `{"ok":true,"name":…,"pid":…,"version":…,"generation":…,"config":…,"workers_wanted":…,
-// "workers_ready":…,"reloading_to":…,"stopping":…,"listeners":[…],"workers":[…]}`. One entry
+// "workers_ready":…,"reloading_to":…,"stopping":…,"listeners":[…],"workers":[…]}`. A per-slot
+// listener's entry adds "reuseport":"per-slot" and "sockets":N to name, address and fd. One entry
 // per worker process (a slot being replaced has two); a slot in backoff, failed for good, or
 // exited and not to be restarted, without a process other than stopping ones, adds one entry
 // with "pid":null and "state" "backoff", "failed" or "exited".

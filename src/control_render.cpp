@@ -122,8 +122,13 @@ std::string header(const Json& reply) {
   const auto listeners = reply.find("listeners");
   if (listeners != reply.end() && listeners->is_array()) {
     for (const Json& listener : *listeners) {
+      std::string fd = "fd " + text_of(listener, "fd");
+      if (text_of(listener, "reuseport") == "per-slot") {
+        const std::string sockets = text_of(listener, "sockets");
+        fd += ", per-slot: " + sockets + (sockets == "1" ? " socket" : " sockets");
+      }
       listening += (listening.empty() ? "" : ", ") + text_of(listener, "name") + " " +
-                   text_of(listener, "address") + " (fd " + text_of(listener, "fd") + ")";
+                   text_of(listener, "address") + " (" + fd + ")";
     }
   }
   out += "  listening: " + (listening.empty() ? std::string("nothing") : listening) + "\n";

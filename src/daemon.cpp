@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -44,11 +45,12 @@ WorkerExit exit_from(const siginfo_t& info) {
   return KilledBySignal{info.si_status};
 }
 
-// Two listener configurations stand for the same socket when they bind the same thing. Port 0
-// binds a different port each time, so such listeners are told apart by their names.
+// Two listener configurations stand for the same sockets when they bind the same thing the same
+// way. Port 0 binds a different port each time, so such listeners are told apart by their names.
 bool same_socket(const ListenerConfig& a, const ListenerConfig& b) {
   const bool kernel_port = a.address.family != AddressFamily::unix_path && a.address.port == 0;
-  return a.address == b.address && a.ipv6_only == b.ipv6_only && (!kernel_port || a.name == b.name);
+  return a.address == b.address && a.ipv6_only == b.ipv6_only && a.reuseport == b.reuseport &&
+         (!kernel_port || a.name == b.name);
 }
 
 std::optional<std::string> read_file(const std::string& path) {
@@ -74,9 +76,19 @@ Daemon::Daemon(DaemonSetup setup)
   Generation generation{supervisor_.shared_config_of(1), std::move(setup.prepared.executable),
                         std::move(setup.prepared.user), {}};
   for (std::size_t index = 0; index < setup.listeners.size(); ++index) {
-    generation.listeners.emplace_back(setup.listener_configs.at(index),
-                                      std::make_shared<Listener>(std::move(setup.listeners[index])));
+    const ListenerConfig& config = setup.listener_configs.at(index);
+    auto sockets = std::make_shared<ListenerSockets>(config, std::move(setup.listeners[index]));
+    // Every slot's socket before any worker starts. A failure here (the port is ours already, so
+    // only a lack of fds or memory) is not fatal: that slot's spawn tries again, and fails as a
+    // spawn that backs off.
+    try {
+      sockets->open_slots(setup.worker_count);
+    } catch (const ListenError& error) {
+      spdlog::error("cannot open every per-slot socket; their slots retry at each start: {}", error.what());
+    }
+    generation.listeners.emplace_back(config, std::move(sockets));
   }
+  warn_about_per_slot_scale_down(generation.listeners);
   generations_.emplace(generation.config.get(), std::move(generation));
 
   if (systemd_.problem()) {
@@ -150,6 +162,7 @@ void Daemon::drain_events() {
     execute(supervisor_.handle(event, Clock::now()));
   }
   prune_generations();
+  close_unneeded_slot_sockets();
 }
 
 void Daemon::execute(const std::vector<Action>& actions) {
@@ -163,7 +176,12 @@ void Daemon::execute_one(const Spawn& spawn) {
   const Config& config = supervisor_.config_of(spawn.id.generation);
   std::vector<ListenerFd> listener_fds;
   for (const auto& [listener_config, listener] : generation.listeners) {
-    listener_fds.push_back({listener_config.name, listener->fd()});
+    const auto fd = listener->fd_for(spawn.id.slot);
+    if (!fd) {
+      pending_.push_back(SpawnFailed{spawn.id, ExecFailure{"per-slot socket", fd.error().error}});
+      return;
+    }
+    listener_fds.push_back({listener_config.name, *fd});
   }
   std::optional<WorkerNotifySocket> notify_socket;
   const std::optional<NotifySettings> notify = notify_settings_for(generation, spawn.id, notify_socket);
@@ -382,18 +400,22 @@ void Daemon::reload(std::optional<RequestId> request) {
     refuse("control.socket cannot change in a reload; restart clusterd instead");
     return;
   }
-  auto listeners = listeners_for(prepared->config);
+  // The file's `workers` applies only when it changed since it was last loaded, so a count
+  // set by scaling survives reloads (interface §4.3).
+  int workers = supervisor_.workers_wanted();
+  const bool workers_changed = prepared->config.workers != loaded_workers_setting_;
+  if (workers_changed) {
+    workers = resolve_worker_count_(prepared->config);
+  }
+  auto listeners = listeners_for(prepared->config, workers);
   if (!listeners) {
     refuse(listeners.error());
     return;
   }
-  // The file's `workers` applies only when it changed since it was last loaded, so a count
-  // set by scaling survives reloads (interface §4.3).
-  int workers = supervisor_.workers_wanted();
-  if (prepared->config.workers != loaded_workers_setting_) {
-    workers = resolve_worker_count_(prepared->config);
+  if (workers_changed) {
     loaded_workers_setting_ = prepared->config.workers;
   }
+  warn_about_per_slot_scale_down(*listeners);
   auto config = std::make_shared<const Config>(std::move(prepared->config));
   generations_.emplace(config.get(), Generation{config, std::move(prepared->executable), std::move(prepared->user),
                                                 std::move(*listeners)});
@@ -439,30 +461,29 @@ std::string Daemon::status_reply_now() const {
   const Generation& generation = generations_.at(&config);
   int fd = 3;
   for (const auto& [listener_config, listener] : generation.listeners) {
-    status.listeners.push_back({listener_config.name, listener->bound_address(), fd++});
+    status.listeners.push_back({listener_config.name, listener->bound_address(), fd++, listener->per_slot(),
+                                static_cast<int>(listener->socket_count())});
   }
   status.snapshot = supervisor_.status(Clock::now());
   return status_reply(status);
 }
 
-tl::expected<std::vector<std::pair<ListenerConfig, std::shared_ptr<Listener>>>, std::string>
-Daemon::listeners_for(const Config& config) {
-  std::vector<std::pair<ListenerConfig, std::shared_ptr<Listener>>> listeners;
+tl::expected<Daemon::GenerationListeners, std::string> Daemon::listeners_for(const Config& config, int workers) {
+  GenerationListeners listeners;
   for (const ListenerConfig& wanted : config.listeners) {
-    std::shared_ptr<Listener> found;
+    std::shared_ptr<ListenerSockets> found;
     for (const auto& [key, generation] : generations_) {
       for (const auto& [listener_config, listener] : generation.listeners) {
         if (same_socket(listener_config, wanted)) {
           found = listener;
+        } else if (auto problem = reuseport_change_problem(listener_config, wanted)) {
+          return tl::make_unexpected(std::move(*problem));
         }
       }
     }
     if (!found) {
       try {
-        std::vector<Listener> opened = open_listeners({wanted});
-        found = std::make_shared<Listener>(std::move(opened.front()));
-        spdlog::info("listening name={} address={} backlog={}", found->name(), found->bound_address(),
-                     found->backlog());
+        found = open_listener_sockets(wanted, workers);
       } catch (const ListenError& error) {
         return tl::make_unexpected(std::string(error.what()));
       }
@@ -628,16 +649,43 @@ void Daemon::forward_signal(int signal) {
   }
 }
 
+std::set<ListenerSockets*> Daemon::open_listeners_now() const {
+  std::set<ListenerSockets*> open;  // a listener kept by several generations counts once
+  for (const auto& [key, generation] : generations_) {
+    for (const auto& [listener_config, listener] : generation.listeners) {
+      open.insert(listener.get());
+    }
+  }
+  return open;
+}
+
 void Daemon::check_listeners() {
   // A worker's shutdown() on its inherited copy stops the socket for every holder
   // (interface §7): listen again so the next workers are served.
-  for (const auto& [key, generation] : generations_) {
-    for (const auto& [listener_config, listener] : generation.listeners) {
-      if (listener->ensure_listening()) {
-        spdlog::error("listener stopped by a worker; listening again name={} address={}", listener->name(),
-                      listener->bound_address());
+  for (ListenerSockets* listener : open_listeners_now()) {
+    listener->ensure_listening();
+  }
+}
+
+void Daemon::close_unneeded_slot_sockets() {
+  std::optional<StatusSnapshot> status;  // only with a per-slot listener: it is not free
+  for (ListenerSockets* listener : open_listeners_now()) {
+    if (listener->per_slot()) {
+      if (!status) {
+        status = supervisor_.status(Clock::now());
       }
+      listener->close_unneeded(
+          [&](int slot) { return slot_socket_needed(*status, supervisor_.workers_wanted(), slot); });
     }
+  }
+}
+
+void Daemon::warn_about_per_slot_scale_down(const GenerationListeners& listeners) {
+  const bool any_per_slot = std::any_of(listeners.begin(), listeners.end(),
+                                        [](const auto& entry) { return entry.second->per_slot(); });
+  if (any_per_slot && !tcp_migrate_req_checked_) {
+    tcp_migrate_req_checked_ = true;  // once: it is the system's setting, not the file's
+    warn_about_tcp_migrate_req();
   }
 }
 

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@
 #include "control_server.h"
 #include "credentials.h"
 #include "event_loop.h"
+#include "listener_sockets.h"
 #include "notify.h"
 #include "process.h"
 #include "sockets.h"
@@ -60,13 +62,16 @@ class Daemon {
   int run();
 
  private:
+  // A generation's listeners in order, each with the configuration it stands for.
+  using GenerationListeners = std::vector<std::pair<ListenerConfig, std::shared_ptr<ListenerSockets>>>;
   // What spawning a worker of one configuration needs. Listeners are shared between
-  // generations that keep the same address, so a reload never closes a socket it still uses.
+  // generations that keep the same address, so a reload never closes a socket it still uses
+  // (nor a per-slot listener the socket of a slot it keeps).
   struct Generation {
     std::shared_ptr<const Config> config;
     std::string executable;
     WorkerUser user;
-    std::vector<std::pair<ListenerConfig, std::shared_ptr<Listener>>> listeners;
+    GenerationListeners listeners;
   };
   struct RunningWorker {
     WorkerId id;
@@ -95,7 +100,10 @@ class Daemon {
   void forget_worker(std::map<pid_t, RunningWorker>::iterator found);
   void unwatch_exec_status(RunningWorker& worker);
   void forward_signal(int signal);
+  std::set<ListenerSockets*> open_listeners_now() const;
   void check_listeners();
+  void close_unneeded_slot_sockets();
+  void warn_about_per_slot_scale_down(const GenerationListeners& listeners);
   void drain_events();
   void ping_systemd_watchdog(TimePoint now);
   std::optional<TimePoint> next_wakeup() const;
@@ -105,8 +113,7 @@ class Daemon {
   void reload(std::optional<RequestId> request = std::nullopt);
   void on_control_request(RequestId id, const Request& request);
   std::string status_reply_now() const;
-  tl::expected<std::vector<std::pair<ListenerConfig, std::shared_ptr<Listener>>>, std::string>
-  listeners_for(const Config& config);
+  tl::expected<GenerationListeners, std::string> listeners_for(const Config& config, int workers);
   void scale_by(int delta);
   void prune_generations();
   std::optional<NotifySettings> notify_settings_for(const Generation& generation, const WorkerId& id,
@@ -122,6 +129,7 @@ class Daemon {
   SignalReader signals_;
   SystemdNotifier systemd_;
   std::optional<TimePoint> next_systemd_ping_;
+  bool tcp_migrate_req_checked_ = false;  // the per-slot scale-down warning is given once
   std::optional<NotifyDirectory> notify_directory_;
   std::map<pid_t, RunningWorker> workers_;
   std::deque<Event> pending_;

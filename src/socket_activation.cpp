@@ -324,7 +324,16 @@ std::vector<Listener> adopt_listeners(std::vector<InheritedSocket> inherited,
       }
     }
     for (std::size_t l = 0; l < listeners.size(); ++l) {
-      if (chosen[l] == nullptr) {
+      if (listeners[l].reuseport == ReusePort::per_slot) {
+        // A per-slot listener is a group of SO_REUSEPORT sockets clusterd binds, one per slot,
+        // and systemd passes one socket: it could be one member of the group at best (and only
+        // with ReusePort=yes in the socket unit), whose queue dies with clusterd while the
+        // socket unit's survives. No half measure: the operator chooses one model.
+        errors.push_back("listener \"" + listeners[l].name + "\" (" + format_address(listeners[l].address) +
+                         "): reuseport = \"per-slot\" cannot be used with sockets passed by systemd "
+                         "(LISTEN_FDS): clusterd binds one socket per slot itself; use reuseport = \"shared\", "
+                         "or start clusterd without the socket unit");
+      } else if (chosen[l] == nullptr) {
         errors.push_back("listener \"" + listeners[l].name + "\" (" + format_address(listeners[l].address) +
                          "): no inherited socket has its name or address");
       } else if (!chosen[l]->problem) {

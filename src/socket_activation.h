@@ -36,7 +36,8 @@ std::vector<InheritedSocket> take_inherited_sockets();
 // (backlog() reports the kernel's value for TCP, systemd's default for unix sockets). Adopted
 // unix socket files are never removed. Throws one ListenError listing every problem: a socket
 // of Accept=yes (name "connection"), a wrong type, one not listening, an inherited socket no
-// listener takes, a listener without one. Returns the listeners in configuration order.
+// listener takes, a listener without one, a listener with reuseport = "per-slot" (clusterd must
+// bind those itself). Returns the listeners in configuration order.
 std::vector<Listener> adopt_listeners(std::vector<InheritedSocket> inherited,
                                       const std::vector<ListenerConfig>& listeners);
 

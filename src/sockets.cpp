@@ -1,5 +1,5 @@
-// Opens clusterd's listening sockets (TCP v4/v6, unix) once, and makes them listen again when a
-// worker has shut one down.
+// Opens clusterd's listening sockets (TCP v4/v6, unix; SO_REUSEPORT ones for per-slot listeners)
+// once, and makes them listen again when a worker has shut one down.
 #include "sockets.h"
 
 #include <arpa/inet.h>
@@ -27,7 +27,7 @@ std::string errno_text(int error) { return std::generic_category().message(error
 
 // `bind 127.0.0.1:80: Permission denied`: the action, the address, the reason.
 [[noreturn]] void fail(std::string_view action, const std::string& shown, int error) {
-  throw ListenError(std::string(action) + " " + shown + ": " + errno_text(error));
+  throw ListenError(std::string(action) + " " + shown + ": " + errno_text(error), error);
 }
 
 }  // namespace
@@ -120,6 +120,13 @@ Listener open_tcp(const ListenerConfig& config) {
   // Lets a restarted clusterd bind while old connections sit in TIME_WAIT; a socket that is
   // still listening on the address is refused all the same (protocols §4.1).
   set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", shown);
+  if (config.reuseport == ReusePort::per_slot) {
+    // Before bind(), on every socket of the group: the kernel lets a socket join a port's
+    // SO_REUSEPORT group only if it and every socket already there have it, with the same
+    // effective uid (socket(7)). A shared listener never sets it, so no other process can
+    // quietly bind the port beside clusterd's socket and take a share of its connections.
+    set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT", shown);
+  }
   if (address.family == AddressFamily::ipv6) {
     // Always set, never inherited from net.ipv6.bindv6only: the config alone decides (§4.3).
     set_int_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, config.ipv6_only ? 1 : 0, "IPV6_V6ONLY", shown);
@@ -413,6 +420,25 @@ bool Listener::replace_unix_socket() {
   return true;
 }
 
+Listener open_slot_socket(const ListenerConfig& config, const std::string& group_address) {
+  const auto address = parse_address(group_address);
+  if (!address || address->family == AddressFamily::unix_path || config.reuseport != ReusePort::per_slot) {
+    throw ListenError("listener \"" + config.name + "\": " + group_address +
+                      ": not the TCP address of a per-slot listener");
+  }
+  // The address the group's first socket got, with the kernel's port for port 0, so every slot
+  // joins the same port; and the family that socket really has (IPv4 after a dual-stack
+  // fallback). ipv6_only is the configured one, as every socket of the group must agree.
+  ListenerConfig slot = config;
+  slot.address = *address;
+  slot.ipv6_only = address->family == AddressFamily::ipv6 && config.ipv6_only;
+  try {
+    return open_tcp(slot);
+  } catch (const ListenError& error) {
+    throw ListenError("listener \"" + config.name + "\": " + error.what(), error.error());
+  }
+}
+
 std::vector<Listener> open_listeners(const std::vector<ListenerConfig>& listeners) {
   std::vector<Listener> opened;
   opened.reserve(listeners.size());
@@ -425,7 +451,7 @@ std::vector<Listener> open_listeners(const std::vector<ListenerConfig>& listener
       }
     } catch (const ListenError& error) {
       // Name the listener as the operator wrote it, so "which one?" needs no guessing.
-      throw ListenError("listener \"" + config.name + "\": " + error.what());
+      throw ListenError("listener \"" + config.name + "\": " + error.what(), error.error());
     }
   }
   return opened;

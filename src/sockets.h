@@ -1,5 +1,6 @@
 // Opens the listening sockets clusterd holds for its whole life (TCP v4/v6 and unix, bound once
-// before any worker starts) and makes them listen again when a worker has shut one down.
+// before any worker starts; the SO_REUSEPORT sockets of per-slot listeners) and makes them listen
+// again when a worker has shut one down.
 #pragma once
 
 #include <sys/socket.h>
@@ -16,10 +17,15 @@
 namespace clusterd {
 
 // A listener that cannot be opened at start: exit 2 with this message
-// (`bind 0.0.0.0:80: Permission denied`, `unix:/run/app.sock: address in use`).
+// (`bind 0.0.0.0:80: Permission denied`, `unix:/run/app.sock: address in use`). error(): the
+// errno of the failed call, 0 when none failed (an address that is not numeric).
 class ListenError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit ListenError(const std::string& message, int error = 0) : std::runtime_error(message), error_(error) {}
+  int error() const noexcept { return error_; }
+
+ private:
+  int error_ = 0;
 };
 
 // One open listening socket. Move-only. A unix socket's file is removed on destruction if the
@@ -71,8 +77,16 @@ class Listener {
 };
 
 // Opens every listener in order; throws ListenError naming the address on the first failure
-// (the ones already opened are closed again).
+// (the ones already opened are closed again). A per-slot listener (reuseport = "per-slot") gets
+// its first socket here, slot 0's, with SO_REUSEPORT set before bind(); open_slot_socket binds
+// the others.
 std::vector<Listener> open_listeners(const std::vector<ListenerConfig>& listeners);
+
+// One more socket of a per-slot listener's SO_REUSEPORT group: SO_REUSEADDR and SO_REUSEPORT,
+// bound to `group_address` (bound_address() of the group's first socket, so with the kernel's
+// port when the configuration says port 0) and listening with the configured backlog. Throws
+// ListenError naming the listener and the address.
+Listener open_slot_socket(const ListenerConfig& config, const std::string& group_address);
 
 // ---- Address helpers socket_activation.cpp shares ------------------------------------------
 

@@ -86,9 +86,10 @@ TEST(ConfigErrors, UnknownKeyWithNothingCloseHasNoSuggestion) {
               ElementsAre("c.toml:2:1: frobnicate: unknown key \"frobnicate\""));
 }
 
-TEST(ConfigErrors, KeysOfLaterVersionsAreUnknownForNow) {
-  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \":80\"\nreuseport = \"shared\"\n")),
-              ElementsAre("c.toml:4:1: listen[0].reuseport: unknown key \"reuseport\""));
+TEST(ConfigErrors, MisspelledReuseportSuggestsTheKey) {
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \":80\"\nreuseprot = \"per-slot\"\n")),
+              ElementsAre("c.toml:4:1: listen[0].reuseprot: unknown key \"reuseprot\"; did you mean "
+                          "\"listen[0].reuseport\"?"));
 }
 
 // ----- top-level keys
@@ -235,6 +236,32 @@ TEST(ConfigErrors, Ipv6OnlyOnAnIpv4ListenerConflicts) {
                           "\"0.0.0.0:80\""));
   EXPECT_THAT(errors(with_command("[[listen]]\naddress = \"[::]:80\"\nipv6_only = \"yes\"\n")),
               ElementsAre("c.toml:4:13: listen[0].ipv6_only: expected true or false, found string \"yes\""));
+}
+
+TEST(ConfigErrors, ReuseportIsSharedOrPerSlot) {
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \":80\"\nreuseport = \"x\"\n")),
+              ElementsAre("c.toml:4:13: listen[0].reuseport: expected \"shared\" or \"per-slot\", found \"x\""));
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \":80\"\nreuseport = \"per_slot\"\n")),
+              ElementsAre("c.toml:4:13: listen[0].reuseport: expected \"shared\" or \"per-slot\", found "
+                          "\"per_slot\""));
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \":80\"\nreuseport = true\n")),
+              ElementsAre("c.toml:4:13: listen[0].reuseport: expected \"shared\" or \"per-slot\", found "
+                          "boolean true"));
+}
+
+TEST(ConfigErrors, ReuseportPerSlotOnAUnixListenerConflicts) {
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \"unix:/run/a.sock\"\nreuseport = \"per-slot\"\n")),
+              ElementsAre("c.toml:4:13: listen[0].reuseport: \"per-slot\" applies only to TCP addresses, not "
+                          "\"unix:/run/a.sock\""));
+}
+
+TEST(ConfigErrors, ABrokenReuseportIsReportedWithTheListenersOtherProblems) {
+  EXPECT_THAT(errors(with_command("[[listen]]\naddress = \":80\"\nbacklog = 0\nreuseport = \"all\"\n"
+                                  "[[listen]]\nname = \"b\"\naddress = \"unix:/a\"\nreuseport = \"per-slot\"\n")),
+              ElementsAre("c.toml:4:11: listen[0].backlog: expected an integer of at least 1, found 0",
+                          "c.toml:5:13: listen[0].reuseport: expected \"shared\" or \"per-slot\", found \"all\"",
+                          "c.toml:9:13: listen[1].reuseport: \"per-slot\" applies only to TCP addresses, not "
+                          "\"unix:/a\""));
 }
 
 TEST(ConfigErrors, BacklogBelowOne) {
@@ -790,6 +817,19 @@ TEST(Config, Ipv6OnlyDefaultsByAddressForm) {
   EXPECT_EQ(config.listeners[0].name, "fd3");
 }
 
+TEST(Config, ReuseportDefaultsToSharedAndReadsPerSlot) {
+  const Config config = build(with_command(
+      "[[listen]]\naddress = \"127.0.0.1:0\"\nreuseport = \"per-slot\"\n"
+      "[[listen]]\naddress = \"[::1]:81\"\nreuseport = \"shared\"\n"
+      "[[listen]]\naddress = \":82\"\n"
+      "[[listen]]\naddress = \"unix:/tmp/a.sock\"\nreuseport = \"shared\"\n"));
+  ASSERT_EQ(config.listeners.size(), 4u);
+  EXPECT_EQ(config.listeners[0].reuseport, ReusePort::per_slot);
+  EXPECT_EQ(config.listeners[1].reuseport, ReusePort::shared);
+  EXPECT_EQ(config.listeners[2].reuseport, ReusePort::shared);
+  EXPECT_EQ(config.listeners[3].reuseport, ReusePort::shared);
+}
+
 TEST(Config, DefaultNameIsTheSanitizedBaseNameOfTheProgram) {
   EXPECT_EQ(build("command = [\"/opt/my app/srv@2\"]\n").name, "srv_2");
   EXPECT_EQ(build("command = [\"python3\", \"app.py\"]\n").name, "python3");
@@ -1025,6 +1065,7 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
             "address = \"[::]:80\"\n"
             "backlog = 4096\n"
             "ipv6_only = false\n"
+            "reuseport = \"shared\"\n"
             "\n[env]\n"
             "\n[restart]\n"
             "policy = \"always\"\n"
@@ -1059,7 +1100,7 @@ TEST(ToToml, RoundTripsThroughBuildConfig) {
   const std::string text =
       "name = \"shop\"\nworkers = 8\ncommand = [\"./server\", \"--fd\", \"{fd:http}\", \"tab\\there\"]\n"
       "directory = \"/srv/shop\"\nuser = \"www-data\"\ngroup = \"www-data\"\noutput = \"prefix\"\n"
-      "[[listen]]\nname = \"http\"\naddress = \"0.0.0.0:8000\"\nbacklog = 128\n"
+      "[[listen]]\nname = \"http\"\naddress = \"0.0.0.0:8000\"\nbacklog = 128\nreuseport = \"per-slot\"\n"
       "[[listen]]\naddress = \"unix:/run/shop.sock\"\nmode = \"0600\"\n"
       "[[listen]]\naddress = \":9000\"\n"
       "[[listen]]\naddress = \"[::1]:9001\"\n"
@@ -1082,6 +1123,9 @@ TEST(ToToml, RoundTripsThroughBuildConfig) {
   EXPECT_EQ(second.restart.multiplier, 1.5);
   EXPECT_EQ(second.restart.burst, 10);
   ASSERT_EQ(second.listeners.size(), 4u);
+  EXPECT_EQ(second.listeners[0].reuseport, ReusePort::per_slot);
+  EXPECT_EQ(second.listeners[2].reuseport, ReusePort::shared);
+  EXPECT_NE(written.find("address = \"0.0.0.0:8000\"\nbacklog = 128\nreuseport = \"per-slot\"\n"), std::string::npos);
   EXPECT_FALSE(second.listeners[2].ipv6_only);
   EXPECT_TRUE(second.listeners[3].ipv6_only);
   EXPECT_EQ(second.listeners[1].mode, 0600u);

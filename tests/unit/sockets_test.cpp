@@ -1,5 +1,5 @@
 // Listening sockets on loopback and in private temp dirs: binding, options, unix socket files,
-// and listening again, at the same address, after a worker's shutdown().
+// listening again, at the same address, after a worker's shutdown(); per-slot SO_REUSEPORT groups.
 #include "sockets.h"
 
 #include <arpa/inet.h>
@@ -14,11 +14,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -26,6 +28,7 @@
 #include <spdlog/spdlog.h>
 
 #include "address.h"
+#include "listener_sockets.h"
 
 namespace clusterd {
 namespace {
@@ -545,6 +548,247 @@ TEST(Listener, EnsureListeningCannotReplaceAUnixSocketWhoseFileIsNotOurs) {
                                     "address=unix:" + path +
                                     " error=\"a unix socket cannot listen again after shutdown()"));
   EXPECT_TRUE(std::filesystem::is_socket(path));
+}
+
+// ----- per-slot listeners (reuseport = "per-slot")
+
+ListenerConfig per_slot_config(std::string_view address_text, std::string name = "http") {
+  ListenerConfig config = listener_config(address_text, std::move(name));
+  config.reuseport = ReusePort::per_slot;
+  return config;
+}
+
+ListenerSockets per_slot_group(const ListenerConfig& config, int slots) {
+  ListenerSockets group(config, open_one(config));
+  group.open_slots(slots);
+  return group;
+}
+
+std::uint16_t local_port(int fd) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof(address);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0) << std::strerror(errno);
+  if (address.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&address)->sin6_port);
+  }
+  return ntohs(reinterpret_cast<const sockaddr_in*>(&address)->sin_port);
+}
+
+ino_t inode_of(int fd) {
+  struct stat status {};
+  EXPECT_EQ(::fstat(fd, &status), 0) << std::strerror(errno);
+  return status.st_ino;
+}
+
+int fd_of(ListenerSockets& group, int slot) {
+  const auto fd = group.fd_for(slot);
+  EXPECT_TRUE(fd.has_value()) << (fd ? "" : fd.error().message);
+  return fd.value_or(-1);
+}
+
+bool has_a_queued_connection(int fd) {
+  pollfd ready{fd, POLLIN, 0};
+  return ::poll(&ready, 1, 0) == 1;
+}
+
+TEST(OpenListeners, OnlyAPerSlotListenerSetsReusePort) {
+  Listener shared = open_one(listener_config("127.0.0.1:0"));
+  EXPECT_EQ(int_option(shared.fd(), SOL_SOCKET, SO_REUSEPORT), 0);
+  Listener first = open_one(per_slot_config("127.0.0.1:0"));
+  EXPECT_EQ(int_option(first.fd(), SOL_SOCKET, SO_REUSEPORT), 1);
+  EXPECT_EQ(int_option(first.fd(), SOL_SOCKET, SO_REUSEADDR), 1);
+}
+
+TEST(OpenListeners, NoSocketCanJoinTheGroupOfASharedListenersPort) {
+  // Without SO_REUSEPORT on clusterd's socket, not even a process of the same user can bind
+  // beside it and take a share of its connections.
+  Listener shared = open_one(listener_config("127.0.0.1:0"));
+  try {
+    open_slot_socket(per_slot_config("127.0.0.1:0"), shared.bound_address());
+    ADD_FAILURE() << "a second socket joined the port of a shared listener";
+  } catch (const ListenError& error) {
+    EXPECT_EQ(std::string(error.what()),
+              "listener \"http\": bind " + shared.bound_address() + ": Address already in use");
+    EXPECT_EQ(error.error(), EADDRINUSE);
+  }
+}
+
+TEST(OpenListeners, APerSlotListenerCannotBindAPortASharedSocketHolds) {
+  Listener plain = open_one(listener_config("127.0.0.1:0", "other"));
+  EXPECT_EQ(listen_error_of({per_slot_config(plain.bound_address())}),
+            "listener \"http\": bind " + plain.bound_address() + ": Address already in use");
+}
+
+TEST(ListenerSockets, APerSlotGroupBindsOneReusePortSocketPerSlotOnOnePort) {
+  ListenerSockets group = per_slot_group(per_slot_config("127.0.0.1:0"), 4);
+  ASSERT_EQ(group.socket_count(), 4u);
+  EXPECT_EQ(group.open_slots(), (std::vector<int>{0, 1, 2, 3}));
+  const std::uint16_t port = local_port(fd_of(group, 0));
+  EXPECT_NE(port, 0);  // port 0: the kernel's port, the same for every slot
+  EXPECT_EQ(group.bound_address(), "127.0.0.1:" + std::to_string(port));
+  std::set<ino_t> sockets;
+  for (int slot = 0; slot < 4; ++slot) {
+    const int fd = fd_of(group, slot);
+    EXPECT_EQ(local_port(fd), port) << "slot " << slot;
+    EXPECT_EQ(int_option(fd, SOL_SOCKET, SO_REUSEPORT), 1) << "slot " << slot;
+    EXPECT_EQ(int_option(fd, SOL_SOCKET, SO_REUSEADDR), 1) << "slot " << slot;
+    EXPECT_EQ(int_option(fd, SOL_SOCKET, SO_ACCEPTCONN), 1) << "slot " << slot;
+    EXPECT_TRUE(is_cloexec(fd)) << "slot " << slot;
+    sockets.insert(inode_of(fd));
+  }
+  EXPECT_EQ(sockets.size(), 4u);  // four sockets, not four fds of one
+}
+
+TEST(ListenerSockets, TheKernelSpreadsConnectionsOverTheSlotsSockets) {
+  ListenerSockets group = per_slot_group(per_slot_config("127.0.0.1:0"), 2);
+  const std::array<int, 2> fds{fd_of(group, 0), fd_of(group, 1)};
+  // Each new connection lands in one socket's own queue, by a hash of its addresses: a few
+  // hundred connections from different source ports reach both (a miss is 2^-400 likely).
+  std::array<int, 2> accepted{0, 0};
+  std::vector<Fd> connections;
+  for (int attempt = 0; attempt < 400 && (accepted[0] == 0 || accepted[1] == 0); ++attempt) {
+    Fd client = connect_to(group.bound_address());
+    ASSERT_TRUE(client);
+    connections.push_back(std::move(client));
+    for (std::size_t slot = 0; slot < fds.size(); ++slot) {
+      // Accepted at once, so no queue fills up whatever the backlog.
+      if (has_a_queued_connection(fds[slot])) {
+        connections.emplace_back(::accept4(fds[slot], nullptr, nullptr, SOCK_CLOEXEC));
+        ++accepted[slot];
+      }
+    }
+  }
+  EXPECT_GT(accepted[0], 0);
+  EXPECT_GT(accepted[1], 0);
+}
+
+TEST(ListenerSockets, ASharedListenerGivesEverySlotItsOneSocket) {
+  ListenerSockets shared(listener_config("127.0.0.1:0"), open_one(listener_config("127.0.0.1:0")));
+  shared.open_slots(4);
+  EXPECT_EQ(shared.socket_count(), 1u);
+  EXPECT_FALSE(shared.per_slot());
+  const int fd = fd_of(shared, 0);
+  EXPECT_EQ(fd_of(shared, 3), fd);
+  EXPECT_EQ(fd_of(shared, 17), fd);
+  EXPECT_THAT(shared.close_unneeded([](int) { return false; }), ::testing::IsEmpty());
+  EXPECT_TRUE(is_open(fd));
+}
+
+TEST(ListenerSockets, ASlotAddedLaterGetsASocketOfItsOwnOnTheSamePort) {
+  ListenerSockets group = per_slot_group(per_slot_config("127.0.0.1:0"), 2);
+  CapturedLog log;
+  const int fd = fd_of(group, 2);
+  EXPECT_EQ(group.socket_count(), 3u);
+  EXPECT_EQ(local_port(fd), local_port(fd_of(group, 0)));
+  EXPECT_EQ(int_option(fd, SOL_SOCKET, SO_REUSEPORT), 1);
+  EXPECT_NE(inode_of(fd), inode_of(fd_of(group, 1)));
+  EXPECT_EQ(fd_of(group, 2), fd);  // kept: asked again, the same socket
+  EXPECT_THAT(log.text(), HasSubstr("info per-slot socket opened name=http slot=2 address=" + group.bound_address()));
+}
+
+TEST(ListenerSockets, CloseUnneededClosesOnlyTheSlotsNoLongerNeeded) {
+  ListenerSockets group = per_slot_group(per_slot_config("127.0.0.1:0"), 3);
+  const int kept = fd_of(group, 0);
+  const ino_t kept_inode = inode_of(kept);
+  CapturedLog log;
+  EXPECT_EQ(group.close_unneeded([](int slot) { return slot == 0; }), (std::vector<int>{1, 2}));
+  EXPECT_EQ(group.open_slots(), (std::vector<int>{0}));
+  EXPECT_EQ(inode_of(fd_of(group, 0)), kept_inode);
+  EXPECT_THAT(log.text(), HasSubstr("info per-slot socket closed name=http slot=1 address=" + group.bound_address()));
+  EXPECT_THAT(log.text(), HasSubstr("info per-slot socket closed name=http slot=2 address=" + group.bound_address()));
+  // The port stays the group's: slot 0 holds it, and a slot added again joins it.
+  EXPECT_EQ(local_port(fd_of(group, 1)), local_port(kept));
+}
+
+TEST(ListenerSockets, EnsureListeningListensAgainOnASlotsSocketAWorkerShutDown) {
+  ListenerSockets group = per_slot_group(per_slot_config("127.0.0.1:0"), 2);
+  const int fd = fd_of(group, 1);
+  const std::uint16_t port = local_port(fd_of(group, 0));
+  ASSERT_EQ(::shutdown(fd, SHUT_RDWR), 0);  // as a worker of slot 1 would, on its copy
+  ASSERT_EQ(int_option(fd, SOL_SOCKET, SO_ACCEPTCONN), 0);
+  CapturedLog log;
+  group.ensure_listening();
+  EXPECT_THAT(log.text(), HasSubstr("error listener stopped by a worker; listening again name=http address=" +
+                                    group.bound_address() + " slot=1"));
+  EXPECT_EQ(fd_of(group, 1), fd);
+  EXPECT_EQ(int_option(fd, SOL_SOCKET, SO_ACCEPTCONN), 1);
+  EXPECT_EQ(local_port(fd), port);  // back in the group, on the group's port
+}
+
+// ----- which slots keep their per-slot socket
+
+WorkerStatus worker_in(int slot, WorkerState state) {
+  WorkerStatus worker;
+  worker.id = WorkerId{slot, 1, 1};
+  worker.pid = 100 + slot;
+  worker.state = state;
+  return worker;
+}
+
+SlotStatus slot_status(int slot, SlotState state, std::vector<WorkerStatus> workers) {
+  SlotStatus entry;
+  entry.slot = slot;
+  entry.state = state;
+  entry.workers = std::move(workers);
+  return entry;
+}
+
+TEST(SlotSocketNeeded, ASlotWithinTheCountKeepsItsSocketWhileItsWorkerIsDown) {
+  StatusSnapshot status;
+  status.slots = {slot_status(0, SlotState::running, {worker_in(0, WorkerState::ready)}),
+                  slot_status(1, SlotState::backoff, {})};
+  EXPECT_TRUE(slot_socket_needed(status, 2, 0));
+  EXPECT_TRUE(slot_socket_needed(status, 2, 1));  // its queue waits for the restart
+}
+
+TEST(SlotSocketNeeded, ARemovedSlotLetsGoOnceItsWorkerIsStopping) {
+  StatusSnapshot status;
+  status.slots = {slot_status(0, SlotState::running, {worker_in(0, WorkerState::ready)}),
+                  slot_status(1, SlotState::running, {worker_in(1, WorkerState::ready)}),
+                  slot_status(2, SlotState::running, {worker_in(2, WorkerState::stopping)})};
+  EXPECT_TRUE(slot_socket_needed(status, 1, 0));
+  EXPECT_TRUE(slot_socket_needed(status, 1, 1));   // not asked to stop yet (a reload to fewer, say)
+  EXPECT_FALSE(slot_socket_needed(status, 1, 2));  // asked to stop: the worker's own copy is enough
+  EXPECT_FALSE(slot_socket_needed(status, 1, 3));  // no such slot
+}
+
+TEST(SlotSocketNeeded, ASlotOfTheReloadTargetNotAddedYetKeepsItsSocket) {
+  StatusSnapshot status;
+  status.slots = {slot_status(0, SlotState::running, {worker_in(0, WorkerState::ready)})};
+  EXPECT_TRUE(slot_socket_needed(status, 3, 2));
+}
+
+TEST(SlotSocketNeeded, AStoppingWorkerOfASlotThatRestartsKeepsTheSocket) {
+  StatusSnapshot status;  // not ready in time: stopped, then restarted in the same slot
+  status.slots = {slot_status(0, SlotState::running, {worker_in(0, WorkerState::stopping)})};
+  EXPECT_TRUE(slot_socket_needed(status, 1, 0));
+}
+
+TEST(SlotSocketNeeded, ASlotThatWillNeverRunAgainLetsGo) {
+  StatusSnapshot status;
+  status.slots = {slot_status(0, SlotState::running, {worker_in(0, WorkerState::ready)}),
+                  slot_status(1, SlotState::failed, {}), slot_status(2, SlotState::done, {})};
+  EXPECT_FALSE(slot_socket_needed(status, 3, 1));
+  EXPECT_FALSE(slot_socket_needed(status, 3, 2));
+}
+
+// ----- the tcp_migrate_req warning
+
+TEST(TcpMigrateReqWarning, NoneWhenQueuedConnectionsMigrate) {
+  EXPECT_EQ(tcp_migrate_req_warning("1\n"), std::nullopt);
+}
+
+TEST(TcpMigrateReqWarning, OffSaysWhatHappensAndHowToSetIt) {
+  EXPECT_EQ(tcp_migrate_req_warning("0\n"),
+            "net.ipv4.tcp_migrate_req = 0: when scaling down closes a removed slot's per-slot socket (reuseport = "
+            "\"per-slot\"), the connections queued on it are reset; set it to 1 to move them to the other slots' "
+            "sockets (sysctl -w net.ipv4.tcp_migrate_req=1, and a file in /etc/sysctl.d/ to keep it)");
+}
+
+TEST(TcpMigrateReqWarning, MissingSaysTheKernelIsTooOld) {
+  EXPECT_EQ(tcp_migrate_req_warning(std::nullopt),
+            "net.ipv4.tcp_migrate_req is not available (Linux before 5.14): when scaling down closes a removed "
+            "slot's per-slot socket (reuseport = \"per-slot\"), the connections queued on it are reset");
 }
 
 }  // namespace

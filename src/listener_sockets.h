@@ -1,0 +1,111 @@
+// The open sockets of one configured listener, as the daemon hands them to workers: the one
+// socket every worker inherits (reuseport = "shared"), or one SO_REUSEPORT socket per slot
+// (reuseport = "per-slot": interface §7, protocols §4.1 model B).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+#include "config.h"
+#include "sockets.h"
+#include "supervisor.h"
+
+namespace clusterd {
+
+// Why a slot's socket could not be opened: the message for the log and the errno.
+struct SlotSocketFailure {
+  std::string message;
+  int error = 0;
+};
+
+// Owns the sockets of one listener. A per-slot listener keeps slot k's socket while slot k
+// exists, whoever runs in it: the worker that crashed and the one that restarts it, the old and
+// the new worker of a reload, all get the same socket, so a slot's accept queue outlives its
+// workers. A slot's socket is bound when the slot first needs it and closed when the daemon says
+// the slot is gone (close_unneeded); every socket of a group is bound to the address the first
+// one got (the kernel's port, for port 0). Move-only; the daemon shares one between the
+// generations that keep the listener (std::shared_ptr).
+class ListenerSockets {
+ public:
+  // `first`: the listener's socket as open_listeners or socket activation opened it. For a
+  // per-slot listener it is slot 0's (open_listeners set SO_REUSEPORT on it).
+  ListenerSockets(ListenerConfig config, Listener first);
+  ListenerSockets(ListenerSockets&&) noexcept = default;
+  ListenerSockets& operator=(ListenerSockets&&) noexcept = default;
+  ListenerSockets(const ListenerSockets&) = delete;
+  ListenerSockets& operator=(const ListenerSockets&) = delete;
+
+  const ListenerConfig& config() const { return config_; }
+  const std::string& name() const { return name_; }
+  bool per_slot() const { return config_.reuseport == ReusePort::per_slot; }
+  // What every socket of the listener is bound to, as logged at start ("127.0.0.1:43121").
+  const std::string& bound_address() const { return bound_address_; }
+  int backlog() const { return backlog_; }
+  // Sockets open now: 1 for a shared listener; one per slot that has its socket, per-slot.
+  std::size_t socket_count() const { return sockets_.size(); }
+  // The slots that have a socket (per-slot), in order; {0} for a shared listener.
+  std::vector<int> open_slots() const;
+
+  // Per-slot: binds the sockets of slots 0..count-1 that are not open yet, then logs
+  // `listening per slot name= address= sockets=N`. Throws ListenError naming the listener and the
+  // address; the sockets bound before the failure stay open. A shared listener has nothing to do.
+  void open_slots(int count);
+
+  // The fd a worker of `slot` gets at this listener's position: the shared socket; or the slot's
+  // own, bound now if the slot has none (a slot added by scaling or a reload, or one whose
+  // socket was closed). Opening and failing to open are logged. Never throws.
+  tl::expected<int, SlotSocketFailure> fd_for(int slot);
+
+  // Per-slot: closes the socket of every slot for which `needed(slot)` is false, logging each
+  // (clusterd's copy only: a worker still running keeps its own until it exits). Returns the
+  // slots closed. A shared listener is never closed here.
+  std::vector<int> close_unneeded(const std::function<bool(int)>& needed);
+
+  // Listener::ensure_listening on every socket, after a worker exited: a worker's shutdown()
+  // stops a socket for every holder (interface §7). Each one that listens again is logged as an
+  // error naming the listener (and the slot, per-slot). Never throws.
+  void ensure_listening();
+
+ private:
+  ListenerConfig config_;
+  std::string name_;
+  std::string bound_address_;
+  int backlog_ = 0;
+  std::map<int, Listener> sockets_;  // by slot; a shared listener has one, at 0
+};
+
+// Opens a listener a reload added: its first socket (open_listeners), logged as `listening name=
+// address= backlog=`, and for a per-slot listener the sockets of slots 0..workers-1. Throws
+// ListenError.
+std::shared_ptr<ListenerSockets> open_listener_sockets(const ListenerConfig& config, int workers);
+
+// Why a reload cannot keep `wanted` beside `running`, the configuration of a listener of a
+// generation still running: the same fixed address with another reuseport. The old sockets hold
+// the port until their generation is gone, and a shared socket (no SO_REUSEPORT) and a per-slot
+// group cannot bind one port side by side. nullopt when they can.
+std::optional<std::string> reuseport_change_problem(const ListenerConfig& running, const ListenerConfig& wanted);
+
+// Whether slot `slot` still needs its per-slot socket, by the Supervisor's status and the worker
+// count wanted (a reload's target while one is under way). A slot needs it while a worker of it
+// runs that is not stopping, or while it is within the wanted count and may run one again (not
+// failed for good, not done: a socket no worker will ever accept on would hold its share of new
+// connections forever). So scale-down closes a removed slot's socket once its worker is asked to
+// stop, and a crashed slot in backoff keeps its socket, with its queue, for the restart.
+bool slot_socket_needed(const StatusSnapshot& status, int workers_wanted, int slot);
+
+// The warning for a start with a per-slot listener, by the content of
+// /proc/sys/net/ipv4/tcp_migrate_req (nullopt: the file is missing, before Linux 5.14): without
+// that setting, closing a removed slot's socket resets the connections queued on it
+// (protocols §4.1). nullopt when it is set.
+std::optional<std::string> tcp_migrate_req_warning(const std::optional<std::string>& sysctl_value);
+
+// Reads /proc/sys/net/ipv4/tcp_migrate_req (this network namespace's) and logs the warning, if any.
+void warn_about_tcp_migrate_req();
+
+}  // namespace clusterd
