@@ -12,13 +12,11 @@
 #include <set>
 #include <sstream>
 
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "control_protocol.h"
 #include "logging.h"
 #include "proc_status.h"
-#include "version.h"
 
 extern char** environ;
 
@@ -43,14 +41,6 @@ WorkerExit exit_from(const siginfo_t& info) {
     return ExitCode{info.si_status};
   }
   return KilledBySignal{info.si_status};
-}
-
-// Two listener configurations stand for the same sockets when they bind the same thing the same
-// way. Port 0 binds a different port each time, so such listeners are told apart by their names.
-bool same_socket(const ListenerConfig& a, const ListenerConfig& b) {
-  const bool kernel_port = a.address.family != AddressFamily::unix_path && a.address.port == 0;
-  return a.address == b.address && a.ipv6_only == b.ipv6_only && a.reuseport == b.reuseport &&
-         (!kernel_port || a.name == b.name);
 }
 
 std::optional<std::string> read_file(const std::string& path) {
@@ -353,162 +343,6 @@ void Daemon::on_signal() {
       default:
         break;
     }
-  }
-}
-
-void Daemon::scale_by(int delta) {
-  const int wanted = std::clamp(supervisor_.workers_wanted() + delta, 1, 4096);
-  pending_.push_back(ScaleRequested{wanted});
-}
-
-void Daemon::reload(std::optional<RequestId> request) {
-  // Read and check everything first: a broken file changes nothing (interface §4.2).
-  auto prepared = reload_loader_();
-  const Config& current = supervisor_.config_of(supervisor_.generation());
-  // `answer`: what the control client is told, when it says more than the log's summary line.
-  auto refuse = [this, request](const std::string& why, const std::string& answer = {}) {
-    spdlog::error("reload refused: {}; the running workers keep serving", why);
-    if (request && control_) {
-      control_->reply(*request,
-                      reload_reply(false, supervisor_.generation(), "reload refused: " + (answer.empty() ? why : answer)));
-    }
-  };
-  if (!prepared) {
-    for (const Diagnostic& diagnostic : prepared.error()) {
-      spdlog::error("reload refused: {}", diagnostic.to_string());
-    }
-    // The reply carries the first few problems themselves; the log has every one.
-    const std::string summary = fmt::format("the configuration has {} problem(s)", prepared.error().size());
-    std::string answer = summary + ": ";
-    constexpr std::size_t shown = 3;
-    for (std::size_t index = 0; index < std::min(shown, prepared.error().size()); ++index) {
-      answer += (index == 0 ? "" : "; ") + prepared.error()[index].to_string();
-    }
-    if (prepared.error().size() > shown) {
-      answer += "; …";
-    }
-    refuse(summary, answer);
-    return;
-  }
-  if (prepared->config.name != current.name) {
-    refuse(fmt::format("name cannot change in a reload (\"{}\" → \"{}\"); restart clusterd instead", current.name,
-                       prepared->config.name));
-    return;
-  }
-  // Clients find the instance by its socket: moving it would lose them (interface §4.2).
-  if (prepared->config.control != current.control) {
-    refuse("control.socket cannot change in a reload; restart clusterd instead");
-    return;
-  }
-  // The file's `workers` applies only when it changed since it was last loaded, so a count
-  // set by scaling survives reloads (interface §4.3).
-  int workers = supervisor_.workers_wanted();
-  const bool workers_changed = prepared->config.workers != loaded_workers_setting_;
-  if (workers_changed) {
-    workers = resolve_worker_count_(prepared->config);
-  }
-  auto listeners = listeners_for(prepared->config, workers);
-  if (!listeners) {
-    refuse(listeners.error());
-    return;
-  }
-  if (workers_changed) {
-    loaded_workers_setting_ = prepared->config.workers;
-  }
-  warn_about_per_slot_scale_down(*listeners);
-  auto config = std::make_shared<const Config>(std::move(prepared->config));
-  generations_.emplace(config.get(), Generation{config, std::move(prepared->executable), std::move(prepared->user),
-                                                std::move(*listeners)});
-  pending_.push_back(ReloadRequested{std::move(config), workers, request});
-}
-
-void Daemon::on_control_request(RequestId id, const Request& request) {
-  if (std::holds_alternative<StatusRequest>(request)) {
-    control_->reply(id, status_reply_now());
-    return;
-  }
-  if (std::holds_alternative<ReloadRequest>(request)) {
-    spdlog::info("reload requested over the control socket");
-    reload(id);  // answered when it finished, was abandoned or was refused
-    return;
-  }
-  const bool stopping = supervisor_.status(Clock::now()).stopping;
-  if (const auto* scale = std::get_if<ScaleRequest>(&request)) {
-    if (stopping) {
-      control_->reply(id, error_reply("clusterd is stopping"));
-      return;
-    }
-    pending_.push_back(ScaleRequested{scale->workers});
-    control_->reply(id, scale_reply(scale->workers));
-    return;
-  }
-  // stop: answered when the stop begins; the connection then stays open until clusterd exits.
-  // A second `stop` only waits: unlike a second SIGTERM it does not kill the workers at once.
-  control_->reply(id, ok_reply());
-  if (!stopping) {
-    spdlog::info("stop requested over the control socket");
-    pending_.push_back(StopRequested{false});
-  }
-}
-
-std::string Daemon::status_reply_now() const {
-  InstanceStatus status;
-  const Config& config = supervisor_.config_of(supervisor_.generation());
-  status.name = config.name;
-  status.pid = static_cast<int>(::getpid());
-  status.version = version;
-  status.config = config_path_;
-  const Generation& generation = generations_.at(&config);
-  int fd = 3;
-  for (const auto& [listener_config, listener] : generation.listeners) {
-    status.listeners.push_back({listener_config.name, listener->bound_address(), fd++, listener->per_slot(),
-                                static_cast<int>(listener->socket_count())});
-  }
-  status.snapshot = supervisor_.status(Clock::now());
-  return status_reply(status);
-}
-
-tl::expected<Daemon::GenerationListeners, std::string> Daemon::listeners_for(const Config& config, int workers) {
-  GenerationListeners listeners;
-  for (const ListenerConfig& wanted : config.listeners) {
-    std::shared_ptr<ListenerSockets> found;
-    for (const auto& [key, generation] : generations_) {
-      for (const auto& [listener_config, listener] : generation.listeners) {
-        if (same_socket(listener_config, wanted)) {
-          found = listener;
-        } else if (auto problem = reuseport_change_problem(listener_config, wanted)) {
-          return tl::make_unexpected(std::move(*problem));
-        }
-      }
-    }
-    if (!found) {
-      try {
-        found = open_listener_sockets(wanted, workers);
-      } catch (const ListenError& error) {
-        return tl::make_unexpected(std::string(error.what()));
-      }
-    }
-    listeners.emplace_back(wanted, std::move(found));
-  }
-  if (config.listeners.empty()) {
-    // Sockets inherited from systemd with no [[listen]] configured stay what they were.
-    const Generation& current = generations_.at(&supervisor_.config_of(supervisor_.generation()));
-    if (current.config->listeners.empty()) {
-      listeners = current.listeners;
-    }
-  }
-  return listeners;
-}
-
-void Daemon::prune_generations() {
-  const std::set<const Config*> in_use = supervisor_.configs_in_use();
-  for (auto entry = generations_.begin(); entry != generations_.end();) {
-    if (in_use.contains(entry->first)) {
-      ++entry;
-      continue;
-    }
-    // Removed listeners close here, once no generation that uses them is left.
-    entry = generations_.erase(entry);
   }
 }
 
