@@ -473,6 +473,7 @@ void Daemon::unwatch_exec_status(RunningWorker& worker) {
   if (worker.exec_status_watched) {
     loop_.remove(worker.process.exec_status_fd());
     worker.exec_status_watched = false;
+    worker.process.close_exec_status();
   }
 }
 

@@ -46,9 +46,16 @@ class Process {
   int pidfd() const { return pidfd_.get(); }
   // Readable (an epoll source) once exec succeeded (EOF) or failed (a record). EOF also comes
   // when the child was killed before exec; the reap tells which. The fd stays open, and keeps
-  // reporting readable, until the Process is destroyed: remove it from epoll once
-  // read_exec_status() is no longer `pending`.
+  // reporting readable, until close_exec_status() or the Process's end: remove it from epoll once
+  // read_exec_status() is no longer `pending`, then close it.
   int exec_status_fd() const { return exec_status_.get(); }
+  // Closes the exec-status pipe once its answer is in (no-op while `pending`): a long-running
+  // worker then costs clusterd one fd (its pidfd), not two, and each fork copies a smaller fd table.
+  void close_exec_status() noexcept {
+    if (exec_state_ != ExecState::pending) {
+      exec_status_.reset();
+    }
+  }
 
   // Reads the exec-status pipe without blocking. After `failed`, exec_failure() says why.
   ExecState read_exec_status();

@@ -218,7 +218,8 @@ class Clusterd(Setup):
         return self.sup.proc.pid
 
     def _stop(self):
-        self.sup.stop()
+        if self.sup:  # None when it never started (or was stopped already)
+            self.sup.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_text(self):
