@@ -78,6 +78,30 @@ def split_host_port(address):
     return host, int(port)
 
 
+def serving_pids(address, wanted, limit=400):
+    """Distinct pids answering new connections to address: stops once the set `wanted` is seen,
+    or after `limit` requests (which worker accepts is the kernel's choice)."""
+    seen = set()
+    for _ in range(limit):
+        seen.add(http_get(address)["pid"])
+        if seen >= wanted:
+            break
+    return seen
+
+
+def socket_inodes(pid):
+    """Inodes of the sockets pid holds open."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[len("socket:["):-1]))
+    return inodes
+
+
 class UnixHTTPConnection(http.client.HTTPConnection):
     def __init__(self, path, timeout):
         super().__init__("localhost", timeout=timeout)

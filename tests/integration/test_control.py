@@ -19,7 +19,7 @@ import time
 import pytest
 
 import harness
-from harness import PYTHON, http_get, pid_alive, wait_until, worker
+from harness import PYTHON, pid_alive, serving_pids, wait_until, worker
 
 HTTP_WORKER = [PYTHON, worker("http_worker.py"), "--graceful"]
 
@@ -35,16 +35,6 @@ def control_path(clusterd):
 
 def worker_pids(status):
     return {w["pid"] for w in status["workers"] if w["pid"] is not None}
-
-
-def serving_pids(address, wanted, limit=400):
-    """Distinct pids answering on address: stops once `wanted` are seen or after `limit` requests."""
-    seen = set()
-    for _ in range(limit):
-        seen.add(http_get(address)["pid"])
-        if seen >= wanted:
-            break
-    return seen
 
 
 class RawClient:

@@ -13,7 +13,7 @@ import subprocess
 import time
 
 import harness
-from harness import PYTHON, http_get, wait_until, worker
+from harness import PYTHON, http_get, serving_pids, socket_inodes, wait_until, worker
 
 HTTP_WORKER = [PYTHON, worker("http_worker.py"), "--graceful"]
 
@@ -57,18 +57,6 @@ def listening_inodes(port):
     return inodes
 
 
-def socket_inodes(pid):
-    inodes = set()
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(int(target[len("socket:["):-1]))
-    return inodes
-
-
 def held_on_port(pid, port):
     """The listening sockets on port that pid holds."""
     return socket_inodes(pid) & listening_inodes(port)
@@ -90,17 +78,6 @@ def serving_slots(clusterd, count, generation=None):
     return slots
 
 
-def answering_pids(address, wanted, limit=400):
-    """Pids answering new connections to address: until `wanted` are all seen, or `limit`
-    connections (the kernel picks a slot's socket by a hash of each connection's ports)."""
-    seen = set()
-    for _ in range(limit):
-        seen.add(http_get(address)["pid"])
-        if seen >= wanted:
-            break
-    return seen
-
-
 def test_each_slot_gets_its_own_socket_on_one_port_and_every_slot_serves(start_clusterd, tmpdir_short):
     clusterd, address, port = start_per_slot(start_clusterd, tmpdir_short, 2)
     assert port != 0
@@ -115,7 +92,7 @@ def test_each_slot_gets_its_own_socket_on_one_port_and_every_slot_serves(start_c
     assert clusterd.count(r"listening per slot name=http address=%s sockets=2$" % re.escape(address)) == 1
 
     # New connections reach both workers; what each worker got is what a shared listener gives.
-    assert answering_pids(address, set(slots.values())) == set(slots.values())
+    assert serving_pids(address, set(slots.values())) == set(slots.values())
     answer = http_get(address)
     assert answer["listen"] == {"LISTEN_FDS": "1", "LISTEN_PID": str(answer["pid"]), "LISTEN_FDNAMES": "http"}
     assert answer["served_address"] == ["127.0.0.1", port]
@@ -193,7 +170,7 @@ def test_scaling_opens_and_closes_slots_sockets(start_clusterd, tmpdir_short):
     assert {slot: socket_inode(slots[slot]) for slot in (0, 1)} == first   # the others kept theirs
     clusterd.wait_for_log(r"per-slot socket opened name=http slot=2 address=%s$" % re.escape(address))
     assert clusterd.status()["listeners"][0]["sockets"] == 3
-    assert answering_pids(address, set(slots.values())) == set(slots.values())
+    assert serving_pids(address, set(slots.values())) == set(slots.values())
 
     code, out, err = clusterd.control("scale", "1")
     assert code == 0, err

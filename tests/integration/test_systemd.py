@@ -15,7 +15,7 @@ import time
 import pytest
 
 import harness
-from harness import PYTHON, http_get, wait_until, worker
+from harness import PYTHON, http_get, socket_inodes, wait_until, worker
 from test_reload import read_notify_reports
 
 SOCKET_ACTIVATE = "/usr/bin/systemd-socket-activate"
@@ -276,18 +276,6 @@ def listeners_held(pid, control_socket=None):
     held = socket_inodes(pid)
     return {inode for inode, what in listening_sockets().items()
             if inode in held and (control_socket is None or what != control_socket)}
-
-
-def socket_inodes(pid):
-    inodes = set()
-    for fd in os.listdir("/proc/%d/fd" % pid):
-        try:
-            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(int(target[len("socket:["):-1]))
-    return inodes
 
 
 @pytest.mark.skipif(not os.access(SOCKET_ACTIVATE, os.X_OK), reason="needs systemd-socket-activate")
