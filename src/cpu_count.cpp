@@ -11,8 +11,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
-#include <fstream>
-#include <sstream>
+
+#include "text_file.h"
 
 namespace clusterd {
 namespace {
@@ -242,19 +242,6 @@ int usable_cpus_from(int affinity_cpus, CpuQuota quota) {
 // ---- Reading the system --------------------------------------------------------------------
 
 namespace {
-
-std::optional<std::string> read_text_file(const std::string& path) {
-  std::ifstream file(path);
-  if (!file) {
-    return std::nullopt;
-  }
-  std::ostringstream text;
-  text << file.rdbuf();
-  if (file.bad()) {
-    return std::nullopt;
-  }
-  return text.str();
-}
 
 // CPU_COUNT of sched_getaffinity with a set that grows until the kernel's mask fits: the fixed
 // cpu_set_t holds 1024 CPUs and EINVAL means the set is too small (sched_getaffinity(2)).

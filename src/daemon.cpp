@@ -7,16 +7,15 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <random>
 #include <set>
-#include <sstream>
 
 #include <spdlog/spdlog.h>
 
 #include "control_protocol.h"
 #include "logging.h"
 #include "proc_status.h"
+#include "text_file.h"
 
 extern char** environ;
 
@@ -41,16 +40,6 @@ WorkerExit exit_from(const siginfo_t& info) {
     return ExitCode{info.si_status};
   }
   return KilledBySignal{info.si_status};
-}
-
-std::optional<std::string> read_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    return std::nullopt;
-  }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
 }
 
 }  // namespace
@@ -265,7 +254,7 @@ void Daemon::execute_one(const SampleRss& sample) {
     if (std::find(sample.ids.begin(), sample.ids.end(), worker.id) == sample.ids.end()) {
       continue;
     }
-    const auto text = read_file("/proc/" + std::to_string(pid) + "/status");
+    const auto text = read_text_file("/proc/" + std::to_string(pid) + "/status");
     if (const auto rss = text ? parse_vm_rss(*text) : std::nullopt) {
       pending_.push_back(RssSampled{worker.id, *rss});
     }

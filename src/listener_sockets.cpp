@@ -4,10 +4,11 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <fstream>
 #include <sstream>
 
 #include <spdlog/spdlog.h>
+
+#include "text_file.h"
 
 namespace clusterd {
 
@@ -144,13 +145,7 @@ std::optional<std::string> tcp_migrate_req_warning(const std::optional<std::stri
 }
 
 void warn_about_tcp_migrate_req() {
-  std::optional<std::string> value;
-  if (std::ifstream file("/proc/sys/net/ipv4/tcp_migrate_req"); file) {
-    std::ostringstream text;
-    text << file.rdbuf();
-    value = text.str();
-  }
-  if (const auto warning = tcp_migrate_req_warning(value)) {
+  if (const auto warning = tcp_migrate_req_warning(read_text_file("/proc/sys/net/ipv4/tcp_migrate_req"))) {
     spdlog::warn("{}", *warning);
   }
 }
