@@ -15,6 +15,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "umask_scope.h"
+
 namespace clusterd {
 namespace {
 
@@ -80,10 +82,13 @@ tl::expected<ControlSocket, std::string> ControlSocket::open(const std::string& 
   }
   // bind() creates the file with 0777 & ~umask: narrowing the umask for that one call makes it
   // 0600 from its first moment. Nothing else runs meanwhile (one thread, signals blocked).
-  const mode_t old_umask = ::umask(0177);
-  const int bound = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*address), sizeof *address);
-  const int bind_error = errno;
-  ::umask(old_umask);
+  int bound;
+  int bind_error;
+  {
+    const UmaskScope owner_only(0177);
+    bound = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&*address), sizeof *address);
+    bind_error = errno;
+  }
   if (bound != 0) {
     if (bind_error == EADDRINUSE) {
       return tl::make_unexpected("another clusterd is running (control socket " + path + " was just created)");

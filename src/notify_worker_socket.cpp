@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "decimal.h"
+#include "umask_scope.h"
 
 namespace clusterd {
 namespace {
@@ -32,19 +33,6 @@ constexpr std::size_t received_fds_max = 16;
 
 // How far up the PPid chain a sender may sit below its worker (protocols §2.3 step 6).
 constexpr int max_ancestry_steps = 16;
-
-// Sets the process umask for its lifetime. clusterd is single-threaded (style §6), so the
-// process-wide value is ours alone for the few calls in between.
-class UmaskScope {
- public:
-  explicit UmaskScope(mode_t mask) : previous_(::umask(mask)) {}
-  UmaskScope(const UmaskScope&) = delete;
-  UmaskScope& operator=(const UmaskScope&) = delete;
-  ~UmaskScope() { ::umask(previous_); }
-
- private:
-  mode_t previous_;
-};
 
 // The sender's parent from /proc/<pid>/status; nullopt if the process is gone (a zombie still
 // has its status file, a reaped process has none).

@@ -20,6 +20,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "umask_scope.h"
+
 namespace clusterd {
 namespace {
 
@@ -196,19 +198,6 @@ void remove_stale_socket_file(const std::string& path, const sockaddr_un& socket
   }
   fail("connect (checking for a live listener)", shown, error);
 }
-
-// Sets the process umask for its lifetime. clusterd is single-threaded (style §6) and forks no
-// worker in between, so the process-wide value is ours alone for the few calls it covers.
-class UmaskScope {
- public:
-  explicit UmaskScope(mode_t mask) : previous_(::umask(mask)) {}
-  UmaskScope(const UmaskScope&) = delete;
-  UmaskScope& operator=(const UmaskScope&) = delete;
-  ~UmaskScope() { ::umask(previous_); }
-
- private:
-  mode_t previous_;
-};
 
 // A new unix socket listening at `path`, which must be free; `shown` names it in errors. Also
 // what replaces a socket a worker shut down (Listener::replace_unix_socket).
