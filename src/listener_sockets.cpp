@@ -113,18 +113,17 @@ std::optional<std::string> reuseport_change_problem(const ListenerConfig& runnin
 }
 
 bool slot_socket_needed(const StatusSnapshot& status, int workers_wanted, int slot) {
-  const auto found = std::find_if(status.slots.begin(), status.slots.end(),
-                                  [slot](const SlotStatus& entry) { return entry.slot == slot; });
-  if (found == status.slots.end()) {
+  if (slot < 0 || static_cast<std::size_t>(slot) >= status.slots.size()) {
     return slot < workers_wanted;  // a slot the Supervisor is about to add
   }
-  const bool serving = std::any_of(found->workers.begin(), found->workers.end(), [](const WorkerStatus& worker) {
+  const SlotStatus& entry = status.slots[static_cast<std::size_t>(slot)];
+  const bool serving = std::any_of(entry.workers.begin(), entry.workers.end(), [](const WorkerStatus& worker) {
     return worker.state != WorkerState::stopping;
   });
   if (serving) {
     return true;
   }
-  return slot < workers_wanted && found->state != SlotState::failed && found->state != SlotState::done;
+  return slot < workers_wanted && entry.state != SlotState::failed && entry.state != SlotState::done;
 }
 
 std::optional<std::string> tcp_migrate_req_warning(const std::optional<std::string>& sysctl_value) {

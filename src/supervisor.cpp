@@ -128,14 +128,16 @@ StatusSnapshot Supervisor::status(TimePoint now) const {
     if (slot.state == SlotState::backoff && slot.restart_at) {
       entry.next_restart_in = std::max(Duration{0}, std::chrono::duration_cast<Duration>(*slot.restart_at - now));
     }
-    for (const Worker& worker : workers_) {
-      if (worker.id.slot == entry.slot) {
-        entry.workers.push_back({worker.id, worker.pid, worker.state,
-                                 std::chrono::duration_cast<Duration>(now - worker.started_at),
-                                 worker.notify_status});
-      }
-    }
     snapshot.slots.push_back(std::move(entry));
+  }
+  // One pass over the workers, not one per slot: the daemon asks for this after every event
+  // when a listener is per-slot.
+  for (const Worker& worker : workers_) {
+    if (worker.id.slot >= 0 && static_cast<std::size_t>(worker.id.slot) < snapshot.slots.size()) {
+      snapshot.slots[static_cast<std::size_t>(worker.id.slot)].workers.push_back(
+          {worker.id, worker.pid, worker.state, std::chrono::duration_cast<Duration>(now - worker.started_at),
+           worker.notify_status});
+    }
   }
   return snapshot;
 }

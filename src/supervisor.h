@@ -129,7 +129,7 @@ struct StatusSnapshot {
   int workers_wanted = 0;
   int workers_ready = 0;
   bool stopping = false;
-  std::vector<SlotStatus> slots;
+  std::vector<SlotStatus> slots;  // every slot, in order: slots[i].slot == i
 };
 
 // Decides everything from events and the time it is told. Contract with the shell:
