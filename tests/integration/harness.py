@@ -393,11 +393,12 @@ def toml_string(value):
     return json.dumps(value)
 
 
-def read_reports(directory):
-    """The JSON reports report_worker.py wrote into directory, by pid."""
+def read_reports(directory, prefix="report-"):
+    """The JSON reports a test worker wrote into directory as PREFIX<pid>.json, by pid
+    (report_worker.py's by default)."""
     reports = {}
     for name in os.listdir(directory):
-        if name.startswith("report-") and name.endswith(".json"):
+        if name.startswith(prefix) and name.endswith(".json"):
             with open(os.path.join(directory, name)) as f:
                 report = json.load(f)
             reports[report["pid"]] = report

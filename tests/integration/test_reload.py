@@ -211,12 +211,7 @@ def assert_no_failed_requests(clients):
 
 def read_notify_reports(directory):
     """notify_worker.py's reports in directory, by pid; `term_at` is when it got SIGTERM."""
-    reports = {}
-    for name in os.listdir(directory):
-        if name.startswith("notify-") and name.endswith(".json"):
-            with open(os.path.join(directory, name)) as f:
-                report = json.load(f)
-            reports[report["pid"]] = report
+    reports = harness.read_reports(directory, prefix="notify-")
     for pid, report in reports.items():
         try:
             with open(os.path.join(directory, "notify-%d.term" % pid)) as f:
