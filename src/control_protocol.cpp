@@ -200,7 +200,7 @@ Json exit_to_json(const WorkerExit& exit) {
     json["code"] = code->code;
   } else if (const auto* killed = std::get_if<KilledBySignal>(&exit)) {
     json["signal"] = signal_name(killed->signal);
-  } else if (const auto* failure = std::get_if<ExecFailure>(&exit)) {
+  } else if (const auto* failure = std::get_if<StartFailure>(&exit)) {
     // The step is named only when it is not exec itself (`chdir: No such file or directory`).
     const std::string reason = std::strerror(failure->error);
     json["exec_error"] = failure->step == "exec" ? reason : failure->step + ": " + reason;
@@ -236,13 +236,17 @@ std::string status_reply(const InstanceStatus& status) {
   return dump(json);
 }
 
-std::string reload_reply(bool ok, std::uint64_t generation, std::string_view error) {
+std::string reload_reply(bool ok, std::uint64_t generation, std::string_view error,
+                         const std::vector<std::string>& restart_needed) {
   Json json;
   json["ok"] = ok;
   if (!ok) {
     json["error"] = error;
   }
   json["generation"] = generation;
+  if (!restart_needed.empty()) {
+    json["restart_needed"] = restart_needed;
+  }
   return dump(json);
 }
 

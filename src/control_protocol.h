@@ -76,7 +76,10 @@ struct InstanceStatus {
 // with "pid":null and "state" "backoff", "failed" or "exited".
 std::string status_reply(const InstanceStatus& status);
 // `{"ok":true,"generation":3}` or `{"ok":false,"error":"…","generation":3}`.
-std::string reload_reply(bool ok, std::uint64_t generation, std::string_view error);
+// `restart_needed`: keys whose change a reload cannot apply (they take effect when clusterd
+// restarts); listed only when there are some.
+std::string reload_reply(bool ok, std::uint64_t generation, std::string_view error,
+                         const std::vector<std::string>& restart_needed = {});
 // `{"ok":true,"workers_wanted":3}`.
 std::string scale_reply(int workers_wanted);
 // `{"ok":true}`.

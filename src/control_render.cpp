@@ -170,7 +170,15 @@ std::string render_reply(const Request& request, const Json& reply) {
     return render_status(reply);
   }
   if (std::holds_alternative<ReloadRequest>(request)) {
-    return "reload finished: generation " + text_of(reply, "generation") + "\n";
+    std::string out = "reload finished: generation " + text_of(reply, "generation") + "\n";
+    if (const auto keys = reply.find("restart_needed"); keys != reply.end() && keys->is_array()) {
+      std::string names;
+      for (const Json& key : *keys) {
+        names += (names.empty() ? "" : ", ") + key.get<std::string>();
+      }
+      out += "not applied until clusterd restarts: " + names + "\n";
+    }
+    return out;
   }
   if (std::holds_alternative<ScaleRequest>(request)) {
     return "workers wanted: " + text_of(reply, "workers_wanted") + "\n";

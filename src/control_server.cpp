@@ -37,7 +37,9 @@ ControlServer::~ControlServer() {
     if (!connection.out.empty()) {
       (void)::send(connection.fd.get(), connection.out.data(), connection.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     }
-    loop_.remove(connection.fd.get());
+    if (connection.registered) {
+      loop_.remove(connection.fd.get());
+    }
   }
   connections_.clear();
 }
@@ -105,14 +107,18 @@ void ControlServer::on_listener() {
 
 void ControlServer::on_connection(std::uint64_t id, std::uint32_t events) {
   if ((events & (EPOLLERR | EPOLLHUP)) != 0) {
-    close(id);  // the peer is gone: nothing more can be delivered
-    return;
-  }
-  if ((events & EPOLLOUT) != 0 && !flush(id)) {
-    return;
-  }
-  if ((events & EPOLLIN) != 0) {
-    read_some(id);
+    // The peer closed, maybe right after sending requests: they are still in our socket, and
+    // are taken as ever. Nothing more can be delivered, and nothing more will arrive.
+    Connection& connection = connections_.at(id);
+    connection.hung_up = true;
+    stop_writing(connection);
+  } else {
+    if ((events & EPOLLOUT) != 0 && !flush(id)) {
+      return;
+    }
+    if ((events & EPOLLIN) != 0) {
+      read_some(id);
+    }
   }
   process(id);
 }
@@ -128,10 +134,11 @@ void ControlServer::read_some(std::uint64_t id) {
   const ssize_t got = retry_on_eintr([&] { return ::read(connection.fd.get(), buffer.data(), buffer.size()); });
   if (got > 0) {
     connection.in.append(buffer.data(), static_cast<std::size_t>(got));
-  } else if (got == 0) {
+  } else if (got == 0 || connection.hung_up || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+    // An error (ECONNRESET: the client left replies unread) comes only after the bytes it sent,
+    // so it ends the input like EOF; what was read is still taken. After a hang-up nothing more
+    // can arrive, so even EAGAIN is the end rather than a reason to wait.
     connection.read_closed = true;
-  } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-    close(id);
   }
 }
 
@@ -142,6 +149,10 @@ void ControlServer::process(std::uint64_t id) {
       return;
     }
     Connection& connection = found->second;
+    if (connection.hold && connection.write_closed) {
+      close(id);  // no `stop` client left to wait for the exit
+      return;
+    }
     if (connection.pending || !connection.out.empty() || connection.hold || connection.close_after_flush) {
       break;
     }
@@ -153,7 +164,13 @@ void ControlServer::process(std::uint64_t id) {
         return;
       }
       if (!connection.read_closed) {
-        break;
+        if (!connection.hung_up) {
+          break;  // for EPOLLIN
+        }
+        // A hung-up fd is out of the loop (EPOLLHUP would fire on every round): its bytes are
+        // all there already, so read them here, a little at a time, as the requests are taken.
+        read_some(id);
+        continue;
       }
       if (connection.in.empty()) {
         close(id);  // EOF and everything answered
@@ -222,6 +239,11 @@ void ControlServer::reply(RequestId request, std::string json) {
   }
 }
 
+void ControlServer::stop_writing(Connection& connection) {
+  connection.write_closed = true;
+  connection.out.clear();
+}
+
 void ControlServer::fail(Connection& connection, std::string_view error) {
   connection.out += error_reply(error) + "\n";
   connection.in.clear();
@@ -235,7 +257,7 @@ bool ControlServer::flush(std::uint64_t id) {
   }
   Connection& connection = found->second;
   std::size_t written = 0;
-  while (written < connection.out.size()) {
+  while (!connection.write_closed && written < connection.out.size()) {
     const ssize_t sent = retry_on_eintr([&] {
       return ::send(connection.fd.get(), connection.out.data() + written, connection.out.size() - written,
                     MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -248,10 +270,15 @@ bool ControlServer::flush(std::uint64_t id) {
     if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       break;  // the rest when EPOLLOUT says there is room
     }
-    close(id);  // EPIPE, ECONNRESET: the client is gone
-    return false;
+    // EPIPE, ECONNRESET: the client is gone or reads no more. The requests it sent before are
+    // still taken (process()), their replies dropped; the hang-up, if any, is the next event.
+    stop_writing(connection);
   }
-  connection.out.erase(0, written);
+  if (connection.write_closed) {
+    connection.out.clear();  // nobody reads it
+  } else {
+    connection.out.erase(0, written);
+  }
   if (connection.out.empty() && connection.close_after_flush) {
     close(id);
     return false;
@@ -266,6 +293,15 @@ void ControlServer::watch(std::uint64_t id) {
     return;
   }
   Connection& connection = found->second;
+  if (connection.hung_up) {
+    // EPOLLHUP is level-triggered and cannot be masked: registered, it would fire on every
+    // round. Nothing more can happen on this fd; process() reads what is left.
+    if (connection.registered) {
+      loop_.remove(connection.fd.get());
+      connection.registered = false;
+    }
+    return;
+  }
   std::uint32_t wanted = 0;
   if (!connection.out.empty()) {
     wanted |= EPOLLOUT;

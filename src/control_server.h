@@ -30,6 +30,13 @@ namespace clusterd {
 // closed. After `stop` is answered the connection stays open, reading nothing more, until the
 // server is destroyed: the stop client waits for that close. A peer whose uid is neither
 // clusterd's nor root's gets `{"ok":false,"error":"permission denied"}` and is closed.
+//
+// A client may send and close at once (`printf 'scale 3\n' | nc -U …`): what it sent is still
+// taken, one request at a time as ever, and its replies are dropped unsent. So a hang-up, or a
+// reply failing with EPIPE, stops only the writing; the connection is closed once every request
+// it sent was answered (a pending reload is still carried out). At EOF a last line without its
+// '\n' is taken as a request too, gone peer or not, so `printf status | nc -U …` works: the
+// bytes of a stream arrive before its close, so such a line is what the client chose to send.
 class ControlServer {
  public:
   using Handler = std::function<void(RequestId id, const Request& request)>;
@@ -64,6 +71,8 @@ class ControlServer {
     std::optional<RequestId> pending;  // taken, not yet answered
     bool pending_stop = false;          // the pending request is `stop`
     bool read_closed = false;           // the peer sent EOF: no more requests
+    bool write_closed = false;          // the peer is gone or reads no more: replies are dropped
+    bool hung_up = false;               // the peer closed: all it sent is readable without waiting
     bool hold = false;                  // `stop` was answered: keep open until destroyed
     bool close_after_flush = false;     // an error was answered: close once it is written
     TimePoint idle_since{};
@@ -80,6 +89,7 @@ class ControlServer {
   void process(std::uint64_t id);
   void take_line(std::uint64_t id, std::string line);
   void fail(Connection& connection, std::string_view error);
+  void stop_writing(Connection& connection);
   // Returns false when the connection was closed.
   bool flush(std::uint64_t id);
   void watch(std::uint64_t id);

@@ -47,13 +47,12 @@ WorkerExit exit_from(const siginfo_t& info) {
 Daemon::Daemon(DaemonSetup setup)
     : reload_loader_(std::move(setup.reload_loader)),
       resolve_worker_count_(std::move(setup.resolve_worker_count)),
-      loaded_workers_setting_(setup.prepared.config.workers),
       parent_env_(current_environment()),
       supervisor_(std::make_shared<const Config>(std::move(setup.prepared.config)), setup.worker_count,
                   jitter_source()),
       systemd_(SystemdNotifier::from_environment()) {
   Generation generation{supervisor_.shared_config_of(1), std::move(setup.prepared.executable),
-                        std::move(setup.prepared.user), {}};
+                        std::move(setup.prepared.user), {}, supervisor_.config_of(1).workers, false, {}};
   for (std::size_t index = 0; index < setup.listeners.size(); ++index) {
     const ListenerConfig& config = setup.listener_configs.at(index);
     auto sockets = std::make_shared<ListenerSockets>(config, std::move(setup.listeners[index]));
@@ -68,7 +67,7 @@ Daemon::Daemon(DaemonSetup setup)
     generation.listeners.emplace_back(config, std::move(sockets));
   }
   warn_about_per_slot_scale_down(generation.listeners);
-  generations_.emplace(generation.config.get(), std::move(generation));
+  generations_.emplace(1, std::move(generation));
 
   if (systemd_.problem()) {
     spdlog::warn("NOTIFY_SOCKET is not usable, systemd will not hear from clusterd: {}", *systemd_.problem());
@@ -151,33 +150,33 @@ void Daemon::execute(const std::vector<Action>& actions) {
 }
 
 void Daemon::execute_one(const Spawn& spawn) {
-  const Generation& generation = generations_.at(&supervisor_.config_of(spawn.id.generation));
-  const Config& config = supervisor_.config_of(spawn.id.generation);
+  const Generation& generation = generations_.at(spawn.id.generation);
+  const Config& config = *generation.config;
   std::vector<ListenerFd> listener_fds;
   for (const auto& [listener_config, listener] : generation.listeners) {
     const auto fd = listener->fd_for(spawn.id.slot);
     if (!fd) {
-      pending_.push_back(SpawnFailed{spawn.id, ExecFailure{"per-slot socket", fd.error().error}});
+      pending_.push_back(SpawnFailed{spawn.id, StartFailure{"per-slot socket", fd.error().error}});
       return;
     }
     listener_fds.push_back({listener_config.name, *fd});
   }
   std::optional<WorkerNotifySocket> notify_socket;
-  const std::optional<NotifySettings> notify = notify_settings_for(generation, spawn.id, notify_socket);
-  if (config.ready.mode == ReadyMode::notify && !notify) {
-    pending_.push_back(SpawnFailed{spawn.id, ExecFailure{"notify socket", EIO}});
+  const auto notify = notify_settings_for(generation, spawn.id, notify_socket);
+  if (!notify) {
+    pending_.push_back(SpawnFailed{spawn.id, notify.error(), true});
     return;
   }
   const WorkerIdentity identity{spawn.id.slot, spawn.workers, spawn.id.generation};
   SpawnPlan plan = make_spawn_plan(config, generation.executable, listener_fds, identity, parent_env_,
-                                   generation.user.user_env, notify);
+                                   generation.user.user_env, *notify);
   std::optional<OutputPipe> stdout_pipe;
   std::optional<OutputPipe> stderr_pipe;
   if (config.output == OutputMode::prefix) {
     for (auto* pipe : {&stdout_pipe, &stderr_pipe}) {
       auto made = make_output_pipe();
       if (!made) {
-        pending_.push_back(SpawnFailed{spawn.id, ExecFailure{"output pipe", made.error()}});
+        pending_.push_back(SpawnFailed{spawn.id, StartFailure{"output pipe", made.error()}});
         return;
       }
       *pipe = std::move(*made);
@@ -208,8 +207,8 @@ void Daemon::execute_one(const Spawn& spawn) {
   pending_.push_back(Spawned{spawn.id, pid});
 }
 
-std::optional<NotifySettings> Daemon::notify_settings_for(const Generation& generation, const WorkerId& id,
-                                                          std::optional<WorkerNotifySocket>& socket) {
+tl::expected<std::optional<NotifySettings>, StartFailure> Daemon::notify_settings_for(
+    const Generation& generation, const WorkerId& id, std::optional<WorkerNotifySocket>& socket) {
   const Config& config = *generation.config;
   if (config.ready.mode != ReadyMode::notify) {
     return std::nullopt;
@@ -219,8 +218,7 @@ std::optional<NotifySettings> Daemon::notify_settings_for(const Generation& gene
     auto directory = NotifyDirectory::create(config.name, credentials ? std::optional<uid_t>(credentials->uid)
                                                                       : std::nullopt);
     if (!directory) {
-      spdlog::error("cannot create the directory for workers' notify sockets: {}", directory.error());
-      return std::nullopt;
+      return tl::make_unexpected(StartFailure{"notify socket directory", 0, directory.error()});
     }
     notify_directory_ = std::move(*directory);
   }
@@ -228,8 +226,7 @@ std::optional<NotifySettings> Daemon::notify_settings_for(const Generation& gene
   auto opened = WorkerNotifySocket::open(path, credentials ? std::optional<uid_t>(credentials->uid) : std::nullopt,
                                          credentials ? std::optional<gid_t>(credentials->gid) : std::nullopt);
   if (!opened) {
-    spdlog::error("cannot create a notify socket slot={} gen={}: {}", id.slot, id.generation, opened.error());
-    return std::nullopt;
+    return tl::make_unexpected(StartFailure{"notify socket", 0, opened.error()});
   }
   socket = std::move(*opened);
   NotifySettings settings{socket->path(), std::nullopt};
@@ -276,6 +273,16 @@ void Daemon::execute_one(const NotifySystemd& notify) {
 }
 
 void Daemon::execute_one(const ReloadFinished& finished) {
+  const auto found = generations_.find(finished.generation);
+  if (!finished.ok && found != generations_.end()) {
+    found->second.abandoned = true;  // its `workers` never took effect
+  }
+  if (finished.ok && found != generations_.end()) {
+    spdlog::set_level(to_spdlog_level(found->second.config->log.level));
+  }
+  const std::vector<std::string> no_keys;
+  const std::vector<std::string>& restart_needed =
+      finished.ok && found != generations_.end() ? found->second.restart_needed : no_keys;
   // The Supervisor logged the outcome; here the control requests that waited for it are answered.
   // A reload that never started (clusterd is stopping) has no generation of its own.
   if (!control_) {
@@ -283,7 +290,7 @@ void Daemon::execute_one(const ReloadFinished& finished) {
   }
   const std::uint64_t generation = finished.generation != 0 ? finished.generation : supervisor_.generation();
   for (const RequestId request : finished.requests) {
-    control_->reply(request, reload_reply(finished.ok, generation, finished.error));
+    control_->reply(request, reload_reply(finished.ok, generation, finished.error, restart_needed));
   }
 }
 
@@ -318,10 +325,10 @@ void Daemon::on_signal() {
         reload();
         break;
       case SIGTTIN:
-        scale_by(+1);
+        pending_.push_back(ScaleBy{+1});
         break;
       case SIGTTOU:
-        scale_by(-1);
+        pending_.push_back(ScaleBy{-1});
         break;
       case SIGUSR1:
         reopen_log_file();
@@ -383,34 +390,11 @@ void Daemon::reap_children() {
 }
 
 void Daemon::watch_output(Fd read_end, int destination, const WorkerId& id, pid_t pid) {
-  const int fd = read_end.get();
-  outputs_.emplace(fd, WorkerOutput(std::move(read_end), destination, id.slot, pid));
-  loop_.add(fd, EPOLLIN, [this, fd](std::uint32_t) { on_output(fd); });
-}
-
-// 64 KiB a wake-up: enough for any burst of lines, small enough that other workers' output,
-// signals and control requests are served in between.
-constexpr std::size_t output_budget = 64 * 1024;
-
-void Daemon::on_output(int fd) {
-  auto found = outputs_.find(fd);
-  if (found != outputs_.end() && found->second.drain(output_budget) == WorkerOutput::State::ended) {
-    loop_.remove(fd);
-    outputs_.erase(found);
-  }
+  outputs_.watch(std::move(read_end), destination, id.slot, pid);
 }
 
 // When a worker has exited, what it wrote last is written out before its exit is logged.
-void Daemon::drain_output_of(pid_t pid) {
-  for (auto it = outputs_.begin(); it != outputs_.end();) {
-    if (it->second.pid() == pid && it->second.drain(16 * output_budget) == WorkerOutput::State::ended) {
-      loop_.remove(it->first);
-      it = outputs_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-}
+void Daemon::drain_output_of(pid_t pid) { outputs_.drain_of(pid); }
 
 void Daemon::forget_worker(std::map<pid_t, RunningWorker>::iterator found) {
   RunningWorker& worker = found->second;
@@ -436,6 +420,7 @@ void Daemon::on_exec_status(pid_t pid) {
       pending_.push_back(Execed{worker.id});
       return;
     case ExecState::failed:
+    case ExecState::died_before_exec:
       // Reported with the exit when the child is reaped (reap_children).
       unwatch_exec_status(worker);
       return;
@@ -466,11 +451,18 @@ void Daemon::unwatch_exec_status(RunningWorker& worker) {
   }
 }
 
+// Only to workers whose program runs: a child still setting up has the signal blocked, and would
+// take it (its default action, death) the moment it unblocks it, before it ever became the worker.
 void Daemon::forward_signal(int signal) {
-  spdlog::info("forwarding signal={} workers={}", signal_name(signal), workers_.size());
+  std::size_t sent = 0;
   for (const auto& [pid, worker] : workers_) {
-    worker.process.signal_group(signal);
+    if (worker.execed_sent) {
+      worker.process.signal_group(signal);
+      ++sent;
+    }
   }
+  spdlog::info("forwarded signal={} workers={} not_yet_running={}", signal_name(signal), sent,
+               workers_.size() - sent);
 }
 
 std::set<ListenerSockets*> Daemon::open_listeners_now() const {

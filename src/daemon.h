@@ -20,11 +20,11 @@
 #include "event_loop.h"
 #include "listener_sockets.h"
 #include "notify.h"
+#include "output_router.h"
 #include "process.h"
 #include "sockets.h"
 #include "spawn_plan.h"
 #include "supervisor.h"
-#include "worker_output.h"
 
 namespace clusterd {
 
@@ -72,6 +72,9 @@ class Daemon {
     std::string executable;
     WorkerUser user;
     GenerationListeners listeners;
+    std::optional<int> workers_setting;  // the file's `workers` (nullopt: auto), for later reloads
+    bool abandoned = false;              // its reload was abandoned: its file never took effect
+    std::vector<std::string> restart_needed;  // changed keys a reload cannot apply
   };
   struct RunningWorker {
     WorkerId id;
@@ -95,7 +98,6 @@ class Daemon {
   void on_exec_status(pid_t pid);
   void on_notify(pid_t pid);
   void watch_output(Fd read_end, int destination, const WorkerId& id, pid_t pid);
-  void on_output(int fd);
   void drain_output_of(pid_t pid);
   void forget_worker(std::map<pid_t, RunningWorker>::iterator found);
   void unwatch_exec_status(RunningWorker& worker);
@@ -114,15 +116,18 @@ class Daemon {
   void on_control_request(RequestId id, const Request& request);
   std::string status_reply_now() const;
   tl::expected<GenerationListeners, std::string> listeners_for(const Config& config, int workers);
-  void scale_by(int delta);
+  // `workers` of the newest configuration accepted and not abandoned: a reload's file changes the
+  // worker count only when its `workers` differs from that (interface §4.3).
+  std::optional<int> accepted_workers_setting() const;
   void prune_generations();
-  std::optional<NotifySettings> notify_settings_for(const Generation& generation, const WorkerId& id,
-                                                    std::optional<WorkerNotifySocket>& socket);
+  // nullopt without ready.mode = notify; a StartFailure when the socket cannot be made.
+  tl::expected<std::optional<NotifySettings>, StartFailure> notify_settings_for(
+      const Generation& generation, const WorkerId& id, std::optional<WorkerNotifySocket>& socket);
 
   ConfigLoader reload_loader_;
   std::function<int(const Config&)> resolve_worker_count_;
-  std::map<const Config*, Generation> generations_;
-  std::optional<int> loaded_workers_setting_;  // `workers` of the file when last loaded; nullopt: auto
+  std::map<std::uint64_t, Generation> generations_;  // by generation number, as the Supervisor's
+  std::uint64_t next_generation_ = 2;                 // allocated when a reload is accepted
   std::vector<std::string> parent_env_;
   Supervisor supervisor_;
   EventLoop loop_;
@@ -137,8 +142,9 @@ class Daemon {
   std::optional<std::string> config_path_;  // the config file, absolute, for status
   // After loop_: its connections leave the loop before the loop goes.
   std::optional<ControlServer> control_;
-  // output = "prefix": the workers' output pipes, by read fd; each ends at its end of file.
-  std::map<int, WorkerOutput> outputs_;
+  // output = "prefix": the workers' output pipes and clusterd's stdout and stderr they feed.
+  // After loop_ (it registers with it) and last: it goes first, flushing what it can at exit.
+  OutputRouter outputs_{loop_};
 };
 
 }  // namespace clusterd

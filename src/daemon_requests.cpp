@@ -6,6 +6,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "control_protocol.h"
@@ -22,11 +23,39 @@ bool same_socket(const ListenerConfig& a, const ListenerConfig& b) {
          (!kernel_port || a.name == b.name);
 }
 
+// What a running clusterd cannot change in place: where it logs (log.level is applied when the
+// reload finishes), and how a listening socket it keeps was made.
+std::vector<std::string> keys_needing_restart(const Config& running, const Config& next) {
+  std::vector<std::string> keys;
+  if (running.log.file != next.log.file) {
+    keys.push_back("log.file");
+  }
+  for (std::size_t index = 0; index < next.listeners.size(); ++index) {
+    const ListenerConfig& wanted = next.listeners[index];
+    for (const ListenerConfig& kept : running.listeners) {
+      if (!same_socket(kept, wanted)) {
+        continue;
+      }
+      if (kept.backlog != wanted.backlog) {
+        keys.push_back(fmt::format("listen[{}].backlog", index));
+      }
+      if (kept.address.family == AddressFamily::unix_path && kept.mode != wanted.mode) {
+        keys.push_back(fmt::format("listen[{}].mode", index));
+      }
+    }
+  }
+  return keys;
+}
+
 }  // namespace
 
-void Daemon::scale_by(int delta) {
-  const int wanted = std::clamp(supervisor_.workers_wanted() + delta, 1, 4096);
-  pending_.push_back(ScaleRequested{wanted});
+std::optional<int> Daemon::accepted_workers_setting() const {
+  for (auto entry = generations_.rbegin(); entry != generations_.rend(); ++entry) {
+    if (!entry->second.abandoned) {
+      return entry->second.workers_setting;
+    }
+  }
+  return std::nullopt;
 }
 
 void Daemon::reload(std::optional<RequestId> request) {
@@ -68,26 +97,30 @@ void Daemon::reload(std::optional<RequestId> request) {
     refuse("control.socket cannot change in a reload; restart clusterd instead");
     return;
   }
-  // The file's `workers` applies only when it changed since it was last loaded, so a count
-  // set by scaling survives reloads (interface §4.3).
-  int workers = supervisor_.workers_wanted();
-  const bool workers_changed = prepared->config.workers != loaded_workers_setting_;
-  if (workers_changed) {
+  // The file's `workers` applies only when it changed since it was last loaded, so a count set
+  // by scaling survives reloads (interface §4.3); an abandoned reload's file was never loaded.
+  std::optional<int> workers;
+  if (prepared->config.workers != accepted_workers_setting()) {
     workers = resolve_worker_count_(prepared->config);
   }
-  auto listeners = listeners_for(prepared->config, workers);
+  auto listeners = listeners_for(prepared->config, workers.value_or(supervisor_.workers_wanted()));
   if (!listeners) {
     refuse(listeners.error());
     return;
   }
-  if (workers_changed) {
-    loaded_workers_setting_ = prepared->config.workers;
-  }
   warn_about_per_slot_scale_down(*listeners);
+  std::vector<std::string> restart_needed = keys_needing_restart(current, prepared->config);
+  if (!restart_needed.empty()) {
+    spdlog::warn("reload: changed keys that take effect only when clusterd restarts: {}",
+                 fmt::join(restart_needed, ", "));
+  }
+  const std::uint64_t generation = next_generation_++;
+  const std::optional<int> setting = prepared->config.workers;
   auto config = std::make_shared<const Config>(std::move(prepared->config));
-  generations_.emplace(config.get(), Generation{config, std::move(prepared->executable), std::move(prepared->user),
-                                                std::move(*listeners)});
-  pending_.push_back(ReloadRequested{std::move(config), workers, request});
+  generations_.emplace(generation, Generation{config, std::move(prepared->executable), std::move(prepared->user),
+                                              std::move(*listeners), setting, false,
+                                              std::move(restart_needed)});
+  pending_.push_back(ReloadRequested{generation, std::move(config), workers, request});
 }
 
 void Daemon::on_control_request(RequestId id, const Request& request) {
@@ -126,7 +159,7 @@ std::string Daemon::status_reply_now() const {
   status.pid = static_cast<int>(::getpid());
   status.version = version;
   status.config = config_path_;
-  const Generation& generation = generations_.at(&config);
+  const Generation& generation = generations_.at(supervisor_.generation());
   int fd = 3;
   for (const auto& [listener_config, listener] : generation.listeners) {
     status.listeners.push_back({listener_config.name, listener->bound_address(), fd++, listener->per_slot(),
@@ -160,7 +193,7 @@ tl::expected<Daemon::GenerationListeners, std::string> Daemon::listeners_for(con
   }
   if (config.listeners.empty()) {
     // Sockets inherited from systemd with no [[listen]] configured stay what they were.
-    const Generation& current = generations_.at(&supervisor_.config_of(supervisor_.generation()));
+    const Generation& current = generations_.at(supervisor_.generation());
     if (current.config->listeners.empty()) {
       listeners = current.listeners;
     }
@@ -169,7 +202,7 @@ tl::expected<Daemon::GenerationListeners, std::string> Daemon::listeners_for(con
 }
 
 void Daemon::prune_generations() {
-  const std::set<const Config*> in_use = supervisor_.configs_in_use();
+  const std::set<std::uint64_t> in_use = supervisor_.generations_in_use();
   for (auto entry = generations_.begin(); entry != generations_.end();) {
     if (in_use.contains(entry->first)) {
       ++entry;

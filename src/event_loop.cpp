@@ -27,9 +27,23 @@ sigset_t handled_signals() {
   return set;
 }
 
-void block_handled_signals() {
+void take_over_signals() {
+  // The mask first: with the handled signals blocked, none can take its default action (SIGTTIN
+  // and SIGTTOU stop the process) between the two steps; a blocked signal stays pending for the
+  // signalfd whatever its disposition. SIG_SETMASK, not SIG_BLOCK: nothing else stays blocked.
   const sigset_t set = handled_signals();
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  pthread_sigmask(SIG_SETMASK, &set, nullptr);
+  struct sigaction action {};
+  sigemptyset(&action.sa_mask);
+  action.sa_handler = SIG_DFL;
+  for (int signal = 1; signal < NSIG; ++signal) {
+    if (sigismember(&set, signal) == 1) {
+      ::sigaction(signal, &action, nullptr);
+    }
+  }
+  // A disposition, not a handler: a write to a closed pipe or socket fails with EPIPE instead.
+  action.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &action, nullptr);
 }
 
 EventLoop::EventLoop()

@@ -20,9 +20,14 @@ namespace clusterd {
 // action would stop clusterd.
 sigset_t handled_signals();
 
-// Blocks handled_signals() in the calling thread. Call first thing in main, before anything can
-// start a thread, so that no thread ever has them unblocked.
-void block_handled_signals();
+// Puts every signal clusterd relies on into a known state, whatever it inherited across exec
+// (nohup ignores SIGHUP; some launchers ignore SIGCHLD or SIGTERM, or block signals): the
+// calling thread's mask becomes exactly handled_signals(), so inherited blocked signals are
+// unblocked; each handled signal gets SIG_DFL, because an inherited SIG_IGN of SIGCHLD makes the
+// kernel reap children itself; SIGPIPE gets SIG_IGN. Call first thing in main, before anything
+// can start a thread, so that no thread ever has the handled signals unblocked. Workers get the
+// default dispositions and an empty mask back before exec (process.cpp).
+void take_over_signals();
 
 class EventLoop {
  public:

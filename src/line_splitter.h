@@ -25,6 +25,7 @@ class LineSplitter {
  private:
   std::size_t max_line_;
   std::string pending_;
+  bool after_cut_ = false;  // the last piece was cut at max_line, its '\n' not seen yet
 };
 
 // "[SLOT PID] text\n": how a worker's output line appears on clusterd's stdout or stderr.

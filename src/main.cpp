@@ -238,11 +238,11 @@ int run_main(const std::vector<std::string>& args) {
 }  // namespace clusterd
 
 int main(int argc, char** argv) {
+  // Before anything can start a thread: no thread may ever have the handled signals unblocked,
+  // and nothing inherited (an ignored SIGCHLD, nohup's ignored SIGHUP, a blocked signal) may
+  // change how clusterd sees them (protocols §3.6).
+  clusterd::take_over_signals();
   clusterd::open_missing_standard_fds();
-  // Before anything can start a thread: no thread may ever have these unblocked (protocols §3.6).
-  clusterd::block_handled_signals();
-  // A disposition, not a handler; children get SIG_DFL back before exec.
-  std::signal(SIGPIPE, SIG_IGN);
   try {
     return clusterd::run_main(std::vector<std::string>(argv + 1, argv + argc));
   } catch (const std::system_error& error) {

@@ -27,7 +27,7 @@ namespace clusterd {
 
 namespace {
 
-// The child's setup steps, as numbers on the exec-status pipe and as names in ExecFailure.
+// The child's setup steps, as numbers on the exec-status pipe and as names in StartFailure.
 enum class ChildStep : std::int32_t {
   setsid,
   dup2,
@@ -270,7 +270,11 @@ void place_fd(int source, int target, ChildStep step, int status_pipe) noexcept 
     child_fail(setup.status_pipe, ChildStep::sigprocmask, errno);
   }
 
-  // 10.
+  // 10. "Reaching exec": without this record, end of file on the pipe would also come from a
+  // child that a signal killed during its setup, which would pass for a running program.
+  const ExecStatusRecord reaching_exec{static_cast<std::int32_t>(ChildStep::exec), 0};
+  while (::write(setup.status_pipe, &reaching_exec, sizeof reaching_exec) < 0 && errno == EINTR) {
+  }
   ::execve(setup.executable, setup.argv, setup.envp);
   child_fail(setup.status_pipe, ChildStep::exec, errno);
 }
@@ -332,7 +336,7 @@ tl::expected<std::string, int> current_directory() {
 
 }  // namespace
 
-tl::expected<Process, ExecFailure> Process::spawn(const SpawnPlan& plan,
+tl::expected<Process, StartFailure> Process::spawn(const SpawnPlan& plan,
                                                   const std::optional<Credentials>& credentials) {
   // Copies the child may write into (the LISTEN_PID slot, the moved source fds); the plan
   // stays untouched for the next spawn.
@@ -367,7 +371,7 @@ tl::expected<Process, ExecFailure> Process::spawn(const SpawnPlan& plan,
   // clearer reported from the parent, before anything was forked.
   Fd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (!dev_null) {
-    return tl::make_unexpected(ExecFailure{"open /dev/null", errno});
+    return tl::make_unexpected(StartFailure{"open /dev/null", errno});
   }
   setup.stdio[0] = dev_null.get();
   setup.stdio[1] = plan.stdout_fd;
@@ -375,7 +379,7 @@ tl::expected<Process, ExecFailure> Process::spawn(const SpawnPlan& plan,
 
   int pipe_ends[2] = {-1, -1};
   if (::pipe2(pipe_ends, O_CLOEXEC) != 0) {
-    return tl::make_unexpected(ExecFailure{"pipe2", errno});
+    return tl::make_unexpected(StartFailure{"pipe2", errno});
   }
   Fd status_read(pipe_ends[0]);
   Fd status_write(pipe_ends[1]);
@@ -383,13 +387,13 @@ tl::expected<Process, ExecFailure> Process::spawn(const SpawnPlan& plan,
   // every other worker until this one execs (protocols §3.3).
   const int flags = ::fcntl(status_read.get(), F_GETFL);
   if (flags < 0 || ::fcntl(status_read.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
-    return tl::make_unexpected(ExecFailure{"fcntl", errno});
+    return tl::make_unexpected(StartFailure{"fcntl", errno});
   }
   setup.status_pipe = status_write.get();
 
   rlimit nofile{};
   if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0) {
-    return tl::make_unexpected(ExecFailure{"getrlimit", errno});
+    return tl::make_unexpected(StartFailure{"getrlimit", errno});
   }
   setup.fd_scan_limit = static_cast<int>(std::min(nofile.rlim_cur, fallback_fd_scan_limit));
   if (original_nofile_soft && *original_nofile_soft != nofile.rlim_cur) {
@@ -401,7 +405,7 @@ tl::expected<Process, ExecFailure> Process::spawn(const SpawnPlan& plan,
 
   const pid_t pid = ::fork();
   if (pid < 0) {
-    return tl::make_unexpected(ExecFailure{"fork", errno});
+    return tl::make_unexpected(StartFailure{"fork", errno});
   }
   if (pid == 0) {
     run_child(setup);
@@ -424,6 +428,7 @@ Process::Process(Process&& other) noexcept
       pidfd_(std::move(other.pidfd_)),
       exec_status_(std::move(other.exec_status_)),
       exec_state_(other.exec_state_),
+      reaching_exec_(other.reaching_exec_),
       exec_failure_(std::move(other.exec_failure_)),
       reaped_(other.reaped_) {}
 
@@ -434,6 +439,7 @@ Process& Process::operator=(Process&& other) noexcept {
     pidfd_ = std::move(other.pidfd_);
     exec_status_ = std::move(other.exec_status_);
     exec_state_ = other.exec_state_;
+    reaching_exec_ = other.reaching_exec_;
     exec_failure_ = std::move(other.exec_failure_);
     reaped_ = other.reaped_;
   }
@@ -460,28 +466,29 @@ Process::~Process() {
 }
 
 ExecState Process::read_exec_status() {
-  if (exec_state_ != ExecState::pending || !exec_status_) {
-    return exec_state_;
-  }
-  ExecStatusRecord record;
-  const ssize_t got = retry_on_eintr([&] { return ::read(exec_status_.get(), &record, sizeof record); });
-  if (got < 0) {
-    if (errno == EAGAIN) {
-      return exec_state_;
+  while (exec_state_ == ExecState::pending && exec_status_) {
+    ExecStatusRecord record;
+    const ssize_t got = retry_on_eintr([&] { return ::read(exec_status_.get(), &record, sizeof record); });
+    if (got < 0) {
+      if (errno == EAGAIN) {
+        return exec_state_;
+      }
+      exec_failure_ = StartFailure{"read exec status", errno};
+      exec_state_ = ExecState::failed;
+    } else if (got == 0) {
+      // The kernel closed the child's close-on-exec write end: execve succeeded if the child said
+      // it was reaching it; otherwise it died during its setup (killed by a signal, say).
+      exec_state_ = reaching_exec_ ? ExecState::succeeded : ExecState::died_before_exec;
+    } else if (static_cast<std::size_t>(got) != sizeof record) {
+      // Cannot happen with atomic writes of whole records; reported rather than trusted.
+      exec_failure_ = StartFailure{"read exec status", EPROTO};
+      exec_state_ = ExecState::failed;
+    } else if (record.step == static_cast<std::int32_t>(ChildStep::exec) && record.error == 0) {
+      reaching_exec_ = true;  // read on: a failed execve follows with its own record
+    } else {
+      exec_failure_ = StartFailure{step_name(record.step), record.error};
+      exec_state_ = ExecState::failed;
     }
-    exec_failure_ = ExecFailure{"read exec status", errno};
-    exec_state_ = ExecState::failed;
-  } else if (got == 0) {
-    // The kernel closed the child's close-on-exec write end: execve succeeded (or the child
-    // died before writing, which its reap reports).
-    exec_state_ = ExecState::succeeded;
-  } else if (static_cast<std::size_t>(got) == sizeof record) {
-    exec_failure_ = ExecFailure{step_name(record.step), record.error};
-    exec_state_ = ExecState::failed;
-  } else {
-    // Cannot happen with an atomic write of the whole record; reported rather than trusted.
-    exec_failure_ = ExecFailure{"read exec status", EPROTO};
-    exec_state_ = ExecState::failed;
   }
   return exec_state_;
 }

@@ -21,8 +21,9 @@ namespace clusterd {
 // Credentials (the ids a worker runs as) live in credentials.h, next to the code that
 // resolves them in the parent: the child may not call NSS.
 
-// What the exec-status pipe says so far.
-enum class ExecState { pending, succeeded, failed };
+// What the exec-status pipe says so far. died_before_exec: the child ended during its setup
+// without a failure of its own (a signal killed it); its exit says how.
+enum class ExecState { pending, succeeded, failed, died_before_exec };
 
 // A child process clusterd started. Move-only. It does not reap: the daemon's waitid loop does,
 // then calls mark_reaped(). A Process destroyed before that (an exception path, a test) SIGKILLs
@@ -31,7 +32,7 @@ class Process {
  public:
   // fork + child setup (protocols §3.2) + execve. Fails only when no child was created
   // (pipe2 or fork failed); a failed exec is reported later through exec_status().
-  static tl::expected<Process, ExecFailure> spawn(const SpawnPlan& plan,
+  static tl::expected<Process, StartFailure> spawn(const SpawnPlan& plan,
                                                   const std::optional<Credentials>& credentials);
 
   Process(Process&& other) noexcept;
@@ -59,7 +60,7 @@ class Process {
 
   // Reads the exec-status pipe without blocking. After `failed`, exec_failure() says why.
   ExecState read_exec_status();
-  const std::optional<ExecFailure>& exec_failure() const { return exec_failure_; }
+  const std::optional<StartFailure>& exec_failure() const { return exec_failure_; }
 
   // Sends `signal` to the worker's process group (it is its own group leader). Before the
   // child's setsid() the group does not exist yet; the signal then goes to the child alone,
@@ -78,7 +79,8 @@ class Process {
   Fd pidfd_;
   Fd exec_status_;
   ExecState exec_state_ = ExecState::pending;
-  std::optional<ExecFailure> exec_failure_;
+  bool reaching_exec_ = false;  // the child said it was about to call execve
+  std::optional<StartFailure> exec_failure_;
   bool reaped_ = false;
 };
 

@@ -1,23 +1,19 @@
-// The pure state machine of clusterd: its events, the deadlines it keeps, and the reconciliation
-// of wanted and running workers after each one, graceful and quick stop included.
+// The pure state machine of clusterd: its events, and the reconciliation of wanted and running
+// workers after each one, graceful and quick stop included.
 #include "supervisor.h"
 
 #include <algorithm>
-#include <cstring>
 #include <utility>
 
 #include <fmt/format.h>
 
+#include "errno_text.h"
+
 namespace clusterd {
-namespace {
 
-void consider(std::optional<TimePoint>& nearest, const std::optional<TimePoint>& candidate) {
-  if (candidate && (!nearest || *candidate < *nearest)) {
-    nearest = candidate;
-  }
+std::string worker_fields(const WorkerId& id, int pid) {
+  return fmt::format("slot={} gen={} pid={}", id.slot, id.generation, pid);
 }
-
-}  // namespace
 
 Supervisor::Supervisor(const Config& config, int worker_count, std::function<double()> uniform01)
     : Supervisor(std::make_shared<const Config>(config), worker_count, std::move(uniform01)) {}
@@ -26,19 +22,6 @@ Supervisor::Supervisor(std::shared_ptr<const Config> config, int worker_count, s
     : uniform01_(std::move(uniform01)), wanted_(worker_count) {
   configs_.emplace(generation_, std::move(config));
 }
-
-std::set<const Config*> Supervisor::configs_in_use() const {
-  std::set<const Config*> in_use;
-  for (const auto& [generation, config] : configs_) {
-    in_use.insert(config.get());
-  }
-  if (queued_reload_) {
-    in_use.insert(queued_reload_->config.get());
-  }
-  return in_use;
-}
-
-const Config& Supervisor::config_of(std::uint64_t generation) const { return *configs_.at(generation); }
 
 std::vector<Action> Supervisor::handle(const Event& event, TimePoint now) {
   actions_.clear();
@@ -55,50 +38,13 @@ std::vector<Action> Supervisor::handle(const Event& event, TimePoint now) {
   return std::exchange(actions_, {});
 }
 
-std::optional<TimePoint> Supervisor::next_deadline() const {
-  if (exiting_) {
-    return std::nullopt;
-  }
-  std::optional<TimePoint> nearest;
-  if (!stopping_) {
-    const std::vector<bool> replaced = slots_served_by(Role::replacement);
-    for (std::size_t index = 0; index < slots_.size() && static_cast<int>(index) < wanted_; ++index) {
-      const Slot& slot = slots_[index];
-      // A slot whose replacement is starting waits for that worker, not for its backoff.
-      if (slot.state == SlotState::backoff && !replaced[index]) {
-        consider(nearest, slot.restart_at);
-      }
-      if (slot.recycle_reason) {
-        consider(nearest, slot.recycle_retry_at);
-      }
-    }
-    consider(nearest, next_rss_sample_);
-  }
-  for (const Worker& worker : workers_) {
-    if (worker.killed) {
-      continue;
-    }
-    if (worker.stop_requested) {
-      consider(nearest, worker.kill_at);
-      continue;
-    }
-    if (worker.state == WorkerState::starting) {
-      consider(nearest, worker.ready_deadline);
-      consider(nearest, worker.ready_after);
-    } else {
-      consider(nearest, worker.watchdog_deadline);
-      if (!stopping_ && worker.role == Role::primary) {
-        consider(nearest, worker.recycle_at);
-      }
-    }
-  }
-  return nearest;
-}
-
 std::set<std::uint64_t> Supervisor::generations_in_use() const {
   std::set<std::uint64_t> in_use{generation_};
   if (reload_) {
     in_use.insert(reload_->generation);
+  }
+  if (queued_reload_) {
+    in_use.insert(queued_reload_->generation);
   }
   for (const Slot& slot : slots_) {
     in_use.insert(slot.generation);
@@ -107,39 +53,6 @@ std::set<std::uint64_t> Supervisor::generations_in_use() const {
     in_use.insert(worker.id.generation);
   }
   return in_use;
-}
-
-StatusSnapshot Supervisor::status(TimePoint now) const {
-  StatusSnapshot snapshot;
-  snapshot.generation = generation_;
-  if (reload_) {
-    snapshot.reloading_to = reload_->generation;
-  }
-  snapshot.workers_wanted = wanted_;
-  snapshot.workers_ready = ready_primaries();
-  snapshot.stopping = stopping_;
-  for (std::size_t index = 0; index < slots_.size(); ++index) {
-    const Slot& slot = slots_[index];
-    SlotStatus entry;
-    entry.slot = static_cast<int>(index);
-    entry.state = slot.state;
-    entry.restarts = slot.restarts;
-    entry.last_exit = slot.last_exit;
-    if (slot.state == SlotState::backoff && slot.restart_at) {
-      entry.next_restart_in = std::max(Duration{0}, std::chrono::duration_cast<Duration>(*slot.restart_at - now));
-    }
-    snapshot.slots.push_back(std::move(entry));
-  }
-  // One pass over the workers, not one per slot: the daemon asks for this after every event
-  // when a listener is per-slot.
-  for (const Worker& worker : workers_) {
-    if (worker.id.slot >= 0 && static_cast<std::size_t>(worker.id.slot) < snapshot.slots.size()) {
-      snapshot.slots[static_cast<std::size_t>(worker.id.slot)].workers.push_back(
-          {worker.id, worker.pid, worker.state, std::chrono::duration_cast<Duration>(now - worker.started_at),
-           worker.notify_status});
-    }
-  }
-  return snapshot;
 }
 
 // ---- events
@@ -157,30 +70,22 @@ void Supervisor::on_event(const Spawned& event, TimePoint now) {
   worker->pid = event.pid;
   worker->started_at = now;
   worker->ready_deadline = now + config_of(event.id.generation).ready.timeout;
-  log(LogSeverity::debug, fmt::format("worker spawned slot={} gen={} pid={}", event.id.slot,
-                                      event.id.generation, event.pid));
+  log(LogSeverity::debug, "worker spawned " + worker_fields(event.id, event.pid));
 }
 
 void Supervisor::on_event(const SpawnFailed& event, TimePoint now) {
-  const std::optional<Worker> worker = take_worker(event.id);
-  if (!worker) {
-    return;
+  if (const std::optional<Worker> worker = take_worker(event.id)) {
+    start_failed(*worker, event.failure, event.lasting, now);
   }
-  log(LogSeverity::error,
-      fmt::format("cannot start worker slot={} gen={} step={} error=\"{}\"", event.id.slot,
-                  event.id.generation, event.failure.step, std::strerror(event.failure.error)));
-  // fork() failing (EAGAIN, ENOMEM) is the system's trouble, not the program's: back off like a
-  // crash rather than take the "cannot be executed" path meant for configuration problems.
-  worker_ended(*worker, ExitCode{1}, now);
 }
 
 void Supervisor::on_event(const Execed& event, TimePoint now) {
   Worker* worker = find_worker(event.id);
-  if (worker == nullptr || worker->state != WorkerState::starting || worker->stop_requested) {
+  if (worker == nullptr || worker->state != WorkerState::starting || worker->stopping) {
     return;
   }
-  if (exec_failure_reported_) {
-    exec_failure_reported_ = false;
+  if (start_failure_reported_) {
+    start_failure_reported_ = false;
     log(LogSeverity::info, fmt::format("worker program can be executed again program={}",
                                        config_of(event.id.generation).command.front()));
   }
@@ -208,13 +113,17 @@ void Supervisor::on_event(const Notified& event, TimePoint now) {
     worker->notify_status = message.status;
   }
   if (message.mainpid) {
-    log(LogSeverity::debug, fmt::format("worker sent MAINPID=, ignored slot={} pid={}", event.id.slot, worker->pid));
+    log(LogSeverity::debug, "worker sent MAINPID=, ignored " + worker_fields(event.id, worker->pid));
   }
-  if (worker->stop_requested) {
+  if (worker->stopping) {
     return;
   }
   if (message.extend_timeout && worker->state == WorkerState::starting) {
-    worker->ready_deadline = now + std::chrono::duration_cast<Duration>(*message.extend_timeout);
+    // An extension only ever extends: a smaller value than what is left changes nothing.
+    const TimePoint extended = now + std::chrono::duration_cast<Duration>(*message.extend_timeout);
+    if (!worker->ready_deadline || extended > *worker->ready_deadline) {
+      worker->ready_deadline = extended;
+    }
   }
   if (message.ready && worker->state == WorkerState::starting && ready.mode == ReadyMode::notify) {
     mark_ready(*worker, now);
@@ -238,15 +147,15 @@ void Supervisor::on_event(const Exited& event, TimePoint now) {
 
 void Supervisor::on_event(const RssSampled& event, TimePoint) {
   Worker* worker = find_worker(event.id);
-  if (worker == nullptr || worker->role != Role::primary || worker->stop_requested) {
+  if (worker == nullptr || worker->role != Role::primary || worker->stopping) {
     return;
   }
   const auto& limit = config_of(event.id.generation).recycle.max_rss;
   Slot& slot = slot_of(event.id);
   if (limit && event.rss_bytes > *limit && !slot.recycle_reason) {
     slot.recycle_reason = "max_rss";
-    log(LogSeverity::info, fmt::format("worker over recycle.max_rss slot={} gen={} pid={} rss={} max_rss={}",
-                                       event.id.slot, event.id.generation, worker->pid, event.rss_bytes, *limit));
+    log(LogSeverity::info, fmt::format("worker over recycle.max_rss {} rss={} max_rss={}",
+                                       worker_fields(event.id, worker->pid), event.rss_bytes, *limit));
   }
 }
 
@@ -257,10 +166,11 @@ void Supervisor::on_event(const StopRequested& event, TimePoint now) {
   if (reload_) {
     abandon_reload("clusterd is stopping", now);
   }
-  for (RequestId request : queued_reload_ ? queued_reload_->requests : std::vector<RequestId>{}) {
-    actions_.push_back(ReloadFinished{{request}, false, 0, "clusterd is stopping"});
+  if (queued_reload_) {
+    actions_.push_back(ReloadFinished{queued_reload_->requests, false, queued_reload_->generation,
+                                      "clusterd is stopping"});
+    queued_reload_.reset();
   }
-  queued_reload_.reset();
   if (!stopping_ && !event.quick) {
     stopping_ = true;
     const StopConfig& stop = config_of(generation_).stop;
@@ -276,12 +186,7 @@ void Supervisor::on_event(const StopRequested& event, TimePoint now) {
   stopping_ = true;
   log(LogSeverity::info, fmt::format("stopping now workers={} signal=KILL", workers_.size()));
   for (Worker& worker : workers_) {
-    worker.stop_requested = true;
-    worker.state = WorkerState::stopping;
-    if (!worker.killed) {
-      worker.killed = true;
-      actions_.push_back(SendSignal{worker.id, SIGKILL});
-    }
+    kill_worker(worker, StopReason::shutdown);
   }
 }
 
@@ -294,43 +199,50 @@ void Supervisor::on_event(const ReloadRequested& event, TimePoint now) {
     actions_.push_back(ReloadFinished{requests, false, 0, "clusterd is stopping"});
     return;
   }
-  const int workers = std::clamp(event.workers, 1, 4096);
-  auto config = event.config ? event.config : configs_.at(generation_);
+  configs_[event.generation] = event.config ? event.config : configs_.at(generation_);
   if (reload_) {
-    // At most one reload waits; later requests join it and the newest configuration wins.
+    // At most one reload waits; later requests join it and the newest configuration wins. A
+    // count the newest file does not change is the count the waiting one asked for.
+    std::optional<int> workers = event.workers;
     if (queued_reload_) {
       requests.insert(requests.begin(), queued_reload_->requests.begin(), queued_reload_->requests.end());
+      if (!workers) {
+        workers = queued_reload_->workers;
+      }
     }
-    queued_reload_ = QueuedReload{std::move(config), workers, std::move(requests)};
-    log(LogSeverity::info, fmt::format("reload queued behind generation={}", reload_->generation));
+    queued_reload_ = QueuedReload{event.generation, workers, std::move(requests)};
+    log(LogSeverity::info, fmt::format("reload queued behind generation={} as generation={}", reload_->generation,
+                                       event.generation));
     return;
   }
-  start_reload(std::move(config), workers, std::move(requests), now);
+  start_reload(event.generation, event.workers, std::move(requests));
+  (void)now;
 }
 
-void Supervisor::on_event(const ScaleRequested& event, TimePoint) {
-  if (stopping_ || !started_) {
-    return;
-  }
-  const int workers = std::clamp(event.workers, 1, 4096);
-  if (reload_) {
-    // Scaling during a reload sets the new generation's target.
-    const int old_target = reload_->target;
-    std::erase_if(reload_->queue, [&](int slot) { return slot >= workers; });
-    for (int slot = old_target; slot < workers; ++slot) {
-      reload_->queue.push_back(slot);
-    }
-    reload_->target = workers;
-    resize_slots(std::max<int>(static_cast<int>(slots_.size()), workers));
-  } else {
-    resize_slots(std::max<int>(static_cast<int>(slots_.size()), workers));
-    wanted_ = workers;
-  }
-  log(LogSeverity::info, fmt::format("scaling workers={}", workers));
-}
+void Supervisor::on_event(const ScaleRequested& event, TimePoint) { scale_to(event.workers); }
+
+void Supervisor::on_event(const ScaleBy& event, TimePoint) { scale_to(workers_wanted() + event.delta); }
 
 void Supervisor::on_event(const Tick&, TimePoint) {
   // Nothing to record: reconcile() acts on every deadline that has passed.
+}
+
+// The count wanted from now on, and after any reload: one under way heads for it, one waiting
+// will, and one abandoned leaves it in place.
+void Supervisor::scale_to(int requested) {
+  if (stopping_ || !started_) {
+    return;
+  }
+  const int workers = std::clamp(requested, 1, 4096);
+  if (reload_) {
+    reload_->target = workers;
+  }
+  if (queued_reload_) {
+    queued_reload_->workers = workers;
+  }
+  resize_slots(std::max<int>(static_cast<int>(slots_.size()), workers));
+  wanted_ = workers;
+  log(LogSeverity::info, fmt::format("scaling workers={}", workers));
 }
 
 // ---- reconciliation
@@ -339,7 +251,7 @@ void Supervisor::reconcile(TimePoint now) {
   if (exiting_) {
     return;
   }
-  check_worker_deadlines(now);
+  act_on_due(now);
   if (stopping_) {
     reconcile_shutdown(now);
     return;
@@ -350,74 +262,26 @@ void Supervisor::reconcile(TimePoint now) {
   replenish_slots(now);
   scale_down(now);
   recycle_one(now);
-  sample_rss(now);
+  arm_rss_sample(now);
   report_readiness();
   check_exit();
-}
-
-// One pass, by index: what a deadline triggers may spawn a worker (appended, which can move the
-// others in memory) but never removes one, so the index of each worker seen so far stays valid.
-// Workers spawned here have no deadline passed yet and are not visited.
-void Supervisor::check_worker_deadlines(TimePoint now) {
-  const std::size_t count = workers_.size();
-  for (std::size_t index = 0; index < count; ++index) {
-    Worker* worker = &workers_[index];
-    const WorkerId id = worker->id;
-    if (worker->killed) {
-      continue;
-    }
-    if (worker->stop_requested) {
-      if (worker->kill_at && *worker->kill_at <= now) {
-        worker->killed = true;
-        log(LogSeverity::warn, fmt::format("worker did not stop within grace; killing slot={} gen={} pid={} grace={}",
-                                           id.slot, id.generation, worker->pid,
-                                           format_duration(config_of(id.generation).stop.grace)));
-        actions_.push_back(SendSignal{id, SIGKILL});
-      }
-      continue;
-    }
-    if (worker->state == WorkerState::starting) {
-      if (worker->ready_after && *worker->ready_after <= now) {
-        mark_ready(*worker, now);
-      } else if (worker->ready_deadline && *worker->ready_deadline <= now) {
-        not_ready_in_time(*worker, now);
-      }
-      continue;
-    }
-    if (worker->watchdog_deadline && *worker->watchdog_deadline <= now) {
-      worker->watchdog_deadline.reset();
-      worker->killed = true;
-      log(LogSeverity::error, fmt::format("worker watchdog expired slot={} gen={} pid={}", id.slot,
-                                          id.generation, worker->pid));
-      actions_.push_back(SendSignal{id, SIGKILL});
-      continue;
-    }
-    if (worker->role == Role::primary && worker->recycle_at && *worker->recycle_at <= now) {
-      worker->recycle_at.reset();
-      Slot& slot = slot_of(id);
-      if (!slot.recycle_reason) {
-        slot.recycle_reason = "max_lifetime";
-      }
-    }
-  }
 }
 
 void Supervisor::replenish_slots(TimePoint now) {
   const std::vector<bool> primary = slots_served_by(Role::primary);
   const std::vector<bool> replacement = slots_served_by(Role::replacement);
+  if (now >= spawn_window_start_ + spawn_window) {
+    spawn_window_start_ = now;
+    spawned_in_window_ = 0;
+  }
   for (std::size_t index = 0; index < slots_.size() && static_cast<int>(index) < wanted_; ++index) {
-    const int slot_number = static_cast<int>(index);
-    if (primary[index] || replacement[index]) {
-      continue;
-    }
-    Slot& slot = slots_[index];
-    if (slot.state == SlotState::backoff && slot.restart_at && *slot.restart_at <= now) {
-      slot.state = SlotState::running;
-      slot.restart_at.reset();
-      ++slot.restarts;
-      spawn(slot_number, slot.generation, Role::primary, now);
-    } else if (slot.state == SlotState::running) {
-      spawn(slot_number, slot.generation, Role::primary, now);
+    if (!primary[index] && !replacement[index] && slots_[index].state == SlotState::running) {
+      if (spawned_in_window_ == spawn_budget) {
+        spawn_more_at_ = spawn_window_start_ + spawn_window;
+        return;
+      }
+      spawn(static_cast<int>(index), slots_[index].generation, Role::primary, now);
+      ++spawned_in_window_;
     }
   }
 }
@@ -452,7 +316,7 @@ void Supervisor::check_exit() {
 
 void Supervisor::reconcile_shutdown(TimePoint now) {
   for (Worker& worker : workers_) {
-    stop_worker(worker, now);
+    stop_worker(worker, StopReason::shutdown, now);
   }
   if (workers_.empty()) {
     exiting_ = true;
@@ -490,6 +354,12 @@ Supervisor::Worker* Supervisor::find_worker(const WorkerId& id) {
   return found == workers_.end() ? nullptr : &*found;
 }
 
+Supervisor::Worker* Supervisor::find_instance(std::uint64_t instance) {
+  auto found = std::find_if(workers_.begin(), workers_.end(),
+                            [&](const Worker& worker) { return worker.id.instance == instance; });
+  return found == workers_.end() ? nullptr : &*found;
+}
+
 std::optional<Supervisor::Worker> Supervisor::take_worker(const WorkerId& id) {
   auto found = std::find_if(workers_.begin(), workers_.end(), [&](const Worker& worker) { return worker.id == id; });
   if (found == workers_.end()) {
@@ -501,12 +371,6 @@ std::optional<Supervisor::Worker> Supervisor::take_worker(const WorkerId& id) {
 }
 
 Supervisor::Worker* Supervisor::worker_in(int slot, Role role) {
-  auto found = std::find_if(workers_.begin(), workers_.end(),
-                            [&](const Worker& worker) { return worker.id.slot == slot && worker.role == role; });
-  return found == workers_.end() ? nullptr : &*found;
-}
-
-const Supervisor::Worker* Supervisor::worker_in(int slot, Role role) const {
   auto found = std::find_if(workers_.begin(), workers_.end(),
                             [&](const Worker& worker) { return worker.id.slot == slot && worker.role == role; });
   return found == workers_.end() ? nullptr : &*found;

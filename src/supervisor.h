@@ -37,9 +37,14 @@ struct Spawned {  // fork succeeded; exec may still fail
   WorkerId id;
   int pid = 0;
 };
-struct SpawnFailed {  // no process was created (fork or pipe failed)
+// No worker process runs: fork or a pipe failed (`lasting` false: the system's trouble, backed off
+// like a crash), or something the worker needs cannot be made (`lasting` true: a notify socket
+// directory, say; reported once and retried every restart.max_delay, like a program that cannot
+// be executed).
+struct SpawnFailed {
   WorkerId id;
-  ExecFailure failure;
+  StartFailure failure;
+  bool lasting = false;
 };
 struct Execed {  // the worker program runs
   WorkerId id;
@@ -48,7 +53,7 @@ struct Notified {  // a datagram on the worker's NOTIFY_SOCKET
   WorkerId id;
   NotifyMessage message;
 };
-struct Exited {  // reaped; an ExecFailure when the child never became the program
+struct Exited {  // reaped; a StartFailure when the child never became the program
   WorkerId id;
   WorkerExit exit;
 };
@@ -59,19 +64,25 @@ struct RssSampled {  // answer to SampleRss
 struct StopRequested {
   bool quick = false;  // SIGQUIT: SIGKILL every worker at once
 };
-// A rolling reload to `config` (already validated) with `workers` slots.
+// A rolling reload to `config` (already validated), known from now on as `generation` (the
+// shell allocates it, increasing, never reused). `workers`: the file changed the count; nullopt:
+// keep the count the pool is heading for when the reload starts (a scale meanwhile included).
 struct ReloadRequested {
+  std::uint64_t generation = 0;
   std::shared_ptr<const Config> config;
-  int workers = 1;
+  std::optional<int> workers;
   std::optional<RequestId> request;
 };
-struct ScaleRequested {
+struct ScaleRequested {  // `scale N`
   int workers = 1;
+};
+struct ScaleBy {  // SIGTTIN (+1) and SIGTTOU (-1): relative to the count wanted when handled
+  int delta = 0;
 };
 struct Tick {};  // the deadline of next_deadline() passed
 
 using Event = std::variant<Start, Spawned, SpawnFailed, Execed, Notified, Exited, RssSampled,
-                           StopRequested, ReloadRequested, ScaleRequested, Tick>;
+                           StopRequested, ReloadRequested, ScaleRequested, ScaleBy, Tick>;
 
 // ---- Actions: what the shell must do, in order.
 struct Spawn {  // with the configuration of id.generation
@@ -135,39 +146,55 @@ struct StatusSnapshot {
 // Decides everything from events and the time it is told. Contract with the shell:
 // every Spawn is answered by Spawned or SpawnFailed before the next event of another worker;
 // every Spawned worker is answered by exactly one Exited; Tick is sent at next_deadline().
+//
+// Invariant, after every handle(event, now): next_deadline() is later than `now` (whatever was
+// due has been acted on), so the shell's timer can never fire in a loop.
 class Supervisor {
  public:
   // `worker_count`: the resolved number of slots. `uniform01` returns numbers in [0, 1] for
-  // backoff and recycle jitter.
+  // backoff and recycle jitter. The configuration is generation 1's.
   Supervisor(const Config& config, int worker_count, std::function<double()> uniform01);
   Supervisor(std::shared_ptr<const Config> config, int worker_count, std::function<double()> uniform01);
 
   std::vector<Action> handle(const Event& event, TimePoint now);
 
-  // The nearest time at which a Tick has something to do: a restart, a grace period's end, a
-  // ready timeout, a watchdog, a recycle, an RSS sample. nullopt: nothing until an event.
+  // The nearest time at which a Tick has something to do: the minimum of the one list of
+  // deadlines (supervisor_deadlines.cpp). nullopt: nothing until an event.
   std::optional<TimePoint> next_deadline() const;
 
   StatusSnapshot status(TimePoint now) const;
 
   // Generations whose configuration the shell must keep: those of live workers, of slots (a
-  // restart uses its slot's generation) and of a reload under way.
+  // restart uses its slot's generation) and of a reload under way or queued.
   std::set<std::uint64_t> generations_in_use() const;
 
-  const Config& config_of(std::uint64_t generation) const;
+  const Config& config_of(std::uint64_t generation) const { return *configs_.at(generation); }
   std::shared_ptr<const Config> shared_config_of(std::uint64_t generation) const { return configs_.at(generation); }
   std::uint64_t generation() const { return generation_; }  // the last finished one
 
-  // Every configuration the Supervisor may still spawn workers with (a queued reload's too).
-  std::set<const Config*> configs_in_use() const;
-
-  // The worker count asked for: a reload's target while one is under way.
+  // The worker count asked for: the count a reload under way is heading for, else the count of
+  // the running generation.
   int workers_wanted() const { return reload_ ? reload_->target : wanted_; }
+
+  // At most spawn_budget slots are (re)started per spawn_window, the rest in the next windows, so
+  // a start or `scale` of thousands leaves the daemon's loop free to answer in between (a window
+  // of forks, then the loop's turn).
+  static constexpr int spawn_budget = 32;
+  static constexpr Duration spawn_window = std::chrono::milliseconds(10);
 
  private:
   // A worker's part in its slot: the one serving it, the new one of a reload or recycle that
   // takes over once ready, or an old one being stopped.
   enum class Role { primary, replacement, retiring };
+
+  // Why clusterd stops a worker. Its exit restarts the slot as a failure for not_ready and
+  // watchdog; for the others it is the end that was asked for.
+  enum class StopReason { retire, shutdown, not_ready, watchdog };
+  struct Stopping {
+    StopReason reason = StopReason::retire;
+    std::optional<TimePoint> kill_at;  // SIGKILL then, unless it exited; nullopt once sent
+    bool killed = false;               // clusterd sent SIGKILL
+  };
 
   struct Worker {
     WorkerId id;
@@ -180,10 +207,7 @@ class Supervisor {
     std::optional<TimePoint> watchdog_deadline;
     std::optional<TimePoint> recycle_at;       // recycle.max_lifetime reached
     std::optional<std::string> notify_status;
-    bool stop_requested = false;  // clusterd sent the stop signal
-    bool failed_start = false;    // ...because it was not ready in time: its exit is a failure
-    bool killed = false;          // clusterd sent SIGKILL
-    std::optional<TimePoint> kill_at;
+    std::optional<Stopping> stopping;          // clusterd asked it to stop
   };
   struct Slot {
     Slot(const RestartConfig& restart, std::uint64_t generation_of_slot)
@@ -197,17 +221,27 @@ class Supervisor {
     std::optional<std::string> recycle_reason;  // due for a recycle
     std::optional<TimePoint> recycle_retry_at;  // a failed recycle waits until then
   };
+  // A reload under way. Its progress is derived, not stored: a slot below `target` is done when
+  // its primary runs `generation`, under way while it has a replacement of `generation`.
   struct Reload {
     std::uint64_t generation = 0;
     int target = 0;
-    std::deque<int> queue;  // slots still to replace, in order
-    std::vector<int> batch; // slots being replaced now
     std::vector<RequestId> requests;
   };
   struct QueuedReload {
-    std::shared_ptr<const Config> config;
-    int workers = 1;
+    std::uint64_t generation = 0;
+    std::optional<int> workers;
     std::vector<RequestId> requests;
+  };
+
+  // What a deadline is for; one list of them (supervisor_deadlines.cpp) feeds both
+  // next_deadline() and act_on_due(), so what is counted is what is acted on.
+  enum class Due { restart, recycle_retry, rss_sample, spawn_more, kill, ready_after, ready_timeout, watchdog, lifetime };
+  struct Deadline {
+    TimePoint at;
+    Due what;
+    int slot = 0;                // restart, recycle_retry
+    std::uint64_t instance = 0;  // the worker's, for the worker deadlines
   };
 
   // supervisor.cpp: events and reconciliation.
@@ -221,27 +255,34 @@ class Supervisor {
   void on_event(const StopRequested& event, TimePoint now);
   void on_event(const ReloadRequested& event, TimePoint now);
   void on_event(const ScaleRequested& event, TimePoint now);
+  void on_event(const ScaleBy& event, TimePoint now);
   void on_event(const Tick&, TimePoint now);
 
   void reconcile(TimePoint now);
-  void check_worker_deadlines(TimePoint now);
   void replenish_slots(TimePoint now);
   void check_exit();
   void reconcile_shutdown(TimePoint now);
   void report_readiness();
+  void scale_to(int workers);
+  // supervisor_deadlines.cpp: the one list of deadlines, and acting on those that are due.
+  std::vector<Deadline> deadlines() const;
+  void act_on_due(TimePoint now);
+  void act_on(const Deadline& deadline, TimePoint now);
   // supervisor_worker.cpp: one worker's life.
   WorkerId spawn(int slot, std::uint64_t generation, Role role, TimePoint now);
   void mark_ready(Worker& worker, TimePoint now);
-  void stop_worker(Worker& worker, TimePoint now);
+  void stop_worker(Worker& worker, StopReason reason, TimePoint now);
+  void kill_worker(Worker& worker, StopReason reason);
   void not_ready_in_time(Worker& worker, TimePoint now);
+  void start_failed(const Worker& worker, const StartFailure& failure, bool lasting, TimePoint now);
   void worker_ended(const Worker& worker, const WorkerExit& exit, TimePoint now);
   // `fields`: the worker's "slot= gen= pid= status= uptime=" part of the log lines.
   void primary_ended(const Worker& worker, const WorkerExit& exit, Duration uptime, const std::string& fields,
                      TimePoint now);
+  void retry_slowly(Slot& slot, const Config& config, const std::string& message, TimePoint now);
 
   // supervisor_replace.cpp: rolling reload, recycling and scaling.
-  void start_reload(std::shared_ptr<const Config> config, int workers, std::vector<RequestId> requests,
-                    TimePoint now);
+  void start_reload(std::uint64_t generation, std::optional<int> workers, std::vector<RequestId> requests);
   void advance_reload(TimePoint now);
   void finish_reload();
   void abandon_reload(const std::string& reason, TimePoint now);
@@ -250,13 +291,14 @@ class Supervisor {
   void replacement_failed(const Worker& worker, const std::string& reason, TimePoint now);
   void recycle_one(TimePoint now);
   void scale_down(TimePoint now);
-  void sample_rss(TimePoint now);
+  void arm_rss_sample(TimePoint now);
+  void take_rss_sample(TimePoint now);
   void resize_slots(int count);
 
   Worker* find_worker(const WorkerId& id);
+  Worker* find_instance(std::uint64_t instance);
   std::optional<Worker> take_worker(const WorkerId& id);  // removed from the live workers
   Worker* worker_in(int slot, Role role);
-  const Worker* worker_in(int slot, Role role) const;
   // served[slot]: a worker of `role` is in that slot. One pass, for loops over every slot.
   std::vector<bool> slots_served_by(Role role) const;
   Slot& slot_of(const WorkerId& id) { return slots_.at(static_cast<std::size_t>(id.slot)); }
@@ -267,20 +309,25 @@ class Supervisor {
   std::function<double()> uniform01_;
   int wanted_ = 0;
   std::uint64_t generation_ = 1;       // the last finished generation
-  std::uint64_t next_generation_ = 2;  // never reused, even after an abandoned reload
   std::uint64_t next_instance_ = 1;
   bool started_ = false;
   bool stopping_ = false;
   bool exiting_ = false;
-  bool exec_failure_reported_ = false;
+  bool start_failure_reported_ = false;  // a lasting start failure was logged as an error
   bool ready_reported_ = false;  // READY=1 sent to the service manager
   std::string last_status_;      // the last STATUS= sent
   std::optional<Reload> reload_;
   std::optional<QueuedReload> queued_reload_;
   std::optional<TimePoint> next_rss_sample_;
+  std::optional<TimePoint> spawn_more_at_;  // slots left unspawned by the window's budget
+  TimePoint spawn_window_start_{};
+  int spawned_in_window_ = 0;
   std::vector<Slot> slots_;
   std::vector<Worker> workers_;
   std::vector<Action> actions_;  // filled while handling one event
 };
+
+// "slot=0 gen=1 pid=1234": how every log line names a worker.
+std::string worker_fields(const WorkerId& id, int pid);
 
 }  // namespace clusterd

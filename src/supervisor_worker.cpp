@@ -1,15 +1,14 @@
-// The Supervisor's view of one worker's life: spawn, readiness, stop, and what its exit means
-// for its slot (restart with backoff, a configuration problem, or a failed replacement).
-#include <cstring>
-
+// The Supervisor's view of one worker's life: spawn, readiness, stop, and what its end means
+// for its slot (restart with backoff, a lasting start problem, or a failed replacement).
 #include <fmt/format.h>
 
+#include "errno_text.h"
 #include "supervisor.h"
 
 namespace clusterd {
 namespace {
 
-// `exit:1`, `signal:KILL`, `exec-failed`: the status= field of the log lines.
+// `exit:1`, `signal:KILL`, `start-failed`: the status= field of the log lines.
 std::string describe_exit(const WorkerExit& exit) {
   if (const auto* code = std::get_if<ExitCode>(&exit)) {
     return fmt::format("exit:{}", code->code);
@@ -33,6 +32,20 @@ bool is_command_not_runnable(const WorkerExit& exit) {
   // A shell reports a command it cannot find or run as 127 / 126 (POSIX, "Exit Status").
   const auto* code = std::get_if<ExitCode>(&exit);
   return code != nullptr && (code->code == 126 || code->code == 127);
+}
+
+// `step=exec error="No such file or directory"`, or `step="notify socket" detail="bind …: …"`
+// when the step's own words (the errno's text among them) say more.
+std::string describe_failure(const StartFailure& failure) {
+  std::string text = failure.step.find(' ') == std::string::npos ? "step=" + failure.step
+                                                                  : fmt::format("step=\"{}\"", failure.step);
+  if (failure.error != 0) {
+    text += fmt::format(" error=\"{}\"", errno_text(failure.error));
+  }
+  if (!failure.detail.empty()) {
+    text += fmt::format(" detail=\"{}\"", failure.detail);
+  }
+  return text;
 }
 
 }  // namespace
@@ -63,22 +76,35 @@ void Supervisor::mark_ready(Worker& worker, TimePoint now) {
     const auto lifetime = std::chrono::duration<double, std::milli>(*config.recycle.max_lifetime);
     worker.recycle_at = worker.started_at + std::chrono::duration_cast<Duration>(lifetime * (1.0 + 0.1 * uniform01_()));
   }
-  log(LogSeverity::info, fmt::format("worker ready slot={} gen={} pid={}", worker.id.slot,
-                                     worker.id.generation, worker.pid));
+  log(LogSeverity::info, "worker ready " + worker_fields(worker.id, worker.pid));
   if (worker.role == Role::replacement) {
     promote(worker, now);
   }
 }
 
-void Supervisor::stop_worker(Worker& worker, TimePoint now) {
-  if (worker.stop_requested) {
+// The stop signal now, SIGKILL at the end of the grace period: once per worker, whatever asks.
+void Supervisor::stop_worker(Worker& worker, StopReason reason, TimePoint now) {
+  if (worker.stopping) {
     return;
   }
   const StopConfig& stop = config_of(worker.id.generation).stop;
-  worker.stop_requested = true;
+  worker.stopping = Stopping{reason, now + stop.grace, false};
   worker.state = WorkerState::stopping;
-  worker.kill_at = now + stop.grace;
   actions_.push_back(SendSignal{worker.id, stop.signal});
+}
+
+// SIGKILL now, once; a worker already being stopped keeps the reason it was stopped for.
+void Supervisor::kill_worker(Worker& worker, StopReason reason) {
+  if (worker.stopping && worker.stopping->killed) {
+    return;
+  }
+  if (!worker.stopping) {
+    worker.stopping = Stopping{reason, std::nullopt, false};
+  }
+  worker.stopping->kill_at.reset();
+  worker.stopping->killed = true;
+  worker.state = WorkerState::stopping;
+  actions_.push_back(SendSignal{worker.id, SIGKILL});
 }
 
 void Supervisor::not_ready_in_time(Worker& worker, TimePoint now) {
@@ -87,19 +113,65 @@ void Supervisor::not_ready_in_time(Worker& worker, TimePoint now) {
   log(LogSeverity::warn, fmt::format("worker not ready in time {} pid={}", reason, worker.pid));
   if (worker.role == Role::replacement) {
     worker.role = Role::retiring;
-    stop_worker(worker, now);
+    stop_worker(worker, StopReason::retire, now);
     replacement_failed(worker, reason, now);
     return;
   }
-  worker.failed_start = true;  // its exit restarts the slot as a failure
-  stop_worker(worker, now);
+  stop_worker(worker, StopReason::not_ready, now);  // its exit restarts the slot as a failure
+}
+
+// No process ran (SpawnFailed): there is no exit to report, only why it could not start.
+void Supervisor::start_failed(const Worker& worker, const StartFailure& failure, bool lasting, TimePoint now) {
+  const std::string what = fmt::format("slot={} gen={} {}", worker.id.slot, worker.id.generation,
+                                       describe_failure(failure));
+  if (worker.role == Role::replacement) {
+    log(LogSeverity::error, "cannot start worker " + what);
+    replacement_failed(worker, "cannot start worker " + what, now);
+    return;
+  }
+  if (worker.role == Role::retiring || stopping_) {
+    log(LogSeverity::error, "cannot start worker " + what);
+    return;
+  }
+  Slot& slot = slot_of(worker.id);
+  const Config& config = config_of(worker.id.generation);
+  slot.last_exit = failure;
+  if (lasting) {
+    retry_slowly(slot, config,
+                 fmt::format("cannot start worker {} retry_every={}", what, format_duration(config.restart.max_delay)),
+                 now);
+    return;
+  }
+  // fork() failing (EAGAIN, ENOMEM) is the system's trouble, not the program's: back off like a
+  // crash rather than take the slow path meant for configuration problems.
+  const RestartVerdict verdict = slot.backoff.on_failure(now, Duration{0}, uniform01_());
+  if (verdict.failed_for_good) {
+    slot.state = SlotState::failed;
+    slot.restart_at.reset();
+    log(LogSeverity::error, fmt::format("cannot start worker {}; slot failed for good", what));
+    return;
+  }
+  slot.state = SlotState::backoff;
+  slot.restart_at = now + verdict.delay;
+  log(LogSeverity::error, fmt::format("cannot start worker {} next_restart_in={}", what, seconds(verdict.delay)));
+}
+
+// A problem that will not go away by itself (a program that cannot be executed, a directory that
+// cannot be made): tried again every max_delay, reported once rather than by every slot each time.
+void Supervisor::retry_slowly(Slot& slot, const Config& config, const std::string& message, TimePoint now) {
+  slot.state = SlotState::backoff;
+  slot.restart_at = now + config.restart.max_delay;
+  log(start_failure_reported_ ? LogSeverity::debug : LogSeverity::error, message);
+  start_failure_reported_ = true;
 }
 
 void Supervisor::worker_ended(const Worker& worker, const WorkerExit& exit, TimePoint now) {
   const auto uptime = std::chrono::duration_cast<Duration>(now - worker.started_at);
-  const std::string fields = fmt::format("slot={} gen={} pid={} status={} uptime={}", worker.id.slot,
-                                         worker.id.generation, worker.pid, describe_exit(exit), seconds(uptime));
-  if (worker.role == Role::retiring || (worker.stop_requested && !worker.failed_start)) {
+  const std::string fields =
+      fmt::format("{} status={} uptime={}", worker_fields(worker.id, worker.pid), describe_exit(exit), seconds(uptime));
+  const bool asked_to_end = worker.stopping && (worker.stopping->reason == StopReason::retire ||
+                                                worker.stopping->reason == StopReason::shutdown);
+  if (worker.role == Role::retiring || asked_to_end) {
     log(LogSeverity::info, fmt::format("worker stopped {}", fields));
     return;
   }
@@ -120,22 +192,18 @@ void Supervisor::primary_ended(const Worker& worker, const WorkerExit& exit, Dur
   const Config& config = config_of(worker.id.generation);
   slot.last_exit = exit;
 
-  if (const auto* failure = std::get_if<ExecFailure>(&exit)) {
-    slot.state = SlotState::backoff;
-    slot.restart_at = now + config.restart.max_delay;
-    const std::string message = fmt::format(
-        "worker program cannot be executed {} program={} step={} error=\"{}\" retry_every={} "
-        "(configuration problem: check command, directory and user)",
-        fields, config.command.front(), failure->step, std::strerror(failure->error),
-        format_duration(config.restart.max_delay));
-    // Reported once: every other slot fails the same way until the program is fixed.
-    log(exec_failure_reported_ ? LogSeverity::debug : LogSeverity::error, message);
-    exec_failure_reported_ = true;
+  if (const auto* failure = std::get_if<StartFailure>(&exit)) {
+    retry_slowly(slot, config,
+                 fmt::format("worker program cannot be executed {} program={} {} retry_every={} "
+                             "(configuration problem: check command, directory and user)",
+                             fields, config.command.front(), describe_failure(*failure),
+                             format_duration(config.restart.max_delay)),
+                 now);
     return;
   }
 
   std::string hint;
-  if (killed_by(exit, SIGKILL) && !worker.killed) {
+  if (killed_by(exit, SIGKILL) && !(worker.stopping && worker.stopping->killed)) {
     hint = " (killed by SIGKILL that clusterd did not send: possibly out of memory)";
   } else if (is_command_not_runnable(exit)) {
     hint = " (a shell could not find or run a command: check command and PATH)";

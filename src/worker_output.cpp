@@ -1,15 +1,13 @@
-// Drains a worker's output pipe into clusterd's own stdout or stderr, a whole line at a time.
+// Drains a worker's output pipe into the sink of clusterd's stdout or stderr, a whole line at a time.
 #include "worker_output.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
-#include <cstring>
-
-#include <spdlog/spdlog.h>
+#include <string>
 
 namespace clusterd {
 
@@ -26,15 +24,20 @@ tl::expected<OutputPipe, int> make_output_pipe() {
   return pipe;
 }
 
-WorkerOutput::WorkerOutput(Fd read_end, int destination, int slot, pid_t pid)
-    : read_end_(std::move(read_end)), destination_(destination), slot_(slot), pid_(pid) {}
+WorkerOutput::WorkerOutput(Fd read_end, OutputSink& sink, int slot, pid_t pid)
+    : read_end_(std::move(read_end)), sink_(&sink), slot_(slot), pid_(pid) {}
 
 WorkerOutput::State WorkerOutput::drain(std::size_t budget) {
   std::array<char, 16384> buffer;
+  // Handed over in one push per drain: the sink writes straight from it when nothing waits, and
+  // no other stream's line can land inside it.
   std::string lines;
   const auto collect = [this, &lines](std::string_view line) { lines += prefixed_line(slot_, pid_, line); };
   State state = State::open;
   while (budget > 0) {
+    if (!sink_->has_room(lines.size())) {
+      break;  // what is unread stays in the pipe, and the worker waits when that is full
+    }
     const ssize_t got = ::read(read_end_.get(), buffer.data(), std::min(buffer.size(), budget));
     if (got > 0) {
       splitter_.feed(std::string_view(buffer.data(), static_cast<std::size_t>(got)), collect);
@@ -53,40 +56,21 @@ WorkerOutput::State WorkerOutput::drain(std::size_t budget) {
     break;
   }
   if (!lines.empty()) {
-    write_out(lines);
+    sink_->push(lines);
+  }
+  // Judged after the push: it may have written everything at once, and a pipe held for a sink
+  // that is empty would never be read again.
+  if (state == State::open && !sink_->has_room()) {
+    state = State::held;
   }
   return state;
 }
 
-// One write() per batch of whole lines: clusterd is the only writer here and single-threaded, so
-// no other line can land inside one of these. A stalled stdout stalls clusterd's copy, and then
-// the worker, as it would have stalled the worker writing there itself with output = "inherit".
-void WorkerOutput::write_out(const std::string& text) {
-  if (write_failed_) {
-    return;
-  }
-  std::size_t written = 0;
-  while (written < text.size()) {
-    const ssize_t result = ::write(destination_, text.data() + written, text.size() - written);
-    if (result >= 0) {
-      written += static_cast<std::size_t>(result);
-      continue;
-    }
-    if (errno == EINTR) {
-      continue;
-    }
-    if (errno == EAGAIN) {
-      // Somebody made our stdout non-blocking: wait until it takes more, as a blocking one would.
-      pollfd writable{destination_, POLLOUT, 0};
-      ::poll(&writable, 1, -1);
-      continue;
-    }
-    // EPIPE (nobody reads our stdout any more), ENOSPC, EIO: keep draining the pipe so the worker
-    // never blocks, and say so once.
-    write_failed_ = true;
-    spdlog::warn("cannot write worker output slot={} pid={}: {}; dropping its output from now on", slot_, pid_,
-                 std::strerror(errno));
-    return;
+void WorkerOutput::finish() {
+  std::string lines;
+  splitter_.finish([this, &lines](std::string_view line) { lines += prefixed_line(slot_, pid_, line); });
+  if (!lines.empty()) {
+    sink_->push(lines);
   }
 }
 

@@ -1,17 +1,18 @@
 // Workers' output in `output = "prefix"` mode (interface §3): a pipe per worker stream, whose read
-// end clusterd owns and drains as the event loop reports it readable, writing each whole line to
-// its own stdout or stderr as "[SLOT PID] text". Nothing here touches connection data.
+// end clusterd owns and drains as the event loop reports it readable, handing each whole line,
+// as "[SLOT PID] text", to the OutputSink of its own stdout or stderr. Nothing here touches
+// connection data.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstddef>
-#include <string>
 
 #include <tl/expected.hpp>
 
 #include "fd.h"
 #include "line_splitter.h"
+#include "output_sink.h"
 
 namespace clusterd {
 
@@ -27,27 +28,32 @@ tl::expected<OutputPipe, int> make_output_pipe();  // the error is an errno
 // writer is gone, so output written just before an exit is never lost.
 class WorkerOutput {
  public:
-  // `destination`: clusterd's fd 1 or 2, written with whole lines only.
-  WorkerOutput(Fd read_end, int destination, int slot, pid_t pid);
+  // `sink`: where its lines go (clusterd's stdout or stderr); it must outlive this stream.
+  WorkerOutput(Fd read_end, OutputSink& sink, int slot, pid_t pid);
 
   int fd() const { return read_end_.get(); }
   pid_t pid() const { return pid_; }
+  OutputSink& sink() const { return *sink_; }
 
-  enum class State { open, ended };
+  enum class State {
+    open,   // read all it held, or its budget; more may come
+    held,   // the sink is full: read this pipe no more until the sink has room (back-pressure)
+    ended,  // end of file: every writer is gone
+  };
   // Reads what the pipe holds now, at most `budget` bytes (so one chatty worker cannot hold the
-  // loop), and writes out the lines it completes. At end of file the last partial line is written
-  // too and the result is `ended`.
+  // loop) and never while the sink is full, and hands the sink the lines it completes. At end of
+  // file the last partial line goes too.
   State drain(std::size_t budget);
 
- private:
-  void write_out(const std::string& text);
+  // clusterd exits and reads no more: a partial line goes out as it is.
+  void finish();
 
+ private:
   Fd read_end_;
-  int destination_;
+  OutputSink* sink_;
   int slot_;
   pid_t pid_;
   LineSplitter splitter_;
-  bool write_failed_ = false;
 };
 
 }  // namespace clusterd

@@ -183,6 +183,41 @@ def test_stop_exits_0_and_clusterd_exits_0(start_clusterd):
     assert clusterd.count(r"stop requested over the control socket") == 1
 
 
+def send_and_close(path, data):
+    """Sends data on a fresh control connection and closes it at once, reading no reply."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+        sock.sendall(data)
+    finally:
+        sock.close()
+
+
+def test_requests_sent_just_before_close_are_carried_out(start_clusterd, tmpdir_short):
+    path = os.path.join(tmpdir_short, "c.sock")
+    clusterd = start_http(start_clusterd, 1, "--control", path, tmpdir=tmpdir_short)
+    clusterd.ready_pids(1)
+    send_and_close(path, b"".join(b"scale %d\n" % n for n in range(2, 22)))
+    # Every one carried out, in order, though no reply could be delivered.
+    clusterd.wait_for_log(r"scaling workers=21\b")
+    assert [int(m.group(1)) for m in clusterd.matches(r"scaling workers=(\d+)")] == list(range(2, 22))
+    # Replies to nobody are dropped quietly, and the next client is served.
+    assert clusterd.status("--control", path)["workers_wanted"] == 21
+    complaints = [line for line in clusterd.log().splitlines()
+                  if harness.log_level(line) in ("warning", "error", "critical")]
+    assert complaints == [], clusterd.log_tail()
+
+
+def test_a_stop_sent_just_before_close_stops_clusterd(start_clusterd, tmpdir_short):
+    path = os.path.join(tmpdir_short, "c.sock")
+    clusterd = start_http(start_clusterd, 2, "--control", path, tmpdir=tmpdir_short)
+    clusterd.ready_pids(2)
+    send_and_close(path, b"stop\n")
+    assert clusterd.wait_exit(timeout=15.0) == 0
+    assert clusterd.count(r"stop requested over the control socket") == 1
+    assert not os.path.exists(path)
+
+
 def test_check_judges_the_directory_and_creates_nothing(tmpdir_short):
     xdg = os.path.join(tmpdir_short, "xdg")
     os.mkdir(xdg)

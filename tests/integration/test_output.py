@@ -1,11 +1,16 @@
 """output = "prefix": workers' stdout and stderr reach clusterd's own as whole lines "[SLOT PID] text";
 the default leaves them the workers' own (clusterd's stdout and stderr, nothing copied)."""
+import fcntl
+import json
 import os
 import re
 import signal
 import subprocess
+import termios
+import threading
+import time
 
-from harness import BIN, PYTHON, wait_until, worker
+from harness import BIN, PYTHON, cpu_seconds, wait_until, worker
 
 LINE = re.compile(r"^\[(\d+) (\d+)\] (.*)$")
 
@@ -103,6 +108,123 @@ def test_a_flooding_worker_is_not_held_up_and_clusterd_keeps_answering(start_clu
     assert sum(len(text) + 1 for _, _, text in lines) >= size
     clusterd.signal(signal.SIGTERM)
     assert clusterd.wait_exit() == 0
+
+
+class StdoutPipe:
+    """A pipe the test holds the read end of, as clusterd's stdout (`clusterd | reader`), read only
+    once the test says so."""
+
+    def __init__(self):
+        self.read_end, self.write_end = os.pipe()
+        self.received = bytearray()
+        self.reader = threading.Thread(target=self._read_to_end)
+        # sh opens the pipe by the test's /proc entry and execs clusterd in place (same pid).
+        self.wrapper = ["/bin/sh", "-c", 'exec "$@" >/proc/%d/fd/%d' % (os.getpid(), self.write_end), "sh"]
+
+    def _read_to_end(self):
+        self.received.extend(b"".join(iter(lambda: os.read(self.read_end, 65536), b"")))
+
+    def opened_by(self, clusterd):
+        """Waits until clusterd holds the pipe as its stdout, then leaves it the only writer."""
+        ours = os.readlink("/proc/self/fd/%d" % self.write_end)
+        wait_until(lambda: os.readlink("/proc/%d/fd/1" % clusterd.pid) == ours, message="clusterd's stdout")
+        os.close(self.write_end)
+        self.write_end = None
+
+    def unread(self):
+        """Bytes waiting in the pipe."""
+        return int.from_bytes(fcntl.ioctl(self.read_end, termios.FIONREAD, b"\0\0\0\0"), "little")
+
+    def stays_full(self, seconds=0.3):
+        """True if the pipe holds something and nothing was added to it for `seconds`."""
+        before = self.unread()
+        time.sleep(seconds)
+        return before > 0 and self.unread() == before
+
+    def start_reading(self):
+        self.reader.start()
+
+    def close(self):
+        """Ends the test's part: without a reader started, closing the read end lets clusterd's
+        writes fail with EPIPE, so a clusterd stuck writing still reaches its cleanup."""
+        if self.write_end is not None:
+            os.close(self.write_end)
+        if self.reader.ident is not None:
+            self.reader.join(timeout=10)
+        os.close(self.read_end)
+
+
+def test_stalled_stdout_reader_does_not_freeze_clusterd(start_clusterd, tmpdir_short):
+    """clusterd's stdout is a pipe nobody reads (`clusterd --output prefix | stalled-reader`): the
+    flooding worker waits, clusterd does not: it answers, restarts, stops."""
+    control = os.path.join(tmpdir_short, "c.sock")
+    stdout = StdoutPipe()
+
+    def status():
+        try:
+            result = subprocess.run([BIN, "status", "--json", "--control", control], capture_output=True,
+                                    text=True, timeout=5, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("clusterd status did not answer within 5s\n" + clusterd.log_tail()) from None
+        assert result.returncode == 0, result.stdout + result.stderr
+        return json.loads(result.stdout)
+
+    try:
+        clusterd = start_clusterd(["--workers", "1", "--output", "prefix", "--control", control, "--"]
+                                  + output_worker("--flood", str(1 << 30)), wrapper=stdout.wrapper)
+        stdout.opened_by(clusterd)
+        (first,) = clusterd.ready_pids(1)
+        wait_until(stdout.stays_full, message="clusterd's stdout pipe to fill and stay full",
+                   describe=clusterd.log_tail)
+
+        assert [w["pid"] for w in status()["workers"]] == [first]
+        # Back-pressured, not spinning: the worker waits on its pipe, clusterd sleeps.
+        cpu_before = cpu_seconds(clusterd.pid)
+        time.sleep(1.0)
+        assert cpu_seconds(clusterd.pid) - cpu_before < 0.3, "clusterd busy while its stdout is stalled"
+
+        os.kill(first, signal.SIGKILL)
+        (second,) = wait_until(lambda: [w["pid"] for w in status()["workers"]
+                                        if w["pid"] not in (None, first) and w["state"] == "ready"],
+                               message="a restarted worker in status", describe=clusterd.log_tail)
+        clusterd.seen_pids.update((first, second))
+        assert stdout.stays_full(), "the test's pipe moved: the stall proves nothing"
+
+        # The reader comes back: clusterd's stdout drains, and clusterd stops cleanly.
+        stdout.start_reading()
+        clusterd.signal(signal.SIGTERM)
+        assert clusterd.wait_exit(timeout=15) == 0
+    finally:
+        stdout.close()
+    assert not stdout.reader.is_alive(), "clusterd's stdout never reached end of file"
+
+    by_pid = {}
+    for slot, pid, text in prefixed(stdout.received.decode(errors="replace")):
+        assert slot == 0 and pid in (first, second), (slot, pid, text[:80])
+        by_pid.setdefault(pid, []).append(text)
+    assert first in by_pid, "nothing of the first worker's output was copied"
+    for pid, texts in by_pid.items():
+        # A flood line is cut only where its worker was killed mid-write: its last one.
+        assert all(text.startswith("flood %d " % pid) for text in texts[:-1]), pid
+
+
+def test_a_stalled_stdout_reader_delays_a_stop_by_a_second_at_most(start_clusterd):
+    stdout = StdoutPipe()
+    try:
+        clusterd = start_clusterd(["--workers", "2", "--output", "prefix", "--control", "none", "--"]
+                                  + output_worker("--flood", str(1 << 30)), wrapper=stdout.wrapper)
+        stdout.opened_by(clusterd)
+        clusterd.ready_pids(2)
+        wait_until(stdout.stays_full, message="clusterd's stdout pipe to fill and stay full",
+                   describe=clusterd.log_tail)
+        started = time.monotonic()
+        clusterd.signal(signal.SIGTERM)
+        assert clusterd.wait_exit(timeout=10) == 0
+        # The workers stop at once (SIGTERM); then at most 1s for what is still buffered.
+        assert time.monotonic() - started < 3.0, clusterd.log_tail()
+        assert stdout.stays_full(0.1), "the test's pipe moved: the stall proves nothing"
+    finally:
+        stdout.close()
 
 
 def test_journal_stream_is_removed_only_in_prefix_mode(start_clusterd):

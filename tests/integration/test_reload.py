@@ -579,11 +579,13 @@ def test_a_reload_asked_for_during_a_reload_is_queued_once(start_clusterd, tmpdi
     clusterd.signal(signal.SIGHUP)
     clusterd.wait_for_log(r"reload queued behind generation=2", count=2)
     assert "reload finished generation=2" not in clusterd.log()
-    clusterd.wait_for_log(r"reload finished generation=3 workers=2", timeout=15.0)
+    # Each accepted request gets its number; the newest file wins, so generation 3 never runs.
+    clusterd.wait_for_log(r"reload finished generation=4 workers=2", timeout=15.0)
     log = clusterd.log()
-    assert log.index("reload finished generation=2 ") < log.index("reload started generation=3 ")
-    assert "generation=4" not in log     # a queued reload starts the moment the previous finishes
-    answering_pids(clusterd.address("http"), generation_pids(clusterd, 3, 2).values())
+    assert log.index("reload finished generation=2 ") < log.index("reload started generation=4 ")
+    assert "reload started generation=3" not in log
+    assert "generation=5" not in log     # a queued reload starts the moment the previous finishes
+    answering_pids(clusterd.address("http"), generation_pids(clusterd, 4, 2).values())
 
 
 def test_scaling_during_a_reload_sets_the_new_generations_worker_count(start_clusterd, tmpdir_short):
@@ -797,3 +799,51 @@ def test_reload_batch_replaces_that_many_slots_at_a_time(start_clusterd, tmpdir_
     finished = harness.log_time(lines[index(r"reload finished generation=2 ")])
     assert 1.9 <= finished - started, finished - started     # two rounds of a 1 s start-up
     assert live_children(clusterd) == sorted(new.values())
+
+
+def test_a_scale_during_a_reload_that_is_abandoned_still_holds(start_clusterd, tmpdir_short):
+    config = write_config(tmpdir_short, workers=2, command=notify_command(), extra=NOTIFY_READY)
+    clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
+    generation_pids(clusterd, 1, 2)
+    # The new command never becomes ready and exits 1 after 1 s: the reload will be abandoned.
+    write_config(tmpdir_short, workers=2, extra=NOTIFY_READY,
+                 command=[PYTHON, worker("http_worker.py"), "--exit-after", "1.0"])
+    clusterd.signal(signal.SIGHUP)
+    clusterd.wait_for_log(r"reload started generation=2 ")
+    code, out, err = clusterd.control("scale", "3")
+    assert code == 0, out + err
+    clusterd.wait_for_log(r"reload abandoned: ", timeout=15.0)
+    generation_pids(clusterd, 1, 3)   # the scale's third worker, from the generation that serves
+    assert clusterd.status()["workers_wanted"] == 3
+
+
+def test_the_files_worker_count_applies_after_an_abandoned_reload(start_clusterd, tmpdir_short):
+    config = write_config(tmpdir_short, workers=2, command=notify_command(), extra=NOTIFY_READY)
+    clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
+    generation_pids(clusterd, 1, 2)
+    # workers 2 → 3 with a command that fails: abandoned, so the new count never took effect...
+    write_config(tmpdir_short, workers=3, extra=NOTIFY_READY,
+                 command=[PYTHON, worker("http_worker.py"), "--exit-after", "0.2"])
+    clusterd.signal(signal.SIGHUP)
+    clusterd.wait_for_log(r"reload abandoned: ", timeout=15.0)
+    # ...and the fixed file, still saying 3, brings it in.
+    write_config(tmpdir_short, workers=3, command=notify_command(), extra=NOTIFY_READY)
+    clusterd.signal(signal.SIGHUP)
+    clusterd.wait_for_log(r"reload finished generation=3 workers=3", timeout=20.0)
+    assert clusterd.status()["workers_wanted"] == 3
+
+
+def test_a_reload_applies_log_level_and_names_the_keys_that_need_a_restart(start_clusterd, tmpdir_short):
+    config = write_config(tmpdir_short, workers=1)
+    clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
+    generation_pids(clusterd, 1, 1)
+    assert " debug " not in clusterd.log()
+    write_config(tmpdir_short, workers=1,
+                 extra="\n[log]\nlevel = \"debug\"\nfile = %s\n" % harness.toml_string(os.path.join(tmpdir_short, "new.log")))
+    code, out, err = clusterd.control("reload")
+    assert code == 0, out + err
+    assert "not applied until clusterd restarts: log.file" in out
+    clusterd.wait_for_log(r"reload: changed keys that take effect only when clusterd restarts: log.file")
+    # log.level took effect: the next worker's spawn is logged at debug level (in the old log).
+    clusterd.control("scale", "2")
+    clusterd.wait_for_log(r" debug .*worker spawned slot=1 ")

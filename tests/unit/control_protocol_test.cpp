@@ -110,8 +110,8 @@ TEST(ControlReply, ExitReasons) {
   EXPECT_EQ(exit_to_json(ExitCode{0}).dump(), R"({"code":0})");
   EXPECT_EQ(exit_to_json(KilledBySignal{SIGKILL}).dump(), R"({"signal":"KILL"})");
   EXPECT_EQ(exit_to_json(KilledBySignal{SIGSEGV}).dump(), R"({"signal":"SEGV"})");
-  EXPECT_EQ(exit_to_json(ExecFailure{"exec", ENOENT}).dump(), R"({"exec_error":"No such file or directory"})");
-  EXPECT_EQ(exit_to_json(ExecFailure{"chdir", EACCES}).dump(), R"({"exec_error":"chdir: Permission denied"})");
+  EXPECT_EQ(exit_to_json(StartFailure{"exec", ENOENT}).dump(), R"({"exec_error":"No such file or directory"})");
+  EXPECT_EQ(exit_to_json(StartFailure{"chdir", EACCES}).dump(), R"({"exec_error":"chdir: Permission denied"})");
 }
 
 InstanceStatus sample_status() {
@@ -138,7 +138,7 @@ InstanceStatus sample_status() {
   failed.slot = 2;
   failed.state = SlotState::failed;
   failed.restarts = 10;
-  failed.last_exit = ExecFailure{"exec", ENOENT};
+  failed.last_exit = StartFailure{"exec", ENOENT};
   snapshot.slots = {ready, backoff, failed};
   return status;
 }

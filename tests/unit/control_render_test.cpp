@@ -83,7 +83,7 @@ TEST(ControlRender, ExecErrorReloadAndStopInTheHeader) {
   status.snapshot.stopping = true;
   SlotStatus slot;
   slot.state = SlotState::backoff;
-  slot.last_exit = ExecFailure{"exec", ENOENT};
+  slot.last_exit = StartFailure{"exec", ENOENT};
   slot.next_restart_in = 30s;
   status.snapshot.slots = {slot};
   const std::string text = render_status(Json::parse(status_reply(status)));

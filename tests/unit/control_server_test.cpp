@@ -235,10 +235,12 @@ class ServerTest : public ::testing::Test {
   }
 
   // Runs the loop until `done` or a bound on rounds (each round is one epoll_wait with an event
-  // the test has caused, so it never blocks for long).
+  // the test has caused, so it never blocks for long). The timer bounds a round that waits for an
+  // event the server wrongly never asked for, so such a bug fails the test instead of hanging it.
   template <typename Done>
   void run_until(Done done, int rounds = 20) {
     for (int round = 0; round < rounds && !done(); ++round) {
+      loop_.arm_timer(Clock::now() + 500ms);
       loop_.run_once();
     }
   }
@@ -293,6 +295,91 @@ TEST_F(ServerTest, AReplyToAClientThatLeftIsDropped) {
   loop_.run_once();  // the server sees the hang-up (EPOLLHUP is reported even with no events asked)
   server_->reply(requests_.at(0).first, scale_reply(3));
   EXPECT_EQ(server_->next_deadline(), std::nullopt);
+}
+
+// A client that sends and closes at once (`printf 'scale 3\nstop\n' | nc -U`) still gets every
+// request carried out: the hang-up comes with its bytes still unread in the server's socket.
+TEST_F(ServerTest, EveryRequestSentBeforeTheClientClosedReachesTheHandler) {
+  {
+    const Fd client = connect_to(path_);
+    send_text(client, "status\nbogus\nstatus\nscale 2\nstatus\nscale 3\nstatus");
+    ::shutdown(client.get(), SHUT_RDWR);
+  }
+  // The replies have nobody to go to; the scales are answered by the test, after the client
+  // left, as the daemon answers a reload.
+  std::size_t answered = 0;
+  run_until([&] {
+    for (; answered < requests_.size(); ++answered) {
+      if (const auto* scale = std::get_if<ScaleRequest>(&requests_[answered].second)) {
+        server_->reply(requests_[answered].first, scale_reply(scale->workers));
+      }
+    }
+    return requests_.size() == 6 && server_->next_deadline() == std::nullopt;
+  });
+  ASSERT_EQ(requests_.size(), 6u);
+  EXPECT_TRUE(std::holds_alternative<StatusRequest>(requests_[0].second));
+  EXPECT_TRUE(std::holds_alternative<StatusRequest>(requests_[1].second));
+  EXPECT_EQ(std::get<ScaleRequest>(requests_[2].second).workers, 2);
+  EXPECT_TRUE(std::holds_alternative<StatusRequest>(requests_[3].second));
+  EXPECT_EQ(std::get<ScaleRequest>(requests_[4].second).workers, 3);
+  EXPECT_TRUE(std::holds_alternative<StatusRequest>(requests_[5].second));  // no newline: taken at EOF
+  EXPECT_EQ(server_->next_deadline(), std::nullopt);  // and the connection is closed
+}
+
+// More requests than one read takes, from a client that closed without reading a reply: each
+// reply is dropped and every request is still taken, in order.
+TEST_F(ServerTest, ManyRequestsFromAClientThatClosedWithoutReading) {
+  std::string text;
+  for (int workers = 2; workers <= 1001; ++workers) {
+    text += "status\nscale " + std::to_string(workers) + "\n";
+  }
+  {
+    const Fd client = connect_to(path_);
+    send_text(client, text);
+    ::shutdown(client.get(), SHUT_RDWR);
+  }
+  std::size_t answered = 0;
+  run_until([&] {
+    for (; answered < requests_.size(); ++answered) {
+      if (const auto* scale = std::get_if<ScaleRequest>(&requests_[answered].second)) {
+        server_->reply(requests_[answered].first, scale_reply(scale->workers));
+      }
+    }
+    return requests_.size() == 2000 && server_->next_deadline() == std::nullopt;
+  });
+  ASSERT_EQ(requests_.size(), 2000u);
+  for (int workers = 2; workers <= 1001; ++workers) {
+    const auto& request = requests_[static_cast<std::size_t>(2 * (workers - 2) + 1)].second;
+    ASSERT_TRUE(std::holds_alternative<ScaleRequest>(request)) << workers;
+    EXPECT_EQ(std::get<ScaleRequest>(request).workers, workers);
+  }
+  EXPECT_EQ(server_->next_deadline(), std::nullopt);
+}
+
+// A reply that cannot be written (EPIPE: the client shut its reading side, so no hang-up is
+// reported) drops that reply only: the requests sent before and after are still taken.
+TEST_F(ServerTest, AReplyFailingWithEpipeDropsOnlyTheReplies) {
+  const Fd client = connect_to(path_);
+  ASSERT_EQ(::shutdown(client.get(), SHUT_RD), 0);
+  send_text(client, "status\nstatus\n");
+  run_until([&] { return requests_.size() == 2; });
+  send_text(client, "status\n");
+  run_until([&] { return requests_.size() == 3; });
+  EXPECT_EQ(requests_.size(), 3u);
+  ASSERT_EQ(::shutdown(client.get(), SHUT_WR), 0);
+  run_until([&] { return server_->next_deadline() == std::nullopt; });
+  EXPECT_EQ(server_->next_deadline(), std::nullopt);  // EOF with everything taken: closed
+}
+
+// A stop sent just before the client closed is still a stop.
+TEST_F(ServerTest, AStopSentJustBeforeTheClientClosedIsTaken) {
+  {
+    const Fd client = connect_to(path_);
+    send_text(client, "stop\n");
+  }
+  run_until([&] { return !requests_.empty(); });
+  ASSERT_EQ(requests_.size(), 1u);
+  EXPECT_TRUE(std::holds_alternative<StopRequest>(requests_[0].second));
 }
 
 TEST_F(ServerTest, ALineOver4KiBIsAnErrorAndClosed) {

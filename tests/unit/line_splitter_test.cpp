@@ -58,6 +58,42 @@ TEST(LineSplitter, ALineOfExactlyTheLimitIsOneLine) {
   EXPECT_THAT(out.lines, ElementsAre("abcd", "ef"));
 }
 
+// The newline of a line cut at exactly the limit may come in a later read: it ends that line,
+// it is not an empty line of its own.
+TEST(LineSplitter, ANewlineInTheNextReadEndsALineCutAtTheLimit) {
+  LineSplitter splitter(4);
+  Collect out;
+  splitter.feed("abcd", out.emit());
+  splitter.feed("\nef\n", out.emit());
+  EXPECT_THAT(out.lines, ElementsAre("abcd", "ef"));
+}
+
+TEST(LineSplitter, ANewlineInTheNextReadEndsTheLastPieceOfALongLine) {
+  LineSplitter splitter(4);
+  Collect out;
+  splitter.feed("abcdefgh", out.emit());
+  splitter.feed("\n", out.emit());
+  splitter.feed("\n", out.emit());  // a real empty line after it is kept
+  EXPECT_THAT(out.lines, ElementsAre("abcd", "efgh", ""));
+}
+
+TEST(LineSplitter, APieceCompletedAcrossReadsThenItsNewline) {
+  LineSplitter splitter(4);
+  Collect out;
+  splitter.feed("ab", out.emit());
+  splitter.feed("cd", out.emit());
+  splitter.feed("\nx\n", out.emit());
+  EXPECT_THAT(out.lines, ElementsAre("abcd", "x"));
+}
+
+TEST(LineSplitter, FinishAfterACutEmitsNothingMore) {
+  LineSplitter splitter(4);
+  Collect out;
+  splitter.feed("abcd", out.emit());
+  splitter.finish(out.emit());
+  EXPECT_THAT(out.lines, ElementsAre("abcd"));
+}
+
 TEST(LineSplitter, EmptyLinesAreKept) {
   LineSplitter splitter;
   Collect out;

@@ -240,7 +240,7 @@ TEST(Process, MissingProgramFailsAtExecWithEnoent) {
   plan.executable = "/nonexistent/clusterd-test-program";
   auto process = spawn_ok(plan);
   EXPECT_EQ(wait_exec_status(process), ExecState::failed);
-  EXPECT_EQ(process.exec_failure(), (ExecFailure{"exec", ENOENT}));
+  EXPECT_EQ(process.exec_failure(), (StartFailure{"exec", ENOENT}));
   const int status = wait_exit(process);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 127);
 }
@@ -250,7 +250,7 @@ TEST(Process, MissingDirectoryFailsAtChdir) {
   plan.directory = "/nonexistent/clusterd-test-directory";
   auto process = spawn_ok(plan);
   EXPECT_EQ(wait_exec_status(process), ExecState::failed);
-  EXPECT_EQ(process.exec_failure(), (ExecFailure{"chdir", ENOENT}));
+  EXPECT_EQ(process.exec_failure(), (StartFailure{"chdir", ENOENT}));
   wait_exit(process);
 }
 
@@ -380,7 +380,7 @@ TEST(Process, FdsOpenedBySpawnInsideTheRangeSurviveTheLayout) {
   missing.executable = "/nonexistent/clusterd-test-program";
   auto failing = spawn_ok(missing);
   EXPECT_EQ(wait_exec_status(failing), ExecState::failed);
-  EXPECT_EQ(failing.exec_failure(), (ExecFailure{"exec", ENOENT}));
+  EXPECT_EQ(failing.exec_failure(), (StartFailure{"exec", ENOENT}));
   wait_exit(failing);
 
   a.write.reset();

@@ -4,116 +4,17 @@
 #include <gtest/gtest.h>
 
 #include "supervisor.h"
+#include "supervisor_driver.h"
 
 namespace clusterd {
 namespace {
+
+using namespace testing_support;
 
 using namespace std::chrono_literals;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-Config notify_config() {
-  Config config;
-  config.name = "test";
-  config.command = {"/bin/true"};
-  config.ready.mode = ReadyMode::notify;
-  config.ready.timeout = 10s;
-  config.stop.grace = 5s;
-  config.restart.delay = 100ms;
-  config.restart.max_delay = 1s;
-  return config;
-}
-
-NotifyMessage ready_message() {
-  NotifyMessage message;
-  message.ready = true;
-  return message;
-}
-
-// Spawns answered with Spawned and Execed; readiness, exits and time are the test's to give.
-class Driver {
- public:
-  Driver(const Config& config, int workers) : supervisor_(config, workers, [] { return 1.0; }) {}
-
-  std::vector<Action> send(const Event& event) {
-    auto actions = supervisor_.handle(event, now);
-    for (std::size_t index = 0; index < actions.size(); ++index) {
-      if (const auto* spawn = std::get_if<Spawn>(&actions[index])) {
-        const WorkerId id = spawn->id;
-        spawned.push_back(id);
-        for (const Event& followup : {Event{Spawned{id, next_pid_++}}, Event{Execed{id}}}) {
-          auto more = supervisor_.handle(followup, now);
-          actions.insert(actions.end(), more.begin(), more.end());
-        }
-      }
-    }
-    return actions;
-  }
-  std::vector<Action> ready(const WorkerId& id) { return send(Notified{id, ready_message()}); }
-  std::vector<Action> exit(const WorkerId& id, WorkerExit status = ExitCode{0}) { return send(Exited{id, status}); }
-  std::vector<Action> reload(int workers, std::optional<RequestId> request = 7) {
-    return send(ReloadRequested{nullptr, workers, request});
-  }
-  std::vector<Action> reload_to(Config config, int workers) {
-    return send(ReloadRequested{std::make_shared<const Config>(std::move(config)), workers, 7});
-  }
-  // Starts and makes every first-generation worker ready.
-  void start_ready() {
-    send(Start{});
-    for (const WorkerId& id : std::vector<WorkerId>(spawned)) {
-      ready(id);
-    }
-  }
-  Supervisor& supervisor() { return supervisor_; }
-
-  TimePoint now{};
-  std::vector<WorkerId> spawned;
-
- private:
-  Supervisor supervisor_;
-  int next_pid_ = 1000;
-};
-
-std::vector<std::string> effects(const std::vector<Action>& actions) {
-  std::vector<std::string> out;
-  for (const Action& action : actions) {
-    if (const auto* spawn = std::get_if<Spawn>(&action)) {
-      out.push_back("spawn " + std::to_string(spawn->id.slot) + "/" + std::to_string(spawn->id.generation));
-    } else if (const auto* send = std::get_if<SendSignal>(&action)) {
-      out.push_back("signal " + std::to_string(send->id.slot) + "/" + std::to_string(send->id.generation) + " " +
-                    std::to_string(send->signal));
-    } else if (const auto* finished = std::get_if<ReloadFinished>(&action)) {
-      out.push_back(std::string(finished->ok ? "reload ok " : "reload failed ") +
-                    std::to_string(finished->generation) + (finished->error.empty() ? "" : ": " + finished->error));
-    } else if (const auto* exit = std::get_if<ExitDaemon>(&action)) {
-      out.push_back("exit " + std::to_string(exit->code));
-    } else if (const auto* sample = std::get_if<SampleRss>(&action)) {
-      out.push_back("sample " + std::to_string(sample->ids.size()));
-    }
-  }
-  return out;
-}
-
-std::vector<std::string> systemd_messages(const std::vector<Action>& actions) {
-  std::vector<std::string> out;
-  for (const Action& action : actions) {
-    if (const auto* notify = std::get_if<NotifySystemd>(&action)) {
-      out.push_back(notify->message);
-    }
-  }
-  return out;
-}
-
-std::string logs(const std::vector<Action>& actions) {
-  std::string out;
-  for (const Action& action : actions) {
-    if (const auto* entry = std::get_if<Log>(&action)) {
-      out += entry->message + "\n";
-    }
-  }
-  return out;
-}
 
 TEST(Readiness, NotifyModeWorkerIsReadyOnlyAfterReadyMessage) {
   Driver driver(notify_config(), 1);
@@ -150,6 +51,18 @@ TEST(Readiness, ExtendTimeoutPushesTheReadyDeadline) {
   driver.now += 2s;
   EXPECT_THAT(effects(driver.send(Tick{})), IsEmpty());
   EXPECT_EQ(driver.supervisor().next_deadline(), TimePoint{} + 29s);
+}
+
+TEST(Readiness, ExtendTimeoutNeverShortensTheReadyDeadline) {
+  Driver driver(notify_config(), 1);  // ready.timeout = 10s
+  driver.send(Start{});
+  NotifyMessage extend;
+  extend.extend_timeout = std::chrono::microseconds(1'000'000);
+  driver.now += 1s;
+  driver.send(Notified{driver.spawned[0], extend});
+  driver.now += 2s;  // past the 1 s asked for, well before the 10 s given
+  EXPECT_THAT(effects(driver.send(Tick{})), IsEmpty());
+  EXPECT_EQ(driver.supervisor().next_deadline(), TimePoint{} + 10s);
 }
 
 TEST(Readiness, MinimumUptimeModeIsReadyAfterThatUptime) {
@@ -235,6 +148,40 @@ TEST(Reload, ReloadDuringAReloadIsQueuedAndRunsAfterIt) {
   EXPECT_THAT(effects(actions), ElementsAre("reload ok 2", "spawn 0/3"));
 }
 
+TEST(Reload, ScaleDuringAReloadLastsWhenTheReloadIsAbandoned) {
+  Driver driver(notify_config(), 2);
+  driver.start_ready();
+  driver.reload(std::nullopt);
+  driver.send(ScaleRequested{3});
+  EXPECT_EQ(driver.supervisor().workers_wanted(), 3);
+  driver.exit(driver.spawned[2], ExitCode{1});  // the first replacement fails: abandoned
+  EXPECT_EQ(driver.supervisor().workers_wanted(), 3);
+  EXPECT_EQ(driver.supervisor().status(driver.now).workers_wanted, 3);
+}
+
+TEST(Reload, SecondRequestKeepsTheWorkerCountOfTheQueuedReload) {
+  Driver driver(notify_config(), 1);
+  driver.start_ready();
+  driver.reload(std::nullopt, 1);  // under way
+  driver.reload(3, 2);             // queued: the file asks for 3 workers
+  driver.reload(std::nullopt, 3);  // joins it; its file leaves the count alone
+  driver.ready(driver.spawned[1]);
+  const auto finished = driver.exit(driver.spawned[0]);
+  EXPECT_THAT(effects(finished), ElementsAre("reload ok 2", "spawn 0/4"));
+  EXPECT_EQ(driver.supervisor().workers_wanted(), 3);
+}
+
+TEST(Reload, ScaleWhileAReloadIsQueuedIsNotUndoneByIt) {
+  Driver driver(notify_config(), 1);
+  driver.start_ready();
+  driver.reload(std::nullopt, 1);
+  driver.reload(std::nullopt, 2);  // queued, count unchanged
+  driver.send(ScaleBy{+1});
+  driver.ready(driver.spawned[1]);
+  driver.exit(driver.spawned[0]);  // first reload done, the queued one starts
+  EXPECT_EQ(driver.supervisor().workers_wanted(), 2);
+}
+
 TEST(Reload, MoreWorkersThroughAReloadAddsSlots) {
   Driver driver(notify_config(), 1);
   driver.start_ready();
@@ -298,7 +245,7 @@ TEST(Watchdog, WorkerThatStopsPingingIsKilledAndRestarted) {
   driver.now += 1s;
   const auto expired = driver.send(Tick{});
   EXPECT_THAT(effects(expired), ElementsAre("signal 0/1 9"));
-  EXPECT_THAT(logs(expired), HasSubstr("worker watchdog expired slot=0 gen=1 pid=1000"));
+  EXPECT_THAT(logs(expired), HasSubstr("worker watchdog expired slot=0 gen=1 pid=1001"));
   const auto restarted = driver.exit(driver.spawned[0], KilledBySignal{SIGKILL});
   EXPECT_THAT(effects(restarted), ElementsAre("spawn 0/1"));
   EXPECT_THAT(logs(restarted), ::testing::Not(HasSubstr("out of memory")));
@@ -348,6 +295,16 @@ TEST(Scale, ScalingUpStartsNewSlotsAndDownStopsTheHighest) {
   driver.exit(driver.spawned[1]);
   driver.exit(driver.spawned[2]);
   EXPECT_EQ(driver.supervisor().status(driver.now).slots.size(), 1u);
+}
+
+TEST(Scale, TwoRelativeScalesHandledInARowAddTwo) {
+  Driver driver(notify_config(), 1);
+  driver.start_ready();
+  driver.send(ScaleBy{+1});
+  driver.send(ScaleBy{+1});
+  EXPECT_EQ(driver.supervisor().workers_wanted(), 3);
+  driver.send(ScaleBy{-5});
+  EXPECT_EQ(driver.supervisor().workers_wanted(), 1);  // never below one
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // The Supervisor state machine, driven by scripted events with explicit time and fixed jitter.
 #include "supervisor.h"
+#include "supervisor_driver.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -7,93 +8,19 @@
 namespace clusterd {
 namespace {
 
+using namespace testing_support;
+
 using namespace std::chrono_literals;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 
 Config test_config(int restart_ms = 100, RestartPolicyKind policy = RestartPolicyKind::always) {
-  Config config;
-  config.name = "test";
-  config.command = {"/bin/true"};
-  config.restart.policy = policy;
-  config.restart.delay = Duration{restart_ms};
-  config.restart.max_delay = 1s;
-  config.stop.grace = 5s;
-  return config;
+  return exec_config(restart_ms, policy);
 }
 
-std::function<double()> fixed_jitter(double value) {
-  return [value] { return value; };
-}
-
-// Actions without the log lines, as short strings: "spawn 0/1", "signal 0 15", "exit 0".
-std::vector<std::string> effects(const std::vector<Action>& actions) {
-  std::vector<std::string> out;
-  for (const Action& action : actions) {
-    if (const auto* spawn = std::get_if<Spawn>(&action)) {
-      out.push_back("spawn " + std::to_string(spawn->id.slot) + "/" + std::to_string(spawn->id.generation));
-    } else if (const auto* send = std::get_if<SendSignal>(&action)) {
-      out.push_back("signal " + std::to_string(send->id.slot) + " " + std::to_string(send->signal));
-    } else if (const auto* exit = std::get_if<ExitDaemon>(&action)) {
-      out.push_back("exit " + std::to_string(exit->code));
-    }
-  }
-  return out;
-}
-
-std::string logs(const std::vector<Action>& actions) {
-  std::string out;
-  for (const Action& action : actions) {
-    if (const auto* entry = std::get_if<Log>(&action)) {
-      out += entry->message + "\n";
-    }
-  }
-  return out;
-}
-
-// Drives a Supervisor like the daemon does: answers every Spawn with Spawned and Execed, and
-// remembers the ids so a test can make a slot's worker exit.
-class Harness {
- public:
-  explicit Harness(const Config& config, int workers = 1, double jitter = 1.0)
-      : supervisor_(config, workers, fixed_jitter(jitter)) {}
-
-  std::vector<Action> send(const Event& event) {
-    std::vector<Action> actions = supervisor_.handle(event, now);
-    answer_spawns(actions);
-    return actions;
-  }
-  std::vector<Action> exit_slot(int slot, WorkerExit exit) {
-    return send(Exited{current_.at(static_cast<std::size_t>(slot)), std::move(exit)});
-  }
-  Supervisor& supervisor() { return supervisor_; }
-  int spawns() const { return spawns_; }
-
-  TimePoint now{};
-
- private:
-  void answer_spawns(std::vector<Action>& actions) {
-    for (std::size_t index = 0; index < actions.size(); ++index) {
-      if (const auto* spawn = std::get_if<Spawn>(&actions[index])) {
-        const WorkerId id = spawn->id;
-        ++spawns_;
-        if (current_.size() <= static_cast<std::size_t>(id.slot)) {
-          current_.resize(static_cast<std::size_t>(id.slot) + 1);
-        }
-        current_[static_cast<std::size_t>(id.slot)] = id;
-        for (const Event& followup : {Event{Spawned{id, 1000 + spawns_}}, Event{Execed{id}}}) {
-          auto more = supervisor_.handle(followup, now);
-          actions.insert(actions.end(), more.begin(), more.end());
-        }
-      }
-    }
-  }
-
-  Supervisor supervisor_;
-  std::vector<WorkerId> current_;
-  int spawns_ = 0;
-};
+using Harness = Driver;
 
 TEST(Supervisor, StartSpawnsOneWorkerPerSlotInGenerationOne) {
   Harness harness(test_config(), 3);
@@ -191,11 +118,11 @@ TEST(Supervisor, BurstLimitFailsASlotAndAllSlotsFailedExitsOne) {
 TEST(Supervisor, ExecFailureIsReportedOnceAndRetriedEveryMaxDelay) {
   Harness harness(test_config(100), 2);
   harness.send(Start{});
-  const auto first = harness.exit_slot(0, ExecFailure{"exec", ENOENT});
+  const auto first = harness.exit_slot(0, StartFailure{"exec", ENOENT});
   EXPECT_THAT(effects(first), IsEmpty());
   EXPECT_THAT(logs(first), HasSubstr("worker program cannot be executed slot=0"));
   EXPECT_THAT(logs(first), HasSubstr("retry_every=1s"));
-  const auto second = harness.exit_slot(1, ExecFailure{"exec", ENOENT});
+  const auto second = harness.exit_slot(1, StartFailure{"exec", ENOENT});
   // The second report is debug-only, so an operator sees the problem once.
   for (const Action& action : second) {
     if (const auto* entry = std::get_if<Log>(&action)) {
@@ -212,11 +139,11 @@ TEST(Supervisor, ExecFailureIsReportedOnceAndRetriedEveryMaxDelay) {
 TEST(Supervisor, GracefulStopSignalsEveryWorkerThenKillsAfterGrace) {
   Harness harness(test_config(), 2);
   harness.send(Start{});
-  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 0 15", "signal 1 15"));
+  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 0/1 15", "signal 1/1 15"));
   EXPECT_EQ(harness.supervisor().next_deadline(), harness.now + 5s);
   harness.exit_slot(0, KilledBySignal{SIGTERM});
   harness.now += 5s;
-  EXPECT_THAT(effects(harness.send(Tick{})), ElementsAre("signal 1 9"));
+  EXPECT_THAT(effects(harness.send(Tick{})), ElementsAre("signal 1/1 9"));
   EXPECT_THAT(effects(harness.exit_slot(1, KilledBySignal{SIGKILL})), ElementsAre("exit 0"));
 }
 
@@ -234,13 +161,13 @@ TEST(Supervisor, SecondStopRequestKillsAtOnce) {
   Harness harness(test_config(), 1);
   harness.send(Start{});
   harness.send(StopRequested{});
-  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 0 9"));
+  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 0/1 9"));
 }
 
 TEST(Supervisor, QuickStopKillsEveryWorkerAndExitsZero) {
   Harness harness(test_config(), 2);
   harness.send(Start{});
-  EXPECT_THAT(effects(harness.send(StopRequested{true})), ElementsAre("signal 0 9", "signal 1 9"));
+  EXPECT_THAT(effects(harness.send(StopRequested{true})), ElementsAre("signal 0/1 9", "signal 1/1 9"));
   harness.exit_slot(0, KilledBySignal{SIGKILL});
   EXPECT_THAT(effects(harness.exit_slot(1, KilledBySignal{SIGKILL})), ElementsAre("exit 0"));
 }
@@ -250,7 +177,7 @@ TEST(Supervisor, StopWhileASlotIsInBackoffDoesNotRestartIt) {
   harness.send(Start{});
   harness.exit_slot(0, ExitCode{1});
   harness.exit_slot(0, ExitCode{1});  // slot 0 now backs off, with no worker
-  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 1 15"));
+  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 1/1 15"));
   EXPECT_EQ(harness.supervisor().next_deadline(), harness.now + 5s);  // only the grace period
   harness.now += 1s;
   EXPECT_THAT(effects(harness.send(Tick{})), IsEmpty());
@@ -260,7 +187,7 @@ TEST(Supervisor, StopWhileASlotIsInBackoffDoesNotRestartIt) {
 TEST(Supervisor, StopWithNoWorkerRunningExitsAtOnce) {
   Harness harness(test_config(100), 1);
   harness.send(Start{});
-  harness.exit_slot(0, ExecFailure{"exec", EACCES});
+  harness.exit_slot(0, StartFailure{"exec", EACCES});
   EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("exit 0"));
   EXPECT_FALSE(harness.supervisor().next_deadline());
 }
@@ -285,6 +212,29 @@ TEST(Supervisor, ReplacementKeepsTheSlotAndGetsANewInstance) {
   ASSERT_NE(spawn, nullptr);
   EXPECT_EQ(spawn->id.slot, 0);
   EXPECT_NE(spawn->id.instance, first.instance);
+}
+
+TEST(Supervisor, LastingStartFailureIsReportedOnceAndRetriedEveryMaxDelay) {
+  Driver driver(exec_config(), 2);  // max_delay 1 s
+  const WorkerId first{0, 1, 1};
+  const WorkerId second{1, 1, 2};
+  Supervisor& supervisor = driver.supervisor();
+  supervisor.handle(Start{}, driver.now);
+  const StartFailure failure{"notify socket directory", 0, "mkdtemp /run/x/test.notify.XXXXXX: Permission denied"};
+  const auto first_failed = supervisor.handle(SpawnFailed{first, failure, true}, driver.now);
+  EXPECT_THAT(logs(first_failed), HasSubstr("cannot start worker slot=0 gen=1 step=\"notify socket directory\""));
+  EXPECT_THAT(logs(first_failed), HasSubstr("Permission denied"));
+  EXPECT_THAT(logs(first_failed), Not(HasSubstr("pid=0")));  // no made-up exit of a process that never ran
+  EXPECT_THAT(effects(first_failed), IsEmpty());
+  const auto second_failed = supervisor.handle(SpawnFailed{second, failure, true}, driver.now);
+  for (const Action& action : second_failed) {
+    if (const auto* entry = std::get_if<Log>(&action)) {
+      EXPECT_EQ(entry->severity, LogSeverity::debug) << "reported twice: " << entry->message;
+    }
+  }
+  EXPECT_EQ(supervisor.next_deadline(), driver.now + 1s);
+  driver.now += 1s;
+  EXPECT_THAT(effects(supervisor.handle(Tick{}, driver.now)), ElementsAre("spawn 0/1", "spawn 1/1"));
 }
 
 }  // namespace

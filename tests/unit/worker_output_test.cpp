@@ -3,6 +3,7 @@
 #include "worker_output.h"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -13,10 +14,10 @@ namespace clusterd {
 namespace {
 
 // The destination: a pipe the test reads back.
-struct Sink {
+struct Destination {
   Fd read_end;
   Fd write_end;
-  Sink() {
+  Destination() {
     int ends[2];
     if (::pipe2(ends, O_CLOEXEC | O_NONBLOCK) != 0) {
       throw std::runtime_error("pipe2");
@@ -39,13 +40,21 @@ void write_text(int fd, std::string_view text) {
   ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
 }
 
+std::size_t unread(int fd) {
+  int bytes = 0;
+  return ::ioctl(fd, FIONREAD, &bytes) == 0 ? static_cast<std::size_t>(bytes) : 0;
+}
+
 // A worker stream (slot, pid) whose pipe the test writes as the worker would.
 struct Stream {
-  Sink sink;
+  Destination destination;
+  OutputSink sink;
   OutputPipe pipe;
   WorkerOutput output;
-  Stream(int slot, pid_t pid)
-      : pipe(*make_output_pipe()), output(std::move(pipe.read_end), sink.write_end.get(), slot, pid) {}
+  Stream(int slot, pid_t pid, std::size_t capacity = OutputSink::default_capacity)
+      : sink(destination.write_end.get(), capacity),
+        pipe(*make_output_pipe()),
+        output(std::move(pipe.read_end), sink, slot, pid) {}
   void worker_writes(std::string_view text) { write_text(pipe.write_end.get(), text); }
 };
 
@@ -53,30 +62,94 @@ TEST(WorkerOutput, WholeLinesArePrefixedAndAHalfLineWaits) {
   Stream stream(2, 4121);
   stream.worker_writes("first\nsec");
   EXPECT_EQ(stream.output.drain(65536), WorkerOutput::State::open);
-  EXPECT_EQ(stream.sink.take(), "[2 4121] first\n");
+  EXPECT_EQ(stream.destination.take(), "[2 4121] first\n");
 
   stream.worker_writes("ond\nthird");
   EXPECT_EQ(stream.output.drain(65536), WorkerOutput::State::open);
-  EXPECT_EQ(stream.sink.take(), "[2 4121] second\n");
+  EXPECT_EQ(stream.destination.take(), "[2 4121] second\n");
 
   stream.pipe.write_end.reset();  // the worker and all it forked are gone
   EXPECT_EQ(stream.output.drain(65536), WorkerOutput::State::ended);
-  EXPECT_EQ(stream.sink.take(), "[2 4121] third\n");
+  EXPECT_EQ(stream.destination.take(), "[2 4121] third\n");
 }
 
 TEST(WorkerOutput, AnEmptyPipeIsStillOpen) {
   Stream stream(0, 7);
   EXPECT_EQ(stream.output.drain(65536), WorkerOutput::State::open);
-  EXPECT_EQ(stream.sink.take(), "");
+  EXPECT_EQ(stream.destination.take(), "");
 }
 
 TEST(WorkerOutput, ReadsAtMostItsBudgetAWakeUp) {
   Stream stream(1, 9);
   stream.worker_writes("aaaa\nbbbb\n");
   EXPECT_EQ(stream.output.drain(5), WorkerOutput::State::open);
-  EXPECT_EQ(stream.sink.take(), "[1 9] aaaa\n");
+  EXPECT_EQ(stream.destination.take(), "[1 9] aaaa\n");
   EXPECT_EQ(stream.output.drain(5), WorkerOutput::State::open);
-  EXPECT_EQ(stream.sink.take(), "[1 9] bbbb\n");
+  EXPECT_EQ(stream.destination.take(), "[1 9] bbbb\n");
+}
+
+// A 4096-byte line whose newline arrives in the worker's next write: one line, no empty one.
+TEST(WorkerOutput, ALineOfExactly4KiBWhoseNewlineComesLaterIsOneLine) {
+  Stream stream(0, 5);
+  const std::string line(4096, 'x');
+  stream.worker_writes(line);
+  EXPECT_EQ(stream.output.drain(65536), WorkerOutput::State::open);
+  stream.worker_writes("\nnext\n");
+  EXPECT_EQ(stream.output.drain(65536), WorkerOutput::State::open);
+  const std::string written = stream.destination.take();
+  EXPECT_TRUE(written == "[0 5] " + line + "\n[0 5] next\n")
+      << "an empty line in between: " << (written.find("[0 5] \n") != std::string::npos) << ", "
+      << written.size() << " bytes";
+}
+
+TEST(WorkerOutput, AFullSinkHoldsThePipeWithWhatItHasNotRead) {
+  Stream stream(1, 9, 64);
+  ASSERT_GE(::fcntl(stream.destination.write_end.get(), F_SETPIPE_SZ, 4096), 0);
+  std::string expected;
+  for (int i = 0; i < 400; ++i) {
+    const std::string line = "line " + std::to_string(i) + " " + std::string(40, 'z');
+    stream.worker_writes(line + "\n");
+    expected += "[1 9] " + line + "\n";
+  }
+  // The destination takes 4 KiB, the sink its 64 bytes and one read more: the rest stays in
+  // the worker's pipe, where it holds the worker up.
+  EXPECT_EQ(stream.output.drain(1 << 20), WorkerOutput::State::held);
+  EXPECT_FALSE(stream.sink.has_room());
+  EXPECT_GT(unread(stream.output.fd()), 0u);
+  EXPECT_EQ(stream.output.drain(1 << 20), WorkerOutput::State::held) << "read although the sink is full";
+
+  // The reader takes it all, a little at a time: every line arrives, whole and in order.
+  std::string seen;
+  for (int round = 0; round < 1000 && seen.size() < expected.size(); ++round) {
+    seen += stream.destination.take();
+    stream.sink.write_some();
+    (void)stream.output.drain(1 << 20);
+  }
+  seen += stream.destination.take();
+  EXPECT_TRUE(seen == expected) << seen.size() << " of " << expected.size() << " bytes";
+  EXPECT_EQ(stream.output.drain(1 << 20), WorkerOutput::State::open);
+}
+
+TEST(WorkerOutput, AHeldStreamIsStillFinishedAtEndOfFile) {
+  Stream stream(0, 3, 8);
+  ASSERT_GE(::fcntl(stream.destination.write_end.get(), F_SETPIPE_SZ, 4096), 0);
+  stream.worker_writes(std::string(5000, 'a') + "\nlast");
+  stream.pipe.write_end.reset();
+  EXPECT_EQ(stream.output.drain(1 << 20), WorkerOutput::State::held);
+  std::string seen = stream.destination.take();
+  stream.sink.write_some();
+  EXPECT_EQ(stream.output.drain(1 << 20), WorkerOutput::State::ended);
+  stream.sink.write_some();
+  seen += stream.destination.take();
+  EXPECT_EQ(seen, "[0 3] " + std::string(4096, 'a') + "\n[0 3] " + std::string(904, 'a') + "\n[0 3] last\n");
+}
+
+TEST(WorkerOutput, FinishWritesAPartialLineOfAStreamStillOpen) {
+  Stream stream(4, 11);
+  stream.worker_writes("half a li");
+  EXPECT_EQ(stream.output.drain(65536), WorkerOutput::State::open);
+  stream.output.finish();
+  EXPECT_EQ(stream.destination.take(), "[4 11] half a li\n");
 }
 
 }  // namespace

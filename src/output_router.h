@@ -1,0 +1,76 @@
+// output = "prefix": the workers' output pipes, the sinks they feed (clusterd's stdout and
+// stderr) and their event-loop registrations. The loop never blocks on output: a pipe whose sink
+// is full is taken out of the loop (which is level-triggered, so a registered pipe left unread
+// would wake it forever) until the sink has drained to half, and the worker waits meanwhile.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "duration.h"
+#include "event_loop.h"
+#include "fd.h"
+#include "output_sink.h"
+#include "worker_output.h"
+
+namespace clusterd {
+
+class OutputRouter {
+ public:
+  // At exit, what is buffered or still in the pipes gets this long to be written; whatever a
+  // stalled reader has not taken by then is dropped, so a stalled reader cannot hold up a stop.
+  static constexpr Duration exit_flush_limit{1000};
+
+  explicit OutputRouter(EventLoop& loop, std::size_t capacity = OutputSink::default_capacity,
+                        Duration exit_flush = exit_flush_limit);
+  ~OutputRouter();  // the exit flush; it leaves no fd registered with the loop
+  OutputRouter(const OutputRouter&) = delete;
+  OutputRouter& operator=(const OutputRouter&) = delete;
+
+  // A worker's stream: its lines go to clusterd's fd `destination` (1 or 2), as "[SLOT PID] text".
+  void watch(Fd read_end, int destination, int slot, pid_t pid);
+
+  // The worker `pid` has exited: what its pipes hold now goes out before its exit is logged, as
+  // far as its sink has room.
+  void drain_of(pid_t pid);
+
+  bool empty() const { return streams_.empty(); }
+  std::size_t streams() const { return streams_.size(); }
+
+ private:
+  // One per destination file: stdout and stderr share one when they are the same file (2>&1),
+  // so their lines cannot be cut into each other by partial writes either.
+  struct Destination {
+    int fd;  // clusterd's own: 1 or 2
+    dev_t device;
+    ino_t inode;
+    OutputSink sink;
+    bool watched = false;  // sink.fd() is registered for EPOLLOUT
+  };
+  struct Stream {
+    WorkerOutput output;
+    Destination* destination;
+    bool paused = false;  // held for a full sink, out of the loop
+  };
+  using Streams = std::map<int, Stream>;
+
+  Destination& destination_for(int fd);
+  void on_readable(int fd);
+  void on_writable(Destination& destination);
+  void settle(Streams::iterator stream, WorkerOutput::State state);
+  void resume_paused(Destination& destination);
+  void watch_sink(Destination& destination);
+  void flush_at_exit();
+
+  EventLoop& loop_;
+  std::size_t capacity_;
+  Duration exit_flush_;
+  std::vector<std::unique_ptr<Destination>> destinations_;  // stable addresses for Stream
+  Streams streams_;  // by read fd
+};
+
+}  // namespace clusterd
