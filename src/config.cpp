@@ -26,6 +26,7 @@
 #include "config_reader.h"
 #include "config_report.h"
 #include "spawn_plan.h"
+#include "errno_text.h"
 
 namespace clusterd {
 namespace {
@@ -408,7 +409,7 @@ tl::expected<Config, Diagnostics> load_config(const std::optional<std::string>& 
   }
   const auto unreadable = [&path](int error) {
     return tl::unexpected(Diagnostics{
-        Diagnostic{*path, 0, 0, "", "cannot read config file: " + std::string(std::strerror(error))}});
+        Diagnostic{*path, 0, 0, "", "cannot read config file: " + errno_text(error)}});
   };
   // stdio rather than iostreams: fopen and fread set errno, which is what the message needs
   // ("No such file or directory", "Is a directory", "Permission denied").

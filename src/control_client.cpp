@@ -17,6 +17,7 @@
 #include "control_protocol.h"
 #include "control_render.h"
 #include "fd.h"
+#include "errno_text.h"
 
 namespace clusterd {
 namespace {
@@ -28,8 +29,6 @@ constexpr int exit_usage = 2;
 // status, scale and the answer to stop come at once from a healthy clusterd; a reload takes as
 // long as it takes, and so does the stop itself.
 constexpr int quick_reply_seconds = 30;
-
-std::string errno_text(int error) { return std::generic_category().message(error); }
 
 Request request_of(const CliOptions& options) {
   switch (options.command) {

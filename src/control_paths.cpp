@@ -1,5 +1,6 @@
 // Chooses, creates and checks control socket directories, and finds the sockets in them.
 #include "control_paths.h"
+#include "errno_text.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,8 +15,6 @@
 
 namespace clusterd {
 namespace {
-
-std::string errno_text(int error) { return std::generic_category().message(error); }
 
 std::optional<std::string> environment(const char* name) {
   const char* value = std::getenv(name);

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "config.h"
+#include "errno_text.h"
 
 namespace clusterd {
 namespace {
@@ -202,7 +203,7 @@ Json exit_to_json(const WorkerExit& exit) {
     json["signal"] = signal_name(killed->signal);
   } else if (const auto* failure = std::get_if<StartFailure>(&exit)) {
     // The step is named only when it is not exec itself (`chdir: No such file or directory`).
-    const std::string reason = std::strerror(failure->error);
+    const std::string reason = errno_text(failure->error);
     json["exec_error"] = failure->step == "exec" ? reason : failure->step + ": " + reason;
   }
   return json;

@@ -1,5 +1,6 @@
 // Serves the control socket's connections from the EventLoop.
 #include "control_server.h"
+#include "errno_text.h"
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -15,8 +16,6 @@
 
 namespace clusterd {
 namespace {
-
-std::string errno_text(int error) { return std::generic_category().message(error); }
 
 }  // namespace
 

@@ -16,11 +16,10 @@
 #include <spdlog/spdlog.h>
 
 #include "umask_scope.h"
+#include "errno_text.h"
 
 namespace clusterd {
 namespace {
-
-std::string errno_text(int error) { return std::generic_category().message(error); }
 
 tl::expected<sockaddr_un, std::string> unix_address(const std::string& path) {
   sockaddr_un address{};

@@ -1,6 +1,7 @@
 // Resolves `user`/`group` into a worker's uid, gid and supplementary groups, and checks that
 // clusterd may switch to them.
 #include "credentials.h"
+#include "errno_text.h"
 
 #include <grp.h>
 #include <linux/capability.h>
@@ -71,7 +72,7 @@ int lookup_entry(int sysconf_name, Lookup&& lookup, Use&& use, bool& found) {
 }
 
 std::string lookup_failure(std::string_view what, const std::string& name, int error) {
-  return "cannot look up " + std::string(what) + " \"" + name + "\": " + std::strerror(error);
+  return "cannot look up " + std::string(what) + " \"" + name + "\": " + errno_text(error);
 }
 
 // A name first, then a number: a user literally named "1000" keeps its meaning (chown does the

@@ -12,7 +12,8 @@
 #include <optional>
 
 #include "credentials.h"
-#include "process.h"
+#include "executable_path.h"
+#include "errno_text.h"
 
 namespace clusterd {
 namespace {
@@ -34,7 +35,7 @@ std::optional<std::string> check_directory(const std::string& directory) {
   struct stat info {};
   const std::string expected = "expected an existing directory, found " + quoted(directory);
   if (::stat(directory.c_str(), &info) != 0) {
-    return errno == ENOENT ? expected : expected + " (" + std::strerror(errno) + ")";
+    return errno == ENOENT ? expected : expected + " (" + errno_text(errno) + ")";
   }
   if (!S_ISDIR(info.st_mode)) {
     return expected + " (not a directory)";
@@ -61,7 +62,7 @@ std::string parent_directory(const std::string& path) {
 
 std::optional<std::string> check_log_file(const std::string& path) {
   const auto cannot_open = [&path](int error, const std::string& why = "") {
-    return "cannot open " + quoted(path) + " for appending: " + std::strerror(error) + why;
+    return "cannot open " + quoted(path) + " for appending: " + errno_text(error) + why;
   };
   if (path.empty()) {
     return cannot_open(ENOENT);
@@ -110,7 +111,7 @@ tl::expected<std::string, std::string> find_program(const std::string& program,
   }
   const int error = executable.error();
   const bool searched = program.find('/') == std::string::npos;
-  std::string reason = std::strerror(error);
+  std::string reason = errno_text(error);
   if (searched && error == ENOENT) {
     reason += " (searched PATH)";
   }

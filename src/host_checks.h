@@ -20,7 +20,7 @@ namespace clusterd {
 // Access is checked for clusterd's own effective ids. May block on NSS (user, group).
 HostChecks system_host_checks();
 
-// PROGRAM (or command[0]) found as a start finds it: resolve_executable (process.h) from
+// PROGRAM (or command[0]) found as a start finds it: resolve_executable (executable_path.h) from
 // `directory` with clusterd's PATH ("/usr/local/bin:/usr/bin:/bin" when unset). Returns the
 // absolute path, or what is wrong: `cannot execute "srv": No such file or directory (searched
 // PATH)`, `cannot execute "./data": Permission denied`, `cannot execute "./dir": is a directory`.

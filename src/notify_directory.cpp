@@ -2,6 +2,9 @@
 // step 1), choosing a base where every socket path fits in sun_path.
 #include "notify_directory.h"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -14,11 +17,10 @@
 #include <spdlog/spdlog.h>
 
 #include "control_paths.h"
+#include "errno_text.h"
 
 namespace clusterd {
 namespace {
-
-std::string errno_text(int error) { return std::generic_category().message(error); }
 
 // sun_path holds 108 bytes; a path needs its terminating NUL (unix(7)).
 constexpr std::size_t max_socket_path = sizeof(sockaddr_un::sun_path) - 1;
@@ -78,6 +80,49 @@ std::vector<Base> candidate_bases(std::vector<std::string>& refused) {
   return bases;
 }
 
+// The directory open and flock()ed for as long as its clusterd runs: a directory of this name
+// whose lock can be taken belongs to a clusterd that is gone (SIGKILL leaves no time to remove it).
+Fd lock_directory(const std::string& path, bool wait) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd && ::flock(fd.get(), LOCK_EX | (wait ? 0 : LOCK_NB)) != 0) {
+    fd.reset();
+  }
+  return fd;
+}
+
+// Removes what SIGKILLed instances of `part` left in `base`: our own directories named
+// PART.notify.XXXXXX whose lock nobody holds. Never follows a symlink, never touches another
+// user's directory (base may be /tmp).
+void remove_stale_directories(const std::string& base, const std::string& part) {
+  const std::string prefix = part + std::string(directory_suffix.substr(0, directory_suffix.size() - 6));
+  DIR* directory = ::opendir(base.c_str());
+  if (directory == nullptr) {
+    return;
+  }
+  std::vector<std::string> stale;
+  while (const dirent* entry = ::readdir(directory)) {
+    const std::string_view entry_name = entry->d_name;
+    if (!entry_name.starts_with(prefix) || entry_name.size() != prefix.size() + 6) {
+      continue;
+    }
+    const std::string path = base + "/" + std::string(entry_name);
+    struct stat status {};
+    if (::lstat(path.c_str(), &status) != 0 || !S_ISDIR(status.st_mode) || status.st_uid != ::geteuid()) {
+      continue;
+    }
+    if (lock_directory(path, false)) {
+      stale.push_back(path);  // locked by us now; removed below, lock released with the fd
+    }
+  }
+  ::closedir(directory);
+  for (const std::string& path : stale) {
+    std::error_code error;
+    std::filesystem::remove_all(path, error);
+    spdlog::info("removed a notify socket directory left by a clusterd that is gone path={}{}", path,
+                 error ? " error=\"" + error.message() + "\"" : "");
+  }
+}
+
 // mkdtemp under `base`, made 0711 (protocols §2.3 step 1); the name part is shortened so that
 // socket_name_room bytes remain within sun_path.
 tl::expected<std::string, std::string> make_notify_directory(const std::string& base, const std::string& name) {
@@ -87,6 +132,7 @@ tl::expected<std::string, std::string> make_notify_directory(const std::string& 
                                std::to_string(max_socket_path) + " bytes)");
   }
   const std::string part = file_name_part(name).substr(0, max_socket_path - fixed);
+  remove_stale_directories(base, part);
   std::string pattern = base + "/" + part + std::string(directory_suffix);
   if (::mkdtemp(pattern.data()) == nullptr) {
     return tl::make_unexpected("mkdtemp " + pattern + ": " + errno_text(errno));
@@ -135,7 +181,8 @@ tl::expected<NotifyDirectory, std::string> NotifyDirectory::create(const std::st
     for (const std::string& reason : refused) {
       spdlog::debug("notify socket directory not used: {}", reason);
     }
-    return NotifyDirectory(std::move(*made));
+    Fd lock = lock_directory(*made, true);
+    return NotifyDirectory(std::move(*made), std::move(lock));
   }
   std::string text = "cannot create a directory for notify sockets:";
   for (const std::string& reason : refused) {
@@ -144,12 +191,14 @@ tl::expected<NotifyDirectory, std::string> NotifyDirectory::create(const std::st
   return tl::make_unexpected(std::move(text));
 }
 
-NotifyDirectory::NotifyDirectory(NotifyDirectory&& other) noexcept : path_(std::exchange(other.path_, {})) {}
+NotifyDirectory::NotifyDirectory(NotifyDirectory&& other) noexcept
+    : path_(std::exchange(other.path_, {})), lock_(std::move(other.lock_)) {}
 
 NotifyDirectory& NotifyDirectory::operator=(NotifyDirectory&& other) noexcept {
   if (this != &other) {
     remove();
     path_ = std::exchange(other.path_, {});
+    lock_ = std::move(other.lock_);
   }
   return *this;
 }

@@ -10,6 +10,8 @@
 
 #include <tl/expected.hpp>
 
+#include "fd.h"
+
 namespace clusterd {
 
 // A private directory for workers' notify sockets (protocols §2.3 step 1), removed, with
@@ -24,7 +26,8 @@ class NotifyDirectory {
   // Creates "<base>/<name>.notify.XXXXXX" (mkdtemp, then chmod 0711: workers may pass through,
   // not list) under the first usable base of: $RUNTIME_DIRECTORY (its first entry),
   // $XDG_RUNTIME_DIR/clusterd, /run/clusterd (root) or /tmp/clusterd-<uid> (non-root), and as a
-  // last resort /tmp itself. A base clusterd creates is 0700; an existing one must be a
+  // last resort /tmp itself. Directories of the same name that a SIGKILLed clusterd left behind
+  // (their lock is free) are removed first. A base clusterd creates is 0700; an existing one must be a
   // directory owned by us and writable by neither group nor others (interface §4.4). When
   // `worker_uid` is given and some directory on a base's path is not searchable by that uid
   // (judged from the mode bits: its owner's bit for the owner, else both the group and the
@@ -45,10 +48,11 @@ class NotifyDirectory {
   std::string worker_socket_path(int slot, std::uint64_t generation, std::uint64_t instance) const;
 
  private:
-  explicit NotifyDirectory(std::string path) : path_(std::move(path)) {}
+  NotifyDirectory(std::string path, Fd lock) : path_(std::move(path)), lock_(std::move(lock)) {}
   void remove() noexcept;
 
   std::string path_;  // empty once moved from
+  Fd lock_;           // flock()ed while we run: how a later clusterd tells a stale directory
 };
 
 }  // namespace clusterd

@@ -15,11 +15,10 @@
 
 #include "decimal.h"
 #include "notify_message.h"
+#include "errno_text.h"
 
 namespace clusterd {
 namespace {
-
-std::string errno_text(int error) { return std::generic_category().message(error); }
 
 // sun_path holds 108 bytes; a path needs its terminating NUL (unix(7)).
 constexpr std::size_t max_socket_path = sizeof(sockaddr_un::sun_path) - 1;

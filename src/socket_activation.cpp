@@ -27,11 +27,10 @@
 
 #include "address.h"
 #include "decimal.h"
+#include "errno_text.h"
 
 namespace clusterd {
 namespace {
-
-std::string errno_text(int error) { return std::generic_category().message(error); }
 
 constexpr int listen_fds_start = 3;  // SD_LISTEN_FDS_START (sd_listen_fds(3))
 

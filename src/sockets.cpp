@@ -21,11 +21,10 @@
 #include <spdlog/spdlog.h>
 
 #include "umask_scope.h"
+#include "errno_text.h"
 
 namespace clusterd {
 namespace {
-
-std::string errno_text(int error) { return std::generic_category().message(error); }
 
 // `bind 127.0.0.1:80: Permission denied`: the action, the address, the reason.
 [[noreturn]] void fail(std::string_view action, const std::string& shown, int error) {

@@ -110,6 +110,11 @@ def test_a_flooding_worker_is_not_held_up_and_clusterd_keeps_answering(start_clu
     assert clusterd.wait_exit() == 0
 
 
+def rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1)) / 1024
+
+
 class StdoutPipe:
     """A pipe the test holds the read end of, as clusterd's stdout (`clusterd | reader`), read only
     once the test says so."""
@@ -182,6 +187,8 @@ def test_stalled_stdout_reader_does_not_freeze_clusterd(start_clusterd, tmpdir_s
         cpu_before = cpu_seconds(clusterd.pid)
         time.sleep(1.0)
         assert cpu_seconds(clusterd.pid) - cpu_before < 0.3, "clusterd busy while its stdout is stalled"
+        # And bounded: it did not go on reading the flood into memory.
+        assert rss_mib(clusterd.pid) < 32, "clusterd buffers without bound: %.1f MiB" % rss_mib(clusterd.pid)
 
         os.kill(first, signal.SIGKILL)
         (second,) = wait_until(lambda: [w["pid"] for w in status()["workers"]

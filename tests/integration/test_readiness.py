@@ -270,3 +270,28 @@ def test_watchdog_trigger_kills_at_once(start_clusterd):
     assert 0.4 <= waited < 5.0, waited        # the trigger, not the 10 s watchdog
     clusterd.wait_for_log(r"worker exited slot=0 gen=1 pid=%d status=signal:KILL " % pid)
     clusterd.ready_pids(2)                    # restarted
+
+
+def test_a_notify_directory_left_by_a_killed_clusterd_is_removed_by_the_next(start_clusterd, tmpdir_short):
+    runtime = os.path.join(tmpdir_short, "run")
+    os.mkdir(runtime, 0o700)
+    args = ["--name", "shop", "--workers", "1", "--listen", "127.0.0.1:0", "--ready", "notify", "--",
+            PYTHON, worker("notify_worker.py")]
+    notify_dirs = lambda: sorted(d for d in os.listdir(runtime) if d.startswith("shop.notify."))
+    first = start_clusterd(args, env={"RUNTIME_DIRECTORY": runtime})
+    first.ready_pids(1)
+    [left] = notify_dirs()
+    first.signal(signal.SIGKILL)        # no time to clean up
+    first.wait_exit()
+    assert notify_dirs() == [left]
+    second = start_clusterd(args, env={"RUNTIME_DIRECTORY": runtime})
+    second.ready_pids(1)
+    second.wait_for_log(r"removed a notify socket directory left by a clusterd that is gone path=%s"
+                        % re.escape(os.path.join(runtime, left)))
+    [kept] = notify_dirs()
+    assert kept != left
+    # A live instance's directory is never taken for a stale one.
+    third = start_clusterd(["--set", "control.socket=%s" % os.path.join(tmpdir_short, "third.sock")] + args,
+                           env={"RUNTIME_DIRECTORY": runtime})
+    third.ready_pids(1)
+    assert kept in notify_dirs() and len(notify_dirs()) == 2

@@ -1,6 +1,7 @@
 // Real children: fork, the child's setup (fd layout, signals, group, ids, LISTEN_PID), the
 // exec-status pipe, the handle's cleanup, and finding the program.
 #include "process.h"
+#include "executable_path.h"
 
 #include <fcntl.h>
 #include <poll.h>
