@@ -1,6 +1,6 @@
-// The imperative shell around the Supervisor: turns kernel events (signals, child exits, exec
-// reports, workers' notify datagrams, the timer) into Supervisor events and carries out the
-// actions it returns. It also owns what each configuration generation needs to spawn workers.
+// The imperative shell around the Supervisor: the event loop's dispatch (signals, the timer, the
+// control socket), the Supervisor's actions carried out, and the configuration generations. The
+// worker processes themselves are WorkerProcesses'.
 #pragma once
 
 #include <deque>
@@ -20,11 +20,11 @@
 #include "event_loop.h"
 #include "listener_sockets.h"
 #include "notify.h"
-#include "output_router.h"
 #include "process.h"
 #include "sockets.h"
 #include "spawn_plan.h"
 #include "supervisor.h"
+#include "worker_processes.h"
 
 namespace clusterd {
 
@@ -62,26 +62,12 @@ class Daemon {
   int run();
 
  private:
-  // A generation's listeners in order, each with the configuration it stands for.
-  using GenerationListeners = std::vector<std::pair<ListenerConfig, std::shared_ptr<ListenerSockets>>>;
-  // What spawning a worker of one configuration needs. Listeners are shared between
-  // generations that keep the same address, so a reload never closes a socket it still uses
-  // (nor a per-slot listener the socket of a slot it keeps).
-  struct Generation {
-    std::shared_ptr<const Config> config;
-    std::string executable;
-    WorkerUser user;
-    GenerationListeners listeners;
+  // A configuration generation: what its workers are spawned with, and what the daemon
+  // remembers of its file for later reloads.
+  struct Generation : WorkerSpec {
     std::optional<int> workers_setting;  // the file's `workers` (nullopt: auto), for later reloads
     bool abandoned = false;              // its reload was abandoned: its file never took effect
     std::vector<std::string> restart_needed;  // changed keys a reload cannot apply
-  };
-  struct RunningWorker {
-    WorkerId id;
-    Process process;
-    std::optional<WorkerNotifySocket> notify;
-    bool exec_status_watched = false;  // its exec-status pipe is registered with the loop
-    bool execed_sent = false;
   };
 
   void execute(const std::vector<Action>& actions);
@@ -94,14 +80,6 @@ class Daemon {
   void execute_one(const ExitDaemon& exit);
 
   void on_signal();
-  void reap_children();
-  void on_exec_status(pid_t pid);
-  void on_notify(pid_t pid);
-  void watch_output(Fd read_end, int destination, const WorkerId& id, pid_t pid);
-  void drain_output_of(pid_t pid);
-  void forget_worker(std::map<pid_t, RunningWorker>::iterator found);
-  void unwatch_exec_status(RunningWorker& worker);
-  void forward_signal(int signal);
   std::set<ListenerSockets*> open_listeners_now() const;
   void check_listeners();
   void close_unneeded_slot_sockets();
@@ -120,31 +98,25 @@ class Daemon {
   // worker count only when its `workers` differs from that (interface §4.3).
   std::optional<int> accepted_workers_setting() const;
   void prune_generations();
-  // nullopt without ready.mode = notify; a StartFailure when the socket cannot be made.
-  tl::expected<std::optional<NotifySettings>, StartFailure> notify_settings_for(
-      const Generation& generation, const WorkerId& id, std::optional<WorkerNotifySocket>& socket);
 
   ConfigLoader reload_loader_;
   std::function<int(const Config&)> resolve_worker_count_;
   std::map<std::uint64_t, Generation> generations_;  // by generation number, as the Supervisor's
   std::uint64_t next_generation_ = 2;                 // allocated when a reload is accepted
-  std::vector<std::string> parent_env_;
   Supervisor supervisor_;
   EventLoop loop_;
   SignalReader signals_;
   SystemdNotifier systemd_;
   std::optional<TimePoint> next_systemd_ping_;
   bool tcp_migrate_req_checked_ = false;  // the per-slot scale-down warning is given once
-  std::optional<NotifyDirectory> notify_directory_;
-  std::map<pid_t, RunningWorker> workers_;
   std::deque<Event> pending_;
   std::optional<int> exit_code_;
   std::optional<std::string> config_path_;  // the config file, absolute, for status
   // After loop_: its connections leave the loop before the loop goes.
   std::optional<ControlServer> control_;
-  // output = "prefix": the workers' output pipes and clusterd's stdout and stderr they feed.
-  // After loop_ (it registers with it) and last: it goes first, flushing what it can at exit.
-  OutputRouter outputs_{loop_};
+  // After loop_ and pending_ (it registers with the one and reports into the other), and last:
+  // it goes first, flushing the workers' output what it can at exit.
+  WorkerProcesses workers_;
 };
 
 }  // namespace clusterd

@@ -117,9 +117,9 @@ void Daemon::reload(std::optional<RequestId> request) {
   const std::uint64_t generation = next_generation_++;
   const std::optional<int> setting = prepared->config.workers;
   auto config = std::make_shared<const Config>(std::move(prepared->config));
-  generations_.emplace(generation, Generation{config, std::move(prepared->executable), std::move(prepared->user),
-                                              std::move(*listeners), setting, false,
-                                              std::move(restart_needed)});
+  generations_.emplace(generation, Generation{{config, std::move(prepared->executable), std::move(prepared->user),
+                                               std::move(*listeners)},
+                                              setting, false, std::move(restart_needed)});
   pending_.push_back(ReloadRequested{generation, std::move(config), workers, request});
 }
 
@@ -169,7 +169,7 @@ std::string Daemon::status_reply_now() const {
   return status_reply(status);
 }
 
-tl::expected<Daemon::GenerationListeners, std::string> Daemon::listeners_for(const Config& config, int workers) {
+tl::expected<GenerationListeners, std::string> Daemon::listeners_for(const Config& config, int workers) {
   GenerationListeners listeners;
   for (const ListenerConfig& wanted : config.listeners) {
     std::shared_ptr<ListenerSockets> found;

@@ -1,0 +1,258 @@
+// The worker processes of a running clusterd: each spawn put together and started, the table of
+// live workers by pid, reaping, the exec-status pipes, and the drains of the workers' notify
+// sockets and output pipes. Kernel happenings become Supervisor events, appended to a queue.
+#include "worker_processes.h"
+
+#include <sys/epoll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "proc_status.h"
+#include "text_file.h"
+
+namespace clusterd {
+namespace {
+
+WorkerExit exit_from(const siginfo_t& info) {
+  if (info.si_code == CLD_EXITED) {
+    return ExitCode{info.si_status};
+  }
+  return KilledBySignal{info.si_status};
+}
+
+}  // namespace
+
+WorkerProcesses::WorkerProcesses(EventLoop& loop, std::deque<Event>& events, std::vector<std::string> parent_env)
+    : loop_(loop), events_(events), parent_env_(std::move(parent_env)), outputs_(loop) {}
+
+void WorkerProcesses::spawn(const Spawn& spawn, const WorkerSpec& generation) {
+  const Config& config = *generation.config;
+  std::vector<ListenerFd> listener_fds;
+  for (const auto& [listener_config, listener] : generation.listeners) {
+    const auto fd = listener->fd_for(spawn.id.slot);
+    if (!fd) {
+      events_.push_back(SpawnFailed{spawn.id, StartFailure{"per-slot socket", fd.error().error}});
+      return;
+    }
+    listener_fds.push_back({listener_config.name, *fd});
+  }
+  std::optional<WorkerNotifySocket> notify_socket;
+  const auto notify = notify_settings_for(generation, spawn.id, notify_socket);
+  if (!notify) {
+    events_.push_back(SpawnFailed{spawn.id, notify.error(), true});
+    return;
+  }
+  const WorkerIdentity identity{spawn.id.slot, spawn.workers, spawn.id.generation};
+  SpawnPlan plan = make_spawn_plan(config, generation.executable, listener_fds, identity, parent_env_,
+                                   generation.user.user_env, *notify);
+  std::optional<OutputPipe> stdout_pipe;
+  std::optional<OutputPipe> stderr_pipe;
+  if (config.output == OutputMode::prefix) {
+    for (auto* pipe : {&stdout_pipe, &stderr_pipe}) {
+      auto made = make_output_pipe();
+      if (!made) {
+        events_.push_back(SpawnFailed{spawn.id, StartFailure{"output pipe", made.error()}});
+        return;
+      }
+      *pipe = std::move(*made);
+    }
+    plan.stdout_fd = stdout_pipe->write_end.get();
+    plan.stderr_fd = stderr_pipe->write_end.get();
+  }
+  auto process = Process::spawn(plan, generation.user.credentials);
+  if (!process) {
+    events_.push_back(SpawnFailed{spawn.id, process.error()});
+    return;
+  }
+  const pid_t pid = process->pid();
+  // The write ends close here, when the pipes go: from now on only the worker (and what it
+  // forks) holds them, so end of file means all of those are gone.
+  if (stdout_pipe) {
+    watch_output(std::move(stdout_pipe->read_end), STDOUT_FILENO, spawn.id, pid);
+    watch_output(std::move(stderr_pipe->read_end), STDERR_FILENO, spawn.id, pid);
+  }
+  const int exec_fd = process->exec_status_fd();
+  auto [entry, inserted] = workers_.emplace(pid, RunningWorker{spawn.id, std::move(*process), std::move(notify_socket)});
+  (void)inserted;
+  loop_.add(exec_fd, EPOLLIN, [this, pid](std::uint32_t) { on_exec_status(pid); });
+  entry->second.exec_status_watched = true;
+  if (entry->second.notify) {
+    loop_.add(entry->second.notify->fd(), EPOLLIN, [this, pid](std::uint32_t) { on_notify(pid); });
+  }
+  events_.push_back(Spawned{spawn.id, pid});
+}
+
+tl::expected<std::optional<NotifySettings>, StartFailure> WorkerProcesses::notify_settings_for(
+    const WorkerSpec& generation, const WorkerId& id, std::optional<WorkerNotifySocket>& socket) {
+  const Config& config = *generation.config;
+  if (config.ready.mode != ReadyMode::notify) {
+    return std::nullopt;
+  }
+  const auto& credentials = generation.user.credentials;
+  if (!notify_directory_) {
+    auto directory = NotifyDirectory::create(config.name, credentials ? std::optional<uid_t>(credentials->uid)
+                                                                      : std::nullopt);
+    if (!directory) {
+      return tl::make_unexpected(StartFailure{"notify socket directory", 0, directory.error()});
+    }
+    notify_directory_ = std::move(*directory);
+  }
+  const std::string path = notify_directory_->worker_socket_path(id.slot, id.generation, id.instance);
+  auto opened = WorkerNotifySocket::open(path, credentials ? std::optional<uid_t>(credentials->uid) : std::nullopt,
+                                         credentials ? std::optional<gid_t>(credentials->gid) : std::nullopt);
+  if (!opened) {
+    return tl::make_unexpected(StartFailure{"notify socket", 0, opened.error()});
+  }
+  socket = std::move(*opened);
+  NotifySettings settings{socket->path(), std::nullopt};
+  if (config.ready.watchdog) {
+    settings.watchdog_usec = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(*config.ready.watchdog).count());
+  }
+  return settings;
+}
+
+void WorkerProcesses::signal(const SendSignal& send) {
+  for (const auto& [pid, worker] : workers_) {
+    if (worker.id == send.id) {
+      worker.process.signal_group(send.signal);
+      return;
+    }
+  }
+}
+
+void WorkerProcesses::sample_rss(const SampleRss& sample) {
+  for (const auto& [pid, worker] : workers_) {
+    if (std::find(sample.ids.begin(), sample.ids.end(), worker.id) == sample.ids.end()) {
+      continue;
+    }
+    const auto text = read_text_file("/proc/" + std::to_string(pid) + "/status");
+    if (const auto rss = text ? parse_vm_rss(*text) : std::nullopt) {
+      events_.push_back(RssSampled{worker.id, *rss});
+    }
+  }
+}
+
+bool WorkerProcesses::reap() {
+  bool worker_reaped = false;
+  for (;;) {
+    siginfo_t info{};
+    // WNOWAIT first: the zombie keeps its pid (and so its process group id) reserved while we
+    // SIGKILL what is left of the group, so the kill cannot reach a recycled pgid (protocols §3.5).
+    const int result = retry_on_eintr([&] { return ::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT); });
+    if (result != 0 || info.si_pid == 0) {
+      break;  // ECHILD, or nothing left to reap
+    }
+    const pid_t pid = info.si_pid;
+    auto found = workers_.find(pid);
+    if (found != workers_.end()) {
+      found->second.process.signal_group(SIGKILL);
+    }
+    siginfo_t reaped{};
+    retry_on_eintr([&] { return ::waitid(P_PID, static_cast<id_t>(pid), &reaped, WEXITED); });
+    if (found == workers_.end()) {
+      spdlog::debug("reaped orphan pid={}", pid);
+      continue;
+    }
+    RunningWorker& worker = found->second;
+    worker.process.mark_reaped();
+    WorkerExit exit = exit_from(info);
+    // The child is gone, so its exec-status pipe is final: read it now rather than wait for
+    // epoll, so an exec failure is reported as such and never as a plain exit 127.
+    const ExecState exec_state = worker.process.read_exec_status();
+    if (exec_state == ExecState::failed && worker.process.exec_failure()) {
+      exit = *worker.process.exec_failure();
+    } else if (exec_state == ExecState::succeeded && !worker.execed_sent) {
+      events_.push_back(Execed{worker.id});
+    }
+    if (worker.notify) {
+      on_notify(pid);  // a READY=1 or STATUS= sent just before the exit still counts
+    }
+    if (!outputs_.empty()) {
+      outputs_.drain_of(pid);  // what it wrote last is written out before its exit is logged
+    }
+    events_.push_back(Exited{worker.id, exit});
+    forget_worker(found);
+    worker_reaped = true;
+  }
+  return worker_reaped;
+}
+
+void WorkerProcesses::watch_output(Fd read_end, int destination, const WorkerId& id, pid_t pid) {
+  outputs_.watch(std::move(read_end), destination, id.slot, pid);
+}
+
+void WorkerProcesses::forget_worker(std::map<pid_t, RunningWorker>::iterator found) {
+  RunningWorker& worker = found->second;
+  unwatch_exec_status(worker);
+  if (worker.notify) {
+    loop_.remove(worker.notify->fd());
+  }
+  workers_.erase(found);
+}
+
+void WorkerProcesses::on_exec_status(pid_t pid) {
+  auto found = workers_.find(pid);
+  if (found == workers_.end()) {
+    return;
+  }
+  RunningWorker& worker = found->second;
+  switch (worker.process.read_exec_status()) {
+    case ExecState::pending:
+      return;
+    case ExecState::succeeded:
+      unwatch_exec_status(worker);
+      worker.execed_sent = true;
+      events_.push_back(Execed{worker.id});
+      return;
+    case ExecState::failed:
+    case ExecState::died_before_exec:
+      // Reported with the exit when the child is reaped (reap_children).
+      unwatch_exec_status(worker);
+      return;
+  }
+}
+
+void WorkerProcesses::on_notify(pid_t pid) {
+  auto found = workers_.find(pid);
+  if (found == workers_.end() || !found->second.notify) {
+    return;
+  }
+  RunningWorker& worker = found->second;
+  int dropped = 0;
+  for (NotifyMessage& message : worker.notify->drain(pid, dropped)) {
+    events_.push_back(Notified{worker.id, std::move(message)});
+  }
+  if (dropped > 0) {
+    spdlog::debug("dropped notify datagrams slot={} pid={} count={} (not from the worker or its children)",
+                  worker.id.slot, pid, dropped);
+  }
+}
+
+void WorkerProcesses::unwatch_exec_status(RunningWorker& worker) {
+  if (worker.exec_status_watched) {
+    loop_.remove(worker.process.exec_status_fd());
+    worker.exec_status_watched = false;
+    worker.process.close_exec_status();
+  }
+}
+
+// Only to workers whose program runs: a child still setting up has the signal blocked, and would
+// take it (its default action, death) the moment it unblocks it, before it ever became the worker.
+void WorkerProcesses::forward(int signal) {
+  std::size_t sent = 0;
+  for (const auto& [pid, worker] : workers_) {
+    if (worker.execed_sent) {
+      worker.process.signal_group(signal);
+      ++sent;
+    }
+  }
+  spdlog::info("forwarded signal={} workers={} not_yet_running={}", signal_name(signal), sent,
+               workers_.size() - sent);
+}
+
+}  // namespace clusterd

@@ -1,0 +1,87 @@
+// The worker processes of a running clusterd, as the daemon's loop sees them: started from a
+// Spawn, signalled, sampled, reaped. What the kernel reports about them becomes Supervisor
+// events (Spawned, SpawnFailed, Execed, Notified, RssSampled, Exited), appended to the daemon's
+// queue; nothing here decides anything.
+#pragma once
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+#include "config.h"
+#include "credentials.h"
+#include "event_loop.h"
+#include "listener_sockets.h"
+#include "notify.h"
+#include "output_router.h"
+#include "process.h"
+#include "spawn_plan.h"
+#include "supervisor.h"
+
+namespace clusterd {
+
+// A generation's listeners in order, each with the configuration it stands for.
+using GenerationListeners = std::vector<std::pair<ListenerConfig, std::shared_ptr<ListenerSockets>>>;
+
+// What spawning a worker of one configuration needs. Listeners are shared between generations
+// that keep the same address, so a reload never closes a socket it still uses.
+struct WorkerSpec {
+  std::shared_ptr<const Config> config;
+  std::string executable;
+  WorkerUser user;
+  GenerationListeners listeners;
+};
+
+class WorkerProcesses {
+ public:
+  // `events`: where the kernel's reports go, for the daemon to hand to the Supervisor.
+  // `parent_env`: clusterd's environment, the base of every worker's.
+  WorkerProcesses(EventLoop& loop, std::deque<Event>& events, std::vector<std::string> parent_env);
+  WorkerProcesses(const WorkerProcesses&) = delete;
+  WorkerProcesses& operator=(const WorkerProcesses&) = delete;
+
+  // Starts the worker (Spawned), or says why it could not (SpawnFailed).
+  void spawn(const Spawn& spawn, const WorkerSpec& generation);
+  void signal(const SendSignal& send);
+  // SIGUSR2: to every worker whose program runs (not to one still in its setup).
+  void forward(int signal);
+  void sample_rss(const SampleRss& sample);
+  // SIGCHLD: reaps every child that exited; true when one of them was a worker.
+  bool reap();
+
+  std::size_t size() const { return workers_.size(); }
+
+ private:
+  struct RunningWorker {
+    WorkerId id;
+    Process process;
+    std::optional<WorkerNotifySocket> notify;
+    bool exec_status_watched = false;  // its exec-status pipe is registered with the loop
+    bool execed_sent = false;
+  };
+
+  // nullopt without ready.mode = notify; a StartFailure when the socket cannot be made.
+  tl::expected<std::optional<NotifySettings>, StartFailure> notify_settings_for(
+      const WorkerSpec& generation, const WorkerId& id, std::optional<WorkerNotifySocket>& socket);
+  void watch_output(Fd read_end, int destination, const WorkerId& id, pid_t pid);
+  void on_exec_status(pid_t pid);
+  void on_notify(pid_t pid);
+  void unwatch_exec_status(RunningWorker& worker);
+  void forget_worker(std::map<pid_t, RunningWorker>::iterator found);
+
+  EventLoop& loop_;
+  std::deque<Event>& events_;
+  std::vector<std::string> parent_env_;
+  std::optional<NotifyDirectory> notify_directory_;
+  std::map<pid_t, RunningWorker> workers_;
+  // output = "prefix": the workers' output pipes and clusterd's stdout and stderr they feed.
+  OutputRouter outputs_;
+};
+
+}  // namespace clusterd
