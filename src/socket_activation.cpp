@@ -28,6 +28,7 @@
 #include "address.h"
 #include "decimal.h"
 #include "errno_text.h"
+#include "socket_address.h"
 
 namespace clusterd {
 namespace {

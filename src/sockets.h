@@ -88,23 +88,4 @@ std::vector<Listener> open_listeners(const std::vector<ListenerConfig>& listener
 // ListenError naming the listener and the address.
 Listener open_slot_socket(const ListenerConfig& config, const std::string& group_address);
 
-// ---- Address helpers socket_activation.cpp shares ------------------------------------------
-
-// The backlog listen() really uses: `requested` (at least 1) capped at net.core.somaxconn.
-int effective_backlog(int requested);
-
-// A socket address in the kernel's form.
-struct SocketAddress {
-  sockaddr_storage storage{};
-  socklen_t length = 0;
-
-  sockaddr* get() { return reinterpret_cast<sockaddr*>(&storage); }
-};
-
-// A numeric IPv4 or IPv6 address with its port; throws ListenError if the host is not numeric.
-SocketAddress to_socket_address(const Address& address);
-
-// What getsockname() says of a TCP socket, in format_address form; `fallback` if it cannot say.
-std::string local_address_of(int fd, const std::string& fallback);
-
 }  // namespace clusterd
