@@ -17,6 +17,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "errno_text.h"
+
 namespace clusterd {
 namespace {
 
@@ -54,7 +56,7 @@ OutputSink::OutputSink(int destination, std::size_t capacity, bool reopen)
       }
       spdlog::info("cannot reopen {} to copy workers' output without blocking ({}): each write waits for "
                    "poll() to say it takes more",
-                   name_, std::strerror(errno));
+                   name_, errno_text(errno));
     }
     method_ = Method::polled;
   }
@@ -147,7 +149,7 @@ void OutputSink::fail(int error) {
   std::string().swap(buffer_);
   head_ = 0;
   if (!std::exchange(failed_, true)) {
-    spdlog::warn("cannot write workers' output to {}: {}; dropping it from now on", name_, std::strerror(error));
+    spdlog::warn("cannot write workers' output to {}: {}; dropping it from now on", name_, errno_text(error));
   }
 }
 

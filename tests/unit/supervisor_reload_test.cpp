@@ -1,5 +1,4 @@
-// The Supervisor's readiness, rolling reload, recycling, watchdog and scaling, driven by
-// scripted events with explicit time. Workers here become ready only when a test says so.
+// The Supervisor's rolling reload: batches, abandonment, queued reloads, worker counts.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -10,72 +9,10 @@ namespace clusterd {
 namespace {
 
 using namespace testing_support;
-
-using namespace std::chrono_literals;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-TEST(Readiness, NotifyModeWorkerIsReadyOnlyAfterReadyMessage) {
-  Driver driver(notify_config(), 1);
-  driver.send(Start{});
-  EXPECT_EQ(driver.supervisor().status(driver.now).workers_ready, 0);
-  driver.ready(driver.spawned[0]);
-  EXPECT_EQ(driver.supervisor().status(driver.now).workers_ready, 1);
-}
-
-TEST(Readiness, ServiceManagerHearsReadyOnceEveryWorkerIsReady) {
-  Driver driver(notify_config(), 2);
-  EXPECT_THAT(systemd_messages(driver.send(Start{})), ElementsAre("STATUS=0/2 workers ready"));
-  EXPECT_THAT(systemd_messages(driver.ready(driver.spawned[0])), ElementsAre("STATUS=1/2 workers ready"));
-  EXPECT_THAT(systemd_messages(driver.ready(driver.spawned[1])), ElementsAre("READY=1\nSTATUS=2/2 workers ready"));
-}
-
-TEST(Readiness, WorkerNotReadyInTimeIsStoppedAndRestartedAsAFailure) {
-  Driver driver(notify_config(), 1);
-  driver.send(Start{});
-  driver.now += 10s;
-  const auto actions = driver.send(Tick{});
-  EXPECT_THAT(effects(actions), ElementsAre("signal 0/1 15"));
-  EXPECT_THAT(logs(actions), HasSubstr("worker not ready in time slot=0 gen=1 not ready within 10s"));
-  EXPECT_THAT(effects(driver.exit(driver.spawned[0])), ElementsAre("spawn 0/1"));  // first of a streak
-}
-
-TEST(Readiness, ExtendTimeoutPushesTheReadyDeadline) {
-  Driver driver(notify_config(), 1);
-  driver.send(Start{});
-  NotifyMessage extend;
-  extend.extend_timeout = std::chrono::microseconds(20'000'000);
-  driver.now += 9s;
-  driver.send(Notified{driver.spawned[0], extend});
-  driver.now += 2s;
-  EXPECT_THAT(effects(driver.send(Tick{})), IsEmpty());
-  EXPECT_EQ(driver.supervisor().next_deadline(), TimePoint{} + 29s);
-}
-
-TEST(Readiness, ExtendTimeoutNeverShortensTheReadyDeadline) {
-  Driver driver(notify_config(), 1);  // ready.timeout = 10s
-  driver.send(Start{});
-  NotifyMessage extend;
-  extend.extend_timeout = std::chrono::microseconds(1'000'000);
-  driver.now += 1s;
-  driver.send(Notified{driver.spawned[0], extend});
-  driver.now += 2s;  // past the 1 s asked for, well before the 10 s given
-  EXPECT_THAT(effects(driver.send(Tick{})), IsEmpty());
-  EXPECT_EQ(driver.supervisor().next_deadline(), TimePoint{} + 10s);
-}
-
-TEST(Readiness, MinimumUptimeModeIsReadyAfterThatUptime) {
-  Config config = notify_config();
-  config.ready.mode = ReadyMode::uptime;
-  config.ready.min_uptime = 2s;
-  Driver driver(config, 1);
-  driver.send(Start{});
-  EXPECT_EQ(driver.supervisor().next_deadline(), TimePoint{} + 2s);
-  driver.now += 2s;
-  driver.send(Tick{});
-  EXPECT_EQ(driver.supervisor().status(driver.now).workers_ready, 1);
-}
+using ::testing::Not;
 
 TEST(Reload, EachOldWorkerIsStoppedOnlyAfterItsReplacementIsReady) {
   Driver driver(notify_config(), 2);
@@ -229,82 +166,6 @@ TEST(Reload, NewConfigurationAppliesToTheNewGeneration) {
   EXPECT_EQ(driver.supervisor().config_of(2).stop.signal, SIGINT);
   // The old worker stops with the old generation's signal.
   EXPECT_THAT(effects(driver.ready(driver.spawned[1])), ElementsAre("signal 0/1 15"));
-}
-
-TEST(Watchdog, WorkerThatStopsPingingIsKilledAndRestarted) {
-  Config config = notify_config();
-  config.ready.watchdog = 3s;
-  Driver driver(config, 1);
-  driver.start_ready();
-  NotifyMessage ping;
-  ping.watchdog = true;
-  driver.now += 2s;
-  driver.send(Notified{driver.spawned[0], ping});
-  driver.now += 2s;
-  EXPECT_THAT(effects(driver.send(Tick{})), IsEmpty());
-  driver.now += 1s;
-  const auto expired = driver.send(Tick{});
-  EXPECT_THAT(effects(expired), ElementsAre("signal 0/1 9"));
-  EXPECT_THAT(logs(expired), HasSubstr("worker watchdog expired slot=0 gen=1 pid=1001"));
-  const auto restarted = driver.exit(driver.spawned[0], KilledBySignal{SIGKILL});
-  EXPECT_THAT(effects(restarted), ElementsAre("spawn 0/1"));
-  EXPECT_THAT(logs(restarted), ::testing::Not(HasSubstr("out of memory")));
-}
-
-TEST(Recycle, WorkerPastMaxLifetimeIsReplacedNewOneReadyFirst) {
-  Config config = notify_config();
-  config.recycle.max_lifetime = 100s;
-  Driver driver(config, 1);
-  driver.start_ready();
-  EXPECT_EQ(driver.supervisor().next_deadline(), TimePoint{} + 110s);  // jitter 1.0: +10 %
-  driver.now += 110s;
-  EXPECT_THAT(effects(driver.send(Tick{})), ElementsAre("spawn 0/1"));
-  const auto promoted = driver.ready(driver.spawned[1]);
-  EXPECT_THAT(effects(promoted), ElementsAre("signal 0/1 15"));
-  EXPECT_THAT(logs(promoted), HasSubstr("worker recycled slot=0 reason=max_lifetime"));
-}
-
-TEST(Recycle, WorkerOverMaxRssIsReplaced) {
-  Config config = notify_config();
-  config.recycle.max_rss = 1000;
-  config.recycle.check_interval = 10s;
-  Driver driver(config, 1);
-  driver.start_ready();
-  driver.now += 10s;
-  EXPECT_THAT(effects(driver.send(Tick{})), ElementsAre("sample 1"));
-  EXPECT_THAT(effects(driver.send(RssSampled{driver.spawned[0], 999})), IsEmpty());
-  EXPECT_THAT(effects(driver.send(RssSampled{driver.spawned[0], 1001})), ElementsAre("spawn 0/1"));
-}
-
-TEST(Recycle, FailedReplacementLeavesTheOldWorkerAndRetriesAfterMaxDelay) {
-  Config config = notify_config();
-  config.recycle.max_rss = 1000;
-  Driver driver(config, 1);
-  driver.start_ready();
-  driver.send(RssSampled{driver.spawned[0], 5000});
-  EXPECT_THAT(effects(driver.exit(driver.spawned[1], ExitCode{1})), IsEmpty());
-  driver.now += 1s;
-  EXPECT_THAT(effects(driver.send(Tick{})), ElementsAre("spawn 0/1"));
-}
-
-TEST(Scale, ScalingUpStartsNewSlotsAndDownStopsTheHighest) {
-  Driver driver(notify_config(), 1);
-  driver.start_ready();
-  EXPECT_THAT(effects(driver.send(ScaleRequested{3})), ElementsAre("spawn 1/1", "spawn 2/1"));
-  EXPECT_THAT(effects(driver.send(ScaleRequested{1})), ElementsAre("signal 1/1 15", "signal 2/1 15"));
-  driver.exit(driver.spawned[1]);
-  driver.exit(driver.spawned[2]);
-  EXPECT_EQ(driver.supervisor().status(driver.now).slots.size(), 1u);
-}
-
-TEST(Scale, TwoRelativeScalesHandledInARowAddTwo) {
-  Driver driver(notify_config(), 1);
-  driver.start_ready();
-  driver.send(ScaleBy{+1});
-  driver.send(ScaleBy{+1});
-  EXPECT_EQ(driver.supervisor().workers_wanted(), 3);
-  driver.send(ScaleBy{-5});
-  EXPECT_EQ(driver.supervisor().workers_wanted(), 1);  // never below one
 }
 
 }  // namespace

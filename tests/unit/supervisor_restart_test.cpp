@@ -1,35 +1,28 @@
-// The Supervisor state machine, driven by scripted events with explicit time and fixed jitter.
-#include "supervisor.h"
-#include "supervisor_driver.h"
-
+// The Supervisor starting workers and restarting them as they end: backoff, policies, burst
+// limits, start failures.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include "supervisor.h"
+#include "supervisor_driver.h"
 
 namespace clusterd {
 namespace {
 
 using namespace testing_support;
-
-using namespace std::chrono_literals;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 
-Config test_config(int restart_ms = 100, RestartPolicyKind policy = RestartPolicyKind::always) {
-  return exec_config(restart_ms, policy);
-}
-
-using Harness = Driver;
-
-TEST(Supervisor, StartSpawnsOneWorkerPerSlotInGenerationOne) {
-  Harness harness(test_config(), 3);
+TEST(Restart, StartSpawnsOneWorkerPerSlotInGenerationOne) {
+  Driver harness(exec_config(), 3);
   EXPECT_THAT(effects(harness.send(Start{})), ElementsAre("spawn 0/1", "spawn 1/1", "spawn 2/1"));
   EXPECT_FALSE(harness.supervisor().next_deadline());
 }
 
-TEST(Supervisor, ExecedWorkerIsReadyAndLogged) {
-  Harness harness(test_config());
+TEST(Restart, ExecedWorkerIsReadyAndLogged) {
+  Driver harness(exec_config());
   const auto actions = harness.send(Start{});
   EXPECT_THAT(logs(actions), HasSubstr("worker ready slot=0 gen=1 pid=1001"));
   const StatusSnapshot status = harness.supervisor().status(harness.now);
@@ -39,8 +32,8 @@ TEST(Supervisor, ExecedWorkerIsReadyAndLogged) {
   EXPECT_EQ(status.slots[0].workers[0].pid, 1001);
 }
 
-TEST(Supervisor, SecondCrashOfAStreakWaitsItsBackoffNotBefore) {
-  Harness harness(test_config(100));
+TEST(Restart, SecondCrashOfAStreakWaitsItsBackoffNotBefore) {
+  Driver harness(exec_config(100));
   harness.send(Start{});
   harness.now += 2s;
   EXPECT_THAT(effects(harness.exit_slot(0, ExitCode{1})), ElementsAre("spawn 0/1"));  // at once
@@ -54,8 +47,8 @@ TEST(Supervisor, SecondCrashOfAStreakWaitsItsBackoffNotBefore) {
   EXPECT_THAT(effects(harness.send(Tick{})), ElementsAre("spawn 0/1"));
 }
 
-TEST(Supervisor, ExitLogLineCarriesStatusUptimeAndNextRestart) {
-  Harness harness(test_config(100));
+TEST(Restart, ExitLogLineCarriesStatusUptimeAndNextRestart) {
+  Driver harness(exec_config(100));
   harness.send(Start{});
   harness.now += 400ms;
   harness.exit_slot(0, ExitCode{1});
@@ -64,14 +57,14 @@ TEST(Supervisor, ExitLogLineCarriesStatusUptimeAndNextRestart) {
               HasSubstr("worker exited slot=0 gen=1 pid=1002 status=signal:SEGV uptime=0.4s next_restart_in=0.1s"));
 }
 
-TEST(Supervisor, SigkillNotSentByClusterdIsReportedAsPossiblyOutOfMemory) {
-  Harness harness(test_config());
+TEST(Restart, SigkillNotSentByClusterdIsReportedAsPossiblyOutOfMemory) {
+  Driver harness(exec_config());
   harness.send(Start{});
   EXPECT_THAT(logs(harness.exit_slot(0, KilledBySignal{SIGKILL})), HasSubstr("possibly out of memory"));
 }
 
-TEST(Supervisor, StatusShowsBackoffAndRestartCount) {
-  Harness harness(test_config(100));
+TEST(Restart, StatusShowsBackoffAndRestartCount) {
+  Driver harness(exec_config(100));
   harness.send(Start{});
   harness.exit_slot(0, ExitCode{1});
   harness.exit_slot(0, ExitCode{1});
@@ -83,31 +76,31 @@ TEST(Supervisor, StatusShowsBackoffAndRestartCount) {
   EXPECT_THAT(status.slots[0].workers, IsEmpty());
 }
 
-TEST(Supervisor, OnFailurePolicyLeavesACleanExitAlone) {
-  Harness harness(test_config(100, RestartPolicyKind::on_failure), 2);
+TEST(Restart, OnFailurePolicyLeavesACleanExitAlone) {
+  Driver harness(exec_config(100, RestartPolicyKind::on_failure), 2);
   harness.send(Start{});
   EXPECT_THAT(effects(harness.exit_slot(0, ExitCode{0})), IsEmpty());
   EXPECT_THAT(effects(harness.exit_slot(1, ExitCode{3})), ElementsAre("spawn 1/1"));
 }
 
-TEST(Supervisor, NeverPolicyExitsZeroWhenEveryWorkerExitedCleanly) {
-  Harness harness(test_config(100, RestartPolicyKind::never), 2);
+TEST(Restart, NeverPolicyExitsZeroWhenEveryWorkerExitedCleanly) {
+  Driver harness(exec_config(100, RestartPolicyKind::never), 2);
   harness.send(Start{});
   EXPECT_THAT(effects(harness.exit_slot(0, ExitCode{0})), IsEmpty());
   EXPECT_THAT(effects(harness.exit_slot(1, ExitCode{0})), ElementsAre("exit 0"));
 }
 
-TEST(Supervisor, NeverPolicyExitsOneWhenAnyLastExitFailed) {
-  Harness harness(test_config(100, RestartPolicyKind::never), 2);
+TEST(Restart, NeverPolicyExitsOneWhenAnyLastExitFailed) {
+  Driver harness(exec_config(100, RestartPolicyKind::never), 2);
   harness.send(Start{});
   harness.exit_slot(0, ExitCode{0});
   EXPECT_THAT(effects(harness.exit_slot(1, KilledBySignal{SIGSEGV})), ElementsAre("exit 1"));
 }
 
-TEST(Supervisor, BurstLimitFailsASlotAndAllSlotsFailedExitsOne) {
-  Config config = test_config(100);
+TEST(Restart, BurstLimitFailsASlotAndAllSlotsFailedExitsOne) {
+  Config config = exec_config(100);
   config.restart.burst = 1;
-  Harness harness(config, 1);
+  Driver harness(config, 1);
   harness.send(Start{});
   EXPECT_THAT(effects(harness.exit_slot(0, ExitCode{1})), ElementsAre("spawn 0/1"));
   const auto actions = harness.exit_slot(0, ExitCode{1});
@@ -115,8 +108,8 @@ TEST(Supervisor, BurstLimitFailsASlotAndAllSlotsFailedExitsOne) {
   EXPECT_THAT(logs(actions), HasSubstr("worker slot failed for good slot=0"));
 }
 
-TEST(Supervisor, ExecFailureIsReportedOnceAndRetriedEveryMaxDelay) {
-  Harness harness(test_config(100), 2);
+TEST(Restart, ExecFailureIsReportedOnceAndRetriedEveryMaxDelay) {
+  Driver harness(exec_config(100), 2);
   harness.send(Start{});
   const auto first = harness.exit_slot(0, StartFailure{"exec", ENOENT});
   EXPECT_THAT(effects(first), IsEmpty());
@@ -136,64 +129,8 @@ TEST(Supervisor, ExecFailureIsReportedOnceAndRetriedEveryMaxDelay) {
   EXPECT_THAT(effects(harness.send(Tick{})), ElementsAre("spawn 0/1", "spawn 1/1"));
 }
 
-TEST(Supervisor, GracefulStopSignalsEveryWorkerThenKillsAfterGrace) {
-  Harness harness(test_config(), 2);
-  harness.send(Start{});
-  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 0/1 15", "signal 1/1 15"));
-  EXPECT_EQ(harness.supervisor().next_deadline(), harness.now + 5s);
-  harness.exit_slot(0, KilledBySignal{SIGTERM});
-  harness.now += 5s;
-  EXPECT_THAT(effects(harness.send(Tick{})), ElementsAre("signal 1/1 9"));
-  EXPECT_THAT(effects(harness.exit_slot(1, KilledBySignal{SIGKILL})), ElementsAre("exit 0"));
-}
-
-TEST(Supervisor, WorkersStoppedByClusterdAreNotRestarted) {
-  Harness harness(test_config(), 1);
-  harness.send(Start{});
-  harness.send(StopRequested{});
-  const auto actions = harness.exit_slot(0, ExitCode{0});
-  EXPECT_THAT(effects(actions), ElementsAre("exit 0"));
-  EXPECT_THAT(logs(actions), HasSubstr("worker stopped slot=0"));
-  EXPECT_EQ(harness.spawns(), 1);
-}
-
-TEST(Supervisor, SecondStopRequestKillsAtOnce) {
-  Harness harness(test_config(), 1);
-  harness.send(Start{});
-  harness.send(StopRequested{});
-  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 0/1 9"));
-}
-
-TEST(Supervisor, QuickStopKillsEveryWorkerAndExitsZero) {
-  Harness harness(test_config(), 2);
-  harness.send(Start{});
-  EXPECT_THAT(effects(harness.send(StopRequested{true})), ElementsAre("signal 0/1 9", "signal 1/1 9"));
-  harness.exit_slot(0, KilledBySignal{SIGKILL});
-  EXPECT_THAT(effects(harness.exit_slot(1, KilledBySignal{SIGKILL})), ElementsAre("exit 0"));
-}
-
-TEST(Supervisor, StopWhileASlotIsInBackoffDoesNotRestartIt) {
-  Harness harness(test_config(100), 2);
-  harness.send(Start{});
-  harness.exit_slot(0, ExitCode{1});
-  harness.exit_slot(0, ExitCode{1});  // slot 0 now backs off, with no worker
-  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 1/1 15"));
-  EXPECT_EQ(harness.supervisor().next_deadline(), harness.now + 5s);  // only the grace period
-  harness.now += 1s;
-  EXPECT_THAT(effects(harness.send(Tick{})), IsEmpty());
-  EXPECT_THAT(effects(harness.exit_slot(1, ExitCode{0})), ElementsAre("exit 0"));
-}
-
-TEST(Supervisor, StopWithNoWorkerRunningExitsAtOnce) {
-  Harness harness(test_config(100), 1);
-  harness.send(Start{});
-  harness.exit_slot(0, StartFailure{"exec", EACCES});
-  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("exit 0"));
-  EXPECT_FALSE(harness.supervisor().next_deadline());
-}
-
-TEST(Supervisor, ForkFailureBacksOffLikeACrash) {
-  Config config = test_config(100);
+TEST(Restart, ForkFailureBacksOffLikeACrash) {
+  Config config = exec_config(100);
   Supervisor supervisor(config, 1, fixed_jitter(1.0));
   const TimePoint now{};
   const auto start = supervisor.handle(Start{}, now);
@@ -201,8 +138,8 @@ TEST(Supervisor, ForkFailureBacksOffLikeACrash) {
   EXPECT_THAT(effects(supervisor.handle(SpawnFailed{id, {"fork", EAGAIN}}, now)), ElementsAre("spawn 0/1"));
 }
 
-TEST(Supervisor, ReplacementKeepsTheSlotAndGetsANewInstance) {
-  Supervisor supervisor(test_config(), 1, fixed_jitter(1.0));
+TEST(Restart, ReplacementKeepsTheSlotAndGetsANewInstance) {
+  Supervisor supervisor(exec_config(), 1, fixed_jitter(1.0));
   const TimePoint now{};
   const auto start = supervisor.handle(Start{}, now);
   const WorkerId first = std::get<Spawn>(start.front()).id;
@@ -214,7 +151,7 @@ TEST(Supervisor, ReplacementKeepsTheSlotAndGetsANewInstance) {
   EXPECT_NE(spawn->id.instance, first.instance);
 }
 
-TEST(Supervisor, LastingStartFailureIsReportedOnceAndRetriedEveryMaxDelay) {
+TEST(Restart, LastingStartFailureIsReportedOnceAndRetriedEveryMaxDelay) {
   Driver driver(exec_config(), 2);  // max_delay 1 s
   const WorkerId first{0, 1, 1};
   const WorkerId second{1, 1, 2};

@@ -1,0 +1,74 @@
+// The Supervisor stopping: graceful stop with grace then SIGKILL, quick stop, exit codes.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "supervisor.h"
+#include "supervisor_driver.h"
+
+namespace clusterd {
+namespace {
+
+using namespace testing_support;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+TEST(Stop, GracefulStopSignalsEveryWorkerThenKillsAfterGrace) {
+  Driver harness(exec_config(), 2);
+  harness.send(Start{});
+  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 0/1 15", "signal 1/1 15"));
+  EXPECT_EQ(harness.supervisor().next_deadline(), harness.now + 5s);
+  harness.exit_slot(0, KilledBySignal{SIGTERM});
+  harness.now += 5s;
+  EXPECT_THAT(effects(harness.send(Tick{})), ElementsAre("signal 1/1 9"));
+  EXPECT_THAT(effects(harness.exit_slot(1, KilledBySignal{SIGKILL})), ElementsAre("exit 0"));
+}
+
+TEST(Stop, WorkersStoppedByClusterdAreNotRestarted) {
+  Driver harness(exec_config(), 1);
+  harness.send(Start{});
+  harness.send(StopRequested{});
+  const auto actions = harness.exit_slot(0, ExitCode{0});
+  EXPECT_THAT(effects(actions), ElementsAre("exit 0"));
+  EXPECT_THAT(logs(actions), HasSubstr("worker stopped slot=0"));
+  EXPECT_EQ(harness.spawns(), 1);
+}
+
+TEST(Stop, SecondStopRequestKillsAtOnce) {
+  Driver harness(exec_config(), 1);
+  harness.send(Start{});
+  harness.send(StopRequested{});
+  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 0/1 9"));
+}
+
+TEST(Stop, QuickStopKillsEveryWorkerAndExitsZero) {
+  Driver harness(exec_config(), 2);
+  harness.send(Start{});
+  EXPECT_THAT(effects(harness.send(StopRequested{true})), ElementsAre("signal 0/1 9", "signal 1/1 9"));
+  harness.exit_slot(0, KilledBySignal{SIGKILL});
+  EXPECT_THAT(effects(harness.exit_slot(1, KilledBySignal{SIGKILL})), ElementsAre("exit 0"));
+}
+
+TEST(Stop, StopWhileASlotIsInBackoffDoesNotRestartIt) {
+  Driver harness(exec_config(100), 2);
+  harness.send(Start{});
+  harness.exit_slot(0, ExitCode{1});
+  harness.exit_slot(0, ExitCode{1});  // slot 0 now backs off, with no worker
+  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 1/1 15"));
+  EXPECT_EQ(harness.supervisor().next_deadline(), harness.now + 5s);  // only the grace period
+  harness.now += 1s;
+  EXPECT_THAT(effects(harness.send(Tick{})), IsEmpty());
+  EXPECT_THAT(effects(harness.exit_slot(1, ExitCode{0})), ElementsAre("exit 0"));
+}
+
+TEST(Stop, StopWithNoWorkerRunningExitsAtOnce) {
+  Driver harness(exec_config(100), 1);
+  harness.send(Start{});
+  harness.exit_slot(0, StartFailure{"exec", EACCES});
+  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("exit 0"));
+  EXPECT_FALSE(harness.supervisor().next_deadline());
+}
+
+}  // namespace
+}  // namespace clusterd
