@@ -1,0 +1,213 @@
+// A worker's side of a spawn: from fork to execve, async-signal-safe calls only (signal-safety(7)).
+#include "child_setup.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace clusterd {
+namespace {
+
+[[noreturn]] void child_fail(int status_pipe, ChildStep step, int error) noexcept {
+  const ExecStatusRecord record{static_cast<std::int32_t>(step), error};
+  while (::write(status_pipe, &record, sizeof record) < 0 && errno == EINTR) {
+  }
+  // _exit, not exit: atexit handlers and stdio buffers belong to clusterd, not to this child.
+  ::_exit(127);
+}
+
+// Writes `value` in decimal at `out` and ends the string there. snprintf is not
+// async-signal-safe (signal-safety(7)), hence by hand.
+void write_decimal(char* out, pid_t value) noexcept {
+  char reversed[24];
+  int length = 0;
+  auto rest = static_cast<std::uint64_t>(value);
+  do {
+    reversed[length++] = static_cast<char>('0' + rest % 10);
+    rest /= 10;
+  } while (rest != 0);
+  for (int i = 0; i < length; ++i) {
+    out[i] = reversed[length - 1 - i];
+  }
+  out[length] = '\0';
+}
+
+// Moves `fd` to the lowest free number ≥ `floor`, close-on-exec; the old number stays open
+// (close-on-exec as well, or overwritten by a later dup2).
+int move_above(int fd, int floor, int status_pipe) noexcept {
+  const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
+  if (moved < 0) {
+    child_fail(status_pipe, ChildStep::dup2, errno);
+  }
+  return moved;
+}
+
+// Puts `source` at `target` for the program to inherit. dup2 clears FD_CLOEXEC on the new fd,
+// but dup2(x, x) does nothing at all, so an fd already in place gets its flag cleared by hand
+// (dup(2), protocols §1.2).
+void place_fd(int source, int target, ChildStep step, int status_pipe) noexcept {
+  const int result = source == target ? ::fcntl(target, F_SETFD, 0) : ::dup2(source, target);
+  if (result < 0) {
+    child_fail(status_pipe, step, errno);
+  }
+}
+
+}  // namespace
+
+const char* step_name(std::int32_t step) {
+  switch (static_cast<ChildStep>(step)) {
+    case ChildStep::setsid: return "setsid";
+    case ChildStep::dup2: return "dup2";
+    case ChildStep::stdio: return "stdio";
+    case ChildStep::close_range: return "close_range";
+    case ChildStep::setrlimit: return "setrlimit";
+    case ChildStep::chdir: return "chdir";
+    case ChildStep::setgroups: return "setgroups";
+    case ChildStep::setgid: return "setgid";
+    case ChildStep::setuid: return "setuid";
+    case ChildStep::pdeathsig: return "pdeathsig";
+    case ChildStep::getppid: return "getppid";
+    case ChildStep::sigprocmask: return "sigprocmask";
+    case ChildStep::exec: return "exec";
+  }
+  return "child setup";
+}
+
+char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::size_t>& index,
+                      std::string_view prefix) {
+  if (!index || *index >= env.size()) {
+    return nullptr;
+  }
+  std::string& slot = env[*index];
+  if (!slot.starts_with(prefix) || slot.size() < prefix.size() + pid_slot_width) {
+    return nullptr;
+  }
+  return slot.data() + prefix.size();
+}
+
+[[noreturn]] void run_child(ChildSetup& setup) noexcept {
+  // 1. Default dispositions: ignored signals (clusterd ignores SIGPIPE) survive execve
+  // (signal(7)). glibc refuses to touch its two internal real-time signals (EINVAL); nothing
+  // else can fail, so the result is not checked.
+  struct sigaction default_action {};
+  default_action.sa_handler = SIG_DFL;
+  ::sigemptyset(&default_action.sa_mask);
+  for (int signal = 1; signal < NSIG; ++signal) {
+    if (signal != SIGKILL && signal != SIGSTOP) {
+      ::sigaction(signal, &default_action, nullptr);
+    }
+  }
+
+  // 2. Own session and process group, so kill(-pid) reaches the worker and its helpers
+  // (protocols §3.5).
+  if (::setsid() < 0) {
+    child_fail(setup.status_pipe, ChildStep::setsid, errno);
+  }
+
+  // 3. fd layout. Every fd still needed below 3+n that is not already where it belongs is
+  // first moved above the range, so no dup2 of the layout can overwrite it (protocols §1.2).
+  const int range_end = 3 + setup.source_count;
+  if (setup.status_pipe < range_end) {
+    setup.status_pipe = move_above(setup.status_pipe, range_end, setup.status_pipe);
+  }
+  for (int target = 0; target < 3; ++target) {
+    int& source = setup.stdio[target];
+    if (source >= 0 && source != target && source < range_end) {
+      source = move_above(source, range_end, setup.status_pipe);
+    }
+  }
+  for (int i = 0; i < setup.source_count; ++i) {
+    int& source = setup.sources[i];
+    if (source < range_end && source != 3 + i) {
+      source = move_above(source, range_end, setup.status_pipe);
+    }
+  }
+  for (int target = 0; target < 3; ++target) {
+    if (setup.stdio[target] >= 0) {
+      place_fd(setup.stdio[target], target, ChildStep::stdio, setup.status_pipe);
+    }
+  }
+  for (int i = 0; i < setup.source_count; ++i) {
+    place_fd(setup.sources[i], 3 + i, ChildStep::dup2, setup.status_pipe);
+  }
+
+  // 4. Everything above the layout is closed by execve. CLOSE_RANGE_CLOEXEC marks rather than
+  // closes, so the status pipe lives until the exec succeeds (close_range(2), Linux 5.11).
+  // Older kernels say ENOSYS or EINVAL: mark them one by one, up to the soft limit the parent
+  // read (no /proc/self/fd: opendir allocates).
+  if (::close_range(static_cast<unsigned>(range_end), ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+    for (int fd = range_end; fd < setup.fd_scan_limit; ++fd) {
+      ::fcntl(fd, F_SETFD, FD_CLOEXEC);  // EBADF for the many unused numbers
+    }
+  }
+
+  // 5. The soft fd limit clusterd started with: select()-based programs break above 1024
+  // (protocols §3.8). Then the working directory.
+  if (setup.restore_nofile && ::setrlimit(RLIMIT_NOFILE, &setup.nofile) != 0) {
+    child_fail(setup.status_pipe, ChildStep::setrlimit, errno);
+  }
+  if (setup.directory != nullptr && ::chdir(setup.directory) != 0) {
+    child_fail(setup.status_pipe, ChildStep::chdir, errno);
+  }
+
+  // 6. Privileges: groups first, then gid, then uid; after setuid nothing else can be changed
+  // (protocols §3.9, setgroups(2)). Verified, because a partial drop must not run the worker.
+  if (const Credentials* wanted = setup.credentials) {
+    if (::setgroups(wanted->groups.size(), wanted->groups.data()) != 0) {
+      child_fail(setup.status_pipe, ChildStep::setgroups, errno);
+    }
+    if (::setgid(wanted->gid) != 0) {
+      child_fail(setup.status_pipe, ChildStep::setgid, errno);
+    }
+    if (::getgid() != wanted->gid || ::getegid() != wanted->gid) {
+      child_fail(setup.status_pipe, ChildStep::setgid, EPERM);
+    }
+    if (::setuid(wanted->uid) != 0) {
+      child_fail(setup.status_pipe, ChildStep::setuid, errno);
+    }
+    if (::getuid() != wanted->uid || ::geteuid() != wanted->uid ||
+        (wanted->uid != 0 && ::setuid(0) == 0)) {
+      child_fail(setup.status_pipe, ChildStep::setuid, EPERM);
+    }
+  }
+
+  // 7. Parent-death signal after the id change, which clears it (prctl(2)); then make sure
+  // the parent did not die before it was set, since then no signal will ever come.
+  if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
+    child_fail(setup.status_pipe, ChildStep::pdeathsig, errno);
+  }
+  if (::getppid() != setup.parent_pid) {
+    child_fail(setup.status_pipe, ChildStep::getppid, ESRCH);
+  }
+
+  // 8. Fill LISTEN_PID in the child: only it knows its pid (protocols §1.2).
+  if (setup.listen_pid_digits != nullptr) {
+    write_decimal(setup.listen_pid_digits, ::getpid());
+  }
+  if (setup.watchdog_pid_digits != nullptr) {
+    write_decimal(setup.watchdog_pid_digits, ::getpid());
+  }
+
+  // 9. Unblock everything last: the mask survives execve, and a worker started with SIGTERM
+  // blocked would never see its stop signal (signal(7)). A signal already pending for us
+  // (a stop sent during the spawn) is delivered here, with its default action.
+  sigset_t empty;
+  ::sigemptyset(&empty);
+  if (::sigprocmask(SIG_SETMASK, &empty, nullptr) != 0) {
+    child_fail(setup.status_pipe, ChildStep::sigprocmask, errno);
+  }
+
+  // 10. "Reaching exec" (reaching_exec_record), then the program.
+  while (::write(setup.status_pipe, &reaching_exec_record, sizeof reaching_exec_record) < 0 && errno == EINTR) {
+  }
+  ::execve(setup.executable, setup.argv, setup.envp);
+  child_fail(setup.status_pipe, ChildStep::exec, errno);
+}
+
+}  // namespace clusterd
