@@ -169,11 +169,14 @@ void OutputRouter::flush_at_exit() {
       }
     }
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-    // Nothing waits to be written means no pipe is held either: a held pipe's sink is full.
-    if (waiting.empty() || left.count() <= 0) {
+    // Streams still here were held by a full sink; that sink may have been written out just now,
+    // so they are drained again before anything is given up (only the deadline ends it sooner).
+    if (left.count() <= 0 || (waiting.empty() && streams_.empty())) {
       return;
     }
-    (void)::poll(waiting.data(), waiting.size(), static_cast<int>(std::min<long long>(left.count(), INT_MAX)));
+    if (!waiting.empty()) {
+      (void)::poll(waiting.data(), waiting.size(), static_cast<int>(std::min<long long>(left.count(), INT_MAX)));
+    }
   }
 }
 
