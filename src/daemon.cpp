@@ -2,7 +2,6 @@
 #include "daemon.h"
 
 #include <sys/epoll.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,8 +13,6 @@
 
 #include "control_protocol.h"
 #include "logging.h"
-#include "proc_status.h"
-#include "text_file.h"
 
 extern char** environ;
 

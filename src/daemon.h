@@ -16,13 +16,9 @@
 
 #include "config.h"
 #include "control_server.h"
-#include "credentials.h"
 #include "event_loop.h"
 #include "listener_sockets.h"
-#include "notify.h"
-#include "process.h"
 #include "sockets.h"
-#include "spawn_plan.h"
 #include "supervisor.h"
 #include "worker_processes.h"
 

@@ -190,7 +190,7 @@ void Supervisor::on_event(const StopRequested& event, TimePoint now) {
   }
 }
 
-void Supervisor::on_event(const ReloadRequested& event, TimePoint now) {
+void Supervisor::on_event(const ReloadRequested& event, TimePoint) {
   std::vector<RequestId> requests;
   if (event.request) {
     requests.push_back(*event.request);
@@ -216,7 +216,6 @@ void Supervisor::on_event(const ReloadRequested& event, TimePoint now) {
     return;
   }
   start_reload(event.generation, event.workers, std::move(requests));
-  (void)now;
 }
 
 void Supervisor::on_event(const ScaleRequested& event, TimePoint) { scale_to(event.workers); }

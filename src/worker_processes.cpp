@@ -76,8 +76,7 @@ void WorkerProcesses::spawn(const Spawn& spawn, const WorkerSpec& generation) {
     watch_output(std::move(stderr_pipe->read_end), STDERR_FILENO, spawn.id, pid);
   }
   const int exec_fd = process->exec_status_fd();
-  auto [entry, inserted] = workers_.emplace(pid, RunningWorker{spawn.id, std::move(*process), std::move(notify_socket)});
-  (void)inserted;
+  const auto entry = workers_.emplace(pid, RunningWorker{spawn.id, std::move(*process), std::move(notify_socket)}).first;
   loop_.add(exec_fd, EPOLLIN, [this, pid](std::uint32_t) { on_exec_status(pid); });
   entry->second.exec_status_watched = true;
   if (entry->second.notify) {
