@@ -1,4 +1,5 @@
-"""bench/lib: the parts of bench/run, one job per module (see bench/run's docstring)."""
+"""bench/lib: the parts of bench/run, one job per module (see bench/run's docstring); judge.py (targets,
+provenance, --publish) is shared by every bench script."""
 import sys
 
 

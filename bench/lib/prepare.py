@@ -1,5 +1,6 @@
 """What bench/run needs before it measures: tools, the clusterd binary, the C worker, PM2, and a
-description of the machine and of every version for the results header.
+description of every version for the results header (bench/lib/judge.py describes the binary and
+the machine).
 
 Installs only what is missing: Debian packages with apt-get, PM2 with `npm install --prefix
 bench/.node` (git-ignored). Nothing here starts a server; nothing runs `pm2` itself (any pm2
@@ -10,7 +11,6 @@ import os
 import platform
 import shutil
 import subprocess
-import time
 
 from . import say
 from .reload_bench import reload
@@ -73,23 +73,6 @@ def _first_line(cmd):
     return lines[0].strip() if lines else "?"
 
 
-def _read(path, default="?"):
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return default
-
-
-def machine():
-    cpu = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo", "").splitlines()
-                if line.startswith("model name")), "?")
-    autogroup = {"1": "on", "0": "off"}.get(_read("/proc/sys/kernel/sched_autogroup_enabled"), "n/a")
-    return {"nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
-            "debian": _read("/etc/debian_version"), "autogroup": autogroup,
-            "loadavg": _read("/proc/loadavg").split()[0]}
-
-
 def versions(clusterd):
     try:
         with open(os.path.join(NODE_PREFIX, "node_modules", "pm2", "package.json")) as f:
@@ -103,7 +86,3 @@ def versions(clusterd):
             "gcc": _first_line(["cc", "--version"]),
             "python": platform.python_version(),
             "gnuplot": _first_line(["gnuplot", "--version"])}
-
-
-def now_utc():
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

@@ -1,20 +1,31 @@
-"""bench/run's results as markdown (one table, one row per setup, then the details behind it), the
-req/s plot (gnuplot, SVG), and --publish: the table into docs/benchmarks.md between its markers,
-the plot to docs/bench-reqs.svg.
+"""bench/run's results as markdown (its targets, one table with one row per setup, then the details
+behind it), the req/s plot (gnuplot, SVG), and --publish: all of it into bench/run's results section
+of docs/benchmarks.md, the plot to docs/bench-reqs.svg.
+
+The targets bench/run judges (targets()), as docs/benchmarks.md states them:
+  - clusterd + C serves at least C_RATIO of the req/s of the same C workers by hand (SO_REUSEPORT),
+    with keep-alive and with one request per connection;
+  - clusterd + JS serves at least JS_RATIO times the req/s of Node's cluster module with one request
+    per connection (the same JS worker under both);
+  - no connection is refused while the only worker is SIGKILLed and replaced, under clusterd + C and
+    clusterd + JS, and a new worker answers;
+  - a rolling reload under load fails no request with the C worker, and refuses and times out none
+    with the JS worker (bench/reload's reload_targets()).
 """
-import re
 import shutil
 import statistics
 import subprocess
 
+from . import judge
+from .judge import Target
 from .reload_bench import reload
 from .setups import REFERENCE
 
-BEGIN = "<!-- bench/run results: begin (bench/run --publish rewrites this part) -->"
-END = "<!-- bench/run results: end -->"
 LOAD_NAMES = {"keep-alive": "keep-alive", "close": "one request per connection"}
 RELOAD_CASE_SETUP = {"clusterd + C": "clusterd-c", "clusterd + JS": "clusterd-js", "node-cluster": "node-cluster",
                      "pm2 cluster": "pm2-cluster-js"}
+C_RATIO = 0.98
+JS_RATIO = 2.0
 
 
 def grouped(number):
@@ -87,17 +98,11 @@ def main_table(results):
     return "\n".join(lines)
 
 
-def header(results):
-    m, v, s = results["machine"], results["versions"], results["settings"]
-    return "\n".join([
-        f"Run {results['started']} – {results['ended']} (`bench/run{s['argv']}`), "
-        f"{s['workers']} workers per setup unless said otherwise.",
-        "",
-        f"- Machine: {m['nproc']} CPUs (`nproc`), {m['cpu']}, kernel {m['kernel']}, Debian {m['debian']}, "
-        f"scheduler autogroup {m['autogroup']}; load average (1 min) {m['loadavg']} before, "
-        f"{results['loadavg_after']} after.",
-        f"- Versions: {v['clusterd']}; Node.js {v['node']}; PM2 {v['pm2']}; {v['wrk']}; {v['gcc']}; "
-        f"Python {v['python']}.",
+def header(results, run):
+    v, s = results["versions"], results["settings"]
+    return "\n".join(run.provenance() + [
+        f"- Other versions: Node.js {v['node']}; PM2 {v['pm2']}; {v['wrk']}; {v['gcc']}; Python {v['python']}.",
+        f"- Setups: {s['workers']} workers each unless said otherwise.",
     ] + [line for phase, line in [
         ("throughput", f"- Throughput: `wrk -t2 -c{s['connections']} -d{s['duration']}s --latency --timeout 5s`, "
                        f"keep-alive, and with `-H \"Connection: close\"` (1 req/conn), after a 1 s warm-up; "
@@ -108,6 +113,51 @@ def header(results):
         ("reload", f"- Rolling reload: 2 workers, bench/reload's loads py-keepalive, py-newconn, wrk (32 "
                    f"connections), {s.get('reload_duration')} s each, reload at {s.get('reload_hup_at')} s; "
                    f"failed requests per load, and the reload's duration.")] if phase in s["phases"]])
+
+
+def _ratio_target(results, name, key, ref, load, threshold):
+    chosen = {x["key"] for x in results["setups"] if not x.get("skipped")}
+    if "throughput" not in results["settings"]["phases"]:
+        return Target(name, None, ">=", threshold, "×", skipped="not run (--phases)")
+    if key not in chosen or ref not in chosen:
+        return Target(name, None, ">=", threshold, "×", skipped="not run (--setups)")
+    value = median_of(results["throughput"][key][load], "rps")
+    base = median_of(results["throughput"][ref][load], "rps")
+    if value is None or base is None or not base:
+        return Target(name, None, ">=", threshold, "×", shown="a run failed: see the details")
+    return Target(name, value / base, ">=", threshold, "×",
+                  shown=f"{value / base:.2f}× ({grouped(value)} / {grouped(base)} req/s)")
+
+
+def _sigkill_target(results, key, label):
+    name = f"{label}: connections refused while its only worker is SIGKILLed and replaced"
+    if "sigkill" not in results["settings"]["phases"]:
+        return Target(name, None, "==", 0, skipped="not run (--phases)")
+    row = results.get("sigkill", {}).get(key)
+    if row is None:
+        return Target(name, None, "==", 0, skipped="not run (--setups)")
+    if row.get("problem"):
+        return Target(name, None, "==", 0, shown=f"failed: {row['problem'][:120]}")
+    if row["new_pid_after_ms"] is None:
+        return Target(name, None, "==", 0, shown=f"{row['errors']['refused']} refused, and no new worker answered "
+                                                 f"within {row['window_s']:g} s")
+    return Target(name, row["errors"]["refused"], "==", 0,
+                  shown=f"{row['errors']['refused']} (new worker after {row['new_pid_after_ms']:.0f} ms; "
+                        f"{errors_text(row['errors'])} in all)")
+
+
+def targets(results):
+    """The targets docs/benchmarks.md states for bench/run, judged on these results."""
+    out = [_ratio_target(results, f"clusterd + C / by hand, C, SO_REUSEPORT: req/s, {LOAD_NAMES[load]}",
+                         "clusterd-c", REFERENCE["C"], load, C_RATIO) for load in LOAD_NAMES]
+    out.append(_ratio_target(results, "clusterd + JS / Node cluster + JS: req/s, one request per connection",
+                             "clusterd-js", REFERENCE["JS"], "close", JS_RATIO))
+    out += [_sigkill_target(results, "clusterd-c", "clusterd + C"), _sigkill_target(results, "clusterd-js", "clusterd + JS")]
+    if "reload" in results["settings"]["phases"]:
+        out += reload.reload_targets(results.get("reload", []))
+    else:
+        out += [Target(name, None, "==", 0, skipped="not run (--phases)") for name in reload.RELOAD_TARGET_NAMES]
+    return out
 
 
 def details(results):
@@ -146,8 +196,8 @@ def details(results):
             out.append(f"- {key}: {row['answered']} answered, slowest {row['max_ms']:.0f} ms"
                        + (f"; failures: {detail}" if detail else ""))
     if results.get("reload"):
-        out += ["", "Rolling reload (bench/reload's table; `served vs node-cluster` is the ratio to the "
-                "node-cluster row of the same load):", "", "```", reload.table(results["reload"]), "```"]
+        out += ["", "Rolling reload (bench/reload's table; " + reload.RATIO_LEGEND + "):", "", "```",
+                reload.table(results["reload"]), "```"]
         notes = [f"- {r['case']} / {r['load']}: {r['problem']}" for r in results["reload"] if r.get("problem")]
         if notes:
             out += [""] + notes
@@ -179,8 +229,9 @@ def cpu_lines(results):
     return lines
 
 
-def markdown(results, plot_name):
-    parts = [header(results), "", main_table(results), ""]
+def markdown(results, plot_name, run, verdicts):
+    parts = [header(results, run), "", "Targets (bench/run exits 1 when one is missed):", "", judge.table(verdicts),
+             "", main_table(results), ""]
     if plot_name:
         parts += [f"![requests/s per setup]({plot_name})", ""]
     parts += [details(results), ""]
@@ -222,15 +273,8 @@ plot "{data_path}" using 2:xtic(1) title "keep-alive", "" using 3 title "one req
     return svg_path
 
 
-def publish(text, svg_path, docs_md, docs_svg):
-    """Rewrites the part of docs_md between BEGIN and END with text; copies the plot to docs_svg."""
-    with open(docs_md) as f:
-        doc = f.read()
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(doc):
-        raise RuntimeError(f"{docs_md}: no results section between the markers {BEGIN!r} and {END!r}")
-    doc = pattern.sub(lambda _: f"{BEGIN}\n{text.strip()}\n{END}", doc)
-    with open(docs_md, "w") as f:
-        f.write(doc)
+def publish(text, svg_path, docs_svg):
+    """bench/run's results section of docs/benchmarks.md rewritten with text; the plot to docs_svg."""
+    judge.publish("run", text)
     if svg_path:
         shutil.copyfile(svg_path, docs_svg)

@@ -4,6 +4,7 @@ No sleeps as synchronisation: everything waits on a condition with a deadline an
 fails with the last value seen and the tail of clusterd's log.
 """
 import datetime
+import functools
 import json
 import os
 import re
@@ -15,6 +16,8 @@ import sys
 import tempfile
 import time
 import http.client
+
+import pytest
 
 BIN = os.environ.get("CLUSTERD_BIN", "")
 SOURCE_DIR = os.environ.get(
@@ -113,14 +116,74 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
+# ---- hermetic discovery: the default control directories, private to one test
+
+# The directories a client searches whatever its environment (control_paths.h): another clusterd
+# on the machine (a developer's, CI's decoys) keeps its sockets there.
+SHARED_CONTROL_DIRECTORIES = ["/run/clusterd", "/tmp/clusterd-%d" % os.geteuid()]
+
+# Runs "$@" in a new mount namespace where each shared directory is an empty tmpfs: a test that
+# checks discovery on purpose sees only the instances it started. The mount points are created on
+# the host when missing, as clusterd itself would (root's, mode 0755 at most); nothing else of the
+# host is hidden, so temporary directories and configs stay visible.
+_PRIVATE_RUNTIME_SCRIPT = """set -e
+for directory in "$@"; do
+  [ "$directory" = -- ] && break
+  mkdir -p "$directory"
+  mount -t tmpfs -o mode=0700,size=1m clusterd-test "$directory"
+done
+while [ "$1" != -- ]; do shift; done
+shift
+exec "$@"
+"""
+
+
+def private_runtime_unavailable():
+    """Why a private mount namespace cannot be made here, or None (it needs CAP_SYS_ADMIN)."""
+    if not shutil.which("unshare") or not shutil.which("nsenter"):
+        return "needs unshare and nsenter (util-linux)"
+    result = subprocess.run(["unshare", "--mount", "true"], capture_output=True, text=True)
+    if result.returncode != 0:
+        return "needs CAP_SYS_ADMIN for a private mount namespace: " + result.stderr.strip()
+    return None
+
+
+@functools.cache
+def _private_runtime_reason():
+    return private_runtime_unavailable()
+
+
+def needs_private_runtime(test):
+    """Marks a test that checks discovery, and so needs a private mount namespace."""
+    reason = _private_runtime_reason()
+    return pytest.mark.skipif(reason is not None, reason=str(reason))(test)
+
+
+def private_runtime_setup():
+    """A wrapper that, run in a mount namespace of its own, mounts the empty shared control
+    directories, then execs its command (same pid)."""
+    return ["/bin/sh", "-c", _PRIVATE_RUNTIME_SCRIPT, "sh"] + SHARED_CONTROL_DIRECTORIES + ["--"]
+
+
+def private_runtime_wrapper():
+    """A wrapper (Clusterd(wrapper=...)) that execs its command in a new mount namespace over
+    empty shared control directories; the pid stays the command's."""
+    return ["unshare", "--mount", "--propagation", "private"] + private_runtime_setup()
+
+
 class Clusterd:
     """One clusterd process started by a test, in its own session, with its log in a temp dir."""
 
     def __init__(self, args, cwd=None, env=None, tmpdir=None, stdin=subprocess.DEVNULL,
-                 close_stdio=False, wrapper=()):
+                 close_stdio=False, wrapper=(), private_runtime=False):
         """stdin: what clusterd gets as fd 0. close_stdio: start it with fds 0, 1 and 2 closed
         (its log then goes to --log-file, the same log_path). wrapper: a command that execs
-        clusterd in place, such as ["taskset", "-c", "0"] (the pid stays clusterd's)."""
+        clusterd in place, such as ["taskset", "-c", "0"] (the pid stays clusterd's).
+        private_runtime: run it in a mount namespace of its own in which /run/clusterd and
+        /tmp/clusterd-UID are empty, for a test of discovery (control(..., discover=True))."""
+        self.private_runtime = private_runtime
+        if private_runtime:
+            wrapper = private_runtime_wrapper() + list(wrapper)
         self.tmpdir = tmpdir or tempfile.mkdtemp(prefix="cd-")
         self.log_path = os.path.join(self.tmpdir, "clusterd.log")
         self.stdout_path = os.path.join(self.tmpdir, "clusterd.out")
@@ -189,20 +252,38 @@ class Clusterd:
         return pids
 
     # ---- the control socket
-    def control(self, *args, timeout=30.0, env=None):
+    def control_path(self, timeout=10.0):
+        """The control socket this instance logged it opened."""
+        return self.wait_for_log(r"control socket path=(\S+)", timeout=timeout)[0].group(1)
+
+    def control(self, *args, timeout=30.0, env=None, discover=False):
         """Runs the client `clusterd ARGS` (status, reload, scale N, stop, with --json and so on)
-        with this instance's environment, so it finds this instance's control socket by default.
-        Returns (code, stdout, stderr)."""
+        with this instance's environment. Returns (code, stdout, stderr).
+
+        The client is told this instance's control socket (--control PATH) unless ARGS name one,
+        so another clusterd on the machine is never asked. discover=True lets the client find
+        the socket itself (by --name, -c or alone), which only a test in a private mount
+        namespace may do (private_runtime=True): the client then runs in that namespace."""
+        args = list(args)
+        if discover:
+            if not self.private_runtime:
+                raise AssertionError("discovery is tested only with private_runtime=True: elsewhere the "
+                                     "client would also find other clusterd instances on this machine")
+        elif "--control" not in args:
+            args += ["--control", self.control_path()]
         full_env = dict(self.env)
         if env:
             full_env.update(env)
-        result = subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=timeout,
+        command = [BIN] + args
+        if self.private_runtime:
+            command = ["nsenter", "--mount", "--target", str(self.pid), "--"] + command
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                 env=full_env, stdin=subprocess.DEVNULL)
         return result.returncode, result.stdout, result.stderr
 
-    def status(self, *args):
+    def status(self, *args, discover=False):
         """`clusterd status --json` parsed; fails the test unless it answers ok."""
-        code, out, err = self.control("status", "--json", *args)
+        code, out, err = self.control("status", "--json", *args, discover=discover)
         assert code == 0, "status exited %d: %s%s\n%s" % (code, out, err, self.log_tail())
         return json.loads(out)
 
@@ -254,8 +335,14 @@ class Clusterd:
         return code
 
 
-def run_clusterd(args, timeout=15.0, cwd=None, env=None):
-    """Runs clusterd to completion (check, a config error): returns (code, stdout, stderr)."""
+def run_clusterd(args, timeout=15.0, cwd=None, env=None, private_runtime=False):
+    """Runs clusterd to completion (check, a config error, a client): returns (code, stdout, stderr).
+    private_runtime: in a mount namespace of its own with empty shared control directories (a
+    client that searches them, or a start that would open its socket there)."""
+    client = {"status", "reload", "scale", "stop"} & set(args)
+    if client and not ({"--control", "-c", "--config"} & set(args)) and not private_runtime:
+        raise AssertionError("a client run names its instance (--control or -c) unless it runs with "
+                             "private_runtime=True: it would also find other clusterd instances on this machine")
     full_env = dict(os.environ)
     full_env.pop("NOTIFY_SOCKET", None)
     # A private runtime directory, as for Clusterd: a run that gets as far as its control socket
@@ -265,7 +352,8 @@ def run_clusterd(args, timeout=15.0, cwd=None, env=None):
     if env:
         full_env.update(env)
     try:
-        result = subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=timeout,
+        command = (private_runtime_wrapper() if private_runtime else []) + [BIN] + list(args)
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                 cwd=cwd, env=full_env, stdin=subprocess.DEVNULL)
     finally:
         shutil.rmtree(runtime, ignore_errors=True)

@@ -469,8 +469,11 @@ def run(argv, cwd, timeout=10.0):
     """Runs clusterd in its own session; if it does not exit in time (it started something it
     should not have), kills its process group. Returns (code, stdout, stderr, timed_out)."""
     env = dict(os.environ)
-    for name in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"):
+    for name in ("NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "XDG_RUNTIME_DIR"):
         env.pop(name, None)
+    # A run that got as far as its control socket opens it in the case's own directory, never
+    # in /run/clusterd beside another instance's.
+    env["RUNTIME_DIRECTORY"] = cwd
     process = subprocess.Popen([harness.BIN] + argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)

@@ -102,7 +102,10 @@ class Pid1Clusterd(harness.Clusterd):
     left in its namespace."""
 
     def __init__(self, args, wrapper=(), **kwargs):
-        super().__init__(args, wrapper=UNSHARE + list(wrapper), **kwargs)
+        # A container sees only its own clusterd: the shared control directories are empty
+        # tmpfs mounts in its mount namespace, so the probes' discovery meets no other instance.
+        super().__init__(args, wrapper=UNSHARE + harness.private_runtime_setup() + list(wrapper), **kwargs)
+        self.private_runtime = True
         binary = os.path.realpath(harness.BIN)
 
         def clusterd_started():

@@ -1,16 +1,21 @@
 """clusterd installed the way a user installs it: `cmake --install` into a temporary prefix (and
 with DESTDIR), the .deb built with cpack, inspected with dpkg-deb, unpacked into a throwaway root
-and run from there. The man page documents exactly the options and subcommands `--help` lists and
-renders without a warning; the bash completion offers the subcommands, options and fixed values,
-and clusterd accepts every value it offers.
+and run from there, and installed, upgraded, removed and purged by dpkg in a throwaway root. The
+systemd units pass `systemd-analyze verify`. The man page documents exactly the options and
+subcommands `--help` lists and renders without a warning; the bash completion offers the
+subcommands, options and fixed values, and clusterd accepts every value it offers.
 
 The build directory is the one CLUSTERD_BIN was built in (BUILD/src/clusterd). The tools are
 Debian's (tools/dev installs them): cmake/cpack, dpkg-deb and dpkg-shlibdeps (dpkg-dev), groff and
-man (man-db), bash-completion. A missing one fails the test, naming the package.
+man (man-db), bash-completion, systemd-analyze (systemd). A missing one fails the test, naming the
+package. The dpkg and completion tests that need a mount namespace of their own (root) skip
+without one.
 """
 import gzip
+import hashlib
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -25,6 +30,8 @@ SOURCE = harness.SOURCE_DIR
 MAN_SOURCE = os.path.join(SOURCE, "packaging", "man", "clusterd.1")
 COMPLETION_SOURCE = os.path.join(SOURCE, "packaging", "completion", "clusterd.bash")
 CONFIG_SOURCE = os.path.join(SOURCE, "config", "clusterd.toml")
+MAINTAINER_SCRIPTS = {name: os.path.join(SOURCE, "packaging", "deb", name)
+                      for name in ("postinst", "prerm", "postrm")}
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 SUBCOMMANDS = {"check", "status", "reload", "scale", "stop"}
 DOCS = {"README.md", "configuration.md", "operations.md", "control-protocol.md", "install.md"}
@@ -230,6 +237,11 @@ def test_deb_marks_the_config_as_conffile_and_ships_only_clusterds_files(deb, tm
     for script in ("postinst", "prerm", "postrm"):
         assert os.stat(os.path.join(control, script)).st_mode & 0o777 == 0o755
         run(["sh", "-n", os.path.join(control, script)])
+        # The configure step copies them into the build directory (packaging/deb/cpack.cmake),
+        # and cpack packages that copy as it is.
+        assert read(os.path.join(control, script)) == read(MAINTAINER_SCRIPTS[script]), (
+            "the package's %s is not packaging/deb/%s: cmake --build %s re-runs the configure step "
+            "that copies it" % (script, script, BUILD))
 
     listing = run(["dpkg-deb", "--contents", deb]).stdout.splitlines()
     files = {line.split()[-1].lstrip(".") for line in listing if line.startswith("-")}
@@ -261,6 +273,241 @@ def test_deb_unpacked_runs_and_checks_its_own_config(deb, tmp):
     unitdir = pkg_config_dir("systemd", "systemdsystemunitdir", "/usr/lib/systemd/system")
     service = read(os.path.join(root, unitdir.lstrip("/"), "clusterd.service"))
     assert "\nExecStart=/usr/bin/clusterd -c /etc/clusterd/clusterd.toml\n" in service
+
+
+# ---- (b) the .deb installed, upgraded, removed and purged by dpkg, in a throwaway root
+
+# dpkg runs the maintainer scripts as it does for a root that is not the running system's:
+# `--root=ROOT --force-script-chrootless` (an empty root has no /bin/sh to chroot into) runs them
+# here with DPKG_ROOT=ROOT. Each dpkg runs in a mount namespace of its own whose /run is an empty
+# tmpfs holding only /run/systemd/system, the sign of a running systemd the scripts look for: a
+# script that ignored DPKG_ROOT would call systemctl, which is a fake on PATH that records the
+# call (and even the real one could reach no service manager: its sockets in /run are hidden).
+_SYSTEMD_RUNNING = ('mount -t tmpfs -o mode=0755 clusterd-test /run && mkdir -p /run/systemd/system '
+                    '&& exec "$@"')
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class SystemdHere:
+    """A place to run commands as if systemd ran this machine, with a systemctl that records."""
+
+    def __init__(self, directory):
+        self.bin = os.path.join(directory, "bin")
+        os.mkdir(self.bin)
+        self.calls_path = os.path.join(directory, "systemctl.calls")
+        harness.write_file(self.bin, "systemctl",
+                           '#!/bin/sh\nprintf "%%s\\n" "$*" >> %s\n' % shlex.quote(self.calls_path),
+                           mode=0o755)
+
+    def run(self, args, env=None):
+        full_env = dict(os.environ, PATH=self.bin + ":" + _SYSTEM_PATH)
+        full_env.pop("DPKG_ROOT", None)
+        full_env.update(env or {})
+        return run(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", _SYSTEMD_RUNNING,
+                    "sh"] + list(args), env=full_env)
+
+    def calls(self):
+        """systemctl's command lines so far, and forgets them."""
+        if not os.path.exists(self.calls_path):
+            return []
+        calls = read(self.calls_path).splitlines()
+        os.unlink(self.calls_path)
+        return calls
+
+
+class ThrowawayRoot:
+    """An empty root with an empty dpkg database, and dpkg run on it."""
+
+    def __init__(self, directory):
+        self.root = os.path.join(directory, "root")
+        self.admindir = os.path.join(self.root, "var", "lib", "dpkg")
+        for name in ("info", "updates", "triggers"):
+            os.makedirs(os.path.join(self.admindir, name))
+        open(os.path.join(self.admindir, "status"), "w").close()
+        self.systemd = SystemdHere(directory)
+
+    def path(self, absolute):
+        return os.path.join(self.root, absolute.lstrip("/"))
+
+    def dpkg(self, *args):
+        """Runs dpkg on the root; returns the maintainer scripts it ran: [(script, its arguments)]."""
+        # --force-depends: the empty database has none of the Depends (libc6, ...) installed.
+        # --debug=2 logs each maintainer script dpkg runs, with its arguments.
+        result = self.systemd.run(["dpkg", "--root=" + self.root, "--force-script-chrootless",
+                                   "--force-depends", "--debug=2"] + list(args))
+        return [(script, tuple(arguments.split())) for script, arguments in
+                re.findall(r"fork/exec \S+/info/clusterd\.(\w+) \((.*)\)$", result.stderr, re.M)]
+
+    def status(self):
+        """`dpkg -l`'s two status letters and the version, or None when dpkg knows no clusterd."""
+        result = subprocess.run(["dpkg-query", "--root=" + self.root, "-W",
+                                 "-f=${db:Status-Abbrev}${Version}", "clusterd"],
+                                capture_output=True, text=True)
+        return result.stdout.replace(" ", "") if result.returncode == 0 else None
+
+    def files(self):
+        """Every file in the root but dpkg's database, as absolute paths inside the root."""
+        return {p[len(self.root):] for p in files_under(self.root) if not p.startswith(self.admindir + "/")}
+
+
+def repack(deb, directory, version, config_text=None):
+    """The .deb again as VERSION, its binary told apart from the first's by bytes appended past the
+    end of the ELF file (which the loader never reads: it is the same build, so --version says the
+    same), and with config_text as its example config if given."""
+    tree = os.path.join(directory, "tree-" + version)
+    run(["dpkg-deb", "--raw-extract", deb, tree])
+    control = os.path.join(tree, "DEBIAN", "control")
+    text, count = re.subn(r"^Version: .*$", "Version: " + version, read(control), flags=re.M)
+    assert count == 1
+    harness.write_file(os.path.join(tree, "DEBIAN"), "control", text)
+    with open(os.path.join(tree, "usr", "bin", "clusterd"), "ab") as f:
+        f.write(b"\0clusterd package test: version %s\0" % version.encode())
+    if config_text is not None:
+        with open(os.path.join(tree, "etc", "clusterd", "clusterd.toml"), "w") as f:
+            f.write(config_text)
+    md5sums = os.path.join(tree, "DEBIAN", "md5sums")
+    lines = []
+    for line in read(md5sums).splitlines():
+        path = line.split(None, 1)[1]
+        with open(os.path.join(tree, path), "rb") as f:
+            lines.append("%s  %s" % (hashlib.md5(f.read()).hexdigest(), path))
+    harness.write_file(os.path.join(tree, "DEBIAN"), "md5sums", "\n".join(lines) + "\n")
+    out = os.path.join(directory, "clusterd_%s.deb" % version)
+    run(["dpkg-deb", "--root-owner-group", "--build", tree, out])
+    return out
+
+
+def packaged_binary(directory, version):
+    """The binary that repack() put into VERSION's package."""
+    return os.path.join(directory, "tree-" + version, "usr", "bin", "clusterd")
+
+
+def file_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def host_state():
+    """What this machine has of clusterd's package: dpkg's record and the files, untouched by a
+    test that installs into another root."""
+    known = subprocess.run(["dpkg-query", "-W", "-f=${db:Status-Abbrev}${Version}", "clusterd"],
+                           capture_output=True, text=True)
+    files = {}
+    for path in ("/usr/bin/clusterd", "/etc/clusterd/clusterd.toml",
+                 "/lib/systemd/system/clusterd.service", "/usr/lib/systemd/system/clusterd.service"):
+        try:
+            status = os.stat(path)
+            files[path] = (status.st_ino, status.st_mtime_ns, status.st_size)
+        except FileNotFoundError:
+            files[path] = None
+    return known.returncode, known.stdout, files
+
+
+@harness.needs_private_runtime
+def test_deb_installs_upgrades_removes_and_purges_in_a_throwaway_root(deb, tmp):
+    need("dpkg", "dpkg")
+    host_before = host_state()
+    system = ThrowawayRoot(tmp)
+    version = deb_field(deb, "Version")
+    shipped_config = read(CONFIG_SOURCE)
+    config = system.path("/etc/clusterd/clusterd.toml")
+    binary = system.path("/usr/bin/clusterd")
+
+    # Install: every file of the package in place, the binary runs, systemd left alone.
+    assert system.dpkg("--install", deb) == [("postinst", ("configure",))]
+    assert system.status() == "ii" + version
+    assert system.files() == debian_layout()
+    assert version_line(binary) == version_line(harness.BIN)
+    assert read(config) == shipped_config
+    assert system.systemd.calls() == []
+
+    # The operator edits the config.
+    assert 'workers = "auto"' in shipped_config
+    edited = shipped_config.replace('workers = "auto"', "workers = 3") + "# the operator's edit\n"
+    with open(config, "w") as f:
+        f.write(edited)
+
+    # Upgrade to a version with the same example config: the edited one is kept without a
+    # question (stdin is /dev/null), the binary replaced.
+    second = repack(deb, tmp, version + ".1")
+    run(["dpkg", "--compare-versions", version + ".1", "gt", version])
+    assert system.dpkg("--install", second) == [
+        ("prerm", ("upgrade", version + ".1")), ("postrm", ("upgrade", version + ".1")),
+        ("postinst", ("configure", version))]
+    assert system.status() == "ii" + version + ".1"
+    assert read(config) == edited
+    assert file_bytes(binary) == file_bytes(packaged_binary(tmp, version + ".1"))
+    assert version_line(binary) == version_line(harness.BIN)
+    assert system.files() == debian_layout()
+    assert system.systemd.calls() == []
+
+    # Upgrade to a version with a changed example: non-interactively, --force-confold keeps the
+    # operator's config and writes the new example beside it (docs/install.md).
+    newer_config = shipped_config + "# a newer example\n"
+    third = repack(deb, tmp, version + ".2", config_text=newer_config)
+    system.dpkg("--force-confold", "--install", third)
+    assert system.status() == "ii" + version + ".2"
+    assert read(config) == edited
+    assert read(config + ".dpkg-dist") == newer_config
+    assert file_bytes(binary) == file_bytes(packaged_binary(tmp, version + ".2"))
+    assert system.systemd.calls() == []
+
+    # Remove: everything but the operator's config is gone.
+    assert system.dpkg("--remove", "clusterd") == [("prerm", ("remove",)), ("postrm", ("remove",))]
+    assert system.status() == "rc" + version + ".2"
+    assert system.files() == {"/etc/clusterd/clusterd.toml", "/etc/clusterd/clusterd.toml.dpkg-dist"}
+    assert read(config) == edited
+    assert system.systemd.calls() == []
+
+    # Purge: the config too, and the directories the package made.
+    assert system.dpkg("--purge", "clusterd") == [("postrm", ("purge",))]
+    assert system.status() is None
+    assert system.files() == set()
+    assert not os.path.exists(system.path("/etc/clusterd"))
+    assert system.systemd.calls() == []
+
+    assert host_state() == host_before
+
+
+@harness.needs_private_runtime
+def test_deb_upgrade_replaces_an_unedited_config_with_the_new_example(deb, tmp):
+    system = ThrowawayRoot(tmp)
+    version = deb_field(deb, "Version")
+    config = system.path("/etc/clusterd/clusterd.toml")
+    system.dpkg("--install", deb)
+    newer_config = read(CONFIG_SOURCE) + "# a newer example\n"
+    system.dpkg("--install", repack(deb, tmp, version + ".1", config_text=newer_config))
+    assert system.status() == "ii" + version + ".1"
+    assert read(config) == newer_config
+    assert sorted(os.listdir(os.path.dirname(config))) == ["clusterd.toml"]
+    assert system.systemd.calls() == []
+
+
+@harness.needs_private_runtime
+def test_deb_maintainer_scripts_tell_the_running_systemd_and_no_other(deb, tmp):
+    """On the system dpkg installs into, the scripts reload systemd after the units change and stop
+    the service before its binary goes; for another root (DPKG_ROOT) they leave this one alone."""
+    control = os.path.join(tmp, "DEBIAN")
+    run(["dpkg-deb", "--control", deb, control])
+    systemd = SystemdHere(tmp)
+
+    def calls(script, *arguments, env=None):
+        systemd.run([os.path.join(control, script)] + list(arguments), env=env)
+        return systemd.calls()
+
+    reload_units = ["--system daemon-reload"]
+    assert calls("postinst", "configure", "") == reload_units
+    assert calls("postinst", "configure", "0.0.1-1") == reload_units
+    assert calls("prerm", "upgrade", "9.9.9-1") == []        # a running clusterd keeps running
+    assert calls("postrm", "upgrade", "9.9.9-1") == []
+    assert calls("prerm", "remove") == ["--system stop clusterd.service clusterd.socket"]
+    assert calls("postrm", "remove") == reload_units
+    assert calls("postrm", "purge") == reload_units
+
+    other_root = {"DPKG_ROOT": os.path.join(tmp, "root")}
+    for script, arguments in (("postinst", ("configure", "")), ("prerm", ("remove",)),
+                              ("postrm", ("remove",)), ("postrm", ("purge",))):
+        assert calls(script, *arguments, env=other_root) == [], script
 
 
 # ---- (c) the man page documents exactly what --help lists
@@ -359,10 +606,11 @@ def test_installed_man_page_renders_with_man_without_warnings(tmp):
 
 # ---- (e) the bash completion
 
-def complete(line, cwd=None, env=None, setup=""):
+def complete(line, cwd=None, env=None, setup="", prefix=()):
     """What the completion offers for `line` with the cursor at its end: (COMPREPLY, the compopt
     options it set). COMP_WORDS is split as readline splits it: at blanks, and at ":" and "="
-    (COMP_WORDBREAKS), a run of those being one word."""
+    (COMP_WORDBREAKS), a run of those being one word. prefix: a command that runs bash (nsenter
+    into a mount namespace)."""
     need("bash", "bash")
     assert os.path.exists(BASH_COMPLETION), "install the Debian package bash-completion"
     words = re.findall(r"[=:]+|[^\s=:]+", line)
@@ -386,7 +634,7 @@ printf '%s\n' "${COMPREPLY[@]}"
     if env:
         full_env.update(env)
     result = subprocess.run(
-        ["bash", "-c", script, "bash", COMPLETION_SOURCE, line, str(len(words) - 1)] + words,
+        list(prefix) + ["bash", "-c", script, "bash", COMPLETION_SOURCE, line, str(len(words) - 1)] + words,
         capture_output=True, text=True, cwd=cwd, env=full_env, timeout=30)
     compopts = [w for l in result.stderr.splitlines() if l.startswith("compopt ") for w in l.split()[1:]]
     errors = [l for l in result.stderr.splitlines() if not l.startswith("compopt ")]
@@ -485,12 +733,29 @@ def test_completion_offers_files_for_config_and_none_for_control(tmp):
     assert set(complete("clusterd --control ", cwd=tmp)[0]) == {"none", "shop.toml", "conf.d"}
 
 
-def test_completion_offers_the_names_of_running_instances(tmp):
+@harness.needs_private_runtime
+def test_completion_offers_the_names_of_running_instances(start_clusterd, tmp):
+    # The completion lists every instance whose socket it finds, so it runs in the mount namespace
+    # of the instance this test starts, where /run/clusterd and /tmp/clusterd-UID are empty but
+    # for that instance's socket: another clusterd on this machine stays out of sight.
+    # With neither $RUNTIME_DIRECTORY nor $XDG_RUNTIME_DIR, "shop" opens its socket there.
+    shop = start_clusterd(["--name", "shop", "--", "/bin/sleep", "1000"], private_runtime=True,
+                          env={"RUNTIME_DIRECTORY": "", "XDG_RUNTIME_DIR": ""})
+    shared = harness.SHARED_CONTROL_DIRECTORIES
+    assert os.path.dirname(shop.control_path()) in shared, shop.log_tail()
+    in_namespace = ["nsenter", "--mount", "--target", str(shop.pid), "--"]
+    assert complete("clusterd status --name ", prefix=in_namespace)[0] == ["shop"]
+
+    # $RUNTIME_DIRECTORY is searched too (systemd's RuntimeDirectory=): its sockets, not its
+    # other files.
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        listener.bind(os.path.join(tmp, "shop.sock"))
+        listener.bind(os.path.join(tmp, "cart.sock"))
         harness.write_file(tmp, "notes.sock.txt", "")
-        assert complete("clusterd status --name ", env={"RUNTIME_DIRECTORY": tmp})[0] == ["shop"]
+        offered = complete("clusterd status --name ", env={"RUNTIME_DIRECTORY": tmp}, prefix=in_namespace)[0]
+        assert sorted(offered) == ["cart", "shop"]
+        assert complete("clusterd stop --name c", env={"RUNTIME_DIRECTORY": tmp},
+                        prefix=in_namespace)[0] == ["cart"]
     finally:
         listener.close()
 
@@ -510,3 +775,25 @@ def test_completion_hands_over_to_the_programs_own_completion_after_program(tmp)
         assert complete(line, setup=fake)[0] == ["fake-arg"], line
     # Not clusterd's options once PROGRAM's arguments begin.
     assert "--workers" not in complete("clusterd ./server --wor", cwd=tmp)[0]
+
+
+# ---- (f) the systemd units pass systemd-analyze verify
+
+def test_installed_units_pass_systemd_analyze_verify(tmp):
+    """The units as `cmake --install` writes them (the .deb's differ only in the two paths of
+    ExecStart= and ExecStartPre=, checked above), so every program they name exists: verify checks
+    each unit's settings, that the socket has its service, that ExecStart='s and ExecReload='s
+    programs are executable and that Documentation='s man page is there."""
+    analyze = need("systemd-analyze", "systemd")
+    need("man", "man-db")
+    prefix = os.path.join(tmp, "prefix")
+    cmake_install(prefix)
+    unitdir = os.path.join(prefix, "lib", "systemd", "system")
+    units = [os.path.join(unitdir, name) for name in ("clusterd.service", "clusterd.socket")]
+    # man finds the installed clusterd(1) ahead of its usual places (the trailing ":").
+    env = dict(os.environ, MANPATH=os.path.join(prefix, "share", "man") + ":")
+    result = subprocess.run([analyze, "verify"] + units, capture_output=True, text=True, env=env,
+                            timeout=60, cwd=tmp, stdin=subprocess.DEVNULL)
+    ours = [line for line in result.stderr.splitlines()
+            if "clusterd" in line or prefix in line]
+    assert (result.returncode, ours) == (0, []), result.stderr

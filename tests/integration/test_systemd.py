@@ -2,13 +2,15 @@
 socket (and sets WATCHDOG_USEC) and checks what clusterd tells it and when: READY=1 only once every
 worker is ready, RELOADING=1 + MONOTONIC_USEC then READY=1 around a reload, STOPPING=1 on stop,
 STATUS= lines, WATCHDOG=1 pings at half the interval. Workers never see systemd's variables.
-Socket activation: under systemd-socket-activate clusterd adopts the socket instead of binding.
+Socket activation: under systemd-socket-activate clusterd adopts the socket instead of binding,
+and the shipped config takes the shipped socket unit's socket by its FileDescriptorName=.
 """
 import os
 import re
 import signal
 import socket
 import struct
+import tempfile
 import threading
 import time
 
@@ -19,6 +21,10 @@ from harness import PYTHON, http_get, socket_inodes, wait_until, worker
 from test_reload import read_notify_reports
 
 SOCKET_ACTIVATE = "/usr/bin/systemd-socket-activate"
+# What the package installs as /etc/clusterd/clusterd.toml and clusterd.socket (test_packaging.py
+# checks that the installed files are these).
+SHIPPED_CONFIG = os.path.join(harness.SOURCE_DIR, "config", "clusterd.toml")
+SHIPPED_SOCKET_UNIT = os.path.join(harness.SOURCE_DIR, "packaging", "systemd", "clusterd.socket")
 
 
 class Datagram:
@@ -278,6 +284,16 @@ def listeners_held(pid, control_socket=None):
             if inode in held and (control_socket is None or what != control_socket)}
 
 
+def socket_activate(address, fdname, runtime_directory):
+    """A wrapper that runs clusterd the way systemd does with a socket unit: systemd-socket-activate
+    binds ADDRESS and execs clusterd with it as fd 3 named FDNAME once a connection comes in. It
+    passes on no environment but TERM, PATH, USER, HOME and what -E names, so the instance's own
+    runtime directory is named again: without it clusterd would open its control socket in
+    /run/clusterd, shared with every other clusterd on this machine."""
+    return [SOCKET_ACTIVATE, "-l", address, "--fdname=" + fdname,
+            "-E", "RUNTIME_DIRECTORY=" + runtime_directory]
+
+
 @pytest.mark.skipif(not os.access(SOCKET_ACTIVATE, os.X_OK), reason="needs systemd-socket-activate")
 def test_socket_activation_adopts_the_socket_and_workers_serve_it(start_clusterd, tmpdir_short):
     # A unix socket path: race-free, unlike picking a "free" TCP port in advance. The config
@@ -286,7 +302,7 @@ def test_socket_activation_adopts_the_socket_and_workers_serve_it(start_clusterd
     config = harness.write_file(tmpdir_short, "clusterd.toml", "workers = 2\ncommand = [%s]\n" % ", ".join(
         harness.toml_string(part) for part in [PYTHON, worker("http_worker.py"), "--graceful"]))
     clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short,
-                              wrapper=[SOCKET_ACTIVATE, "-l", path, "--fdname=http"])
+                              wrapper=socket_activate(path, "http", tmpdir_short))
     # systemd-socket-activate binds, then waits for the first connection before it execs
     # clusterd in place (same pid).
     wait_until(lambda: os.path.exists(path) and listeners_held(clusterd.pid), 10.0,
@@ -302,8 +318,8 @@ def test_socket_activation_adopts_the_socket_and_workers_serve_it(start_clusterd
     assert first["served_address"] == path
     # clusterd bound no listener itself: the only listening socket it holds, apart from its
     # control socket, is the one it inherited.
-    control = clusterd.matches(r"control socket path=(\S+)")
-    control_socket = control[0].group(1) if control else None
+    control_socket = clusterd.control_path()
+    assert os.path.dirname(control_socket) == tmpdir_short      # its own, not /run/clusterd's
     assert listeners_held(clusterd.pid, control_socket) == {activated}
     seen = set()
     wait_until(lambda: seen.add(http_get(address)["pid"]) or seen == set(pids), 10.0,
@@ -321,3 +337,76 @@ def test_socket_activation_adopts_the_socket_and_workers_serve_it(start_clusterd
     clusterd.signal(signal.SIGTERM)
     assert clusterd.wait_exit(15.0) == 0, clusterd.log_tail()
     assert os.path.exists(path)        # an adopted socket file belongs to the socket unit
+
+
+def unit_settings(path, section):
+    """{key: [values]} of one section of a systemd unit file."""
+    settings, current = {}, None
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line or line[0] in "#;":
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                current = line[1:-1]
+            elif current == section:
+                key, _, value = line.partition("=")
+                settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def free_tcp_port():
+    """A port of 127.0.0.1 nothing listens on right now (it may be taken before it is bound)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(not os.access(SOCKET_ACTIVATE, os.X_OK), reason="needs systemd-socket-activate")
+def test_shipped_config_takes_the_shipped_socket_units_socket_by_its_name(start_clusterd):
+    unit = unit_settings(SHIPPED_SOCKET_UNIT, "Socket")
+    [fdname] = unit["FileDescriptorName"]
+    [listen] = unit["ListenStream"]
+    assert re.fullmatch(r"\d+", listen), listen     # a port: every address
+    # The unit's port on every address could be taken on this machine: the same TCP socket on a
+    # free port of 127.0.0.1 instead (tried again should another program take it first).
+    # The shipped example's worker is /bin/sleep, which serves nothing: to see a request reach a
+    # worker, PROGRAM on the command line (it replaces `command`) is the test's HTTP worker, told
+    # to serve the listener of the unit's name. All else is the shipped config.
+    for _ in range(5):
+        port = free_tcp_port()
+        runtime = tempfile.mkdtemp(prefix="cd-")
+        clusterd = start_clusterd(
+            ["-c", SHIPPED_CONFIG, "--", PYTHON, worker("http_worker.py"), "--name", fdname],
+            tmpdir=runtime, wrapper=socket_activate("127.0.0.1:%d" % port, fdname, runtime))
+        wait_until(lambda: clusterd.exited() or listeners_held(clusterd.pid), 10.0,
+                   "systemd-socket-activate listening", describe=clusterd.log_tail)
+        if not clusterd.exited():
+            break
+        assert "Address already in use" in clusterd.log(), clusterd.log_tail()
+    else:
+        raise AssertionError("no free port for systemd-socket-activate in 5 tries")
+    address = "127.0.0.1:%d" % port
+    [activated] = listeners_held(clusterd.pid)
+    first = http_get(address, timeout=10.0)      # this connection starts clusterd
+
+    assert clusterd.matches(r"started name=(\S+)")[0].group(1) == "example"
+    # clusterd listens on the socket it was given, under the unit's name: the one
+    # systemd-socket-activate bound, not a port of the kernel's choosing (the shipped
+    # config's address is 127.0.0.1:0), and it bound no socket of its own.
+    assert [m.groups() for m in clusterd.matches(r"listening name=(\S+) address=(\S+)")] == [
+        (fdname, address)]
+    control_socket = clusterd.control_path()
+    assert os.path.dirname(control_socket) == runtime
+    assert listeners_held(clusterd.pid, control_socket) == {activated}
+
+    # The request went through to a worker, which got the socket under the unit's name.
+    [count] = clusterd.wait_for_log(r"all workers ready workers=(\d+)", timeout=30.0)
+    pids = clusterd.ready_pids(int(count.group(1)))
+    assert first["pid"] in pids
+    assert first["listen"] == {"LISTEN_FDS": "1", "LISTEN_FDNAMES": fdname, "LISTEN_PID": str(first["pid"])}
+    assert first["served_address"] == ["127.0.0.1", port]
+    assert first["env"].get("APP_ENV") == "production"        # the shipped config's [env]
+
+    clusterd.signal(signal.SIGTERM)
+    assert clusterd.wait_exit(40.0) == 0, clusterd.log_tail()

@@ -2,7 +2,9 @@
 // the log file, checked against a private temp directory; nothing may be created by asking.
 #include "host_checks.h"
 
+#include <grp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gmock/gmock.h>
@@ -129,14 +131,43 @@ TEST_F(HostChecksTest, LogFileUnderAFileOrThatIsADirectory) {
             "cannot open \"" + dir_ + "/sub\" for appending: Is a directory");
 }
 
-TEST_F(HostChecksTest, LogFileThatCannotBeWritten) {
-  if (::geteuid() == 0) {
-    GTEST_SKIP() << "root may write anything";
+// log_file(path) as answered by a process without root's privileges: uid and gid 65534 (nobody)
+// when the test runs as root, which may write anything; the test's own uid otherwise.
+std::string log_file_answer_unprivileged(const HostChecks& checks, const std::string& path) {
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) {
+    return "pipe failed";
   }
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    if (::geteuid() == 0 && (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0)) {
+      ::_exit(3);
+    }
+    const std::string answer = checks.log_file(path).value_or("no problem");
+    const bool written = ::write(pipe_fds[1], answer.data(), answer.size()) == static_cast<ssize_t>(answer.size());
+    ::_exit(written ? 0 : 4);
+  }
+  ::close(pipe_fds[1]);
+  std::string answer;
+  char buffer[512];
+  for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;) {
+    answer.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? answer : "child failed: " + std::to_string(status);
+}
+
+TEST_F(HostChecksTest, LogFileThatCannotBeWritten) {
+  ::chmod(dir_.c_str(), 0755);  // nobody may reach the files, not write them
   ::chmod((dir_ + "/data").c_str(), 0444);
   ::chmod((dir_ + "/sub").c_str(), 0555);
-  EXPECT_THAT(checks_.log_file(dir_ + "/data").value_or(""), HasSubstr("Permission denied"));
-  EXPECT_THAT(checks_.log_file(dir_ + "/sub/c.log").value_or(""), HasSubstr("Permission denied"));
+  EXPECT_EQ(log_file_answer_unprivileged(checks_, dir_ + "/data"),
+            "cannot open \"" + dir_ + "/data\" for appending: Permission denied");
+  EXPECT_EQ(log_file_answer_unprivileged(checks_, dir_ + "/sub/c.log"),
+            "cannot open \"" + dir_ + "/sub/c.log\" for appending: Permission denied");
 }
 
 }  // namespace
