@@ -249,7 +249,7 @@ def test_shell_jobs_example_takes_jobs_survives_a_crash_and_stops_cleanly(start_
                                   if n.startswith("slow.")], 10.0, "the slow job taken")
     busy = int(taken.split(".")[1])
     [idle] = [pid for pid in running if pid != busy]
-    stopper = subprocess.Popen([harness.BIN, "stop"], env=clusterd.env, stdin=subprocess.DEVNULL,
+    stopper = subprocess.Popen([harness.BIN, "stop", "--control", clusterd.control_path()], env=clusterd.env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # The stop signal went to both workers at once: the idle one is gone, the busy one works on.
