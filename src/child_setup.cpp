@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -170,6 +171,17 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
     }
     if (::setuid(wanted->uid) != 0) {
       child_fail(setup.status_pipe, ChildStep::setuid, errno);
+    }
+    // A clusterd that is not root changes ids with CAP_SETUID/CAP_SETGID, and setuid() from one
+    // non-zero uid to another keeps every capability (capabilities(7)): drop them all (the
+    // ambient ones go with the permitted set), so the worker is the plain user it is under a
+    // root clusterd, and the check below does not find it able to become root again.
+    if (wanted->uid != 0) {
+      __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+      __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = {};
+      if (::syscall(SYS_capset, &header, none) != 0) {
+        child_fail(setup.status_pipe, ChildStep::setuid, errno);
+      }
     }
     if (::getuid() != wanted->uid || ::geteuid() != wanted->uid ||
         (wanted->uid != 0 && ::setuid(0) == 0)) {

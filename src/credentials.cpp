@@ -248,9 +248,14 @@ tl::expected<WorkerUser, std::string> resolve_worker_user(const std::optional<st
     // own ids without privilege, so the worker keeps clusterd's groups instead of failing.
     return result;
   }
+  const std::string subject = user ? "user \"" + *user + "\"" : "group \"" + *group + "\"";
   if (!may_change_uid || !may_change_gid) {
-    const std::string subject = user ? "user \"" + *user + "\"" : "group \"" + *group + "\"";
     return tl::make_unexpected("changing to " + subject + " needs root (or CAP_SETUID/CAP_SETGID)");
+  }
+  // kill(2), and the parent-death signal sent as clusterd dies, reach a process of another uid
+  // only with CAP_KILL: without it clusterd could neither stop such workers nor take them with it.
+  if (uid_changes && !has_capability(CAP_KILL)) {
+    return tl::make_unexpected("changing to " + subject + " needs CAP_KILL as well, to stop its workers");
   }
   result.credentials = std::move(wanted);
   return result;

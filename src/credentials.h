@@ -36,7 +36,8 @@ struct WorkerUser {
 // and its supplementary groups (getgrouplist). `group` alone: only the gid changes; the
 // supplementary groups stay clusterd's own. Errors, as the config reports them:
 // `unknown user "bob"`, `unknown group "x"`,
-// `changing to user "nobody" needs root (or CAP_SETUID/CAP_SETGID)`.
+// `changing to user "nobody" needs root (or CAP_SETUID/CAP_SETGID)`, and without root a uid change
+// also needs CAP_KILL (`... needs CAP_KILL as well, to stop its workers`).
 // Reads the user and group databases (may block on NSS); call at load and reload, not per spawn
 // if that matters.
 tl::expected<WorkerUser, std::string> resolve_worker_user(const std::optional<std::string>& user,

@@ -2,13 +2,19 @@
 an inherited ignored SIGCHLD (the kernel would reap the workers itself), `nohup`'s ignored SIGHUP,
 an ignored and blocked SIGTERM, or other blocked signals. Each launcher here execs clusterd in
 place, so its pid is clusterd's and the harness ends it by pid as usual.
+
+Then what the signals do (operations.md, "Signals"): SIGUSR2 is forwarded to every process of
+every worker's group, and a signal sent while clusterd is still starting (even before it ran at
+all) is not lost: SIGTERM/SIGINT stop it cleanly, SIGHUP reloads.
 """
+import json
 import os
 import shutil
 import signal
 
 import pytest
 
+import harness
 from harness import PYTHON, pid_alive, pid_gone, wait_until, worker
 
 # The signals clusterd reads from its signalfd (protocols §3.6).
@@ -155,3 +161,190 @@ def test_signal_mask_and_dispositions_do_not_depend_on_the_launcher(start_cluste
     clusterd.signal(signal.SIGTERM)
     assert clusterd.wait_exit(15.0) == 0, clusterd.log_tail()
     wait_until(lambda: pid_gone(pid), 10.0, "worker reaped")
+
+
+# ---- what the signals do: SIGUSR2 forwarded, signals during start-up
+
+
+def signal_worker(directory, *extra):
+    """tests/workers/signal_worker.py: records its signals as files in directory."""
+    return [PYTHON, worker("signal_worker.py"), "--dir", directory] + list(extra)
+
+
+def started_workers(directory, count, describe=None):
+    """{pid: report} once `count` workers wrote started-PID.json, that is have their handlers."""
+    def enough():
+        reports = {}
+        for name in os.listdir(directory):
+            if name.startswith("started-") and name.endswith(".json"):
+                with open(os.path.join(directory, name)) as f:
+                    report = json.load(f)
+                reports[report["pid"]] = report
+        return reports if len(reports) >= count else None
+
+    return wait_until(enough, 10.0, "%d started workers in %s" % (count, directory), describe=describe)
+
+
+def usr2_counts(directory, pids):
+    """{pid: how many SIGUSR2 that process recorded}."""
+    counts = {}
+    for pid in pids:
+        try:
+            with open(os.path.join(directory, "usr2-%d.log" % pid)) as f:
+                counts[pid] = f.read().count("USR2\n")
+        except FileNotFoundError:
+            counts[pid] = 0
+    return counts
+
+
+def processes_started_with(marker):
+    """Pids of the live processes whose command line holds marker (a test's own temp dir)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if marker.encode() in cmdline and pid_alive(int(entry)):
+            pids.append(int(entry))
+    return pids
+
+
+def test_sigusr2_is_forwarded_once_to_every_process_of_every_worker(start_clusterd, tmpdir_short):
+    # Each worker forks a helper that stays in its process group: the signal goes to the group.
+    clusterd = start_clusterd(["--workers", "3", "--"] + signal_worker(tmpdir_short, "--helper"))
+    workers = set(clusterd.ready_pids(3))
+    started = started_workers(tmpdir_short, 3, describe=clusterd.log_tail)
+    assert set(started) == workers
+    helpers = {report["helper"] for report in started.values()}
+    clusterd.extra_pids.update(helpers)                 # no parent-death signal: killed at cleanup
+    for pid, report in started.items():
+        assert harness.proc_stat(report["helper"])["pgrp"] == pid
+    everyone = workers | helpers
+
+    for sent in (1, 2):
+        clusterd.signal(signal.SIGUSR2)
+        clusterd.wait_for_log(r"forwarded signal=USR2 workers=3 not_yet_running=0$", count=sent)
+        wait_until(lambda: min(usr2_counts(tmpdir_short, everyone).values()) >= sent, 10.0,
+                   "SIGUSR2 #%d recorded by every process" % sent,
+                   describe=lambda: "%r\n%s" % (usr2_counts(tmpdir_short, everyone), clusterd.log_tail()))
+        # Exactly once per signal sent to clusterd. (Two standard signals that arrive together are
+        # merged by the kernel, so a duplicate may go unseen; one is never counted twice.)
+        assert usr2_counts(tmpdir_short, everyone) == {pid: sent for pid in everyone}
+
+    # Only forwarded: the same workers still run, none restarted, and clusterd stops as usual.
+    status = clusterd.status()
+    assert {w["pid"] for w in status["workers"]} == workers
+    assert all(w["state"] == "ready" and w["restarts"] == 0 for w in status["workers"])
+    assert clusterd.count(r"worker exited") == 0
+    clusterd.signal(signal.SIGTERM)
+    assert clusterd.wait_exit(15.0) == 0, clusterd.log_tail()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_stop_signal_while_workers_are_not_yet_ready_stops_them_and_exits_0(start_clusterd, tmpdir_short,
+                                                                             signum):
+    # notify mode, and the workers never send READY=1: clusterd has not finished starting.
+    clusterd = start_clusterd(["--workers", "2", "--ready", "notify", "--"] + signal_worker(tmpdir_short))
+    started = started_workers(tmpdir_short, 2, describe=clusterd.log_tail)
+    clusterd.seen_pids.update(started)
+    status = clusterd.status()
+    assert status["workers_ready"] == 0
+    assert [w["state"] for w in status["workers"]] == ["starting", "starting"]
+
+    clusterd.signal(signum)
+    assert clusterd.wait_exit(15.0) == 0, clusterd.log_tail()
+    log = clusterd.log()
+    assert "received signal=%s" % signal.Signals(signum).name[3:] in log
+    assert "stopping workers=2 signal=TERM grace=30s" in log
+    for pid in started:
+        # Its stop signal, handled: a graceful stop, not a kill.
+        assert os.path.exists(os.path.join(tmpdir_short, "term-%d" % pid))
+        assert clusterd.count(r"worker stopped slot=\d gen=1 pid=%d status=exit:0 " % pid) == 1
+    assert clusterd.count(r"worker ready|all workers ready") == 0
+    assert log.splitlines()[-1].endswith("stopped code=0")
+    assert processes_started_with(tmpdir_short) == []      # no worker left behind
+
+
+def test_sighup_while_workers_are_not_yet_ready_reloads_once_they_are(start_clusterd, tmpdir_short):
+    go = os.path.join(tmpdir_short, "go")              # the workers send READY=1 once it exists
+    clusterd = start_clusterd(["--workers", "2", "--ready", "notify", "--"]
+                              + signal_worker(tmpdir_short, "--ready-when", go))
+    first = started_workers(tmpdir_short, 2, describe=clusterd.log_tail)
+    clusterd.seen_pids.update(first)
+    clusterd.signal(signal.SIGHUP)
+    clusterd.wait_for_log(r"reload started generation=2 workers=2 batch=1$")
+    with open(go, "w"):
+        pass
+    clusterd.wait_for_log(r"reload finished generation=2 workers=2$", timeout=20.0)
+
+    status = clusterd.status()
+    new = {w["pid"] for w in status["workers"]}
+    clusterd.seen_pids.update(new)
+    assert status["generation"] == 2 and status["workers_ready"] == 2
+    assert all(w["generation"] == 2 and w["state"] == "ready" for w in status["workers"])
+    assert len(new) == 2 and not new & set(first)
+    assert clusterd.count(r"received signal=HUP") == 1
+    assert not [pid for pid in first if pid_alive(pid)]
+    clusterd.signal(signal.SIGTERM)
+    assert clusterd.wait_exit(15.0) == 0, clusterd.log_tail()
+
+
+# Blocks the signal named by argv[1], sends it to itself, then execs argv[2:] in place: the signal
+# is pending before clusterd runs its first instruction (the mask and pending signals survive
+# execve), as early as a signal can come.
+PENDING_LAUNCHER = r"""
+import os, signal, sys
+signum = getattr(signal, "SIG" + sys.argv[1])
+signal.pthread_sigmask(signal.SIG_BLOCK, [signum])
+os.kill(os.getpid(), signum)
+assert signum in signal.sigpending()
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def pending_at_exec(name):
+    return [PYTHON, "-c", PENDING_LAUNCHER, name]
+
+
+@pytest.mark.parametrize("name", ["TERM", "INT"])
+def test_a_stop_signal_sent_before_clusterd_ran_stops_it_cleanly(start_clusterd, tmpdir_short, name):
+    clusterd = start_clusterd(["--workers", "2", "--log-level", "debug", "--"] + signal_worker(tmpdir_short),
+                              wrapper=pending_at_exec(name))
+    assert clusterd.wait_exit(15.0) == 0, clusterd.log_tail()
+    spawned = [int(m.group(1)) for m in clusterd.matches(r"worker spawned slot=\d gen=1 pid=(\d+)$")]
+    clusterd.seen_pids.update(spawned)
+    messages = [harness.LOG_LINE.match(line).group(3) for line in clusterd.log().splitlines()]
+    # It started (both workers spawned), then read the signal that was waiting.
+    assert len(spawned) == 2
+    last_spawned = max(i for i, message in enumerate(messages) if message.startswith("worker spawned "))
+    assert messages.index("received signal=%s" % name) > last_spawned
+    assert "stopping workers=2 signal=TERM grace=30s" in messages
+    for pid in spawned:
+        assert clusterd.count(r"worker stopped slot=\d gen=1 pid=%d status=" % pid) == 1
+        assert pid_gone(pid)
+    assert messages[-1] == "stopped code=0"
+    assert processes_started_with(tmpdir_short) == []
+
+
+def test_a_sighup_sent_before_clusterd_ran_is_a_reload(start_clusterd, tmpdir_short):
+    clusterd = start_clusterd(["--workers", "2", "--log-level", "debug", "--"] + signal_worker(tmpdir_short),
+                              wrapper=pending_at_exec("HUP"))
+    clusterd.wait_for_log(r"reload finished generation=2 workers=2$", timeout=20.0)
+    assert clusterd.count(r"received signal=HUP") == 1
+    first = [int(m.group(1)) for m in clusterd.matches(r"worker spawned slot=\d gen=1 pid=(\d+)$")]
+    clusterd.seen_pids.update(first)
+    assert len(first) == 2
+    status = clusterd.status()
+    new = {w["pid"] for w in status["workers"]}
+    clusterd.seen_pids.update(new)
+    assert status["generation"] == 2 and status["workers_ready"] == 2
+    assert all(w["generation"] == 2 and w["state"] == "ready" for w in status["workers"])
+    wait_until(lambda: set(clusterd.children()) == new, 10.0, "only generation 2 left",
+               describe=lambda: str(clusterd.children()))
+    assert not [pid for pid in first if pid_alive(pid)]
+    clusterd.signal(signal.SIGTERM)
+    assert clusterd.wait_exit(15.0) == 0, clusterd.log_tail()
