@@ -1,6 +1,6 @@
 // Counts the CPUs `--workers auto` may use: affinity capped by the cgroup CPU quota. The
-// parsers at the top are pure; detect_usable_cpus() at the bottom is the only part that reads
-// the system.
+// parsers and count_usable_cpus() at the top are pure; detect_usable_cpus() at the bottom is the
+// only part that reads the system.
 #include "cpu_count.h"
 
 #include <sched.h>
@@ -229,6 +229,54 @@ std::vector<std::string> cgroup_directories(const CpuCgroup& cgroup) {
   return directories;
 }
 
+std::vector<std::string> cpu_quota_files(const CpuCgroup& cgroup) {
+  std::vector<std::string> files;
+  for (const std::string& directory : cgroup_directories(cgroup)) {
+    if (cgroup.version == CgroupVersion::v2) {
+      files.push_back(directory + "/cpu.max");
+    } else {
+      files.push_back(directory + "/cpu.cfs_quota_us");
+      files.push_back(directory + "/cpu.cfs_period_us");
+    }
+  }
+  return files;
+}
+
+CpuCount count_usable_cpus(const CpuCountInputs& inputs) {
+  CpuCount count;
+  count.affinity = inputs.affinity;
+  count.source = "affinity";
+  const auto file = [&](const std::string& path) -> const std::string* {
+    const auto found = inputs.files.find(path);
+    return found == inputs.files.end() ? nullptr : &found->second;
+  };
+  if (const auto cgroup = find_cpu_cgroup(inputs.proc_self_cgroup, inputs.mountinfo)) {
+    for (const std::string& directory : cgroup_directories(*cgroup)) {
+      // A missing file (the v2 root, a level without the cpu controller) limits nothing.
+      CpuQuota quota;
+      std::string source;
+      if (cgroup->version == CgroupVersion::v2) {
+        const std::string* cpu_max = file(directory + "/cpu.max");
+        quota = cpu_max != nullptr ? parse_cgroup2_cpu_max(*cpu_max) : std::nullopt;
+        source = "cgroup2 " + directory + "/cpu.max";
+      } else {
+        const std::string* quota_us = file(directory + "/cpu.cfs_quota_us");
+        const std::string* period_us = file(directory + "/cpu.cfs_period_us");
+        quota = quota_us != nullptr && period_us != nullptr ? parse_cgroup1_quota(*quota_us, *period_us)
+                                                            : std::nullopt;
+        source = "cgroup1 " + directory + "/cpu.cfs_quota_us";
+      }
+      // The lowest quota along the path applies; of equal ones, the one nearest the leaf is named.
+      if (quota && (!count.quota || *quota < *count.quota)) {
+        count.quota = quota;
+        count.source = std::move(source);
+      }
+    }
+  }
+  count.usable = usable_cpus_from(count.affinity, count.quota);
+  return count;
+}
+
 int usable_cpus_from(int affinity_cpus, CpuQuota quota) {
   const int affinity = std::max(affinity_cpus, 1);
   if (!quota || !(*quota < static_cast<double>(affinity))) {
@@ -268,53 +316,21 @@ int affinity_cpu_count() {
   return online > 0 ? static_cast<int>(online) : 1;
 }
 
-struct FoundQuota {
-  CpuQuota quota;
-  std::string source;
-};
-
-FoundQuota read_quota(const CpuCgroup& cgroup) {
-  FoundQuota lowest;
-  for (const std::string& directory : cgroup_directories(cgroup)) {
-    // A missing file (the v2 root, a level without the cpu controller) limits nothing.
-    CpuQuota quota;
-    std::string source;
-    if (cgroup.version == CgroupVersion::v2) {
-      const auto cpu_max = read_text_file(directory + "/cpu.max");
-      quota = cpu_max ? parse_cgroup2_cpu_max(*cpu_max) : std::nullopt;
-      source = "cgroup2 " + directory + "/cpu.max";
-    } else {
-      const auto quota_us = read_text_file(directory + "/cpu.cfs_quota_us");
-      const auto period_us = read_text_file(directory + "/cpu.cfs_period_us");
-      quota = quota_us && period_us ? parse_cgroup1_quota(*quota_us, *period_us) : std::nullopt;
-      source = "cgroup1 " + directory + "/cpu.cfs_quota_us";
-    }
-    if (quota && (!lowest.quota || *quota < *lowest.quota)) {
-      lowest = {quota, std::move(source)};
-    }
-  }
-  return lowest;
-}
-
 }  // namespace
 
 CpuCount detect_usable_cpus() {
-  CpuCount count;
-  count.affinity = affinity_cpu_count();
-  count.source = "affinity";
-  const auto proc_self_cgroup = read_text_file("/proc/self/cgroup");
-  const auto mountinfo = read_text_file("/proc/self/mountinfo");
-  if (proc_self_cgroup && mountinfo) {
-    if (const auto cgroup = find_cpu_cgroup(*proc_self_cgroup, *mountinfo)) {
-      FoundQuota found = read_quota(*cgroup);
-      count.quota = found.quota;
-      if (found.quota) {
-        count.source = std::move(found.source);
+  CpuCountInputs inputs;
+  inputs.affinity = affinity_cpu_count();
+  inputs.proc_self_cgroup = read_text_file("/proc/self/cgroup").value_or("");
+  inputs.mountinfo = read_text_file("/proc/self/mountinfo").value_or("");
+  if (const auto cgroup = find_cpu_cgroup(inputs.proc_self_cgroup, inputs.mountinfo)) {
+    for (const std::string& path : cpu_quota_files(*cgroup)) {
+      if (auto text = read_text_file(path)) {
+        inputs.files.emplace(path, std::move(*text));
       }
     }
   }
-  count.usable = usable_cpus_from(count.affinity, count.quota);
-  return count;
+  return count_usable_cpus(inputs);
 }
 
 }  // namespace clusterd

@@ -1,7 +1,9 @@
 // `--workers auto`: the CPUs clusterd may use, from the affinity mask capped by the cgroup v2
-// (or v1) CPU quota, rounded up (protocols §5). Parsers are pure; one function reads the files.
+// (or v1) CPU quota, rounded up (protocols §5). The parsers and the count are pure; one function
+// reads the system.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -48,9 +50,30 @@ struct CpuCount {
   CpuQuota quota;
   int usable = 1;
   std::string source;  // e.g. "cgroup2 /sys/fs/cgroup/app/cpu.max" or "affinity"
+
+  bool operator==(const CpuCount&) const = default;
 };
 
-// Reads sched_getaffinity, /proc/self/cgroup, /proc/self/mountinfo and the cgroup files.
+// Everything the count depends on, as read from the system by detect_usable_cpus().
+struct CpuCountInputs {
+  int affinity = 1;               // CPUs in the affinity mask (CPU_COUNT of sched_getaffinity)
+  std::string proc_self_cgroup;   // the text of /proc/self/cgroup ("" when unreadable)
+  std::string mountinfo;          // the text of /proc/self/mountinfo ("" when unreadable)
+  // The texts of the cgroup quota files (cpu_quota_files()) by path; a file that could not be
+  // read (the v2 root has no cpu.max) is absent.
+  std::map<std::string, std::string> files;
+};
+
+// The files count_usable_cpus() reads for this cgroup, leaf first: `cpu.max` (v2), or
+// `cpu.cfs_quota_us` and `cpu.cfs_period_us` (v1), of the cgroup and each ancestor.
+std::vector<std::string> cpu_quota_files(const CpuCgroup& cgroup);
+
+// Pure: the affinity count capped by the lowest quota along the cgroup's path, rounded up, at
+// least 1 (usable_cpus_from), with the file that quota came from.
+CpuCount count_usable_cpus(const CpuCountInputs& inputs);
+
+// Reads sched_getaffinity, /proc/self/cgroup, /proc/self/mountinfo and the cgroup files, then
+// count_usable_cpus().
 CpuCount detect_usable_cpus();
 
 }  // namespace clusterd

@@ -35,18 +35,19 @@ def example(*parts):
     return os.path.join(EXAMPLES, *parts)
 
 
-def missing(*programs):
-    """Why the example cannot run here (a program not installed), or None."""
+def require(*programs):
+    """Fails the test unless every program is installed: each is one that tools/dev installs
+    (gunicorn, nodejs, golang-go, g++), so a missing one is a broken setup, not a reason to skip."""
     for program in programs:
-        if shutil.which(program, path=SYSTEM_PATH) is None:
-            return "%s is not installed" % program
-    return None
+        assert shutil.which(program, path=SYSTEM_PATH), \
+            "%s is not installed (tools/dev installs it; run tools/dev test)" % program
 
 
-def python_module_missing(module):
+def require_python_module(module):
     probe = subprocess.run(["/usr/bin/python3", "-c", "import " + module], capture_output=True,
-                           stdin=subprocess.DEVNULL, timeout=30)
-    return None if probe.returncode == 0 else "python3-%s is not installed" % module
+                           stdin=subprocess.DEVNULL, timeout=30, text=True)
+    assert probe.returncode == 0, "python3-%s is not installed (tools/dev installs it): %s" % (
+        module, probe.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -85,23 +86,23 @@ def build_go(build_dir):
     return out
 
 
-# id, why it cannot run here, the folder clusterd runs in (a function of the build dir).
+# id, what it needs (checked, failing the test when missing), the folder clusterd runs in (a
+# function of the build dir).
 SERVERS = [
-    pytest.param("python-gunicorn", lambda: missing("gunicorn"), lambda _: example("python-gunicorn"),
+    pytest.param("python-gunicorn", lambda: require("gunicorn"), lambda _: example("python-gunicorn"),
                  id="python-gunicorn"),
-    pytest.param("python-uvicorn", lambda: missing("python3") or python_module_missing("uvicorn"),
+    pytest.param("python-uvicorn", lambda: (require("python3"), require_python_module("uvicorn")),
                  lambda _: example("python-uvicorn"), id="python-uvicorn"),
-    pytest.param("node", lambda: missing("node"), lambda _: example("node"), id="node"),
-    pytest.param("go", lambda: missing("go"), build_go, id="go"),
-    pytest.param("c", lambda: missing("cc"), build_c, id="c"),
+    pytest.param("node", lambda: require("node"), lambda _: example("node"), id="node"),
+    pytest.param("go", lambda: require("go"), build_go, id="go"),
+    pytest.param("c", lambda: require("cc"), build_c, id="c"),
 ]
 
 
-@pytest.mark.parametrize("name, why_not, workdir", SERVERS)
+@pytest.mark.parametrize("name, needs, workdir", SERVERS)
 def test_server_example_serves_from_each_worker_and_stops_gracefully(start_clusterd, build_dir, name,
-                                                                     why_not, workdir):
-    if why_not():
-        pytest.skip(why_not())
+                                                                     needs, workdir):
+    needs()
     cwd = workdir(build_dir)
     config = example(name, "clusterd.toml")
 
@@ -177,8 +178,7 @@ def wait_for_done(spool, count, clusterd):
 
 
 def test_shell_jobs_example_takes_jobs_survives_a_crash_and_stops_cleanly(start_clusterd, tmpdir_short):
-    if missing("bash"):
-        pytest.skip(missing("bash"))
+    require("bash")
     cwd = example("shell-jobs")
     config = example("shell-jobs", "clusterd.toml")
     spool = os.path.join(tmpdir_short, "spool")
@@ -310,7 +310,12 @@ def test_readme_shell_use_runs_the_example_worker_and_the_client_commands(start_
     assert code == 0, out + err
     assert clusterd.wait_exit(15.0) == 0, clusterd.log_tail()
 
-    # "With a config file instead of flags, check it first", from the repository's root.
+    # "With a config file instead of flags, check it first", from the repository's root: node
+    # must be installed (tools/dev installs nodejs), or check fails on the example's command.
+    require("node")
     code, out, err = run_clusterd(["check", "-c", "examples/node/clusterd.toml"],
                                   cwd=harness.SOURCE_DIR, env=RUN_ENV)
-    assert code == 0 or missing("node"), out + err
+    assert code == 0, out + err
+    for setting in ('name = "hello-node"', 'workers = "auto"', 'command = ["node", "server.js"]',
+                    'address = "127.0.0.1:8000"', 'grace = "15s"'):
+        assert re.search("^%s$" % re.escape(setting), out, re.M), (setting, out)

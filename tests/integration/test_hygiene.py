@@ -1,7 +1,6 @@
 """What a worker gets and nothing more: its fds, its environment, its own process group and session,
 expanded argv, /dev/null stdin; orphans are reaped; `--workers auto` counts usable CPUs.
 """
-import math
 import os
 import shutil
 import signal
@@ -208,79 +207,175 @@ def test_idle_clusterd_does_not_wake_up(start_clusterd, tmpdir_short):
     assert voluntary_context_switches(clusterd.pid) == before
 
 
-def expected_auto_workers():
-    """Usable CPUs as interface §1 defines them: the affinity mask, capped by the cgroup CPU quota
-    (v2 cpu.max or v1 cfs_quota_us/cfs_period_us, along the cgroup's path) rounded up, at least 1."""
-    cpus = len(os.sched_getaffinity(0))
-    quotas = []
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
-            if controllers == "":   # v2
-                base = "/sys/fs/cgroup"
-                if not os.path.exists(os.path.join(base, "cgroup.controllers")):
-                    base = "/sys/fs/cgroup/unified"
-                for part in ancestors(path):
-                    quota = read_v2_quota(os.path.join(base, part.lstrip("/"), "cpu.max"))
-                    if quota:
-                        quotas.append(quota)
-            elif "cpu" in controllers.split(","):
-                for base in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"):
-                    if os.path.isdir(base):
-                        for part in ancestors(path):
-                            quota = read_v1_quota(os.path.join(base, part.lstrip("/")))
-                            if quota:
-                                quotas.append(quota)
-                        break
-    if quotas:
-        cpus = min(cpus, math.ceil(min(quotas)))
-    return max(cpus, 1)
+# ---- `--workers auto` from inputs the test sets itself: the affinity mask (taskset) and the CPU
+# quota of cgroups it creates. The rule (configuration.md, `workers`): the CPUs of the mask, capped
+# by the lowest quota along the cgroup's path rounded up, at least 1. Each case below states its
+# expected count, worked out by hand from those inputs.
+
+AUTO_RESOLVED = r"workers=auto resolved workers=(\d+) affinity_cpus=(\d+) quota_cpus=(\S+) source=(\S+(?: \S+)?)$"
 
 
-def ancestors(path):
-    parts = [p for p in path.split("/") if p]
-    return ["/" + "/".join(parts[:i]) for i in range(len(parts), -1, -1)]
+def first_cpus(count):
+    """The first `count` CPUs this test may run on, as taskset's list."""
+    return ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0))[:count])
 
 
-def read_v2_quota(path):
-    try:
-        with open(path) as f:
-            quota, period = f.read().split()
-    except (OSError, ValueError):
-        return None
-    return None if quota == "max" else int(quota) / int(period)
+def start_auto(start_clusterd, report_dir, cpus, wrapper=()):
+    """clusterd --workers auto on the first `cpus` CPUs of this test's mask, inside `wrapper`."""
+    assert shutil.which("taskset"), "taskset is not installed (util-linux: tools/dev installs it)"
+    return start_clusterd(["--workers", "auto", "--control", "none", "--"] + report_worker(report_dir),
+                          wrapper=list(wrapper) + [shutil.which("taskset"), "-c", first_cpus(cpus)])
 
 
-def read_v1_quota(directory):
-    try:
-        with open(os.path.join(directory, "cpu.cfs_quota_us")) as f:
-            quota = int(f.read())
-        with open(os.path.join(directory, "cpu.cfs_period_us")) as f:
-            period = int(f.read())
-    except (OSError, ValueError):
-        return None
-    return None if quota <= 0 else quota / period
-
-
-def test_workers_auto_starts_one_worker_per_usable_cpu(start_clusterd, tmpdir_short):
-    expected = expected_auto_workers()
-    clusterd = start_clusterd(["--workers", "auto", "--"] + report_worker(tmpdir_short))
-    started = clusterd.wait_for_log(r"started name=\S+ pid=\d+ workers=(\d+) ")[0]
-    assert int(started.group(1)) == expected
-    reports = wait_for_reports(tmpdir_short, expected, describe=clusterd.log_tail)
+def assert_auto_started(clusterd, report_dir, workers, affinity, quota, source):
+    """The resolved line is exactly this, and exactly `workers` workers run, slots 0..workers-1."""
+    [resolved] = clusterd.wait_for_log(AUTO_RESOLVED)
+    assert resolved.groups() == (str(workers), str(affinity), quota, source), resolved.string
+    [started] = clusterd.wait_for_log(r"started name=\S+ pid=\d+ workers=(\d+) ")
+    assert started.group(1) == str(workers)
+    reports = wait_for_reports(report_dir, workers, describe=clusterd.log_tail)
     clusterd.seen_pids.update(reports)
-    assert sorted(int(r["slot"]) for r in reports.values()) == list(range(expected))
-    assert all(r["workers"] == str(expected) for r in reports.values())
-    assert len(clusterd.ready_pids(expected)) == expected
+    assert sorted(int(r["slot"]) for r in reports.values()) == list(range(workers))
+    assert {r["workers"] for r in reports.values()} == {str(workers)}
+    assert len(clusterd.ready_pids(workers)) == workers
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 or not shutil.which("taskset"),
-                    reason="needs 2 CPUs and taskset")
 def test_workers_auto_follows_the_affinity_mask(start_clusterd, tmpdir_short):
-    clusterd = start_clusterd(["--workers", "auto", "--"] + report_worker(tmpdir_short),
-                              wrapper=[shutil.which("taskset"), "-c", str(min(os.sched_getaffinity(0)))])
-    started = clusterd.wait_for_log(r"started name=\S+ pid=\d+ workers=(\d+) ")[0]
+    # One CPU in the mask: one worker, whatever quota this machine has (a quota is at least 1).
+    clusterd = start_auto(start_clusterd, tmpdir_short, 1)
+    [resolved] = clusterd.wait_for_log(AUTO_RESOLVED)
+    assert resolved.group(1, 2) == ("1", "1"), resolved.string
+    [started] = clusterd.wait_for_log(r"started name=\S+ pid=\d+ workers=(\d+) ")
     assert started.group(1) == "1"
     [report] = wait_for_reports(tmpdir_short, 1, describe=clusterd.log_tail).values()
     clusterd.seen_pids.add(report["pid"])
     assert report["workers"] == "1"
+
+
+class CpuCgroups:
+    """Cgroups this test creates at the top of this machine's cpu controller hierarchy (so no
+    quota but its own applies), each with the quota it is given; removed at the end."""
+
+    def __init__(self):
+        self.version, self.top = self._hierarchy()
+        self.created = []
+
+    @staticmethod
+    def _hierarchy():
+        """("v1" or "v2", mount point) of the cpu controller, or pytest.skip with the reason."""
+        if os.geteuid() != 0:
+            pytest.skip("needs root to create cgroups with a CPU quota")
+        v1 = v2 = None
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                _, mount_point, fstype, options = line.split()[:4]
+                if fstype == "cgroup" and "cpu" in options.split(","):
+                    v1 = mount_point
+                elif fstype == "cgroup2" and v2 is None:
+                    v2 = mount_point
+        if v1:
+            top_quota = read_text(os.path.join(v1, "cpu.cfs_quota_us")).strip()
+            if top_quota != "-1":
+                pytest.skip("the cpu hierarchy's top %s has a quota of its own (%s)" % (v1, top_quota))
+            return "v1", v1
+        if v2:
+            if os.path.exists(os.path.join(v2, "cpu.max")):
+                pytest.skip("the cgroup hierarchy's top %s has a cpu.max of its own (a container)" % v2)
+            subtree_control = os.path.join(v2, "cgroup.subtree_control")
+            if "cpu" not in read_text(subtree_control).split():
+                # systemd enables it there whenever a unit sets a CPU quota or weight; done here
+                # for the test's own cgroups, and left on (harmless, and systemd may rely on it).
+                try:
+                    write_text(subtree_control, "+cpu")
+                except OSError as error:
+                    pytest.skip("cannot enable the cpu controller in %s: %s" % (subtree_control, error))
+            return "v2", v2
+        pytest.skip("no cgroup hierarchy with the cpu controller here")
+
+    def create(self, parent, quota_us):
+        """A new cgroup under `parent` (None: the top) with quota_us/100000 CPUs (None: no quota);
+        its directory."""
+        directory = os.path.join(parent or self.top, "cd-auto-%d-%d" % (os.getpid(), len(self.created)))
+        if parent and self.version == "v2":
+            write_text(os.path.join(parent, "cgroup.subtree_control"), "+cpu")   # its children get cpu.max
+        try:
+            os.mkdir(directory)
+        except OSError as error:
+            pytest.skip("cannot create a cgroup in %s: %s" % (self.top, error))
+        self.created.append(directory)
+        if self.version == "v1":
+            write_text(os.path.join(directory, "cpu.cfs_period_us"), "100000")
+            write_text(os.path.join(directory, "cpu.cfs_quota_us"), str(quota_us or -1))
+        elif quota_us is not None:
+            write_text(os.path.join(directory, "cpu.max"), "%d 100000" % quota_us)
+        return directory
+
+    def quota_file(self, directory):
+        return "cgroup1 %s/cpu.cfs_quota_us" % directory if self.version == "v1" \
+            else "cgroup2 %s/cpu.max" % directory
+
+    @staticmethod
+    def enter(directory):
+        """A wrapper that moves the command into the cgroup, then execs it (same pid)."""
+        return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', directory]
+
+    def remove(self):
+        def removed(directory):
+            try:
+                os.rmdir(directory)
+                return True
+            except FileNotFoundError:
+                return True
+            except OSError:
+                return False       # EBUSY until its last process has exited
+
+        for directory in reversed(self.created):
+            wait_until(lambda: removed(directory), 20.0, "cgroup %s removed" % directory,
+                       describe=lambda: read_text(os.path.join(directory, "cgroup.procs")))
+
+
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def write_text(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+@pytest.fixture
+def cpu_cgroups():
+    """Requested before start_clusterd, so it is removed after clusterd and its workers are gone."""
+    cgroups = CpuCgroups()
+    yield cgroups
+    cgroups.remove()
+
+
+# (CPUs in the mask, the quota of a parent cgroup, of clusterd's own cgroup (µs per 100000 µs;
+# None: none), workers expected, quota_cpus logged, whose quota applies)
+AUTO_CASES = [
+    pytest.param(1, None, 150000, 1, "1.500000", "own", id="1-cpu-quota-1.5"),
+    pytest.param(2, None, 150000, 2, "1.500000", "own", id="2-cpus-quota-1.5-rounds-up"),
+    pytest.param(2, None, 50000, 1, "0.500000", "own", id="2-cpus-quota-0.5"),
+    pytest.param(2, None, 300000, 2, "3.000000", "own", id="2-cpus-quota-3"),
+    pytest.param(2, 50000, None, 1, "0.500000", "parent", id="2-cpus-parent-quota-0.5"),
+    pytest.param(2, None, None, 2, "none", "affinity", id="2-cpus-no-quota"),
+]
+
+
+@pytest.mark.parametrize("cpus, parent_quota, own_quota, workers, logged_quota, applies", AUTO_CASES)
+def test_workers_auto_is_the_mask_capped_by_the_cgroup_quota(cpu_cgroups, start_clusterd, tmpdir_short, cpus,
+                                                             parent_quota, own_quota, workers, logged_quota,
+                                                             applies):
+    if len(os.sched_getaffinity(0)) < cpus:
+        pytest.skip("needs %d CPUs" % cpus)
+    parent = cpu_cgroups.create(None, parent_quota)
+    own = cpu_cgroups.create(parent, own_quota)
+    source = {"own": cpu_cgroups.quota_file(own), "parent": cpu_cgroups.quota_file(parent),
+              "affinity": "affinity"}[applies]
+    clusterd = start_auto(start_clusterd, tmpdir_short, cpus, wrapper=CpuCgroups.enter(own))
+    assert_auto_started(clusterd, tmpdir_short, workers, cpus, logged_quota, source)

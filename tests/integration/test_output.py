@@ -10,6 +10,7 @@ import termios
 import threading
 import time
 
+import harness
 from harness import BIN, PYTHON, cpu_seconds, wait_until, worker
 
 LINE = re.compile(r"^\[(\d+) (\d+)\] (.*)$")
@@ -95,17 +96,51 @@ def test_last_words_before_exit_come_before_the_exit_is_logged(start_clusterd):
     assert match.start() < exited.start()
 
 
-def test_a_flooding_worker_is_not_held_up_and_clusterd_keeps_answering(start_clusterd):
-    size = 8 * 1024 * 1024
-    clusterd = start_clusterd(["--workers", "1", "--output", "prefix", "--"] + output_worker("--flood", str(size)))
+def test_a_flooding_worker_is_not_held_up_and_clusterd_keeps_answering(start_clusterd, tmpdir_short):
+    flooding = os.path.join(tmpdir_short, "flooding")   # the worker: "my first MiB is written"
+    stop = os.path.join(tmpdir_short, "stop")           # the test: "end the flood now"
+    clusterd = start_clusterd(["--workers", "1", "--output", "prefix", "--"]
+                              + output_worker("--flood-until", stop, "--flooding", flooding))
     (pid,) = clusterd.ready_pids(1)
-    code, out, err = clusterd.control("status", "--json")
-    assert code == 0, err
+    # The flood is under way, and clusterd is copying it: the worker has written 1 MiB into a
+    # pipe that holds 64 KiB. It goes on until the test creates `stop`, so it is under way for as
+    # long as the status below takes.
+    wait_until(lambda: os.path.exists(flooding), timeout=30, message="the worker flooding",
+               describe=clusterd.log_tail)
+    copied = os.path.getsize(clusterd.stdout_path)
+    assert copied >= (1 << 20) - (1 << 16), copied
+
+    status = clusterd.status()
+    [worker_entry] = status["workers"]
+    uptime = worker_entry.pop("uptime_s")
+    assert isinstance(uptime, float) and uptime >= 0, uptime
+    assert worker_entry == {"slot": 0, "pid": pid, "generation": 1, "state": "ready", "restarts": 0,
+                            "last_exit": None, "next_restart_in_s": None, "notify_status": None}
+    del status["workers"]
+    version = subprocess.run([BIN, "--version"], capture_output=True, text=True, timeout=10).stdout.split()[1]
+    assert status == {"ok": True, "name": "python3", "pid": clusterd.pid, "version": version,
+                      "generation": 1, "config": None, "workers_wanted": 1, "workers_ready": 1,
+                      "reloading_to": None, "stopping": False, "listeners": []}
+    # The flood went on through the status and goes on after it: clusterd copies another MiB,
+    # and the worker has not finished (its stop file does not exist yet).
+    wait_until(lambda: os.path.getsize(clusterd.stdout_path) >= copied + (1 << 20), timeout=30,
+               message="another MiB copied after the status", describe=clusterd.log_tail)
+    assert "flood done" not in read(clusterd.stdout_path)
+
+    harness.write_file(tmpdir_short, "stop", "")
     wait_until(lambda: "flood done %d" % pid in read(clusterd.stdout_path), timeout=60,
-               message="the flood to get through", describe=clusterd.log_tail)
+               message="the flood to end", describe=clusterd.log_tail)
+    # Every line whole, prefixed, in order, none lost: 0, 1, 2, ... then "flood done".
     lines = prefixed(read(clusterd.stdout_path))
-    assert all(text.startswith("flood %d " % pid) or text == "flood done %d" % pid for _, _, text in lines)
-    assert sum(len(text) + 1 for _, _, text in lines) >= size
+    assert {(slot, line_pid) for slot, line_pid, _ in lines} == {(0, pid)}
+    assert lines[-1][2] == "flood done %d" % pid
+    numbers = []
+    for _, _, text in lines[:-1]:
+        fields = text.split(" ")
+        assert fields[:2] == ["flood", str(pid)] and fields[3] == "y" * 80 and len(fields) == 4, text[:200]
+        numbers.append(int(fields[2]))
+    assert numbers == list(range(len(numbers))), "flood lines lost or out of order"
+    assert sum(len(text) + 1 for _, _, text in lines) >= copied + (1 << 20)
     clusterd.signal(signal.SIGTERM)
     assert clusterd.wait_exit() == 0
 

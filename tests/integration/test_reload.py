@@ -548,6 +548,24 @@ def notify_command(*extra):
 
 
 NOTIFY_READY = '\n[ready]\nmode = "notify"\ntimeout = "10s"\n'
+# For workers held at a gate: the test, not a timeout, decides when they get ready.
+GATED_READY = '\n[ready]\nmode = "notify"\ntimeout = "5m"\n'
+
+
+def gated_reload(clusterd, directory, workers=2, **options):
+    """Rewrites the config so that the next generation's workers are ready only once the test
+    creates the gate file (its path is returned; it does not exist yet), and starts that reload.
+    Generation 1 (started from notify_command()) stays as it was: a restart of one of its
+    workers runs its own command, without the gate."""
+    gate = os.path.join(directory, "gate")
+    write_config(directory, workers=workers, command=notify_command("--ready-when", gate),
+                 extra=GATED_READY, **options)
+    clusterd.signal(signal.SIGHUP)
+    return gate
+
+
+def open_gate(gate):
+    harness.write_file(os.path.dirname(gate), os.path.basename(gate), "")
 
 
 def test_reload_is_abandoned_when_a_new_worker_exits_before_it_is_ready(start_clusterd, tmpdir_short):
@@ -567,18 +585,21 @@ def test_reload_is_abandoned_when_a_new_worker_exits_before_it_is_ready(start_cl
 
 
 def test_a_reload_asked_for_during_a_reload_is_queued_once(start_clusterd, tmpdir_short):
-    config = write_config(tmpdir_short, workers=2, command=notify_command("--ready-after", "0.5"),
-                          extra=NOTIFY_READY)
+    config = write_config(tmpdir_short, workers=2, command=notify_command(), extra=GATED_READY)
     clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
     generation_pids(clusterd, 1, 2)
-    clusterd.signal(signal.SIGHUP)
+    gate = gated_reload(clusterd, tmpdir_short)
     clusterd.wait_for_log(r"reload started generation=2 ")
-    # Two more requests while generation 2 starts (about 1 s): they join into one.
+    # Two more requests while generation 2 is held at its gate: they join into one.
     clusterd.signal(signal.SIGHUP)
-    clusterd.wait_for_log(r"reload queued behind generation=2")
+    clusterd.wait_for_log(r"reload queued behind generation=2 as generation=3")
     clusterd.signal(signal.SIGHUP)
-    clusterd.wait_for_log(r"reload queued behind generation=2", count=2)
-    assert "reload finished generation=2" not in clusterd.log()
+    clusterd.wait_for_log(r"reload queued behind generation=2 as generation=4")
+    # The gate is closed, so no worker of generation 2 can be ready: the reload is still under way.
+    assert not os.path.exists(gate)
+    assert clusterd.count(r"worker ready slot=\d+ gen=2 ") == 0
+    assert "reload finished" not in clusterd.log()
+    open_gate(gate)
     # Each accepted request gets its number; the newest file wins, so generation 3 never runs.
     clusterd.wait_for_log(r"reload finished generation=4 workers=2", timeout=15.0)
     log = clusterd.log()
@@ -589,15 +610,18 @@ def test_a_reload_asked_for_during_a_reload_is_queued_once(start_clusterd, tmpdi
 
 
 def test_scaling_during_a_reload_sets_the_new_generations_worker_count(start_clusterd, tmpdir_short):
-    config = write_config(tmpdir_short, workers=2, command=notify_command("--ready-after", "0.5"),
-                          extra=NOTIFY_READY)
+    config = write_config(tmpdir_short, workers=2, command=notify_command(), extra=GATED_READY)
     clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
     generation_pids(clusterd, 1, 2)
-    clusterd.signal(signal.SIGHUP)
+    gate = gated_reload(clusterd, tmpdir_short)
     clusterd.wait_for_log(r"reload started generation=2 workers=2 ")
     clusterd.signal(signal.SIGTTIN)
     clusterd.wait_for_log(r"scaling workers=3")
+    # Scaled while generation 2 is held at its gate: the reload had not finished.
+    assert not os.path.exists(gate)
+    assert clusterd.count(r"worker ready slot=\d+ gen=2 ") == 0
     assert "reload finished" not in clusterd.log()
+    open_gate(gate)
     clusterd.wait_for_log(r"reload finished generation=2 workers=3", timeout=15.0)
     new = generation_pids(clusterd, 2, 3)
     assert set(new) == {0, 1, 2}
@@ -607,34 +631,44 @@ def test_scaling_during_a_reload_sets_the_new_generations_worker_count(start_clu
 
 def test_an_old_worker_that_dies_during_a_reload_restarts_from_the_old_generation(start_clusterd,
                                                                                    tmpdir_short):
-    config = write_config(tmpdir_short, workers=2, command=notify_command("--ready-after", "0.5"),
-                          extra=NOTIFY_READY)
+    config = write_config(tmpdir_short, workers=2, command=notify_command(), extra=GATED_READY)
     clusterd = start_clusterd(["-c", config, "--log-level", "debug"], tmpdir=tmpdir_short)
     old = generation_pids(clusterd, 1, 2)
-    clusterd.signal(signal.SIGHUP)
+    gate = gated_reload(clusterd, tmpdir_short)
     clusterd.wait_for_log(r"reload started generation=2 ")
-    os.kill(old[1], signal.SIGKILL)        # slot 1 waits for slot 0's new worker (batch 1)
+    # Slot 1 waits for slot 0's new worker (batch 1), which is held at its gate.
+    os.kill(old[1], signal.SIGKILL)
     clusterd.wait_for_log(r"worker exited slot=1 gen=1 pid=%d status=signal:KILL " % old[1])
     [restarted] = clusterd.wait_for_log(r"worker spawned slot=1 gen=1 pid=(\d+)", count=2)[1:]
-    clusterd.seen_pids.add(int(restarted.group(1)))
+    restarted = int(restarted.group(1))
+    clusterd.seen_pids.add(restarted)
+    # It runs generation 1's command (without the gate), so it gets ready while the reload waits.
+    clusterd.wait_for_log(r"worker ready slot=1 gen=1 pid=%d" % restarted)
+    with open("/proc/%d/cmdline" % restarted, "rb") as f:
+        assert f.read().split(b"\0")[:-1] == [part.encode() for part in notify_command()]
+    assert not os.path.exists(gate)
+    assert clusterd.count(r"worker ready slot=\d+ gen=2 ") == 0
+    assert "reload finished" not in clusterd.log()
+    open_gate(gate)
     clusterd.wait_for_log(r"reload finished generation=2 workers=2", timeout=15.0)
     new = generation_pids(clusterd, 2, 2)
-    assert int(restarted.group(1)) not in new.values()
+    assert restarted not in new.values()
     assert live_children(clusterd) == sorted(new.values())
 
 
 def test_stop_during_a_reload_abandons_it_and_exits_0(start_clusterd, tmpdir_short):
-    config = write_config(tmpdir_short, workers=2, command=notify_command("--ready-after", "1"),
-                          extra=NOTIFY_READY)
+    config = write_config(tmpdir_short, workers=2, command=notify_command(), extra=GATED_READY)
     clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
     old = generation_pids(clusterd, 1, 2)
-    clusterd.signal(signal.SIGHUP)
-    [spawned] = clusterd.wait_for_log(r"reload started generation=2 ")
+    gate = gated_reload(clusterd, tmpdir_short)
+    clusterd.wait_for_log(r"reload started generation=2 ")
+    # Generation 2 is held at its gate, never opened: the stop comes during the reload.
     clusterd.signal(signal.SIGTERM)
     assert clusterd.wait_exit(15.0) == 0, clusterd.log_tail()
     log = clusterd.log()
     assert "reload abandoned: clusterd is stopping; the running workers keep serving generation=1" in log
     assert "reload finished" not in log and "stopped code=0" in log
+    assert clusterd.count(r"worker ready slot=\d+ gen=2 ") == 0 and not os.path.exists(gate)
     assert not [pid for pid in old.values() if harness.pid_alive(pid)]
 
 
@@ -802,17 +836,22 @@ def test_reload_batch_replaces_that_many_slots_at_a_time(start_clusterd, tmpdir_
 
 
 def test_a_scale_during_a_reload_that_is_abandoned_still_holds(start_clusterd, tmpdir_short):
-    config = write_config(tmpdir_short, workers=2, command=notify_command(), extra=NOTIFY_READY)
+    config = write_config(tmpdir_short, workers=2, command=notify_command(), extra=GATED_READY)
     clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
     generation_pids(clusterd, 1, 2)
-    # The new command never becomes ready and exits 1 after 1 s: the reload will be abandoned.
-    write_config(tmpdir_short, workers=2, extra=NOTIFY_READY,
-                 command=[PYTHON, worker("http_worker.py"), "--exit-after", "1.0"])
+    # The new command never becomes ready, and exits 1 once the test opens the gate: the reload
+    # will be abandoned then, not before.
+    gate = os.path.join(tmpdir_short, "gate")
+    write_config(tmpdir_short, workers=2, extra=GATED_READY, command=notify_command("--exit-when", gate))
     clusterd.signal(signal.SIGHUP)
     clusterd.wait_for_log(r"reload started generation=2 ")
     code, out, err = clusterd.control("scale", "3")
     assert code == 0, out + err
-    clusterd.wait_for_log(r"reload abandoned: ", timeout=15.0)
+    clusterd.wait_for_log(r"scaling workers=3")
+    assert "reload abandoned" not in clusterd.log() and not os.path.exists(gate)
+    open_gate(gate)
+    clusterd.wait_for_log(r"reload abandoned: slot=0 gen=2 exited status=exit:1 before it was ready; "
+                          r"the running workers keep serving generation=1", timeout=15.0)
     generation_pids(clusterd, 1, 3)   # the scale's third worker, from the generation that serves
     assert clusterd.status()["workers_wanted"] == 3
 

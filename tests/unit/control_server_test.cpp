@@ -14,6 +14,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -66,6 +67,17 @@ std::string read_available(const Fd& fd, bool* closed = nullptr) {
     }
     return text;
   }
+}
+
+// How many sockets this process holds open (/proc/self/fd): the server's connections show here.
+std::size_t open_sockets() {
+  std::size_t sockets = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code error;
+    const auto target = std::filesystem::read_symlink(entry.path(), error);
+    sockets += !error && target.string().starts_with("socket:[") ? 1 : 0;
+  }
+  return sockets;
 }
 
 // ----- directories
@@ -252,7 +264,23 @@ class ServerTest : public ::testing::Test {
   std::optional<ControlServer> server_;
 };
 
-TEST_F(ServerTest, NoDeadlineWithoutConnections) { EXPECT_EQ(server_->next_deadline(), std::nullopt); }
+// The idle limit exists only while a connection does: 10 s after it was accepted, then none again
+// once it closed.
+TEST_F(ServerTest, NoDeadlineWithoutConnections) {
+  EXPECT_EQ(server_->next_deadline(), std::nullopt);
+  const TimePoint before = Clock::now();
+  std::optional<Fd> client = connect_to(path_);
+  run_until([&] { return server_->next_deadline().has_value(); });
+  const TimePoint after = Clock::now();
+  const auto deadline = server_->next_deadline();
+  ASSERT_TRUE(deadline);
+  EXPECT_GE(*deadline, before + ControlServer::idle_limit);
+  EXPECT_LE(*deadline, after + ControlServer::idle_limit);
+  client.reset();
+  run_until([&] { return !server_->next_deadline().has_value(); });
+  EXPECT_EQ(server_->next_deadline(), std::nullopt);
+  EXPECT_TRUE(requests_.empty());
+}
 
 TEST_F(ServerTest, SeveralRequestsOnOneConnectionAnsweredInOrder) {
   const Fd client = connect_to(path_);
@@ -286,15 +314,35 @@ TEST_F(ServerTest, APendingReloadHoldsTheRepliesBehindIt) {
   EXPECT_EQ(got, "{\"ok\":true,\"generation\":2}\n{\"ok\":true,\"n\":2}\n");
 }
 
+// The client leaves while its request is pending: its connection stays until the answer (the
+// request is still carried out), the answer closes it and goes nowhere, and the server goes on.
 TEST_F(ServerTest, AReplyToAClientThatLeftIsDropped) {
+  const std::size_t listening = open_sockets();
   {
     const Fd client = connect_to(path_);
     send_text(client, "scale 3\n");
     run_until([&] { return requests_.size() == 1; });
+    EXPECT_EQ(open_sockets(), listening + 2);  // the client's end and the server's
   }
   loop_.run_once();  // the server sees the hang-up (EPOLLHUP is reported even with no events asked)
-  server_->reply(requests_.at(0).first, scale_reply(3));
+  ASSERT_EQ(requests_.size(), 1u);
+  EXPECT_EQ(std::get<ScaleRequest>(requests_[0].second).workers, 3);
+  EXPECT_EQ(open_sockets(), listening + 1);  // held for the pending answer
+  EXPECT_EQ(server_->next_deadline(), std::nullopt);  // with no idle limit while pending
+  server_->reply(requests_[0].first, scale_reply(3));
+  EXPECT_EQ(open_sockets(), listening);  // answered: closed
   EXPECT_EQ(server_->next_deadline(), std::nullopt);
+  server_->reply(requests_[0].first, scale_reply(3));  // answered twice: ignored
+
+  const Fd next = connect_to(path_);
+  send_text(next, "status\n");
+  std::string got;
+  run_until([&] {
+    got += read_available(next);
+    return got.find('\n') != std::string::npos;
+  });
+  EXPECT_EQ(got, "{\"ok\":true,\"n\":2}\n");
+  EXPECT_EQ(requests_.size(), 2u);
 }
 
 // A client that sends and closes at once (`printf 'scale 3\nstop\n' | nc -U`) still gets every
@@ -461,7 +509,27 @@ TEST_F(ServerTest, ManyClientsAtOnce) {
         return answered == clients.size();
       },
       400);
-  EXPECT_EQ(answered, clients.size());
+  ASSERT_EQ(answered, clients.size());
+  // Each client got one whole reply, its own: the handler numbered the 50 requests 1..50, in
+  // whichever order the server took them, and each number went to exactly one client.
+  std::vector<std::string> expected;
+  for (std::size_t n = 1; n <= clients.size(); ++n) {
+    expected.push_back("{\"ok\":true,\"n\":" + std::to_string(n) + "}\n");
+  }
+  std::sort(got.begin(), got.end());
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(got, expected);
+  ASSERT_EQ(requests_.size(), clients.size());
+  for (const auto& [id, request] : requests_) {
+    EXPECT_TRUE(std::holds_alternative<StatusRequest>(request)) << id;
+  }
+  // Every connection is still open, waiting for its next request: 50 idle limits, none expired.
+  EXPECT_TRUE(server_->next_deadline().has_value());
+  for (const Fd& client : clients) {
+    bool closed = false;
+    EXPECT_EQ(read_available(client, &closed), "");
+    EXPECT_FALSE(closed);
+  }
 }
 
 }  // namespace

@@ -8,6 +8,8 @@ Options:
   --slot-delay SECS          ...plus SECS times its slot (CLUSTERD_WORKER_ID)
   --never-ready              never send READY=1 (nor serve)
   --ready-on-usr1            send READY=1 when SIGUSR1 arrives, not before
+  --ready-when FILE          send READY=1 once FILE exists, not before (a gate the test opens)
+  --exit-when FILE           never send READY=1; exit 1 once FILE exists
   --ready-once FILE          only the first worker that creates FILE sends READY=1 (its
                              replacements never do)
   --extend-timeout SECS      send EXTEND_TIMEOUT_USEC=<SECS in µs> at start
@@ -86,6 +88,12 @@ def first_with(path):
         return False
 
 
+def wait_for_file(path):
+    """Returns once path exists: the test's gate (polled, as the standard library has no inotify)."""
+    while not os.path.exists(path):
+        time.sleep(0.01)
+
+
 def watchdog_pinger(every, stop_after):
     started = time.monotonic()
     while stop_after is None or time.monotonic() - started < stop_after:
@@ -120,6 +128,8 @@ def main():
     parser.add_argument("--slot-delay", type=float, default=0.0)
     parser.add_argument("--never-ready", action="store_true")
     parser.add_argument("--ready-on-usr1", action="store_true")
+    parser.add_argument("--ready-when")
+    parser.add_argument("--exit-when")
     parser.add_argument("--ready-once")
     parser.add_argument("--extend-timeout", type=float)
     parser.add_argument("--trigger-after", type=float)
@@ -150,7 +160,12 @@ def main():
     if OPTIONS.never_ready or (OPTIONS.ready_once and not first_with(OPTIONS.ready_once)):
         while True:
             signal.pause()
-    if OPTIONS.ready_on_usr1:
+    if OPTIONS.exit_when:
+        wait_for_file(OPTIONS.exit_when)
+        os._exit(1)
+    if OPTIONS.ready_when:
+        wait_for_file(OPTIONS.ready_when)
+    elif OPTIONS.ready_on_usr1:
         usr1 = threading.Event()
         signal.signal(signal.SIGUSR1, lambda *_: usr1.set())
         while not usr1.wait(1.0):

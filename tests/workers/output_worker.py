@@ -5,7 +5,11 @@ stop signal (or exits at once with --exit CODE).
   --lines N        N numbered lines "out PID I" on stdout and "err PID I" on stderr, interleaved,
                    each stream written with many small unbuffered writes (a line in 3 pieces)
   --long BYTES     one line of BYTES letters on stdout
-  --flood BYTES    BYTES of numbered lines on stdout, as fast as it can, then "flood done PID"
+  --flood BYTES    BYTES of lines "flood PID SEQ yyy…" (SEQ 0, 1, 2, …) on stdout, as fast as it
+                   can, then "flood done PID"
+  --flood-until FILE  the same lines without end until FILE exists, then "flood done PID"
+  --flooding FILE  with --flood-until: create FILE once the first MiB is written (the flood is
+                   under way, and clusterd has copied all but a pipe's worth of it)
   --last TEXT      TEXT on stderr without a newline, just before exiting
   --env            "env JOURNAL_STREAM=VALUE" on stdout (VALUE "-" when unset)
   --exit CODE      exit with CODE after writing instead of waiting
@@ -22,11 +26,43 @@ def write(fd, text):
         data = data[os.write(fd, data):]
 
 
+def create(path):
+    """Creates path whole (written elsewhere, then renamed), for a test waiting on it."""
+    with open(path + ".tmp", "w"):
+        pass
+    os.rename(path + ".tmp", path)
+
+
+def flood(pid, size, until, flooding):
+    """Numbered lines, 64 to a write: `size` bytes of them, or without end until `until` exists
+    (looked for every 1024 lines, about 100 KiB)."""
+    padding = "y" * 80
+    written = sequence = 0
+    announced = False
+
+    def done():
+        if until:
+            return sequence % 1024 == 0 and os.path.exists(until)
+        return written >= size
+
+    while not done():
+        chunk = "".join("flood %d %d %s\n" % (pid, number, padding) for number in range(sequence, sequence + 64))
+        write(1, chunk)
+        written += len(chunk)
+        sequence += 64
+        if flooding and not announced and written >= 1 << 20:
+            create(flooding)
+            announced = True
+    write(1, "flood done %d\n" % pid)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--lines", type=int, default=0)
     parser.add_argument("--long", type=int, default=0)
     parser.add_argument("--flood", type=int, default=0)
+    parser.add_argument("--flood-until")
+    parser.add_argument("--flooding")
     parser.add_argument("--last")
     parser.add_argument("--env", action="store_true")
     parser.add_argument("--exit", type=int)
@@ -44,14 +80,8 @@ def main():
             write(fd, " %d\n" % i)
     if args.long:
         write(1, "x" * args.long + "\n")
-    if args.flood:
-        line = "flood %d %s\n" % (pid, "y" * 90)
-        chunk = line * 64
-        written = 0
-        while written < args.flood:
-            write(1, chunk)
-            written += len(chunk)
-        write(1, "flood done %d\n" % pid)
+    if args.flood or args.flood_until:
+        flood(pid, args.flood, args.flood_until, args.flooding)
     if args.last:
         write(2, args.last)
     if args.exit is not None:
