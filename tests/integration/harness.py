@@ -276,10 +276,14 @@ class Clusterd:
             full_env.update(env)
         command = [BIN] + args
         if self.private_runtime:
-            command = ["nsenter", "--mount", "--target", str(self.pid), "--"] + command
+            command = self.enter_namespaces() + command
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                 env=full_env, stdin=subprocess.DEVNULL)
         return result.returncode, result.stdout, result.stderr
+
+    def enter_namespaces(self):
+        """The command prefix that runs a client in this instance's private mount namespace."""
+        return ["nsenter", "--mount", "--target", str(self.pid), "--"]
 
     def status(self, *args, discover=False):
         """`clusterd status --json` parsed; fails the test unless it answers ok."""

@@ -134,6 +134,11 @@ class Pid1Clusterd(harness.Clusterd):
     def namespace(self):
         return namespace_processes(self.host_pid)
 
+    def enter_namespaces(self):
+        # The mount namespace's /proc is the container's: a client that entered only the mount
+        # namespace would not find itself there (the sanitizers' leak check reads /proc/self).
+        return ["nsenter", "--target", str(self.host_pid), "--pid", "--mount", "--"]
+
     def workers(self, count, timeout=15.0):
         """Waits for `count` ready workers; returns {host pid: pid inside} of those logged ready
         (the log, like everything clusterd says, uses the namespace's pids)."""
