@@ -70,8 +70,7 @@ struct Base {
 
 // The control socket's default directories (interface §4.4), in the same order and by the same
 // rules; the ones with a predictable name are prepared and judged like the control socket's.
-std::vector<Base> candidate_bases(std::vector<std::string>& refused) {
-  DefaultDirectories defaults = default_directories_here(false);
+std::vector<Base> candidate_bases(DefaultDirectories defaults, std::vector<std::string>& refused) {
   refused = std::move(defaults.ignored);
   std::vector<Base> bases;
   for (DefaultDirectory& directory : defaults.directories) {
@@ -150,8 +149,14 @@ tl::expected<std::string, std::string> make_notify_directory(const std::string& 
 
 tl::expected<NotifyDirectory, std::string> NotifyDirectory::create(const std::string& name,
                                                                    std::optional<uid_t> worker_uid) {
+  return create(name, worker_uid, default_directories_here(false));
+}
+
+tl::expected<NotifyDirectory, std::string> NotifyDirectory::create(const std::string& name,
+                                                                   std::optional<uid_t> worker_uid,
+                                                                   DefaultDirectories defaults) {
   std::vector<std::string> refused;
-  std::vector<Base> bases = candidate_bases(refused);
+  std::vector<Base> bases = candidate_bases(std::move(defaults), refused);
   // The last resort, always there: /tmp is sticky, and mkdtemp's directory is ours alone.
   bases.push_back({"/tmp", false});
   for (const Base& base : bases) {

@@ -10,6 +10,7 @@
 
 #include <tl/expected.hpp>
 
+#include "control_paths.h"
 #include "fd.h"
 
 namespace clusterd {
@@ -35,6 +36,10 @@ class NotifyDirectory {
   // ends at /tmp. `name` is shortened when needed to leave socket_name_room. The error lists
   // why each base was refused.
   static tl::expected<NotifyDirectory, std::string> create(const std::string& name, std::optional<uid_t> worker_uid);
+  // The same, with the bases given instead of the control socket's defaults (tests name their
+  // own, so that no test touches /run/clusterd); /tmp still comes last.
+  static tl::expected<NotifyDirectory, std::string> create(const std::string& name, std::optional<uid_t> worker_uid,
+                                                           DefaultDirectories bases);
 
   NotifyDirectory(NotifyDirectory&& other) noexcept;
   NotifyDirectory& operator=(NotifyDirectory&& other) noexcept;

@@ -428,12 +428,23 @@ mode_t mode_of(const std::string& path) {
   return status.st_mode & 07777;
 }
 
+// The bases a clusterd with these variables would try, without the fixed /run/clusterd or
+// /tmp/clusterd-UID: a unit test never touches those (other instances may be using them).
+DefaultDirectories bases_from(std::optional<std::string> runtime_directory, std::optional<std::string> xdg_runtime_dir) {
+  DefaultDirectories all = default_directories(runtime_directory, xdg_runtime_dir, ::geteuid(), false);
+  std::erase_if(all.directories, [](const DefaultDirectory& directory) {
+    return directory.path == "/run/clusterd" || directory.path.starts_with("/tmp/clusterd-");
+  });
+  return all;
+}
+
+DefaultDirectories runtime_directory(const std::string& path) { return bases_from(path, std::nullopt); }
+
 TEST(NotifyDirectory, IsCreatedInTheRuntimeDirectoryAndRemovedWithItsContents) {
   TempDir runtime;
-  const EnvGuard env{{"RUNTIME_DIRECTORY", runtime.path()}};
   std::string path;
   {
-    auto directory = NotifyDirectory::create("shop", std::nullopt);
+    auto directory = NotifyDirectory::create("shop", std::nullopt, runtime_directory(runtime.path()));
     ASSERT_TRUE(directory) << directory.error();
     path = directory->path();
     EXPECT_THAT(path, StartsWith(runtime.path() + "/shop.notify."));
@@ -450,16 +461,15 @@ TEST(NotifyDirectory, IsCreatedInTheRuntimeDirectoryAndRemovedWithItsContents) {
 TEST(NotifyDirectory, UsesTheFirstRuntimeDirectoryEntry) {
   TempDir first;
   TempDir second;
-  const EnvGuard env{{"RUNTIME_DIRECTORY", first.path() + ":" + second.path()}};
-  auto directory = NotifyDirectory::create("shop", std::nullopt);
+  auto directory =
+      NotifyDirectory::create("shop", std::nullopt, bases_from(first.path() + ":" + second.path(), std::nullopt));
   ASSERT_TRUE(directory) << directory.error();
   EXPECT_THAT(directory->path(), StartsWith(first.path() + "/shop.notify."));
 }
 
 TEST(NotifyDirectory, CreatesAPrivateClusterdDirectoryUnderXdgRuntimeDir) {
   TempDir xdg;
-  const EnvGuard env{{"RUNTIME_DIRECTORY", std::nullopt}, {"XDG_RUNTIME_DIR", xdg.path()}};
-  auto directory = NotifyDirectory::create("shop", std::nullopt);
+  auto directory = NotifyDirectory::create("shop", std::nullopt, bases_from(std::nullopt, xdg.path()));
   ASSERT_TRUE(directory) << directory.error();
   EXPECT_THAT(directory->path(), StartsWith(xdg.path() + "/clusterd/shop.notify."));
   EXPECT_EQ(mode_of(xdg.file("clusterd")), 0700u);
@@ -469,10 +479,9 @@ TEST(NotifyDirectory, SkipsABaseOthersCanWriteTo) {
   TempDir xdg;
   ASSERT_EQ(::mkdir(xdg.file("clusterd").c_str(), 0700), 0);
   ASSERT_EQ(::chmod(xdg.file("clusterd").c_str(), 0777), 0);
-  const EnvGuard env{{"RUNTIME_DIRECTORY", std::nullopt}, {"XDG_RUNTIME_DIR", xdg.path()}};
-  auto directory = NotifyDirectory::create("shop", std::nullopt);
+  auto directory = NotifyDirectory::create("shop", std::nullopt, bases_from(std::nullopt, xdg.path()));
   ASSERT_TRUE(directory) << directory.error();
-  EXPECT_THAT(directory->path(), ::testing::Not(StartsWith(xdg.path())));
+  EXPECT_THAT(directory->path(), StartsWith("/tmp/shop.notify."));
 }
 
 // A uid that is not ours: the workers' user in the tests below.
@@ -480,8 +489,7 @@ uid_t another_uid() { return ::geteuid() == 65534 ? 65533 : 65534; }
 
 TEST(NotifyDirectory, FallsBackToTmpWhenTheWorkersUserCannotSearchTheBase) {
   TempDir runtime;  // 0700, ours: another uid may not pass through
-  const EnvGuard env{{"RUNTIME_DIRECTORY", runtime.path()}, {"XDG_RUNTIME_DIR", std::nullopt}};
-  auto directory = NotifyDirectory::create("shop", another_uid());
+  auto directory = NotifyDirectory::create("shop", another_uid(), runtime_directory(runtime.path()));
   ASSERT_TRUE(directory) << directory.error();
   EXPECT_THAT(directory->path(), StartsWith("/tmp/shop.notify."));
   EXPECT_EQ(mode_of(directory->path()), 0711u);
@@ -490,16 +498,14 @@ TEST(NotifyDirectory, FallsBackToTmpWhenTheWorkersUserCannotSearchTheBase) {
 TEST(NotifyDirectory, KeepsTheBaseWhenTheWorkersUserCanSearchIt) {
   TempDir runtime;
   ASSERT_EQ(::chmod(runtime.path().c_str(), 0755), 0);
-  const EnvGuard env{{"RUNTIME_DIRECTORY", runtime.path()}};
-  auto directory = NotifyDirectory::create("shop", another_uid());
+  auto directory = NotifyDirectory::create("shop", another_uid(), runtime_directory(runtime.path()));
   ASSERT_TRUE(directory) << directory.error();
   EXPECT_THAT(directory->path(), StartsWith(runtime.path() + "/shop.notify."));
 }
 
 TEST(NotifyDirectory, ShortensALongNameSoSocketPathsFit) {
   TempDir runtime;
-  const EnvGuard env{{"RUNTIME_DIRECTORY", runtime.path()}};
-  auto directory = NotifyDirectory::create(std::string(64, 'n'), std::nullopt);
+  auto directory = NotifyDirectory::create(std::string(64, 'n'), std::nullopt, runtime_directory(runtime.path()));
   ASSERT_TRUE(directory) << directory.error();
   EXPECT_LE(directory->path().size() + NotifyDirectory::socket_name_room, 107u);
   EXPECT_TRUE(
@@ -510,8 +516,7 @@ TEST(NotifyDirectory, SkipsABaseTooLongForSocketPaths) {
   TempDir runtime;
   const std::string deep = runtime.file(std::string(80, 'd'));
   ASSERT_EQ(::mkdir(deep.c_str(), 0755), 0);
-  const EnvGuard env{{"RUNTIME_DIRECTORY", deep}, {"XDG_RUNTIME_DIR", std::nullopt}};
-  auto directory = NotifyDirectory::create("shop", std::nullopt);
+  auto directory = NotifyDirectory::create("shop", std::nullopt, runtime_directory(deep));
   ASSERT_TRUE(directory) << directory.error();
   EXPECT_THAT(directory->path(), ::testing::Not(StartsWith(deep)));
 }
