@@ -7,6 +7,8 @@
 // and orders the diagnostics, config_schema knows the keys.
 #include "config.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -18,11 +20,13 @@
 
 #include <toml++/toml.h>
 
+#include "config_file.h"
 #include "config_format.h"
 #include "config_host.h"
 #include "config_lifecycle.h"
 #include "config_listeners.h"
 #include "config_overrides.h"
+#include "config_paths.h"
 #include "config_reader.h"
 #include "config_report.h"
 #include "spawn_plan.h"
@@ -55,7 +59,8 @@ std::string default_name(std::string_view program) {
 // The merged table → Config; every problem goes to the Reporter.
 class Validator {
  public:
-  Validator(Reporter& report, std::string file) : report_(report), read_(report), file_(std::move(file)) {}
+  Validator(Reporter& report, std::string file, const PathBases& paths)
+      : report_(report), read_(report), file_(std::move(file)), paths_(paths) {}
 
   void build(const toml::table& root, const std::vector<std::string>& program, Config& config) {
     read_.unknown_keys(root, "", "");
@@ -63,7 +68,7 @@ class Validator {
       workers(*node, config);
     }
     if (const auto* node = root.get("listen")) {
-      auto tables = read_listeners(*node, read_);
+      auto tables = read_listeners(*node, read_, paths_);
       config.listeners = std::move(tables.listeners);
       extra_listener_names_ = std::move(tables.broken_names);
     }
@@ -95,7 +100,7 @@ class Validator {
     }
     if (const auto* node = root.get("directory")) {
       if (auto value = read_.nonempty_string(*node, "directory", "a directory path")) {
-        config.directory = *value;
+        config.directory = paths_.resolve(*node, report_, *value);
       }
     }
     if (const auto* node = root.get("user")) {
@@ -111,6 +116,9 @@ class Validator {
     }
     if (const auto* node = root.get("env")) {
       env(*node, config);
+    }
+    if (const auto* node = root.get("inherit_env")) {
+      inherit_env(*node, config);
     }
     if (const auto* table = read_.section(root, "restart")) {
       restart(*table, config.restart);
@@ -232,6 +240,51 @@ class Validator {
     }
   }
 
+  // true, false, or the names of clusterd's variables that pass (["PATH", "LANG"]).
+  void inherit_env(const toml::node& node, Config& config) {
+    constexpr std::string_view expected = "true, false or an array of variable names";
+    if (const auto* flag = node.as_boolean()) {
+      if (flag->get()) {
+        config.inherit_env.reset();
+      } else {
+        config.inherit_env.emplace();
+      }
+      return;
+    }
+    const auto* array = node.as_array();
+    if (array == nullptr) {
+      report_.wrong_type(node, "inherit_env", expected);
+      return;
+    }
+    std::vector<std::string> names;
+    bool valid = true;
+    for (std::size_t i = 0; i < array->size(); ++i) {
+      const auto& element = *array->get(i);
+      const std::string key = "inherit_env[" + std::to_string(i) + "]";
+      auto name = read_.string(element, key, "a variable name");
+      if (!name) {
+        valid = false;
+      } else if (!is_variable_name(*name)) {
+        report_.at(element.source(), key,
+                   "expected a variable name of A-Za-z0-9_ not starting with a digit, found " + quote(*name));
+        valid = false;
+      } else if (is_reserved_variable(*name)) {
+        // clusterd sets or removes these itself; listing one would promise what cannot happen.
+        report_.at(element.source(), key,
+                   "expected a variable that clusterd does not set or remove, found " + quote(*name));
+        valid = false;
+      } else if (std::find(names.begin(), names.end(), *name) != names.end()) {
+        report_.at(element.source(), key, "expected each name once, found " + quote(*name) + " again");
+        valid = false;
+      } else {
+        names.push_back(std::move(*name));
+      }
+    }
+    if (valid) {
+      config.inherit_env = std::move(names);
+    }
+  }
+
   // ----- sections
 
   void restart(const toml::table& table, RestartConfig& restart) {
@@ -346,7 +399,7 @@ class Validator {
     }
     if (const auto* node = table.get("file")) {
       if (auto value = read_.nonempty_string(*node, "log.file", "a file path")) {
-        log.file = *value;
+        log.file = paths_.resolve(*node, report_, *value);
       }
     }
   }
@@ -354,6 +407,7 @@ class Validator {
   Reporter& report_;
   ValueReader read_;
   std::string file_;
+  const PathBases& paths_;
   std::vector<std::string> extra_listener_names_;
 };
 
@@ -392,13 +446,17 @@ tl::expected<Config, Diagnostics> build_config(const std::optional<ConfigText>& 
   if (file) {
     config.file = file->path;
   }
-  Validator(report, file ? file->path : std::string()).build(root, overrides.program, config);
+  const std::string working_directory =
+      host != nullptr && host->working_directory ? host->working_directory() : std::string();
+  const PathBases paths(file ? file->path : std::string(), working_directory);
+  Validator(report, file ? file->path : std::string(), paths).build(root, overrides.program, config);
   if (host != nullptr) {
     check_host(root, config, !overrides.program.empty(), *host, report);
   }
   if (!report.empty()) {
     return tl::unexpected(report.take());
   }
+  config.warnings = report.take_warnings();
   return config;
 }
 
@@ -407,28 +465,13 @@ tl::expected<Config, Diagnostics> load_config(const std::optional<std::string>& 
   if (!path) {
     return build_config(std::nullopt, overrides, host);
   }
-  const auto unreadable = [&path](int error) {
-    return tl::unexpected(Diagnostics{
-        Diagnostic{*path, 0, 0, "", "cannot read config file: " + errno_text(error)}});
-  };
-  // stdio rather than iostreams: fopen and fread set errno, which is what the message needs
-  // ("No such file or directory", "Is a directory", "Permission denied").
-  std::FILE* stream = std::fopen(path->c_str(), "rbe");
-  if (stream == nullptr) {
-    return unreadable(errno);
+  // Whoever may change the file chooses the commands clusterd runs: a file or directory another
+  // user could change is refused, for a start, a reload and `check` alike (config_file.h).
+  auto text = read_config_file(*path, ::geteuid());
+  if (!text) {
+    return tl::unexpected(Diagnostics{Diagnostic{*path, 0, 0, "", text.error()}});
   }
-  std::string text;
-  std::array<char, 65536> buffer{};
-  std::size_t got = 0;
-  while ((got = std::fread(buffer.data(), 1, buffer.size(), stream)) > 0) {
-    text.append(buffer.data(), got);
-  }
-  const int error = std::ferror(stream) ? errno : 0;
-  std::fclose(stream);
-  if (error != 0) {
-    return unreadable(error);
-  }
-  return build_config(ConfigText{*path, std::move(text)}, overrides, host);
+  return build_config(ConfigText{*path, std::move(*text)}, overrides, host);
 }
 
 }  // namespace clusterd

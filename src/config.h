@@ -100,6 +100,11 @@ struct Config {
   std::optional<std::string> group;
   std::vector<ListenerConfig> listeners;
   std::map<std::string, std::string> env;
+  // Which of clusterd's own variables the workers get: nullopt passes every one (inherit_env =
+  // true, the default); a list passes only those names (empty: inherit_env = false). [env], the
+  // user's HOME/USER/LOGNAME and what clusterd sets for a worker (CLUSTERD_*, LISTEN_*,
+  // NOTIFY_SOCKET, WATCHDOG_*) come on top either way.
+  std::optional<std::vector<std::string>> inherit_env;
   OutputMode output = OutputMode::inherit;
   RestartConfig restart;
   StopConfig stop;
@@ -109,6 +114,9 @@ struct Config {
   ControlConfig control;
   LogConfig log;
   std::optional<std::string> file;  // the config file it was read from, as given
+  // What is valid but most likely not what the operator meant, one diagnostic line each
+  // (`clusterd.toml:4:9: group: …`): logged at start and at each reload, printed by `check`.
+  std::vector<std::string> warnings;
 };
 
 // One problem with the operator's input. `file` is the config file, or the flag for problems
@@ -163,12 +171,25 @@ struct HostChecks {
   std::function<std::optional<std::string>(const std::string& group)> group;
   // `log.file` (when set): can be opened for appending without creating any directory.
   std::function<std::optional<std::string>(const std::string& path)> log_file;
+
+  // The absolute directory relative paths are taken from: those on the command line and a
+  // relative -c FILE itself. Without it (or when it returns ""), relative paths stay relative.
+  std::function<std::string()> working_directory;
+  // clusterd's effective uid, and the uid `user` names (nullopt: not known). For the warnings
+  // about `group` without `user` as root, and about output = "inherit" to another user.
+  std::function<unsigned()> effective_uid;
+  std::function<std::optional<unsigned>(const std::string& user)> user_uid;
+  // clusterd's stdout and stderr that are regular files, as "stderr (/var/log/x.log)": with
+  // output = "inherit" a worker gets them open for writing.
+  std::function<std::vector<std::string>()> regular_output_files;
 };
 
 // Parses and validates the file's text (if any) with the overrides applied on top, then asks
-// `host` (nullptr: nothing) about what a start depends on. Reports every problem, not just the
-// first: the file's in position order, then the flags' (docs/configuration.md, "Diagnostics").
-// Pure unless `host` touches the system.
+// `host` (nullptr: nothing) about what a start depends on. Relative paths in the file
+// (`directory`, `log.file`, `unix:` listeners) are taken from the file's directory, those of the
+// flags from host->working_directory, so that the Config holds absolute paths. Reports every
+// problem, not just the first: the file's in position order, then the flags'
+// (docs/configuration.md, "Diagnostics"). Pure unless `host` touches the system.
 tl::expected<Config, Diagnostics> build_config(const std::optional<ConfigText>& file,
                                                const ConfigOverrides& overrides,
                                                const HostChecks* host = nullptr);

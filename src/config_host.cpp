@@ -1,10 +1,12 @@
 // Asks the host (HostChecks) about the validated values a start depends on (directory, program,
-// user, group, log file) and reports each answer at the position of its key.
+// user, group, log file), reports each answer at the position of its key, and warns about what
+// is valid but unsafe as root.
 #include "config_host.h"
 
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace clusterd::config_detail {
 namespace {
@@ -27,6 +29,58 @@ void report_at(Reporter& report, const toml::node* value, const std::string& ori
   } else {
     report.at_origin(origin, key, problem);
   }
+}
+
+// A warning at the value when there is one, else at the origin without a position.
+void warn_at(Reporter& report, const toml::node* value, const std::string& origin, const std::string& key,
+             const std::string& warning) {
+  report.warn(value != nullptr ? report.diagnostic_at(value->source(), key, warning)
+                               : Diagnostic{origin, 0, 0, key, warning});
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    out += (i == 0 ? "" : " and ") + items[i];
+  }
+  return out;
+}
+
+// `group` changes only the gid: as root the workers are still uid 0, with every capability, which
+// is not what someone who wrote `group = "www-data"` wants.
+void warn_about_group_alone(const toml::table& root, const Config& config, const HostChecks& host,
+                            const std::string& file, Reporter& report) {
+  if (!config.group || config.user || !host.effective_uid || host.effective_uid() != 0) {
+    return;
+  }
+  warn_at(report, value_of(root, "", "group"), file, "group",
+          "workers run as root (uid 0, every capability): group without user changes only the gid; "
+          "set user as well, for example user = \"nobody\"");
+}
+
+// A worker of another user that inherits clusterd's stdout or stderr gets a file descriptor
+// open for writing on a file it could not open itself: it can ftruncate() clusterd's log away or
+// write lines that look like clusterd's.
+void warn_about_shared_output(const toml::table& root, const Config& config, const HostChecks& host,
+                              const std::string& file, Reporter& report) {
+  if (config.output != OutputMode::inherit || !config.user || !host.effective_uid || !host.user_uid ||
+      !host.regular_output_files) {
+    return;
+  }
+  const auto uid = host.user_uid(*config.user);
+  if (!uid || *uid == host.effective_uid()) {
+    return;
+  }
+  const std::vector<std::string> files = host.regular_output_files();
+  if (files.empty()) {
+    return;
+  }
+  const toml::node* output = value_of(root, "", "output");
+  warn_at(report, output != nullptr ? output : value_of(root, "", "user"), file, "output",
+          "workers run as user \"" + *config.user + "\" and inherit clusterd's " + joined(files) +
+              " open for writing (output = \"inherit\"), so they can truncate or overwrite it; set "
+              "output = \"prefix\", or give clusterd a pipe or the journal as stdout and stderr rather "
+              "than a file (log.file moves only clusterd's own log)");
 }
 
 }  // namespace
@@ -56,9 +110,11 @@ void check_host(const toml::table& root, const Config& config, bool program_give
     }
   }
   // Both are asked: an unknown user and an unknown group are two problems to fix.
+  bool user_ok = true;
   if (host.user && config.user) {
     if (auto problem = host.user(*config.user)) {
       report_at(report, value_of(root, "", "user"), file, "user", *problem);
+      user_ok = false;
     }
   }
   if (host.group && config.group) {
@@ -70,6 +126,10 @@ void check_host(const toml::table& root, const Config& config, bool program_give
     if (auto problem = host.log_file(*config.log.file)) {
       report_at(report, value_of(root, "log", "file"), file, "log.file", *problem);
     }
+  }
+  warn_about_group_alone(root, config, host, file, report);
+  if (user_ok) {
+    warn_about_shared_output(root, config, host, file, report);
   }
 }
 

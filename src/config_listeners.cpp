@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "address.h"
+#include "config_paths.h"
 
 namespace clusterd::config_detail {
 namespace {
@@ -34,7 +35,7 @@ std::optional<unsigned> parse_mode(std::string_view text) {
 
 // One [[listen]] table but its name; nullopt after reporting what is wrong with it.
 std::optional<ListenerConfig> listener_settings(const toml::table& table, const std::string& prefix,
-                                                ValueReader& read) {
+                                                ValueReader& read, const PathBases& paths) {
   Reporter& report = read.report();
   constexpr std::string_view address_expected = "an address such as \":8000\" or \"unix:/run/app.sock\"";
   ListenerConfig listener;
@@ -48,6 +49,19 @@ std::optional<ListenerConfig> listener_settings(const toml::table& table, const 
     if (auto address = parse_address(*text)) {
       listener.address = *address;
       address_ok = true;
+      if (address->family == AddressFamily::unix_path) {
+        listener.address.path = paths.resolve(*address_node, report, address->path);
+        // sun_path has to hold the absolute path, which is what clusterd binds: 108 bytes with
+        // the NUL (unix(7)), the limit parse_address applies to the path as written.
+        constexpr std::size_t max_unix_path = 107;
+        if (listener.address.path.size() > max_unix_path) {
+          report.at(address_node->source(), prefix + "address",
+                    "unix socket path is " + std::to_string(listener.address.path.size()) + " bytes as " +
+                        "an absolute path (\"" + listener.address.path + "\"), the limit is " +
+                        std::to_string(max_unix_path));
+          address_ok = false;
+        }
+      }
     } else {
       report.at(address_node->source(), prefix + "address", address.error());
     }
@@ -109,7 +123,7 @@ std::optional<ListenerConfig> listener_settings(const toml::table& table, const 
 
 }  // namespace
 
-ListenerTables read_listeners(const toml::node& node, ValueReader& read) {
+ListenerTables read_listeners(const toml::node& node, ValueReader& read, const PathBases& paths) {
   Reporter& report = read.report();
   ListenerTables out;
   const auto* array = node.as_array();
@@ -148,7 +162,7 @@ ListenerTables read_listeners(const toml::node& node, ValueReader& read) {
                     std::to_string(here ? j : i) + "] has it too)");
     }
     names.push_back(name.value_or(""));
-    auto listener = listener_settings(table, prefix, read);
+    auto listener = listener_settings(table, prefix, read, paths);
     if (listener && valid_name && unique) {
       listener->name = *name;
       out.listeners.push_back(std::move(*listener));

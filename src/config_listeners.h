@@ -10,6 +10,7 @@
 #include <toml++/toml.h>
 
 #include "config.h"
+#include "config_paths.h"
 #include "config_reader.h"
 
 namespace clusterd::config_detail {
@@ -23,6 +24,8 @@ struct ListenerTables {
 
 // `node` is the value of `listen`. A listener without `name` is named by its position: fd3, fd4, …
 // (the fd it gets); names are unique. Problems are reported as `listen[I].KEY`, I counting from 0.
-ListenerTables read_listeners(const toml::node& node, ValueReader& read);
+// A relative `unix:` path is made absolute by `paths` (from the file's directory, or from the
+// working directory for --listen).
+ListenerTables read_listeners(const toml::node& node, ValueReader& read, const PathBases& paths);
 
 }  // namespace clusterd::config_detail

@@ -56,7 +56,8 @@ bool Reporter::from_flag(const toml::source_region& where) const {
   return where.path && flag_rank_.count(*where.path) > 0;
 }
 
-void Reporter::at(const toml::source_region& where, std::string key, std::string message) {
+Diagnostic Reporter::diagnostic_at(const toml::source_region& where, std::string key,
+                                   std::string message) const {
   Diagnostic diagnostic;
   diagnostic.file = where.path ? *where.path : file_;
   if (!from_flag(where) && where.path) {
@@ -65,7 +66,19 @@ void Reporter::at(const toml::source_region& where, std::string key, std::string
   }
   diagnostic.key = std::move(key);
   diagnostic.message = std::move(message);
-  add(std::move(diagnostic));
+  return diagnostic;
+}
+
+void Reporter::at(const toml::source_region& where, std::string key, std::string message) {
+  add(diagnostic_at(where, std::move(key), std::move(message)));
+}
+
+void Reporter::warn(Diagnostic diagnostic) {
+  warnings_.push_back(diagnostic.to_string());
+}
+
+std::vector<std::string> Reporter::take_warnings() {
+  return std::exchange(warnings_, {});
 }
 
 void Reporter::at_origin(const std::string& origin, std::string key, std::string message) {

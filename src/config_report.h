@@ -37,6 +37,8 @@ class Reporter {
 
   // At a value: file:line:column, or the flag it came from.
   void at(const toml::source_region& where, std::string key, std::string message);
+  // The diagnostic `at` would add, without adding it.
+  Diagnostic diagnostic_at(const toml::source_region& where, std::string key, std::string message) const;
   // Where no value exists (a missing key, a flag that is not KEY=VALUE, PROGRAM's arguments).
   void at_origin(const std::string& origin, std::string key, std::string message);
 
@@ -55,6 +57,11 @@ class Reporter {
   Diagnostics take();
   bool empty() const { return found_.empty(); }
 
+  // A warning: valid, but most likely not what the operator meant (Config::warnings). Kept in
+  // the order given, apart from the problems.
+  void warn(Diagnostic diagnostic);
+  std::vector<std::string> take_warnings();
+
  private:
   struct Ranked {
     int rank;  // 0: the file; 1, 2, …: the flags in the order registered
@@ -66,6 +73,7 @@ class Reporter {
   std::string file_;
   std::map<std::string, int, std::less<>> flag_rank_;
   std::vector<Ranked> found_;
+  std::vector<std::string> warnings_;
 };
 
 }  // namespace clusterd::config_detail

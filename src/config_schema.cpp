@@ -9,7 +9,7 @@
 namespace clusterd::config_detail {
 namespace {
 
-constexpr std::array<KnownKey, 41> known_keys{{
+constexpr std::array<KnownKey, 42> known_keys{{
     {"", "name", true},
     {"", "workers", false},
     {"", "command", false},
@@ -17,6 +17,7 @@ constexpr std::array<KnownKey, 41> known_keys{{
     {"", "user", true},
     {"", "group", true},
     {"", "output", true},
+    {"", "inherit_env", false},
     {"", "listen", false},
     {"", "env", false},
     {"", "restart", false},

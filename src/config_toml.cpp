@@ -50,6 +50,17 @@ std::string to_toml(const Config& config) {
   optional_line("group", config.group ? std::optional(quote(*config.group)) : std::nullopt,
                 "unset (the user's primary group)");
   line("output", quote(config.output == OutputMode::prefix ? "prefix" : "inherit"));
+  if (!config.inherit_env) {
+    line("inherit_env", "true");
+  } else if (config.inherit_env->empty()) {
+    line("inherit_env", "false");
+  } else {
+    std::string names = "[";
+    for (std::size_t i = 0; i < config.inherit_env->size(); ++i) {
+      names += (i == 0 ? "" : ", ") + quote((*config.inherit_env)[i]);
+    }
+    line("inherit_env", names + "]");
+  }
 
   for (const auto& listener : config.listeners) {
     out += "\n[[listen]]\n";

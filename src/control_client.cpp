@@ -3,21 +3,21 @@
 
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
-#include <cstring>
 #include <ostream>
 #include <system_error>
 
 #include "config.h"
+#include "control_connect.h"
 #include "control_paths.h"
 #include "control_protocol.h"
 #include "control_render.h"
-#include "fd.h"
 #include "errno_text.h"
+#include "fd.h"
+#include "printable.h"
 
 namespace clusterd {
 namespace {
@@ -29,6 +29,13 @@ constexpr int exit_usage = 2;
 // status, scale and the answer to stop come at once from a healthy clusterd; a reload takes as
 // long as it takes, and so does the stop itself.
 constexpr int quick_reply_seconds = 30;
+
+// Far above any real reply (4096 workers with long STATUS= texts are a few MiB): a server that
+// sends more is not a clusterd, and must not make the client use up the memory.
+constexpr std::size_t max_reply_line = 64u << 20;
+
+// A reply that is not one, shown in the error: escaped and cut, since anything could be in it.
+constexpr std::size_t max_shown_reply = 200;
 
 Request request_of(const CliOptions& options) {
   switch (options.command) {
@@ -51,51 +58,48 @@ std::string joined(const std::vector<std::string>& paths) {
   return text;
 }
 
-// A connected socket, or the errno of connect().
-tl::expected<Fd, int> connect_to(const std::string& path) {
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(address.sun_path)) {
-    return tl::make_unexpected(ENAMETOOLONG);
-  }
-  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
-  Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) {
-    return tl::make_unexpected(errno);
-  }
-  if (retry_on_eintr([&] {
-        return ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
-      }) != 0) {
-    return tl::make_unexpected(errno);
-  }
-  return fd;
-}
-
 struct Found {
   std::optional<std::string> path;
   std::string problem;  // when there is no path: why, naming what was tried
 };
 
-// Among several sockets, the ones that accept a connection; a stale file of a killed instance
-// does not make the choice ambiguous.
+// Among several sockets, the ones that accept a connection from a server we believe; a stale
+// file of a killed instance does not make the choice ambiguous.
 std::vector<std::string> answering(const std::vector<std::string>& paths) {
   std::vector<std::string> live;
   for (const std::string& path : paths) {
-    if (connect_to(path)) {
+    if (connect_control(path, ::geteuid())) {
       live.push_back(path);
     }
   }
   return live;
 }
 
-Found search(const std::optional<std::string>& name) {
-  const ControlSearch found = find_control_sockets(control_directories_here(true), name);
+std::string not_searched(const std::vector<std::string>& untrusted) {
+  std::string text;
+  for (const std::string& why : untrusted) {
+    text += (text.empty() ? "" : "; ") + why;
+  }
+  return "not searched, since another user could have put a socket there: " + text;
+}
+
+// A directory passed over for being untrusted is said whatever the outcome: its presence is
+// either a mistake in its mode or someone waiting for a client to ask it.
+Found search(const std::optional<std::string>& name, std::ostream& err) {
+  const ControlSearch found = find_control_sockets(control_directories_here(true), name, ::geteuid());
+  if (found.found.empty()) {
+    std::string problem = (name ? "no clusterd named " + *name + " found" : std::string("no clusterd found")) +
+                          " (tried " + joined(found.tried) + ")";
+    if (!found.untrusted.empty()) {
+      problem += "; " + not_searched(found.untrusted);
+    }
+    return {std::nullopt, problem};
+  }
+  if (!found.untrusted.empty()) {
+    err << "clusterd: warning: " << printable(not_searched(found.untrusted)) << '\n';
+  }
   if (found.found.size() == 1) {
     return {found.found.front(), {}};
-  }
-  if (found.found.empty()) {
-    return {std::nullopt, (name ? "no clusterd named " + *name + " found" : std::string("no clusterd found")) +
-                              " (tried " + joined(found.tried) + ")"};
   }
   const std::vector<std::string> live = answering(found.found);
   if (live.size() == 1) {
@@ -110,7 +114,7 @@ Found find_socket(const CliOptions& options, std::ostream& err) {
     return {options.control, {}};
   }
   if (!options.config_file) {
-    return search(options.overrides.name);
+    return search(options.overrides.name, err);
   }
   // The file as a start reads it (with --name on top), without asking the host: only its name
   // and control.socket matter here.
@@ -129,11 +133,11 @@ Found find_socket(const CliOptions& options, std::ostream& err) {
   if (config->control.socket) {
     return {config->control.socket, {}};
   }
-  return search(config->name);
+  return search(config->name, err);
 }
 
-// Reads up to and without the first '\n'. nullopt: the connection ended (or timed out) first;
-// `error` says which.
+// Reads up to and without the first '\n'. nullopt: the connection ended (or timed out) first,
+// or the line grew beyond max_reply_line; `error` says which.
 std::optional<std::string> read_line(int fd, std::string& buffer, std::string& error) {
   for (;;) {
     const auto newline = buffer.find('\n');
@@ -141,6 +145,10 @@ std::optional<std::string> read_line(int fd, std::string& buffer, std::string& e
       std::string line = buffer.substr(0, newline);
       buffer.erase(0, newline + 1);
       return line;
+    }
+    if (buffer.size() > max_reply_line) {
+      error = "the reply is longer than " + std::to_string(max_reply_line >> 20) + " MiB";
+      return std::nullopt;
     }
     std::array<char, 65536> chunk{};
     const ssize_t got = retry_on_eintr([&] { return ::read(fd, chunk.data(), chunk.size()); });
@@ -173,24 +181,19 @@ void wait_for_close(int fd) {
   }
 }
 
-}  // namespace
-
-int run_client(const CliOptions& options, std::ostream& out, std::ostream& err) {
-  const Request request = request_of(options);
-  const Found found = find_socket(options, err);
-  if (!found.path) {
-    err << "clusterd: " << found.problem << '\n';
-    return exit_usage;
+// What a reply that is not one looked like, for the error: escaped, and cut when long.
+std::string shown_reply(const std::string& line) {
+  if (line.size() <= max_shown_reply) {
+    return printable(line);
   }
-  const std::string& path = *found.path;
-  auto connected = connect_to(path);
+  return printable(std::string_view(line).substr(0, max_shown_reply)) + "...";
+}
+
+int ask(const CliOptions& options, const Request& request, const std::string& path, std::ostream& out,
+        std::ostream& err) {
+  auto connected = connect_control(path, ::geteuid());
   if (!connected) {
-    const int error = connected.error();
-    std::string hint;
-    if (error == ECONNREFUSED) {
-      hint = " (nobody listens: the socket of an instance that was killed?)";
-    }
-    err << "clusterd: cannot connect to control socket " << path << ": " << errno_text(error) << hint << '\n';
+    err << "clusterd: " << printable(connected.error().message) << '\n';
     return exit_usage;
   }
   const Fd fd = std::move(*connected);
@@ -204,7 +207,7 @@ int run_client(const CliOptions& options, std::ostream& out, std::ostream& err) 
       if (errno == EPIPE || errno == ECONNRESET) {
         break;
       }
-      err << "clusterd: cannot send to control socket " << path << ": " << errno_text(errno) << '\n';
+      err << "clusterd: cannot send to control socket " << printable(path) << ": " << errno_text(errno) << '\n';
       return exit_usage;
     }
     written += static_cast<std::size_t>(sent);
@@ -216,21 +219,23 @@ int run_client(const CliOptions& options, std::ostream& out, std::ostream& err) 
   std::string error;
   const auto reply_line = read_line(fd.get(), buffer, error);
   if (!reply_line) {
-    err << "clusterd: control socket " << path << ": " << error << '\n';
+    err << "clusterd: control socket " << printable(path) << ": " << error << '\n';
     return exit_refused;
   }
   const auto reply = parse_reply(*reply_line);
   if (!reply) {
-    err << "clusterd: control socket " << path << ": " << reply.error() << ": " << *reply_line << '\n';
+    err << "clusterd: control socket " << printable(path) << ": " << reply.error() << ": " << shown_reply(*reply_line)
+        << '\n';
     return exit_refused;
   }
+  // Nothing of the reply reaches the terminal as it came: a worker's STATUS= is in it.
   const bool ok = (*reply)["ok"].get<bool>();
   if (options.json) {
-    out << *reply_line << '\n';
+    out << printable_json(*reply) << '\n';
   } else if (ok) {
     out << render_reply(request, *reply);
   } else {
-    err << "clusterd: " << (*reply)["error"].get<std::string>() << '\n';
+    err << "clusterd: " << printable((*reply)["error"].get<std::string>()) << '\n';
   }
   out.flush();
   if (ok && std::holds_alternative<StopRequest>(request)) {
@@ -240,6 +245,26 @@ int run_client(const CliOptions& options, std::ostream& out, std::ostream& err) 
     }
   }
   return ok ? exit_ok : exit_refused;
+}
+
+}  // namespace
+
+int run_client(const CliOptions& options, std::ostream& out, std::ostream& err) {
+  const Request request = request_of(options);
+  const Found found = find_socket(options, err);
+  if (!found.path) {
+    err << "clusterd: " << printable(found.problem) << '\n';
+    return exit_usage;
+  }
+  // The renderer takes a field of an unexpected type as "-"; this is for what it did not foresee.
+  // A reply must never end the client other than with 0, 1 or 2.
+  try {
+    return ask(options, request, *found.path, out, err);
+  } catch (const nlohmann::json::exception& error) {
+    err << "clusterd: control socket " << printable(*found.path) << ": cannot read the reply: " << error.what()
+        << '\n';
+    return exit_refused;
+  }
 }
 
 }  // namespace clusterd

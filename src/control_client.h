@@ -11,11 +11,15 @@ namespace clusterd {
 
 // The socket is `--control PATH`; else the one `-c FILE` names (its control.socket, or NAME.sock of
 // its name, or of --name, in the default directories); else NAME.sock of `--name` in the default
-// directories; else the only *.sock there (several: the only one that answers). Without `--json`
-// an `ok: true` reply is printed on `out` for people and an `ok: false` one as `clusterd: ERROR` on
-// `err`. `stop` then waits until clusterd closes the connection, that is, until it exited.
-// Returns 0 for `ok: true`, 1 for `ok: false` (or no valid reply), 2 when no instance was found
-// or the request cannot be sent (the message names every path tried).
+// directories; else the only *.sock there (several: the only one that answers). Only trusted
+// default directories are searched (find_control_sockets), and any socket is asked only through
+// connect_control (control_connect.h): directories no other user may write, a server of root or
+// our own uid. Without `--json` an `ok: true` reply is printed on `out` for people and an
+// `ok: false` one as `clusterd: ERROR` on `err`; with it, the reply as one line of JSON. Either
+// way with terminal controls and bidirectional marks escaped (printable.h). `stop` then waits
+// until clusterd closes the connection, that is, until it exited. Returns 0 for `ok: true`, 1 for
+// `ok: false` (or no valid reply, whatever it holds), 2 when no instance was found, its socket was
+// refused, or the request cannot be sent (the message names every path tried, or the reason).
 int run_client(const CliOptions& options, std::ostream& out, std::ostream& err);
 
 }  // namespace clusterd

@@ -1,7 +1,10 @@
 // Chooses, creates and checks control socket directories, and finds the sockets in them.
 #include "control_paths.h"
 #include "errno_text.h"
+#include "trusted_path.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +12,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -154,28 +158,47 @@ tl::expected<std::optional<std::string>, std::string> control_socket_path(const 
 }
 
 ControlSearch find_control_sockets(const std::vector<std::string>& directories,
-                                   const std::optional<std::string>& name) {
+                                   const std::optional<std::string>& name, uid_t euid) {
   ControlSearch search;
-  const auto is_socket = [](const std::string& path) {
-    struct stat status {};
-    return ::lstat(path.c_str(), &status) == 0 && S_ISSOCK(status.st_mode);
-  };
   for (const std::string& directory : directories) {
+    const std::string looked_for = directory + "/" + (name ? *name : std::string("*")) + ".sock";
+    struct stat status {};
+    if (::stat(directory.c_str(), &status) != 0) {
+      search.tried.push_back(looked_for);  // not there (or not ours to see): nothing to find
+      continue;
+    }
+    auto trusted = open_trusted_directory(directory, euid, "control socket directory");
+    if (!trusted) {
+      search.untrusted.push_back(trusted.error());
+      continue;
+    }
+    search.tried.push_back(looked_for);
+    // Looked at through the fd that was checked, so the names are those of the trusted directory.
+    const int at = trusted->get();
+    const auto is_socket = [at](const std::string& entry) {
+      struct stat entry_status {};
+      return ::fstatat(at, entry.c_str(), &entry_status, AT_SYMLINK_NOFOLLOW) == 0 && S_ISSOCK(entry_status.st_mode);
+    };
     if (name) {
-      const std::string path = directory + "/" + *name + ".sock";
-      search.tried.push_back(path);
-      if (is_socket(path)) {
-        search.found.push_back(path);
+      if (is_socket(*name + ".sock")) {
+        search.found.push_back(directory + "/" + *name + ".sock");
       }
       continue;
     }
-    search.tried.push_back(directory + "/*.sock");
+    // An O_PATH fd cannot be read: the directory is opened again through it to list it.
+    const int listing = ::openat(at, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    std::unique_ptr<DIR, int (*)(DIR*)> stream(listing < 0 ? nullptr : ::fdopendir(listing), ::closedir);
+    if (!stream) {
+      if (listing >= 0) {
+        ::close(listing);
+      }
+      continue;
+    }
     std::vector<std::string> here;
-    std::error_code error;
-    for (const auto& entry : std::filesystem::directory_iterator(directory, error)) {
-      const std::string path = entry.path().string();
-      if (path.ends_with(".sock") && is_socket(path)) {
-        here.push_back(path);
+    while (const dirent* entry = ::readdir(stream.get())) {
+      const std::string entry_name = entry->d_name;
+      if (entry_name.size() > 5 && entry_name.ends_with(".sock") && is_socket(entry_name)) {
+        here.push_back(directory + "/" + entry_name);
       }
     }
     std::sort(here.begin(), here.end());

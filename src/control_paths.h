@@ -62,11 +62,17 @@ tl::expected<std::optional<std::string>, std::string> control_socket_path(const 
 
 // What a client found: the sockets in `directories` named NAME.sock (or any *.sock without a
 // name), in directory order, and every path it looked at, for the message when there is none.
+// A directory is searched only when open_trusted_directory (trusted_path.h) trusts it for a
+// process of `euid`: owned by root or `euid` and writable by no one else, nor anything above it
+// but a sticky directory. In another, any user could have put a socket of their own (a fake
+// clusterd) under the name a client looks for: such a directory is in `untrusted`, not `tried`.
+// A missing directory is tried and passed over.
 struct ControlSearch {
   std::vector<std::string> found;
-  std::vector<std::string> tried;  // "DIR/NAME.sock", or "DIR/*.sock" without a name
+  std::vector<std::string> tried;      // "DIR/NAME.sock", or "DIR/*.sock" without a name
+  std::vector<std::string> untrusted;  // why each existing directory was not searched
 };
 ControlSearch find_control_sockets(const std::vector<std::string>& directories,
-                                   const std::optional<std::string>& name);
+                                   const std::optional<std::string>& name, uid_t euid);
 
 }  // namespace clusterd

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "duration.h"
+#include "printable.h"
 
 namespace clusterd {
 namespace {
@@ -14,7 +15,16 @@ using Json = nlohmann::ordered_json;
 
 constexpr std::string_view none = "-";
 
-// Strings as they are (but for control characters), anything else in its JSON form.
+// A string as it is, anything else in its JSON form; either way with terminal controls and
+// bidirectional marks escaped (printable.h). Every field is someone else's text: a worker's
+// STATUS= is the worker's, and the whole reply is the server's.
+std::string shown(const Json& value) {
+  if (value.is_string()) {
+    return printable(value.get_ref<const std::string&>());
+  }
+  return printable(value.dump(-1, ' ', false, Json::error_handler_t::replace));
+}
+
 std::string text_of(const Json& object, std::string_view key) {
   if (!object.is_object()) {
     return std::string(none);
@@ -23,13 +33,7 @@ std::string text_of(const Json& object, std::string_view key) {
   if (found == object.end() || found->is_null()) {
     return std::string(none);
   }
-  if (found->is_string()) {
-    // A worker's STATUS= is its own text: control characters are not passed to the terminal.
-    std::string text = found->get<std::string>();
-    std::replace_if(text.begin(), text.end(), [](char c) { return (c >= 0 && c < 0x20) || c == 0x7f; }, '?');
-    return text;
-  }
-  return found->dump(-1, ' ', false, Json::error_handler_t::replace);
+  return shown(*found);
 }
 
 std::optional<double> number_of(const Json& object, std::string_view key) {
@@ -65,7 +69,7 @@ std::string exit_text(const Json& worker) {
   if (found->contains("exec_error")) {
     return "exec error: " + text_of(*found, "exec_error");
   }
-  return found->dump(-1, ' ', false, Json::error_handler_t::replace);
+  return shown(*found);
 }
 
 std::string state_text(const Json& worker) {
@@ -113,7 +117,8 @@ std::string header(const Json& reply) {
   if (number_of(reply, "reloading_to")) {
     out += ", reloading to generation " + text_of(reply, "reloading_to");
   }
-  if (reply.value("stopping", false)) {
+  if (const auto stopping = reply.find("stopping"); stopping != reply.end() && stopping->is_boolean() &&
+                                                    stopping->get<bool>()) {
     out += ", stopping";
   }
   out += " (clusterd " + text_of(reply, "version") + ")\n";
@@ -174,7 +179,7 @@ std::string render_reply(const Request& request, const Json& reply) {
     if (const auto keys = reply.find("restart_needed"); keys != reply.end() && keys->is_array()) {
       std::string names;
       for (const Json& key : *keys) {
-        names += (names.empty() ? "" : ", ") + key.get<std::string>();
+        names += (names.empty() ? "" : ", ") + shown(key);
       }
       out += "not applied until clusterd restarts: " + names + "\n";
     }

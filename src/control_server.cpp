@@ -12,15 +12,13 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace clusterd {
-namespace {
 
-}  // namespace
-
-ControlServer::ControlServer(ControlSocket socket, EventLoop& loop, Handler handler)
-    : socket_(std::move(socket)), loop_(loop), handler_(std::move(handler)) {
+ControlServer::ControlServer(ControlSocket socket, EventLoop& loop, Handler handler, ConnectionLimits limits)
+    : socket_(std::move(socket)), loop_(loop), handler_(std::move(handler)), limits_(limits) {
   resume_accepting();
 }
 
@@ -65,7 +63,7 @@ void ControlServer::pause_accepting() {
 }
 
 void ControlServer::on_listener() {
-  while (connections_.size() < max_connections) {
+  for (std::size_t round = 0; round < accepts_per_round; ++round) {
     const int accepted = ::accept4(socket_.fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (accepted < 0) {
       if (errno == EINTR || errno == ECONNABORTED) {
@@ -93,15 +91,70 @@ void ControlServer::on_listener() {
       (void)::send(fd.get(), refusal.data(), refusal.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       continue;
     }
+    if (!admit(peer.uid)) {
+      spdlog::debug("control connection refused pid={} uid={}: every connection it could replace is busy", peer.pid,
+                    peer.uid);
+      const std::string refusal =
+          error_reply(fmt::format("too many control connections (at most {} per user, {} in all) and none of "
+                                  "them idle; try again later",
+                                  limits_.per_uid, limits_.total)) +
+          "\n";
+      (void)::send(fd.get(), refusal.data(), refusal.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      continue;
+    }
     const std::uint64_t id = next_connection_++;
     Connection& connection = connections_[id];
     connection.fd = std::move(fd);
+    connection.uid = peer.uid;
     connection.idle_since = Clock::now();
-    watch(id);
     spdlog::debug("control connection opened pid={} uid={}", peer.pid, peer.uid);
+    // A client usually sends its request right after connecting: take it now, before the next
+    // connections are accepted, rather than one epoll round later. Otherwise process() asks
+    // epoll for it.
+    read_some(id);
+    process(id);
   }
-  // At the limit: the others wait in the backlog until a connection closes.
-  pause_accepting();
+}
+
+bool ControlServer::idle(const Connection& connection) {
+  return !connection.pending && connection.out.empty() && !connection.hold && !connection.close_after_flush &&
+         !connection.read_closed && !connection.hung_up;
+}
+
+bool ControlServer::admit(std::uint32_t uid) {
+  // A connection that looks idle may have its request already in its socket, not yet read
+  // because epoll reports it a round later: that one is served, not shed, and the choice made
+  // again. Bounded, so a client that keeps sending bytes without a newline cannot hold us here.
+  constexpr int max_choices = 8;
+  for (int choice = 1;; ++choice) {
+    std::vector<OpenConnection>& open = admission_scratch_;
+    open.clear();
+    for (const auto& [id, connection] : connections_) {
+      open.push_back({id, connection.uid, idle(connection), connection.idle_since});
+    }
+    const AdmissionVerdict verdict = admit_connection(open, uid, limits_);
+    if (!verdict.shed) {
+      return verdict.admit;
+    }
+    const std::uint64_t id = *verdict.shed;
+    Connection& shed = connections_.at(id);
+    char byte = 0;
+    if (choice < max_choices && ::recv(shed.fd.get(), &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+      read_some(id);
+      process(id);
+      continue;
+    }
+    // Idle, so nothing is buffered for it: this line is all it gets, if its socket takes it.
+    const std::string text =
+        error_reply(fmt::format("too many control connections (at most {} per user, {} in all); this idle one "
+                                "was closed to make room",
+                                limits_.per_uid, limits_.total)) +
+        "\n";
+    (void)::send(shed.fd.get(), text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    spdlog::debug("control connection shed uid={} for a new one from uid={}", shed.uid, uid);
+    close(id);
+    return verdict.admit;
+  }
 }
 
 void ControlServer::on_connection(std::uint64_t id, std::uint32_t events) {
@@ -343,7 +396,9 @@ void ControlServer::close(std::uint64_t id) {
     pending_.erase(*found->second.pending);
   }
   connections_.erase(found);
-  if (connections_.size() < max_connections && !retry_accept_at_) {
+  if (!accepting_ && retry_accept_at_) {
+    // accept() ran out of fds: this close freed one.
+    retry_accept_at_.reset();
     resume_accepting();
   }
 }
@@ -366,9 +421,7 @@ std::optional<TimePoint> ControlServer::next_deadline() const {
 void ControlServer::on_deadline(TimePoint now) {
   if (retry_accept_at_ && *retry_accept_at_ <= now) {
     retry_accept_at_.reset();
-    if (connections_.size() < max_connections) {
-      resume_accepting();
-    }
+    resume_accepting();
   }
   std::vector<std::uint64_t> expired;
   for (const auto& [id, connection] : connections_) {

@@ -7,7 +7,9 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "control_admission.h"
 #include "control_protocol.h"
 #include "control_socket.h"
 #include "duration.h"
@@ -37,16 +39,22 @@ namespace clusterd {
 // it sent was answered (a pending reload is still carried out). At EOF a last line without its
 // '\n' is taken as a request too, gone peer or not, so `printf status | nc -U …` works: the
 // bytes of a stream arrive before its close, so such a line is what the client chose to send.
+//
+// Connections are capped per peer uid and in all (ConnectionLimits); at a cap a new connection
+// sheds the oldest idle one (control_admission.h), which gets `{"ok":false,"error":…}` if its
+// socket takes it without blocking, then is closed. So a flood of idle connections never keeps a
+// new client waiting in the listen backlog: it costs the flooder its own oldest connections.
 class ControlServer {
  public:
   using Handler = std::function<void(RequestId id, const Request& request)>;
 
   // How long a connection may stay without a complete request line.
   static constexpr Duration idle_limit = std::chrono::seconds(10);
-  // More connections than this wait in the listen backlog until one closes.
-  static constexpr std::size_t max_connections = 512;
+  // Connections accepted per readiness of the listener: those accepted are read before more
+  // come in, and a flood of connects cannot hold the loop in one callback.
+  static constexpr std::size_t accepts_per_round = 64;
 
-  ControlServer(ControlSocket socket, EventLoop& loop, Handler handler);
+  ControlServer(ControlSocket socket, EventLoop& loop, Handler handler, ConnectionLimits limits = {});
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
   // Writes what each connection can still take without blocking, then closes them all.
@@ -66,6 +74,7 @@ class ControlServer {
  private:
   struct Connection {
     Fd fd;
+    std::uint32_t uid = 0;  // the peer's (SO_PEERCRED), for the per-uid cap
     std::string in;   // received, not yet taken as requests
     std::string out;  // replies not yet written
     std::optional<RequestId> pending;  // taken, not yet answered
@@ -82,6 +91,10 @@ class ControlServer {
   using Connections = std::map<std::uint64_t, Connection>;
 
   void on_listener();
+  // Makes room for a connection from `uid` (sheds one idle connection when at a cap); false when
+  // it must be refused.
+  bool admit(std::uint32_t uid);
+  static bool idle(const Connection& connection);
   void pause_accepting();
   void resume_accepting();
   void on_connection(std::uint64_t id, std::uint32_t events);
@@ -98,7 +111,9 @@ class ControlServer {
   ControlSocket socket_;
   EventLoop& loop_;
   Handler handler_;
+  ConnectionLimits limits_;
   Connections connections_;
+  std::vector<OpenConnection> admission_scratch_;  // admit()'s, kept to spare an allocation per accept
   std::map<RequestId, std::uint64_t> pending_;  // request → connection
   std::uint64_t next_connection_ = 1;
   RequestId next_request_ = 1;

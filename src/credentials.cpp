@@ -266,6 +266,11 @@ std::optional<std::string> check_user_known(const std::string& user) {
   return found ? std::nullopt : std::optional(found.error());
 }
 
+std::optional<uid_t> uid_of_user(const std::string& user) {
+  auto found = find_user(user);
+  return found ? std::optional(found->uid) : std::nullopt;
+}
+
 std::optional<std::string> check_group_known(const std::string& group) {
   auto found = find_group(group);
   return found ? std::nullopt : std::optional(found.error());

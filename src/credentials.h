@@ -47,6 +47,9 @@ tl::expected<WorkerUser, std::string> resolve_worker_user(const std::optional<st
 // nullopt if so, else `unknown user "bob"` or why the lookup failed. Says nothing about privilege.
 std::optional<std::string> check_user_known(const std::string& user);
 
+// The uid `user` names as resolve_worker_user reads it; nullopt when it names none.
+std::optional<uid_t> uid_of_user(const std::string& user);
+
 // Whether `group` is a group resolve_worker_user accepts (a name, or any numeric gid): nullopt
 // if so, else `unknown group "x"` or why the lookup failed.
 std::optional<std::string> check_group_known(const std::string& group);

@@ -1,6 +1,7 @@
 // The imperative shell: kernel events → Supervisor events → actions carried out.
 #include "daemon.h"
 
+#include <signal.h>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -85,7 +86,7 @@ Daemon::Daemon(DaemonSetup setup)
 int Daemon::run() {
   pending_.push_back(Start{});
   drain_events();
-  while (!exit_code_) {
+  while (!may_exit(Clock::now())) {
     loop_.arm_timer(next_wakeup());
     loop_.run_once();
     if (control_) {
@@ -97,6 +98,53 @@ int Daemon::run() {
   return *exit_code_;
 }
 
+void Daemon::stop_orphans(const StopRequested& request, TimePoint now) {
+  const StopConfig& stop = supervisor_.config_of(supervisor_.generation()).stop;
+  // The Supervisor's rule for the workers: SIGQUIT or a second SIGTERM kills at once.
+  const bool quick = request.quick || stop_requested_;
+  stop_requested_ = true;
+  orphans_.begin(now, quick ? Duration{0} : stop.grace, stop.signal);
+}
+
+bool Daemon::may_exit(TimePoint now) {
+  if (!orphans_.begun()) {
+    return false;  // nothing to look at before the stop, and exit_wanted() begins it
+  }
+  // Listed afresh at every wake-up of the stop: an orphan's own children are re-parented to
+  // clusterd when it dies, and a process can be re-parented without any event for clusterd.
+  const auto listed = workers_.orphans();
+  if (!listed && !orphans_unlisted_warned_) {
+    orphans_unlisted_warned_ = true;
+    spdlog::warn("cannot list clusterd's children: /proc/self/task is unreadable or /proc belongs to another pid "
+                 "namespace (mount a /proc of clusterd's own); processes the workers left behind are not stopped");
+  }
+  const std::vector<pid_t> orphans = listed.value_or(std::vector<pid_t>{});
+  const std::vector<int> pids(orphans.begin(), orphans.end());
+  for (const OrphanSignal& send : orphans_.signals_for(pids, now)) {
+    // Safe by pid: a child's pid is not reused before clusterd reaps it, and nothing was reaped
+    // since the list was read.
+    spdlog::info("stopping orphan pid={} signal={}", send.pid, signal_name(send.signal));
+    ::kill(send.pid, send.signal);
+  }
+  orphans_left_ = !orphans.empty();
+  if (!exit_code_) {
+    return false;
+  }
+  if (orphans.empty()) {
+    return true;
+  }
+  if (orphans_.gave_up(now)) {
+    std::string list;
+    for (const pid_t pid : orphans) {
+      list += (list.empty() ? "" : ",") + std::to_string(pid);
+    }
+    spdlog::warn("exiting with orphans left pids={}: they did not die within {} of SIGKILL", list,
+                 format_duration(OrphanStop::kill_wait));
+    return true;
+  }
+  return false;
+}
+
 std::optional<TimePoint> Daemon::next_wakeup() const {
   std::optional<TimePoint> wakeup = supervisor_.next_deadline();
   if (next_systemd_ping_ && (!wakeup || *next_systemd_ping_ < *wakeup)) {
@@ -106,6 +154,10 @@ std::optional<TimePoint> Daemon::next_wakeup() const {
   const auto control_deadline = control_ ? control_->next_deadline() : std::nullopt;
   if (control_deadline && (!wakeup || *control_deadline < *wakeup)) {
     wakeup = control_deadline;
+  }
+  const auto orphan_deadline = orphans_.next_deadline(Clock::now(), orphans_left_);
+  if (orphan_deadline && (!wakeup || *orphan_deadline < *wakeup)) {
+    wakeup = orphan_deadline;
   }
   return wakeup;
 }
@@ -125,10 +177,16 @@ void Daemon::ping_systemd_watchdog(TimePoint now) {
 void Daemon::drain_events() {
   // Actions may produce events (Spawned, SpawnFailed); they are queued, not handled
   // recursively, so the Supervisor sees one event at a time.
-  while (!pending_.empty() && !exit_code_) {
+  while (!pending_.empty()) {
     const Event event = pending_.front();
     pending_.pop_front();
-    execute(supervisor_.handle(event, Clock::now()));
+    const TimePoint now = Clock::now();
+    if (const auto* stop = std::get_if<StopRequested>(&event)) {
+      stop_orphans(*stop, now);  // also while clusterd waits for its orphans to exit
+    }
+    if (!exit_code_) {
+      execute(supervisor_.handle(event, now));
+    }
   }
   prune_generations();
   close_unneeded_slot_sockets();
@@ -195,7 +253,12 @@ void Daemon::execute_one(const Log& entry) {
   }
 }
 
-void Daemon::execute_one(const ExitDaemon& exit) { exit_code_ = exit.code; }
+void Daemon::execute_one(const ExitDaemon& exit) {
+  exit_code_ = exit.code;
+  // Every worker is gone; the processes they left behind are waited for (may_exit).
+  const StopConfig& stop = supervisor_.config_of(supervisor_.generation()).stop;
+  orphans_.exit_wanted(Clock::now(), stop.grace, stop.signal);
+}
 
 void Daemon::on_signal() {
   while (const auto signal = signals_.next()) {

@@ -18,6 +18,7 @@
 #include "control_server.h"
 #include "event_loop.h"
 #include "listener_sockets.h"
+#include "orphan_stop.h"
 #include "sockets.h"
 #include "supervisor.h"
 #include "worker_processes.h"
@@ -81,6 +82,11 @@ class Daemon {
   void close_unneeded_slot_sockets();
   void warn_about_per_slot_scale_down(const GenerationListeners& listeners);
   void drain_events();
+  // A stop began (quick: SIGQUIT, a second SIGTERM): the orphans' stop begins or speeds up.
+  void stop_orphans(const StopRequested& request, TimePoint now);
+  // Signals the orphans that are due a signal (orphan_stop.h); true once clusterd may exit: it
+  // wants to, and no orphan is left or it waited for them long enough.
+  bool may_exit(TimePoint now);
   void ping_systemd_watchdog(TimePoint now);
   std::optional<TimePoint> next_wakeup() const;
 
@@ -107,6 +113,11 @@ class Daemon {
   bool tcp_migrate_req_checked_ = false;  // the per-slot scale-down warning is given once
   std::deque<Event> pending_;
   std::optional<int> exit_code_;
+  // The processes re-parented to clusterd, stopped with it; untouched before the stop begins.
+  OrphanStop orphans_;
+  bool orphans_left_ = false;   // at the last look
+  bool stop_requested_ = false;  // a StopRequested was handled
+  bool orphans_unlisted_warned_ = false;  // /proc could not list the children: said once
   std::optional<std::string> config_path_;  // the config file, absolute, for status
   // After loop_: its connections leave the loop before the loop goes.
   std::optional<ControlServer> control_;

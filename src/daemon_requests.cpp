@@ -109,6 +109,9 @@ void Daemon::reload(std::optional<RequestId> request) {
     return;
   }
   warn_about_per_slot_scale_down(*listeners);
+  for (const std::string& warning : prepared->config.warnings) {
+    spdlog::warn("reload: {}", warning);
+  }
   std::vector<std::string> restart_needed = keys_needing_restart(current, prepared->config);
   if (!restart_needed.empty()) {
     spdlog::warn("reload: changed keys that take effect only when clusterd restarts: {}",
@@ -188,6 +191,10 @@ tl::expected<GenerationListeners, std::string> Daemon::listeners_for(const Confi
       } catch (const ListenError& error) {
         return tl::make_unexpected(std::string(error.what()));
       }
+    } else if (auto problem = found->unix_directory_problem()) {
+      // Kept as it is, yet refused: its directory was opened to others since it was bound, and
+      // the file there is clusterd's to replace and remove (sockets.h).
+      return tl::make_unexpected(std::move(*problem));
     }
     listeners.emplace_back(wanted, std::move(found));
   }

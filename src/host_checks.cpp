@@ -9,10 +9,14 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <optional>
+#include <system_error>
 
 #include "credentials.h"
 #include "executable_path.h"
+#include "log_file.h"
+#include "inherited_output.h"
 #include "errno_text.h"
 
 namespace clusterd {
@@ -23,12 +27,6 @@ std::string quoted(const std::string& text) { return "\"" + text + "\""; }
 bool is_directory(const std::string& path) {
   struct stat info {};
   return ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
-}
-
-// Whether clusterd's effective ids may `mode` (W_OK, X_OK) `path`; errno when not. AT_EACCESS:
-// clusterd opens the file with its effective ids, which is not what plain access(2) checks.
-int access_error(const std::string& path, int mode) {
-  return ::faccessat(AT_FDCWD, path.c_str(), mode, AT_EACCESS) == 0 ? 0 : errno;
 }
 
 std::optional<std::string> check_directory(const std::string& directory) {
@@ -50,53 +48,6 @@ std::string program_path(const std::string& program, const std::string& director
     return program;
   }
   return directory + "/" + program;
-}
-
-std::string parent_directory(const std::string& path) {
-  const auto slash = path.rfind('/');
-  if (slash == std::string::npos) {
-    return ".";
-  }
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-std::optional<std::string> check_log_file(const std::string& path) {
-  const auto cannot_open = [&path](int error, const std::string& why = "") {
-    return "cannot open " + quoted(path) + " for appending: " + errno_text(error) + why;
-  };
-  if (path.empty()) {
-    return cannot_open(ENOENT);
-  }
-  if (path.ends_with("/")) {
-    return cannot_open(EISDIR);
-  }
-  struct stat info {};
-  if (::stat(path.c_str(), &info) == 0) {
-    if (S_ISDIR(info.st_mode)) {
-      return cannot_open(EISDIR);
-    }
-    if (const int error = access_error(path, W_OK); error != 0) {
-      return cannot_open(error);
-    }
-    return std::nullopt;
-  }
-  if (errno != ENOENT) {
-    return cannot_open(errno);  // ENOTDIR (a file where a directory should be), EACCES, ELOOP
-  }
-  // The file is created on open, but never its directory: the logger (spdlog's file sink) would
-  // create missing parents, which would hide a typo in the path.
-  const std::string parent = parent_directory(path);
-  if (::stat(parent.c_str(), &info) != 0) {
-    const int error = errno;
-    return cannot_open(error, error == ENOENT ? " (clusterd creates no directories)" : "");
-  }
-  if (!S_ISDIR(info.st_mode)) {
-    return cannot_open(ENOTDIR);
-  }
-  if (const int error = access_error(parent, W_OK | X_OK); error != 0) {
-    return cannot_open(error);
-  }
-  return std::nullopt;
 }
 
 }  // namespace
@@ -135,7 +86,18 @@ HostChecks system_host_checks() {
   };
   checks.user = check_user_known;
   checks.group = check_group_known;
-  checks.log_file = check_log_file;
+  checks.log_file = [](const std::string& path) { return check_log_file(path, ::geteuid()); };
+  checks.working_directory = []() -> std::string {
+    std::error_code error;
+    auto cwd = std::filesystem::current_path(error);
+    return error ? std::string() : cwd.string();
+  };
+  checks.effective_uid = [] { return static_cast<unsigned>(::geteuid()); };
+  checks.user_uid = [](const std::string& user) -> std::optional<unsigned> {
+    const auto uid = uid_of_user(user);
+    return uid ? std::optional<unsigned>(*uid) : std::nullopt;
+  };
+  checks.regular_output_files = regular_output_files;
   return checks;
 }
 

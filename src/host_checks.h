@@ -14,9 +14,11 @@ namespace clusterd {
 // - directory: an existing directory (stat);
 // - program: find_program below;
 // - user, group: a known user; a known group or a numeric gid (credentials.h);
-// - log_file: the file exists and clusterd may write it, or it does not exist and its directory
-//   exists and clusterd may create files in it. Nothing is created: the logger would otherwise
-//   create missing directories, and `check` must not change the system.
+// - log_file: check_log_file (log_file.h): its directory exists and is trusted (no user but root
+//   and clusterd's own may write it), and the file is either missing, and clusterd may create it
+//   there, or a regular file with one link, no symbolic link, owned by root or clusterd's user,
+//   that clusterd may write. Nothing is created: a missing directory is an error, not made, and
+//   `check` must not change the system.
 // Access is checked for clusterd's own effective ids. May block on NSS (user, group).
 HostChecks system_host_checks();
 

@@ -77,6 +77,15 @@ std::vector<int> ListenerSockets::close_unneeded(const std::function<bool(int)>&
   return closed;
 }
 
+std::optional<std::string> ListenerSockets::unix_directory_problem() const {
+  for (const auto& [slot, socket] : sockets_) {
+    if (auto problem = socket.unix_directory_problem()) {
+      return "listener \"" + name_ + "\": " + *problem;
+    }
+  }
+  return std::nullopt;
+}
+
 void ListenerSockets::ensure_listening() {
   for (auto& [slot, socket] : sockets_) {
     if (!socket.ensure_listening()) {

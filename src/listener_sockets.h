@@ -67,6 +67,11 @@ class ListenerSockets {
   // slots closed. A shared listener is never closed here.
   std::vector<int> close_unneeded(const std::function<bool(int)>& needed);
 
+  // Why a reload must not keep this listener: its unix socket file's directory is no longer
+  // trusted (Listener::unix_directory_problem), named with the listener as at start. nullopt
+  // when it is, and for TCP and sockets passed by systemd.
+  std::optional<std::string> unix_directory_problem() const;
+
   // Listener::ensure_listening on every socket, after a worker exited: a worker's shutdown()
   // stops a socket for every holder (interface §7). Each one that listens again is logged as an
   // error naming the listener (and the slot, per-slot). Never throws.

@@ -7,14 +7,58 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <spdlog/details/null_mutex.h>
 #include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
+
+#include "fd.h"
+#include "log_file.h"
 
 namespace clusterd {
 namespace {
 
 std::optional<std::string> log_file_path;
+
+// Appends each formatted line to a file that open_log_file opened. spdlog's own file sink opens
+// by path, following any symbolic link at the name and creating missing directories; this one
+// writes to the fd that was judged, so what was checked is what is written.
+class LogFileSink : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+ public:
+  explicit LogFileSink(Fd file) : file_(std::move(file)) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& message) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(message, line);
+    // O_APPEND puts each write at the end. A failed write (a full disk) loses that line only:
+    // a supervisor must not stop over its own log, and it has nowhere better to say so.
+    const char* data = line.data();
+    std::size_t left = line.size();
+    while (left > 0) {
+      const ssize_t written = retry_on_eintr([&] { return ::write(file_.get(), data, left); });
+      if (written <= 0) {
+        return;
+      }
+      data += written;
+      left -= static_cast<std::size_t>(written);
+    }
+  }
+  void flush_() override {}  // every line is written through at once; nothing is buffered
+
+ private:
+  Fd file_;
+};
+
+// The sink for log.file, opened safely (log_file.h) as clusterd's effective uid; throws
+// spdlog::spdlog_ex with the reason when it may not be opened.
+spdlog::sink_ptr open_file_sink(const std::string& path) {
+  auto file = open_log_file(path, ::geteuid());
+  if (!file) {
+    throw spdlog::spdlog_ex(file.error());
+  }
+  return std::make_shared<LogFileSink>(std::move(*file));
+}
 
 // "<3>" … "<7>": sd-daemon(3) priority prefixes that journald reads off each stderr line.
 class JournalPriorityFlag : public spdlog::custom_flag_formatter {
@@ -82,7 +126,7 @@ void setup_logging(LogLevel level, const std::optional<std::string>& file) {
   spdlog::sink_ptr sink;
   bool journal = false;
   if (file) {
-    sink = std::make_shared<spdlog::sinks::basic_file_sink_st>(*file, /*truncate=*/false);
+    sink = open_file_sink(*file);
   } else {
     sink = std::make_shared<spdlog::sinks::stderr_sink_st>();
     journal = stderr_is_journal();
@@ -101,15 +145,18 @@ void reopen_log_file() {
     return;
   }
   auto logger = spdlog::default_logger();
-  try {
-    auto sink = std::make_shared<spdlog::sinks::basic_file_sink_st>(*log_file_path, false);
-    sink->set_formatter(make_formatter(false));
-    logger->sinks() = {sink};
-    logger->info("log file reopened path={}", *log_file_path);
-  } catch (const spdlog::spdlog_ex& error) {
+  // A reopen that is refused (the name is now a link, the directory became writable by others)
+  // keeps the old file: clusterd goes on logging and serving, and says why on every SIGUSR1.
+  auto file = open_log_file(*log_file_path, ::geteuid());
+  if (!file) {
     logger->error("cannot reopen log file path={} error=\"{}\"; still writing to the old file",
-                  *log_file_path, error.what());
+                  *log_file_path, file.error());
+    return;
   }
+  auto sink = std::make_shared<LogFileSink>(std::move(*file));
+  sink->set_formatter(make_formatter(false));
+  logger->sinks() = {sink};
+  logger->info("log file reopened path={}", *log_file_path);
 }
 
 }  // namespace clusterd

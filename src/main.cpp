@@ -149,6 +149,9 @@ int run_supervisor(const CliOptions& options, PreparedConfig prepared) {
     return exit_usage;
   }
   raise_nofile_limit();
+  for (const std::string& warning : config.warnings) {
+    spdlog::warn("{}", warning);
+  }
   // Orphans of workers are reparented to us and reaped, and a dead worker's helpers can be
   // found and killed (protocols §3.7).
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -227,6 +230,9 @@ int run_main(const std::vector<std::string>& args) {
     if (auto control = control_socket_path(prepared->config.control, prepared->config.name, false); !control) {
       std::cerr << "clusterd: " << control.error() << '\n';
       return exit_usage;
+    }
+    for (const std::string& warning : prepared->config.warnings) {
+      std::cerr << "clusterd: warning: " << warning << '\n';
     }
     std::cout << to_toml(prepared->config);
     return 0;

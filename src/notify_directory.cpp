@@ -18,6 +18,7 @@
 
 #include "control_paths.h"
 #include "errno_text.h"
+#include "trusted_path.h"
 
 namespace clusterd {
 namespace {
@@ -79,6 +80,32 @@ std::vector<Base> candidate_bases(DefaultDirectories defaults, std::vector<std::
   return bases;
 }
 
+// Why no notify directory may be made in `base`; nullopt when one may. clusterd creates the
+// directory there, then binds, chowns and removes sockets inside it by name: a user who could
+// swap `base` or a directory above it for a symlink would choose where those land. So every
+// directory from / down to `base` must be trusted (trusted_path.h). `base` itself may be
+// world-writable if it is sticky and trusted (/tmp, or a $RUNTIME_DIRECTORY like it): mkdtemp()
+// makes a new name there atomically, with a random part, and the sticky bit keeps others from
+// renaming or removing what is ours. Checked in every mode, with or without a control socket
+// (whose own checks cover only its directory).
+std::optional<std::string> untrusted_base(const std::string& base) {
+  const uid_t euid = ::geteuid();
+  struct stat status {};
+  if (::lstat(base.c_str(), &status) == 0 && S_ISDIR(status.st_mode) && (status.st_mode & S_ISVTX) != 0) {
+    if (auto problem = untrusted_directory(base, status, euid, DirectoryRole::on_the_way)) {
+      return "notify socket base directory " + base + ": " + *problem;
+    }
+    // Its parent is judged the same way: it holds `base`, not a file, so it may be sticky too
+    // (a sticky directory in /tmp). "/" has no parent to judge.
+    const std::string parent = split_directory(base).first;
+    return parent == base ? std::nullopt : untrusted_base(parent);
+  }
+  if (auto opened = open_trusted_directory(base, euid, "notify socket base directory"); !opened) {
+    return opened.error();
+  }
+  return std::nullopt;
+}
+
 // The directory open and flock()ed for as long as its clusterd runs: a directory of this name
 // whose lock can be taken belongs to a clusterd that is gone (SIGKILL leaves no time to remove it).
 Fd lock_directory(const std::string& path, bool wait) {
@@ -122,9 +149,14 @@ void remove_stale_directories(const std::string& base, const std::string& part) 
   }
 }
 
-// mkdtemp under `base`, made 0711 (protocols §2.3 step 1); the name part is shortened so that
-// socket_name_room bytes remain within sun_path.
-tl::expected<std::string, std::string> make_notify_directory(const std::string& base, const std::string& name) {
+struct MadeDirectory {
+  std::string path;
+  Fd lock;
+};
+
+// mkdtemp under `base`, made 0711 (protocols §2.3 step 1) and locked; the name part is
+// shortened so that socket_name_room bytes remain within sun_path.
+tl::expected<MadeDirectory, std::string> make_notify_directory(const std::string& base, const std::string& name) {
   const std::size_t fixed = base.size() + 1 + directory_suffix.size() + NotifyDirectory::socket_name_room;
   if (fixed >= max_socket_path) {
     return tl::make_unexpected(base + " is too long for socket paths (sun_path holds " +
@@ -137,12 +169,16 @@ tl::expected<std::string, std::string> make_notify_directory(const std::string& 
     return tl::make_unexpected("mkdtemp " + pattern + ": " + errno_text(errno));
   }
   // mkdtemp makes it 0700; workers running as another user must pass through to their socket.
-  if (::chmod(pattern.c_str(), 0711) != 0) {
+  // fchmod() on the directory opened without following a link, so the mode goes to the
+  // directory mkdtemp made and to nothing else; the fd is then its lock.
+  Fd lock = lock_directory(pattern, true);
+  struct stat status {};
+  if (!lock || ::fstat(lock.get(), &status) != 0 || ::fchmod(lock.get(), 0711) != 0) {
     const int error = errno;
     ::rmdir(pattern.c_str());
     return tl::make_unexpected("chmod " + pattern + ": " + errno_text(error));
   }
-  return pattern;
+  return MadeDirectory{std::move(pattern), std::move(lock)};
 }
 
 }  // namespace
@@ -165,12 +201,11 @@ tl::expected<NotifyDirectory, std::string> NotifyDirectory::create(const std::st
         refused.push_back(std::move(*problem));
         continue;
       }
-    } else {
-      struct stat status {};
-      if (::stat(base.path.c_str(), &status) != 0 || !S_ISDIR(status.st_mode)) {
-        refused.push_back(base.path + " is not a directory");
-        continue;
-      }
+    }
+    if (auto problem = untrusted_base(base.path)) {
+      spdlog::warn("notify sockets: skipped a base directory another user could change: {}", *problem);
+      refused.push_back(std::move(*problem));
+      continue;
     }
     if (worker_uid) {
       if (auto problem = not_searchable_by(base.path, *worker_uid)) {
@@ -186,8 +221,7 @@ tl::expected<NotifyDirectory, std::string> NotifyDirectory::create(const std::st
     for (const std::string& reason : refused) {
       spdlog::debug("notify socket directory not used: {}", reason);
     }
-    Fd lock = lock_directory(*made, true);
-    return NotifyDirectory(std::move(*made), std::move(lock));
+    return NotifyDirectory(std::move(made->path), std::move(made->lock));
   }
   std::string text = "cannot create a directory for notify sockets:";
   for (const std::string& reason : refused) {

@@ -24,12 +24,16 @@ class NotifyDirectory {
   // socket_name_room - 1 bytes fits in sun_path (107 bytes).
   static constexpr std::size_t socket_name_room = 32;
 
-  // Creates "<base>/<name>.notify.XXXXXX" (mkdtemp, then chmod 0711: workers may pass through,
-  // not list) under the first usable base of: $RUNTIME_DIRECTORY (its first entry),
-  // $XDG_RUNTIME_DIR/clusterd, /run/clusterd (root) or /tmp/clusterd-<uid> (non-root), and as a
-  // last resort /tmp itself. Directories of the same name that a SIGKILLed clusterd left behind
-  // (their lock is free) are removed first. A base clusterd creates is 0700; an existing one must be a
-  // directory owned by us and writable by neither group nor others (interface §4.4). When
+  // Creates "<base>/<name>.notify.XXXXXX" (mkdtemp, then fchmod 0711 through the directory's
+  // own fd: workers may pass through, not list) under the first usable base of:
+  // $RUNTIME_DIRECTORY (its first entry), $XDG_RUNTIME_DIR/clusterd, /run/clusterd (root) or
+  // /tmp/clusterd-<uid> (non-root), and as a last resort /tmp itself. Directories of the same
+  // name that a SIGKILLed clusterd left behind (their lock is free) are removed first. A base
+  // clusterd creates is 0700; an existing one must be a directory owned by us and writable by
+  // neither group nor others (interface §4.4). Every base, $RUNTIME_DIRECTORY and /tmp included,
+  // must also be trusted with every directory above it (trusted_path.h), the base itself being
+  // allowed to be world-writable only with the sticky bit (as /tmp is); a base that is not is
+  // skipped with a warning that says why, whatever the control socket's settings. When
   // `worker_uid` is given and some directory on a base's path is not searchable by that uid
   // (judged from the mode bits: its owner's bit for the owner, else both the group and the
   // other bit, since the worker's groups are not known here), that base is skipped, which

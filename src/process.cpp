@@ -2,6 +2,7 @@
 // child until the daemon has reaped it.
 #include "process.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -14,9 +15,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <string>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -24,6 +27,7 @@
 #include <fmt/core.h>
 
 #include "child_setup.h"
+#include "text_file.h"
 
 namespace clusterd {
 
@@ -221,6 +225,100 @@ void Process::signal_leader(int signal) const noexcept {
   }
   // No pidfd: kill() by pid is still safe, because the pid cannot be reused before it is reaped.
   ::kill(pid_, signal);
+}
+
+std::vector<pid_t> parse_pid_list(std::string_view text) {
+  std::vector<pid_t> pids;
+  pid_t pid = 0;
+  bool in_number = false;
+  for (const char c : text) {
+    if (c >= '0' && c <= '9') {
+      pid = pid * 10 + (c - '0');
+      in_number = true;
+      continue;
+    }
+    if (in_number && pid > 0) {
+      pids.push_back(pid);
+    }
+    pid = 0;
+    in_number = false;
+  }
+  if (in_number && pid > 0) {
+    pids.push_back(pid);
+  }
+  return pids;
+}
+
+namespace {
+
+// The fallback for a kernel without /proc/PID/task/TID/children: every process's parent pid.
+// The parent field comes after the command name, which may hold spaces and parentheses, so it
+// is read after the last ')' (proc(5)).
+std::vector<pid_t> children_from_every_stat(pid_t self) {
+  std::vector<pid_t> children;
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) {
+    return children;
+  }
+  while (const dirent* entry = ::readdir(proc)) {
+    const auto pids = parse_pid_list(entry->d_name);
+    if (pids.size() != 1 || std::to_string(pids[0]) != entry->d_name) {
+      continue;
+    }
+    const auto stat = read_text_file("/proc/" + std::string(entry->d_name) + "/stat");
+    const std::size_t close = stat ? stat->rfind(')') : std::string::npos;
+    if (close == std::string::npos) {
+      continue;  // gone meanwhile
+    }
+    // ") S PPID ...": the state, then the parent.
+    const std::string_view rest = std::string_view(*stat).substr(close + 1);
+    const std::size_t state = rest.find_first_not_of(' ');
+    const std::size_t parent = state == std::string_view::npos ? state : rest.find(' ', state);
+    if (parent == std::string_view::npos) {
+      continue;
+    }
+    const auto parent_pid = parse_pid_list(rest.substr(parent + 1, rest.find(' ', parent + 1) - parent - 1));
+    if (parent_pid.size() == 1 && parent_pid[0] == self) {
+      children.push_back(pids[0]);
+    }
+  }
+  ::closedir(proc);
+  return children;
+}
+
+}  // namespace
+
+std::optional<std::vector<pid_t>> list_children() {
+  const pid_t self = ::getpid();
+  std::array<char, 32> link{};
+  const ssize_t length = ::readlink("/proc/self", link.data(), link.size() - 1);
+  if (length <= 0 || std::string_view(link.data(), static_cast<std::size_t>(length)) != std::to_string(self)) {
+    return std::nullopt;
+  }
+  std::vector<pid_t> children;
+  DIR* tasks = ::opendir("/proc/self/task");
+  if (tasks == nullptr) {
+    return std::nullopt;
+  }
+  bool listed = false;
+  while (const dirent* entry = ::readdir(tasks)) {
+    if (entry->d_name[0] == '.') {
+      continue;
+    }
+    const auto text = read_text_file("/proc/self/task/" + std::string(entry->d_name) + "/children");
+    if (!text) {
+      continue;
+    }
+    listed = true;
+    for (const pid_t pid : parse_pid_list(*text)) {
+      children.push_back(pid);
+    }
+  }
+  ::closedir(tasks);
+  if (!listed) {
+    return children_from_every_stat(self);
+  }
+  return children;
 }
 
 NofileLimits raise_nofile_limit() {

@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <tl/expected.hpp>
@@ -83,6 +84,17 @@ class Process {
   std::optional<StartFailure> exec_failure_;
   bool reaped_ = false;
 };
+
+// The children of the calling process (its every thread's), from /proc/self/task/TID/children,
+// or, where the kernel lacks that file (CONFIG_PROC_CHILDREN), from every /proc/PID/stat's
+// parent pid. A child stays listed until it is reaped (zombies too), so its pid cannot be reused
+// while the caller, as long as it reaps nothing meanwhile, signals it. nullopt when /proc cannot
+// be read, or is the /proc of another pid namespace (its /proc/self is not getpid()): its pids
+// would name other processes than kill() does.
+std::optional<std::vector<pid_t>> list_children();
+
+// The pids in a /proc/.../children file: decimal numbers separated by spaces.
+std::vector<pid_t> parse_pid_list(std::string_view text);
 
 // RLIMIT_NOFILE soft limits, for clusterd's startup log.
 struct NofileLimits {

@@ -3,6 +3,7 @@
 #include "sockets.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -22,6 +23,7 @@
 
 #include "errno_text.h"
 #include "socket_address.h"
+#include "trusted_path.h"
 #include "umask_scope.h"
 
 namespace clusterd {
@@ -86,6 +88,17 @@ Listener open_tcp(const ListenerConfig& config) {
   return Listener(config.name, std::move(bound), std::move(fd), backlog, "");
 }
 
+// The directory that holds the unix socket file `path`, opened after checking that no user but
+// root or clusterd's own can write it or any directory above it (trusted_path.h). clusterd, as
+// root, probes, unlinks, binds and later removes a file by that name; a user who could write
+// the directory could swap the name for a symlink between two of those calls, and a user who
+// could write a directory above it could swap the whole directory. With the check passed, only
+// trusted users can change what the name refers to, so the path may be used as it is (bind()
+// and connect() take nothing else). The error names the directory and the fix.
+tl::expected<Fd, std::string> trusted_socket_directory(const std::string& path) {
+  return open_trusted_directory(split_directory(path).first, ::geteuid(), "unix socket directory");
+}
+
 sockaddr_un unix_socket_address(const std::string& path, const std::string& shown) {
   sockaddr_un result{};
   result.sun_family = AF_UNIX;
@@ -102,9 +115,10 @@ sockaddr_un unix_socket_address(const std::string& path, const std::string& show
 // moment on the same path could both find it stale. protocols §4.5 suggests a lock file for
 // that; we leave it out because it adds a second file to clean up for a rare operator error.
 void remove_stale_socket_file(const std::string& path, const sockaddr_un& socket_address,
-                              const std::string& shown) {
+                              const std::string& shown, const Fd& directory) {
+  const std::string name = split_directory(path).second;
   struct stat status {};
-  if (::lstat(path.c_str(), &status) != 0) {
+  if (::fstatat(directory.get(), name.c_str(), &status, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) {
       return;
     }
@@ -127,7 +141,7 @@ void remove_stale_socket_file(const std::string& path, const sockaddr_un& socket
     return;  // removed by someone else since lstat()
   }
   if (error == ECONNREFUSED) {
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    if (::unlinkat(directory.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
       fail("unlink stale socket file", shown, errno);
     }
     spdlog::info("removed stale unix socket file path={}", path);
@@ -150,10 +164,12 @@ Listener listen_unix(const std::string& name, const std::string& path, mode_t mo
     fail("socket", shown, errno);
   }
   {
-    // bind() creates the file with 0777 minus the umask. A umask of 0777 creates it with no
-    // permission at all, so nobody can connect before chmod() below sets exactly `mode`:
-    // there is no moment at which the file is wider than configured (protocols §4.5).
-    const UmaskScope private_file(0777);
+    // bind() creates the file with 0777 minus the umask, so this umask gives it exactly `mode`
+    // at birth: it is never wider than configured (protocols §4.5), and nothing changes its
+    // mode afterwards. A chmod() by path is what a user able to swap the name for a symlink
+    // would turn against another file; fchmod() on the socket's fd would change the socket's
+    // own inode, not the file (unix(7)), so there is no fd-based way either.
+    const UmaskScope final_mode(static_cast<mode_t>(~mode & 0777));
     if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&socket_address), sizeof(socket_address)) != 0) {
       fail("bind", shown, errno);
     }
@@ -161,9 +177,6 @@ Listener listen_unix(const std::string& name, const std::string& path, mode_t mo
   // Built right after bind(): from here on, a failure that throws removes the file through the
   // Listener's destructor, which checks it is still the file we created.
   Listener listener(name, shown, std::move(fd), backlog, path, mode);
-  if (::chmod(path.c_str(), mode) != 0) {
-    fail("chmod", shown, errno);
-  }
   if (::listen(listener.fd(), backlog) != 0) {
     fail("listen", shown, errno);
   }
@@ -173,7 +186,13 @@ Listener listen_unix(const std::string& name, const std::string& path, mode_t mo
 Listener open_unix(const ListenerConfig& config) {
   const std::string& path = config.address.path;
   const std::string shown = format_address(config.address);
-  remove_stale_socket_file(path, unix_socket_address(path, shown), shown);
+  const sockaddr_un socket_address = unix_socket_address(path, shown);
+  // Before anything is done at the path, the stale check's unlink() included.
+  const auto directory = trusted_socket_directory(path);
+  if (!directory) {
+    throw ListenError(shown + ": " + directory.error());
+  }
+  remove_stale_socket_file(path, socket_address, shown, *directory);
   return listen_unix(config.name, path, static_cast<mode_t>(config.mode & 0777), effective_backlog(config.backlog),
                      shown);
 }
@@ -244,15 +263,36 @@ Listener& Listener::operator=(Listener&& other) noexcept {
 
 Listener::~Listener() { remove_unix_file(); }
 
+std::optional<std::string> Listener::unix_directory_problem() const {
+  if (unix_path_.empty() || !fd_) {
+    return std::nullopt;
+  }
+  auto directory = trusted_socket_directory(unix_path_);
+  if (!directory) {
+    return bound_address_ + ": " + directory.error();
+  }
+  return std::nullopt;
+}
+
 void Listener::remove_unix_file() noexcept {
   // A moved-from Listener has no fd (Fd's move releases it); it must not remove the file its
   // successor still serves, whatever state the moved-from path string is in.
   if (unix_path_.empty() || !fd_) {
     return;
   }
-  struct stat status {};
-  if (::lstat(unix_path_.c_str(), &status) == 0 && status.st_dev == unix_dev_ && status.st_ino == unix_ino_) {
-    ::unlink(unix_path_.c_str());
+  try {
+    // Checked again: the directory may have been opened to others since the file was made,
+    // and then the name is left alone rather than unlinked on someone else's terms.
+    const auto directory = trusted_socket_directory(unix_path_);
+    const std::string name = split_directory(unix_path_).second;
+    struct stat status {};
+    if (!directory) {
+      spdlog::warn("unix socket file left in place path={} reason=\"{}\"", unix_path_, directory.error());
+    } else if (::fstatat(directory->get(), name.c_str(), &status, AT_SYMLINK_NOFOLLOW) == 0 &&
+               status.st_dev == unix_dev_ && status.st_ino == unix_ino_) {
+      ::unlinkat(directory->get(), name.c_str(), 0);
+    }
+  } catch (const std::exception&) {  // out of memory for a message: the file stays
   }
   unix_path_.clear();
 }
@@ -318,13 +358,23 @@ bool Listener::replace_unix_socket() {
                             "clusterd's to replace");
     return false;
   }
+  // The same check as at start: a directory opened to others since then (or one above it)
+  // would let them turn this unlink() and bind() against another file.
+  const auto directory = trusted_socket_directory(unix_path_);
+  if (!directory) {
+    log_cannot_listen_again(name_, bound_address_,
+                            directory.error() + "; the socket stays stopped until the directory is fixed and a "
+                                                "worker exits again");
+    return false;
+  }
+  const std::string file_name = split_directory(unix_path_).second;
   struct stat status {};
-  if (::lstat(unix_path_.c_str(), &status) == 0) {
+  if (::fstatat(directory->get(), file_name.c_str(), &status, AT_SYMLINK_NOFOLLOW) == 0) {
     if (status.st_dev != unix_dev_ || status.st_ino != unix_ino_) {
       log_cannot_listen_again(name_, bound_address_, "the path no longer names clusterd's socket file; left alone");
       return false;
     }
-    if (::unlink(unix_path_.c_str()) != 0 && errno != ENOENT) {
+    if (::unlinkat(directory->get(), file_name.c_str(), 0) != 0 && errno != ENOENT) {
       log_cannot_listen_again(name_, bound_address_, "unlink: " + errno_text(errno));
       return false;
     }

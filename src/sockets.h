@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -51,11 +52,19 @@ class Listener {
   int fd() const { return fd_.get(); }
   int backlog() const { return backlog_; }  // the effective one, capped by net.core.somaxconn
 
+  // For a unix socket whose file clusterd created: why its directory is not (or no longer) one
+  // clusterd may create, replace or remove a file in, because a user other than root or
+  // clusterd's own could write it or a directory above it (trusted_path.h); the text names the
+  // directory and the chmod/chown that fixes it. nullopt when it is trusted, and for TCP.
+  std::optional<std::string> unix_directory_problem() const;
+
   // Notices a worker's shutdown() on its inherited copy, which stops the socket for every
   // holder (interface §7): SO_ACCEPTCONN off (TCP), or POLLHUP/POLLRDHUP (a unix socket keeps
   // SO_ACCEPTCONN). A TCP socket is bound again to bound_address() (same port, also for port
   // 0) and listens again. A unix socket cannot, so a new one takes its path (same mode) and
-  // fd(); the stopped one is closed here, workers that hold it keep their copy. Returns true
+  // fd(); the stopped one is closed here, workers that hold it keep their copy. It is not
+  // replaced while unix_directory_problem() says why not: that is logged, and the listener
+  // stays stopped until the directory is fixed and a worker exits again. Returns true
   // when the listener serves again; failures are logged as errors naming the listener and its
   // address, and false is returned (call again after the next worker exit). Never throws.
   bool ensure_listening();
@@ -77,7 +86,9 @@ class Listener {
 };
 
 // Opens every listener in order; throws ListenError naming the address on the first failure
-// (the ones already opened are closed again). A per-slot listener (reuseport = "per-slot") gets
+// (the ones already opened are closed again). A unix socket's directory must be trusted
+// (Listener::unix_directory_problem) before anything is done at its path; its file is born with
+// the configured mode (a umask around bind()) and is never chmod()ed. A per-slot listener (reuseport = "per-slot") gets
 // its first socket here, slot 0's, with SO_REUSEPORT set before bind(); open_slot_socket binds
 // the others.
 std::vector<Listener> open_listeners(const std::vector<ListenerConfig>& listeners);

@@ -169,9 +169,15 @@ SpawnPlan make_spawn_plan(const Config& config, const std::string& executable,
   const auto removed_for_output = [&config](std::string_view name) {
     return config.output == OutputMode::prefix && name == "JOURNAL_STREAM";
   };
+  // inherit_env as a list: only the variables the operator named pass, so a secret in clusterd's
+  // environment (a token systemd's EnvironmentFile= gave it) reaches no worker by accident.
+  const auto inherited = [&config](std::string_view name) {
+    return !config.inherit_env ||
+           std::find(config.inherit_env->begin(), config.inherit_env->end(), name) != config.inherit_env->end();
+  };
   for (const auto& entry : parent_env) {
     const std::string_view name = variable_name(entry);
-    if (!is_removed_variable(name) && !removed_for_output(name) && !set_by_us(name)) {
+    if (inherited(name) && !is_removed_variable(name) && !removed_for_output(name) && !set_by_us(name)) {
       plan.env.push_back(entry);
     }
   }

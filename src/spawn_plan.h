@@ -71,7 +71,9 @@ tl::expected<std::string, std::string> expand_argument(std::string_view argument
                                                        const std::vector<std::string>& listener_names,
                                                        int slot);
 
-// `parent_env`: clusterd's environment as "KEY=VALUE" strings. `executable`: the resolved path.
+// `parent_env`: clusterd's environment as "KEY=VALUE" strings, of which the worker gets those
+// `config.inherit_env` lets through, less the ones clusterd removes or sets itself.
+// `executable`: the resolved path.
 SpawnPlan make_spawn_plan(const Config& config, const std::string& executable,
                           const std::vector<ListenerFd>& listeners, const WorkerIdentity& identity,
                           const std::vector<std::string>& parent_env,

@@ -181,6 +181,14 @@ bool WorkerProcesses::reap() {
   return worker_reaped;
 }
 
+std::optional<std::vector<pid_t>> WorkerProcesses::orphans() const {
+  auto children = list_children();
+  if (children) {
+    std::erase_if(*children, [this](pid_t pid) { return workers_.contains(pid); });
+  }
+  return children;
+}
+
 void WorkerProcesses::watch_output(Fd read_end, int destination, const WorkerId& id, pid_t pid) {
   outputs_.watch(std::move(read_end), destination, id.slot, pid);
 }

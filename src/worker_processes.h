@@ -55,6 +55,11 @@ class WorkerProcesses {
   // SIGCHLD: reaps every child that exited; true when one of them was a worker.
   bool reap();
 
+  // clusterd's children that are not workers: processes a worker left behind that were
+  // re-parented to clusterd (a child subreaper) when their parent exited. nullopt: /proc cannot
+  // tell (list_children).
+  std::optional<std::vector<pid_t>> orphans() const;
+
   std::size_t size() const { return workers_.size(); }
 
  private:

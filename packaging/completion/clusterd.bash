@@ -22,7 +22,7 @@ _clusterd_signals='HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE A
     CHLD CONT STOP TSTP TTIN TTOU URG XCPU XFSZ VTALRM PROF WINCH IO PWR SYS'
 
 # Every key --set takes, but listen.* (only --listen sets listeners) and env.NAME (any NAME).
-_clusterd_keys='name workers command directory user group output env.
+_clusterd_keys='name workers command directory user group output inherit_env env.
     restart.policy restart.delay restart.max_delay restart.multiplier restart.reset_after
     restart.burst restart.interval ready.mode ready.timeout ready.watchdog stop.signal stop.grace
     reload.batch recycle.max_lifetime recycle.max_rss recycle.check_interval control.socket

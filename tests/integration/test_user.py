@@ -5,6 +5,7 @@ it (CAP_SETUID, CAP_SETGID, CAP_KILL); a worker that cannot start is reported wi
 failed. Needs root.
 """
 import grp
+import json
 import os
 import pwd
 import re
@@ -248,5 +249,11 @@ def test_a_worker_its_user_cannot_execute_is_reported_with_the_failed_step(start
                         r'program=%s step=exec error="Permission denied" retry_every=30s \(configuration '
                         r'problem: check command, directory and user\)' % re.escape(program), failed.group(2)), \
         failed.group(2)
-    [slot] = clusterd.status()["workers"]
+    # The client runs as clusterd's own user: another user's client does not believe its server
+    # (SO_PEERCRED, test_security_client.py).
+    client = [] if owner.pw_uid == 0 else AS_NOBODY
+    result = subprocess.run(client + [harness.BIN, "status", "--json", "--control", clusterd.control_path()],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    [slot] = json.loads(result.stdout)["workers"]
     assert (slot["pid"], slot["state"], slot["last_exit"]) == (None, "backoff", {"exec_error": "Permission denied"})

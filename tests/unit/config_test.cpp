@@ -1060,6 +1060,7 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
             "# user: unset\n"
             "# group: unset (the user's primary group)\n"
             "output = \"inherit\"\n"
+            "inherit_env = true\n"
             "\n[[listen]]\n"
             "name = \"fd3\"\n"
             "address = \"[::]:80\"\n"
@@ -1404,6 +1405,222 @@ TEST(Signals, NamesRoundTrip) {
   for (int signal = 1; signal <= 64; ++signal) {
     EXPECT_EQ(parse_signal(signal_name(signal)), signal);
   }
+}
+
+// ----- inherit_env: which of clusterd's variables reach the workers
+
+TEST(ConfigInheritEnv, DefaultPassesEverything) {
+  EXPECT_EQ(build(command_line).inherit_env, std::nullopt);
+  EXPECT_EQ(build(with_command("inherit_env = true\n")).inherit_env, std::nullopt);
+}
+
+TEST(ConfigInheritEnv, FalsePassesNothingAndAListOnlyItsNames) {
+  EXPECT_EQ(build(with_command("inherit_env = false\n")).inherit_env, std::vector<std::string>{});
+  EXPECT_EQ(build(with_command("inherit_env = []\n")).inherit_env, std::vector<std::string>{});
+  EXPECT_EQ(build(with_command("inherit_env = [\"PATH\", \"LANG\"]\n")).inherit_env,
+            (std::vector<std::string>{"PATH", "LANG"}));
+}
+
+TEST(ConfigInheritEnv, BadValuesAreReportedAtTheElement) {
+  EXPECT_THAT(errors(with_command("inherit_env = \"PATH\"\n")),
+              ElementsAre("c.toml:2:15: inherit_env: expected true, false or an array of variable names, "
+                          "found string \"PATH\""));
+  EXPECT_THAT(
+      errors(with_command("inherit_env = [\"PATH\", \"1X\", \"NOTIFY_SOCKET\", \"PATH\", 3]\n")),
+      ElementsAre("c.toml:2:24: inherit_env[1]: expected a variable name of A-Za-z0-9_ not starting with a "
+                  "digit, found \"1X\"",
+                  "c.toml:2:30: inherit_env[2]: expected a variable that clusterd does not set or remove, "
+                  "found \"NOTIFY_SOCKET\"",
+                  "c.toml:2:47: inherit_env[3]: expected each name once, found \"PATH\" again",
+                  "c.toml:2:55: inherit_env[4]: expected a variable name, found integer 3"));
+}
+
+TEST(ConfigInheritEnv, SetFlagTakesATomlValue) {
+  ConfigOverrides overrides;
+  overrides.sets = {"inherit_env=[\"LANG\"]"};
+  EXPECT_EQ(build(with_command("inherit_env = false\n"), overrides).inherit_env,
+            std::vector<std::string>{"LANG"});
+  overrides.sets = {"inherit_env=false"};
+  EXPECT_EQ(build(command_line, overrides).inherit_env, std::vector<std::string>{});
+}
+
+TEST(ConfigInheritEnv, ToTomlRoundTrips) {
+  for (const std::string value : {"true", "false", "[\"PATH\", \"LANG\"]"}) {
+    const std::string text = to_toml(build(with_command("inherit_env = " + value + "\n")));
+    EXPECT_NE(text.find("\ninherit_env = " + value + "\n"), std::string::npos) << text;
+    EXPECT_EQ(to_toml(build(text)), text);
+  }
+}
+
+// ----- relative paths: from the config file's directory, or from the working directory for flags
+
+// Builds `text` as the file at `path`, with clusterd's working directory `cwd`.
+tl::expected<Config, Diagnostics> build_at(const std::string& path, std::string_view text, const std::string& cwd,
+                                           const ConfigOverrides& overrides = {}) {
+  HostChecks host;
+  host.working_directory = [cwd] { return cwd; };
+  return build_config(ConfigText{path, std::string(text)}, overrides, &host);
+}
+
+constexpr std::string_view relative_paths =
+    "command = [\"./srv\"]\n"
+    "directory = \"data\"\n"
+    "[[listen]]\n"
+    "address = \"unix:sock/./app.sock\"\n"
+    "[log]\n"
+    "file = \"logs//c.log\"\n";
+
+TEST(ConfigPaths, RelativePathsInTheFileAreTakenFromItsDirectory) {
+  const auto config = build_at("/etc/shop/clusterd.toml", relative_paths, "/");
+  ASSERT_TRUE(config) << config.error().front().to_string();
+  EXPECT_EQ(config->directory, "/etc/shop/data");
+  EXPECT_EQ(config->listeners.at(0).address.path, "/etc/shop/sock/app.sock");
+  EXPECT_EQ(config->log.file, "/etc/shop/logs/c.log");
+  // The program is found from `directory`, as documented: it stays as written.
+  EXPECT_EQ(config->command.front(), "./srv");
+}
+
+TEST(ConfigPaths, ARelativeConfigFileIsTakenFromTheWorkingDirectory) {
+  const auto config = build_at("conf/../shop/c.toml", relative_paths, "/srv");
+  ASSERT_TRUE(config);
+  EXPECT_EQ(config->directory, "/srv/conf/../shop/data");
+  const auto bare = build_at("c.toml", relative_paths, "/srv");
+  ASSERT_TRUE(bare);
+  EXPECT_EQ(bare->log.file, "/srv/logs/c.log");
+}
+
+TEST(ConfigPaths, AbsolutePathsAreKept) {
+  const auto config = build_at("/etc/c.toml",
+                               "command = [\"srv\"]\ndirectory = \"/var/lib/shop\"\n[log]\nfile = \"/var/log/c.log\"\n",
+                               "/");
+  ASSERT_TRUE(config);
+  EXPECT_EQ(config->directory, "/var/lib/shop");
+  EXPECT_EQ(config->log.file, "/var/log/c.log");
+}
+
+TEST(ConfigPaths, PathsFromFlagsAreTakenFromTheWorkingDirectory) {
+  ConfigOverrides overrides;
+  overrides.sets = {"directory=work"};
+  overrides.log_file = "c.log";
+  overrides.listen = {"unix:app.sock"};
+  const auto config = build_at("/etc/shop/c.toml", relative_paths, "/home/op", overrides);
+  ASSERT_TRUE(config);
+  EXPECT_EQ(config->directory, "/home/op/work");
+  EXPECT_EQ(config->log.file, "/home/op/c.log");
+  EXPECT_EQ(config->listeners.at(0).address.path, "/home/op/app.sock");
+}
+
+TEST(ConfigPaths, WithoutAWorkingDirectoryFlagPathsStayRelative) {
+  ConfigOverrides overrides;
+  overrides.log_file = "c.log";
+  overrides.program = {"./srv"};
+  const auto config = build_config(std::nullopt, overrides);
+  ASSERT_TRUE(config);
+  EXPECT_EQ(config->log.file, "c.log");
+}
+
+TEST(ConfigPaths, AUnixPathTooLongOnceAbsoluteIsRefused) {
+  const std::string directory = "/" + std::string(90, 'd');
+  const auto config =
+      build_at(directory + "/c.toml", "command = [\"srv\"]\n[[listen]]\naddress = \"unix:" + std::string(20, 's') + "\"\n",
+               "/");
+  ASSERT_FALSE(config);
+  EXPECT_EQ(config.error().front().to_string(),
+            directory + "/c.toml:3:11: listen[0].address: unix socket path is 112 bytes as an absolute path (\"" +
+                directory + "/" + std::string(20, 's') + "\"), the limit is 107");
+}
+
+TEST(ConfigPaths, HostChecksAreAskedAboutTheAbsolutePaths) {
+  std::vector<std::string> asked;
+  HostChecks host;
+  host.working_directory = [] { return std::string("/"); };
+  host.directory = [&asked](const std::string& d) {
+    asked.push_back("directory " + d);
+    return std::optional<std::string>();
+  };
+  host.program = [&asked](const std::string& p, const std::string& d) {
+    asked.push_back("program " + p + " in " + d);
+    return std::optional<std::string>();
+  };
+  host.log_file = [&asked](const std::string& f) {
+    asked.push_back("log_file " + f);
+    return std::optional<std::string>();
+  };
+  ASSERT_TRUE(build_config(ConfigText{"/etc/shop/c.toml", std::string(relative_paths)}, {}, &host));
+  EXPECT_THAT(asked, ElementsAre("directory /etc/shop/data", "program ./srv in /etc/shop/data",
+                                 "log_file /etc/shop/logs/c.log"));
+}
+
+// ----- warnings: valid, but unsafe as root
+
+struct WarningHost {
+  unsigned euid = 0;
+  std::map<std::string, unsigned> uids{{"nobody", 65534}, {"root", 0}};
+  std::vector<std::string> output_files{"stderr (/var/log/c.err)"};
+
+  HostChecks checks() const {
+    HostChecks checks;
+    checks.effective_uid = [this] { return euid; };
+    checks.user_uid = [this](const std::string& user) -> std::optional<unsigned> {
+      const auto it = uids.find(user);
+      return it == uids.end() ? std::nullopt : std::optional(it->second);
+    };
+    checks.regular_output_files = [this] { return output_files; };
+    return checks;
+  }
+};
+
+std::vector<std::string> warnings(std::string_view text, const WarningHost& fake,
+                                  const ConfigOverrides& overrides = {}) {
+  const auto host = fake.checks();
+  const auto config = build_config(ConfigText{"c.toml", std::string(text)}, overrides, &host);
+  EXPECT_TRUE(config) << (config ? "" : config.error().front().to_string());
+  return config ? config->warnings : std::vector<std::string>{};
+}
+
+TEST(ConfigWarnings, GroupWithoutUserAsRootSaysWorkersRunAsRoot) {
+  EXPECT_THAT(warnings(with_command("group = \"nogroup\"\n"), WarningHost{}),
+              ElementsAre("c.toml:2:9: group: workers run as root (uid 0, every capability): group without user "
+                          "changes only the gid; set user as well, for example user = \"nobody\""));
+  ConfigOverrides overrides;
+  overrides.sets = {"group=nogroup"};
+  EXPECT_THAT(warnings(command_line, WarningHost{}, overrides),
+              ElementsAre("--set group=nogroup: group: workers run as root (uid 0, every capability): group "
+                          "without user changes only the gid; set user as well, for example user = \"nobody\""));
+}
+
+TEST(ConfigWarnings, GroupWithUserOrNotAsRootIsNoWarning) {
+  WarningHost fake;
+  fake.output_files.clear();
+  EXPECT_THAT(warnings(with_command("group = \"nogroup\"\nuser = \"nobody\"\n"), fake), IsEmpty());
+  fake.euid = 1000;
+  EXPECT_THAT(warnings(with_command("group = \"nogroup\"\n"), fake), IsEmpty());
+}
+
+TEST(ConfigWarnings, OutputFilesInheritedByAnotherUser) {
+  const std::string warning =
+      "output: workers run as user \"nobody\" and inherit clusterd's stderr (/var/log/c.err) open for writing "
+      "(output = \"inherit\"), so they can truncate or overwrite it; set output = \"prefix\", or give clusterd a "
+      "pipe or the journal as stdout and stderr rather than a file (log.file moves only clusterd's own log)";
+  EXPECT_THAT(warnings(with_command("user = \"nobody\"\n"), WarningHost{}), ElementsAre("c.toml:2:8: " + warning));
+  EXPECT_THAT(warnings(with_command("user = \"nobody\"\noutput = \"inherit\"\n"), WarningHost{}),
+              ElementsAre("c.toml:3:10: " + warning));
+}
+
+TEST(ConfigWarnings, BothStreamsAreNamed) {
+  WarningHost fake;
+  fake.output_files = {"stdout (/x)", "stderr (/x)"};
+  const auto found = warnings(with_command("user = \"nobody\"\n"), fake);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_NE(found.front().find("inherit clusterd's stdout (/x) and stderr (/x) open for writing"), std::string::npos);
+}
+
+TEST(ConfigWarnings, NoOutputWarningForPrefixTheSameUserOrNoFile) {
+  EXPECT_THAT(warnings(with_command("user = \"nobody\"\noutput = \"prefix\"\n"), WarningHost{}), IsEmpty());
+  EXPECT_THAT(warnings(with_command("user = \"root\"\n"), WarningHost{}), IsEmpty());
+  WarningHost pipes;
+  pipes.output_files.clear();
+  EXPECT_THAT(warnings(with_command("user = \"nobody\"\n"), pipes), IsEmpty());
 }
 
 }  // namespace

@@ -67,8 +67,8 @@ TEST(ControlRender, StatusColumnOnlyWhenAWorkerReportsOne) {
   reply["workers"][0]["notify_status"] = "warming up \x1b[31m";
   const std::string text = render_status(reply);
   EXPECT_THAT(text, HasSubstr("LAST EXIT    STATUS\n"));
-  // A worker's own text reaches the terminal without control characters.
-  EXPECT_THAT(text, HasSubstr("warming up ?[31m\n"));
+  // A worker's own text reaches the terminal with its control characters escaped.
+  EXPECT_THAT(text, HasSubstr("warming up \\x1b[31m\n"));
   EXPECT_THAT(text, HasSubstr("code 1       -\n"));
 }
 
@@ -103,6 +103,64 @@ TEST(ControlRender, MissingOrStrangeFieldsAreDashes) {
             "SLOT  PID  GEN  STATE  UPTIME  RESTARTS  LAST EXIT\n"
             "0     -    -    ready  -       -         -\n");
   EXPECT_THAT(render_status(Json::parse(R"({"ok":true,"name":"x","workers":[]})")), HasSubstr("\nno workers\n"));
+}
+
+// Any field may hold anything a server or a worker chose: nothing of it reaches the terminal as a
+// control sequence or a bidirectional override.
+TEST(ControlRender, EveryFieldIsShownEscaped) {
+  const std::string evil = "a\x1b]0;t\x07\u009b2J\u202eb\x7f";
+  const std::string shown = "a\\x1b]0;t\\x07\\u009b2J\\u202eb\\x7f";
+  Json reply = status_json();
+  for (const char* key : {"name", "version", "config"}) {
+    reply[key] = evil;
+  }
+  reply["pid"] = Json::array({evil});
+  reply["listeners"][0]["name"] = evil;
+  reply["listeners"][0]["address"] = evil;
+  reply["workers"][0]["state"] = evil;
+  reply["workers"][0]["notify_status"] = evil;
+  reply["workers"][1]["last_exit"] = {{"exec_error", evil}};
+  reply["workers"][2]["last_exit"] = {{"other", evil}};
+  const std::string text = render_status(reply);
+  for (const char raw : {'\x1b', '\x07', '\x7f'}) {
+    EXPECT_EQ(text.find(raw), std::string::npos) << static_cast<int>(raw);
+  }
+  EXPECT_THAT(text, Not(HasSubstr("\u009b")));
+  EXPECT_THAT(text, Not(HasSubstr("\u202e")));
+  // Not a string: its JSON form, where the C0 controls are JSON escapes already.
+  EXPECT_THAT(text, HasSubstr(shown + R"(: pid ["a\u001b]0;t\u0007\u009b2J\u202eb\x7f"], generation 2)"));
+  EXPECT_THAT(text, HasSubstr("  listening: " + shown + " " + shown + " (fd 3)\n"));
+  EXPECT_THAT(text, HasSubstr("  config:    " + shown + "\n"));
+  EXPECT_THAT(text, HasSubstr("exec error: " + shown));
+  EXPECT_THAT(text, HasSubstr("STATUS\n"));
+
+  const Json reload = {{"ok", true}, {"generation", 2}, {"restart_needed", {evil, 7}}};
+  EXPECT_EQ(render_reply(ReloadRequest{}, reload),
+            "reload finished: generation 2\nnot applied until clusterd restarts: " + shown + ", 7\n");
+}
+
+// A reply of an older, newer or strange server: wrong types are "-" or their JSON, never a throw.
+TEST(ControlRender, WrongTypesNeverThrow) {
+  const char* replies[] = {
+      R"({"ok":true,"stopping":"yes","workers_ready":"2","workers_wanted":[1]})",
+      R"({"ok":true,"workers":[1,"x",null,[],{"last_exit":"code"},{"last_exit":{"code":{"a":1}}}]})",
+      R"({"ok":true,"workers":{"slot":0},"listeners":"http"})",
+      R"({"ok":true,"listeners":[1,null,{"fd":"3","reuseport":"per-slot","sockets":{}}]})",
+      R"({"ok":true,"workers":[{"uptime_s":1e308,"next_restart_in_s":-1e308,"notify_status":{"x":"\u001b"}}]})",
+      R"({"ok":true,"generation":18446744073709551615,"restart_needed":"log.file"})",
+      R"({"ok":true,"restart_needed":[null,{"k":[]},1.5]})",
+  };
+  for (const char* text : replies) {
+    const Json reply = Json::parse(text);
+    EXPECT_NO_THROW(render_status(reply)) << text;
+    for (const Request& request : {Request{StatusRequest{}}, Request{ReloadRequest{}}, Request{ScaleRequest{2}},
+                                   Request{StopRequest{}}}) {
+      EXPECT_NO_THROW(render_reply(request, reply)) << text;
+    }
+  }
+  EXPECT_THAT(render_status(Json::parse(replies[4])), HasSubstr("{\"x\":\"\\u001b\"}"));
+  EXPECT_NO_THROW(render_status(Json::array()));
+  EXPECT_NO_THROW(render_status(Json(nullptr)));
 }
 
 TEST(ControlRender, OneLineAnswers) {

@@ -532,5 +532,155 @@ TEST_F(ServerTest, ManyClientsAtOnce) {
   }
 }
 
+// ----- connection limits: shedding the oldest idle connection instead of queueing new ones
+
+class LimitedServerTest : public ::testing::Test {
+ protected:
+  void start(ConnectionLimits limits) {
+    auto socket = ControlSocket::open(path_);
+    ASSERT_TRUE(socket);
+    server_.emplace(std::move(*socket), loop_,
+                    [this](RequestId id, const Request& request) {
+                      ++requests_;
+                      if (std::holds_alternative<StatusRequest>(request)) {
+                        server_->reply(id, R"({"ok":true})");
+                      } else if (std::holds_alternative<StopRequest>(request)) {
+                        server_->reply(id, ok_reply());
+                      }
+                      // reload: left pending.
+                    },
+                    limits);
+  }
+
+  template <typename Done>
+  void run_until(Done done, int rounds = 50) {
+    for (int round = 0; round < rounds && !done(); ++round) {
+      loop_.arm_timer(Clock::now() + 500ms);
+      loop_.run_once();
+    }
+  }
+
+  TempDir dir_;
+  std::string path_ = dir_.path() + "/c.sock";
+  EventLoop loop_;
+  int requests_ = 0;
+  std::optional<ControlServer> server_;
+};
+
+const std::string shed_line =
+    "{\"ok\":false,\"error\":\"too many control connections (at most 3 per user, 5 in all); this idle one was "
+    "closed to make room\"}\n";
+
+TEST_F(LimitedServerTest, ANewConnectionAtTheCapShedsTheOldestIdleOne) {
+  start(ConnectionLimits{3, 5});
+  std::vector<Fd> idle;
+  for (int index = 0; index < 3; ++index) {
+    idle.push_back(connect_to(path_));
+  }
+  const Fd client = connect_to(path_);
+  send_text(client, "status\n");
+  std::string got;
+  run_until([&] {
+    got += read_available(client);
+    return !got.empty();
+  });
+  EXPECT_EQ(got, "{\"ok\":true}\n");
+  bool closed = false;
+  EXPECT_EQ(read_available(idle[0], &closed), shed_line);
+  EXPECT_TRUE(closed);
+  for (std::size_t index = 1; index < idle.size(); ++index) {
+    EXPECT_EQ(read_available(idle[index], &closed), "");
+    EXPECT_FALSE(closed) << index;
+  }
+}
+
+// The oldest connection's request is in its socket but not read yet (epoll reports it a round
+// later): it is answered, and the next oldest idle one is shed instead.
+TEST_F(LimitedServerTest, AConnectionWhoseRequestArrivedIsServedNotShed) {
+  start(ConnectionLimits{2, 5});
+  const Fd oldest = connect_to(path_);
+  const Fd older = connect_to(path_);
+  run_until([&] { return server_->next_deadline().has_value(); });  // both accepted, idle
+  send_text(oldest, "status\n");
+  const Fd client = connect_to(path_);
+  send_text(client, "status\n");
+  std::string got;
+  run_until([&] {
+    got += read_available(client);
+    return !got.empty();
+  });
+  EXPECT_EQ(got, "{\"ok\":true}\n");
+  bool closed = false;
+  EXPECT_EQ(read_available(oldest, &closed), "{\"ok\":true}\n");
+  EXPECT_FALSE(closed);
+  const std::string two_per_user =
+      "{\"ok\":false,\"error\":\"too many control connections (at most 2 per user, 5 in all); this idle one was "
+      "closed to make room\"}\n";
+  EXPECT_EQ(read_available(older, &closed), two_per_user);
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(requests_, 2);
+}
+
+TEST_F(LimitedServerTest, BusyConnectionsAreNeverShedTheNewOneIsRefused) {
+  start(ConnectionLimits{2, 5});
+  const Fd reloading = connect_to(path_);
+  send_text(reloading, "reload\n");
+  const Fd stopping = connect_to(path_);
+  send_text(stopping, "stop\n");
+  std::string stop_reply;
+  run_until([&] {
+    stop_reply += read_available(stopping);
+    return requests_ == 2 && !stop_reply.empty();
+  });
+  ASSERT_EQ(requests_, 2);
+  const Fd late = connect_to(path_);
+  send_text(late, "status\n");
+  std::string got;
+  bool closed = false;
+  run_until([&] {
+    got += read_available(late, &closed);
+    return closed;
+  });
+  EXPECT_EQ(got,
+            "{\"ok\":false,\"error\":\"too many control connections (at most 2 per user, 5 in all) and none of "
+            "them idle; try again later\"}\n");
+  EXPECT_TRUE(closed);
+  EXPECT_EQ(requests_, 2);
+  EXPECT_EQ(read_available(reloading, &closed), "");
+  EXPECT_FALSE(closed);
+}
+
+// A flood of idle connections from one uid costs it its own oldest ones; a new request is still
+// answered, and what is left open is the per-uid cap.
+TEST_F(LimitedServerTest, AFloodOfIdleConnectionsLeavesRoomForANewRequest) {
+  start(ConnectionLimits{});
+  const std::size_t per_uid = ConnectionLimits{}.per_uid;
+  std::vector<Fd> flood;
+  for (int index = 0; index < 300; ++index) {
+    flood.push_back(connect_to(path_));
+  }
+  const Fd client = connect_to(path_);
+  send_text(client, "status\n");
+  std::string got;
+  run_until([&] {
+    got += read_available(client);
+    return !got.empty();
+  });
+  EXPECT_EQ(got, "{\"ok\":true}\n");
+  std::size_t shed = 0;
+  for (std::size_t index = 0; index < flood.size(); ++index) {
+    bool closed = false;
+    const std::string text = read_available(flood[index], &closed);
+    if (closed) {
+      ++shed;
+      EXPECT_THAT(text, HasSubstr("too many control connections")) << index;
+      EXPECT_LT(index, flood.size() - (per_uid - 1)) << "the newest are kept";
+    } else {
+      EXPECT_EQ(text, "") << index;
+    }
+  }
+  EXPECT_EQ(shed, flood.size() + 1 - per_uid);  // the status client holds one place
+}
+
 }  // namespace
 }  // namespace clusterd

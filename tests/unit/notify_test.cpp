@@ -250,6 +250,55 @@ TEST(WorkerNotifySocket, DropsADatagramFromASiblingOfTheWorker) {
   EXPECT_EQ(worker.reap(TestClock::now() + patience), 0);
 }
 
+TEST(WorkerNotifySocket, ReportsTheFirstDropAtOnceAndHoldsBackTheNextOnes) {
+  TempDir dir;
+  WorkerNotifySocket socket = open_socket(dir.file("w0-1-1.sock"));
+  Pipe release = make_pipe();
+  Child worker([&] { wait_for_release(release); });  // not us: each datagram of ours is a stranger's
+  ASSERT_TRUE(send_datagram(socket.path(), "READY=1"));
+  int dropped = 0;
+  EXPECT_TRUE(drain_when_readable(socket, worker.pid(), dropped).empty());
+  EXPECT_EQ(dropped, 1);
+  ASSERT_TRUE(send_datagram(socket.path(), "READY=1"));
+  ASSERT_TRUE(send_datagram(socket.path(), "READY=1"));
+  EXPECT_TRUE(drain_when_readable(socket, worker.pid(), dropped).empty());
+  EXPECT_EQ(dropped, 1);  // less than NotifyPacing::report_interval (10 s) after the first report
+  release.write_end.reset();
+  EXPECT_EQ(worker.reap(TestClock::now() + patience), 0);
+}
+
+TEST(WorkerNotifySocket, AFloodIsPausedAndResumedUntilItIsDrainedToTheEnd) {
+  TempDir dir;
+  WorkerNotifySocket socket = open_socket(dir.file("w0-1-1.sock"));
+  Pipe release = make_pipe();
+  Child worker([&] { wait_for_release(release); });
+  // Four windows' worth, sent blocking: the sender gets through only as far as clusterd reads,
+  // so it finishes only if every pause ends and reading resumes.
+  constexpr int flood = 4 * NotifyPacing::datagrams_per_window;
+  const std::string path = socket.path();
+  Child stranger([&] {
+    Fd sender(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    const sockaddr_un address = unix_address(path);
+    for (int i = 0; i < flood; ++i) {
+      if (::sendto(sender.get(), "READY=1", 7, MSG_NOSIGNAL, reinterpret_cast<const sockaddr*>(&address),
+                   sizeof(address)) != 7) {
+        ::_exit(1);
+      }
+    }
+  });
+  int dropped = 0;
+  int status = -1;
+  const auto accepted = drain_while_running(socket, worker.pid(), stranger, dropped, status);
+  EXPECT_TRUE(accepted.empty());
+  EXPECT_EQ(status, 0);  // every datagram was sent, so every one was read
+  // One report, at the first drain: it counts what that drain read (at most one window's worth,
+  // however many had queued); the rest falls within report_interval and is not reported yet.
+  EXPECT_GE(dropped, 1);
+  EXPECT_LE(dropped, NotifyPacing::datagrams_per_window);
+  release.write_end.reset();
+  EXPECT_EQ(worker.reap(TestClock::now() + patience), 0);
+}
+
 TEST(WorkerNotifySocket, ClosesReceivedFdsSoTheSendersBarrierCompletes) {
   TempDir dir;
   WorkerNotifySocket socket = open_socket(dir.file("w0-1-1.sock"));
@@ -480,6 +529,44 @@ TEST(NotifyDirectory, SkipsABaseOthersCanWriteTo) {
   ASSERT_EQ(::mkdir(xdg.file("clusterd").c_str(), 0700), 0);
   ASSERT_EQ(::chmod(xdg.file("clusterd").c_str(), 0777), 0);
   auto directory = NotifyDirectory::create("shop", std::nullopt, bases_from(std::nullopt, xdg.path()));
+  ASSERT_TRUE(directory) << directory.error();
+  EXPECT_THAT(directory->path(), StartsWith("/tmp/shop.notify."));
+}
+
+TEST(NotifyDirectory, SkipsARuntimeDirectoryOthersCanWriteTo) {
+  TempDir runtime;
+  ASSERT_EQ(::chmod(runtime.path().c_str(), 0777), 0);  // $RUNTIME_DIRECTORY is never created by us
+  auto directory = NotifyDirectory::create("shop", std::nullopt, runtime_directory(runtime.path()));
+  ASSERT_TRUE(directory) << directory.error();
+  EXPECT_THAT(directory->path(), StartsWith("/tmp/shop.notify."));
+}
+
+TEST(NotifyDirectory, SkipsARuntimeDirectoryBelowOneOthersCanWriteTo) {
+  TempDir outer;
+  ASSERT_EQ(::chmod(outer.path().c_str(), 0777), 0);
+  const std::string runtime = outer.file("run");
+  ASSERT_EQ(::mkdir(runtime.c_str(), 0700), 0);
+  auto directory = NotifyDirectory::create("shop", std::nullopt, runtime_directory(runtime));
+  ASSERT_TRUE(directory) << directory.error();
+  EXPECT_THAT(directory->path(), StartsWith("/tmp/shop.notify."));
+}
+
+TEST(NotifyDirectory, UsesAStickyWorldWritableRuntimeDirectoryAsItUsesTmp) {
+  TempDir runtime;
+  ASSERT_EQ(::chmod(runtime.path().c_str(), 01777), 0);
+  auto directory = NotifyDirectory::create("shop", std::nullopt, runtime_directory(runtime.path()));
+  ASSERT_TRUE(directory) << directory.error();
+  EXPECT_THAT(directory->path(), StartsWith(runtime.path() + "/shop.notify."));
+  EXPECT_EQ(mode_of(directory->path()), 0711u);
+}
+
+TEST(NotifyDirectory, SkipsARuntimeDirectoryOwnedByAnotherUser) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "chown to another user needs root";
+  }
+  TempDir runtime;
+  ASSERT_EQ(::chown(runtime.path().c_str(), 65534, 65534), 0);
+  auto directory = NotifyDirectory::create("shop", std::nullopt, runtime_directory(runtime.path()));
   ASSERT_TRUE(directory) << directory.error();
   EXPECT_THAT(directory->path(), StartsWith("/tmp/shop.notify."));
 }

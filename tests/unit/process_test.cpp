@@ -555,5 +555,31 @@ TEST_F(ResolveExecutable, EmptyPathMeansBinAndUsrBin) {
   EXPECT_EQ(resolve_executable("sh", "/", ""), "/bin/sh");
 }
 
+// ----- the children of the calling process
+
+TEST(ParsePidList, NumbersSeparatedBySpaces) {
+  EXPECT_EQ(parse_pid_list("4121 4122 "), (std::vector<pid_t>{4121, 4122}));
+  EXPECT_EQ(parse_pid_list("7"), (std::vector<pid_t>{7}));
+  EXPECT_EQ(parse_pid_list(""), std::vector<pid_t>{});
+  EXPECT_EQ(parse_pid_list("  12\n"), (std::vector<pid_t>{12}));
+}
+
+TEST(ListChildren, AForkedChildIsListedUntilItIsReaped) {
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  const auto running = list_children();
+  ::kill(child, SIGKILL);
+  ASSERT_EQ(retry_on_eintr([&] { return ::waitpid(child, nullptr, 0); }), child);
+  ASSERT_TRUE(running);
+  EXPECT_THAT(*running, ::testing::Contains(child));
+  const auto after = list_children();
+  ASSERT_TRUE(after);
+  EXPECT_THAT(*after, ::testing::Not(::testing::Contains(child)));
+}
+
 }  // namespace
 }  // namespace clusterd

@@ -327,10 +327,97 @@ TEST(OpenListeners, ARegularFileAtTheUnixPathIsRefused) {
 }
 
 TEST(OpenListeners, AUnixBindErrorNamesTheAddress) {
+  // /proc is root's and writable by no one, so trusted; procfs refuses to create any file.
+  const std::string path = "/proc/clusterd-unit-test.sock";
+  EXPECT_EQ(listen_error_of({listener_config("unix:" + path)}),
+            "listener \"fd3\": bind unix:" + path + ": No such file or directory");
+}
+
+TEST(OpenListeners, AMissingUnixSocketDirectoryIsNamed) {
   TempDir dir;
   const std::string path = dir.file("missing/a.sock");
   EXPECT_EQ(listen_error_of({listener_config("unix:" + path)}),
-            "listener \"fd3\": bind unix:" + path + ": No such file or directory");
+            "listener \"fd3\": unix:" + path + ": unix socket directory " + dir.file("missing") + ": cannot open " +
+                dir.file("missing") + ": No such file or directory");
+}
+
+TEST(OpenListeners, AUnixSocketDirectoryOthersCanWriteIsRefusedBeforeAnythingIsDoneThere) {
+  TempDir dir;
+  const std::string sockets = dir.file("sockets");
+  ASSERT_EQ(::mkdir(sockets.c_str(), 0700), 0);
+  ASSERT_EQ(::chmod(sockets.c_str(), 0777), 0);
+  // A stale socket file there is left alone too: its unlink() is one of the calls refused.
+  const std::string path = sockets + "/a.sock";
+  bind_unix(path, false).reset();  // closed: a stale file
+  EXPECT_EQ(listen_error_of({listener_config("unix:" + path)}),
+            "listener \"fd3\": unix:" + path + ": unix socket directory " + sockets + ": " + sockets +
+                " (mode 0777) is writable by its group and by others, who could swap a file in it for a link to another (chmod go-w " +
+                sockets + ")");
+  EXPECT_TRUE(std::filesystem::exists(path));
+}
+
+TEST(OpenListeners, AUnixSocketDirectoryOwnedByAnotherUserIsRefused) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "chown to another user needs root";
+  }
+  TempDir dir;
+  const std::string sockets = dir.file("sockets");
+  ASSERT_EQ(::mkdir(sockets.c_str(), 0755), 0);
+  ASSERT_EQ(::chown(sockets.c_str(), 65534, 65534), 0);
+  EXPECT_THAT(listen_error_of({listener_config("unix:" + sockets + "/a.sock")}),
+              HasSubstr(sockets + " is owned by uid 65534, who could swap a file in it for a link to another; "
+                                  "only root may own it (chown root " + sockets + ")"));
+}
+
+TEST(OpenListeners, AUnixSocketFileIsBornWithItsModeWhateverTheUmask) {
+  TempDir dir;
+  const mode_t previous = ::umask(0);  // the widest umask: the mode alone decides
+  ListenerConfig config = listener_config("unix:" + dir.file("a.sock"));
+  config.mode = 0640;
+  Listener listener = open_one(config);
+  EXPECT_EQ(::umask(previous), 0u);  // and the process umask is back as it was
+  struct stat status {};
+  ASSERT_EQ(::lstat(dir.file("a.sock").c_str(), &status), 0);
+  EXPECT_EQ(status.st_mode & 07777, 0640u);
+}
+
+TEST(Listener, UnixDirectoryProblemSaysWhenTheDirectoryWasOpenedToOthers) {
+  TempDir dir;
+  Listener tcp = open_one(listener_config("127.0.0.1:0"));
+  EXPECT_EQ(tcp.unix_directory_problem(), std::nullopt);
+  const std::string sockets = dir.file("sockets");
+  ASSERT_EQ(::mkdir(sockets.c_str(), 0700), 0);
+  Listener listener = open_one(listener_config("unix:" + sockets + "/a.sock"));
+  EXPECT_EQ(listener.unix_directory_problem(), std::nullopt);
+  ASSERT_EQ(::chmod(sockets.c_str(), 0777), 0);
+  EXPECT_THAT(listener.unix_directory_problem().value_or(""),
+              StartsWith("unix:" + sockets + "/a.sock: unix socket directory " + sockets + ": "));
+}
+
+TEST(Listener, EnsureListeningDoesNotReplaceAUnixSocketInADirectoryOpenedToOthers) {
+  TempDir dir;
+  const std::string sockets = dir.file("sockets");
+  ASSERT_EQ(::mkdir(sockets.c_str(), 0700), 0);
+  const std::string path = sockets + "/a.sock";
+  Listener listener = open_one(listener_config("unix:" + path));
+  struct stat before {};
+  ASSERT_EQ(::lstat(path.c_str(), &before), 0);
+  Fd worker_copy = shut_down_as_a_worker(listener);
+  ASSERT_EQ(::chmod(sockets.c_str(), 0777), 0);
+  std::string log;
+  {
+    CapturedLog captured;
+    EXPECT_FALSE(listener.ensure_listening());
+    log = captured.text();
+  }
+  EXPECT_THAT(log, HasSubstr("error listener stopped by a worker and cannot listen again name=fd3 address=unix:" +
+                             path + " error=\"unix socket directory " + sockets + ": "));
+  EXPECT_THAT(log, HasSubstr("the socket stays stopped until the directory is fixed and a worker exits again"));
+  struct stat after {};
+  ASSERT_EQ(::lstat(path.c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino);  // neither unlinked nor bound again
+  ASSERT_EQ(::chmod(sockets.c_str(), 0700), 0);
+  EXPECT_TRUE(listener.ensure_listening());  // fixed: replaced at the next chance
 }
 
 TEST(OpenListeners, AFailureClosesTheListenersAlreadyOpened) {

@@ -201,5 +201,51 @@ TEST(SpawnPlan, ExecutableAndDirectoryComeFromTheCaller) {
   EXPECT_EQ(plan.stderr_fd, -1);
 }
 
+TEST(SpawnPlan, InheritEnvListPassesOnlyTheListedVariables) {
+  Config config = test_config();
+  config.inherit_env = std::vector<std::string>{"PATH", "LANG", "TZ"};
+  config.env = {{"APP_ENV", "production"}};
+  const SpawnPlan plan =
+      make_spawn_plan(config, "/srv/shop/server", two_listeners, identity,
+                      {"PATH=/usr/bin", "LANG=C.UTF-8", "DB_PASSWORD=secret", "AWS_SECRET_ACCESS_KEY=x",
+                       "LISTEN_FDS=9", "CLUSTERD_OTHER=dropped"},
+                      UserEnv{"www-data", "/var/www"}, NotifySettings{"/run/n.sock", 1000});
+  std::vector<std::string> names;
+  for (const auto& entry : plan.env) {
+    names.push_back(entry.substr(0, entry.find('=')));
+  }
+  // TZ is listed but clusterd has none: nothing is made up. Everything clusterd sets is there.
+  EXPECT_THAT(names, ElementsAre("PATH", "LANG", "APP_ENV", "HOME", "USER", "LOGNAME", "CLUSTERD_WORKER_ID",
+                                 "CLUSTERD_WORKERS", "CLUSTERD_GENERATION", "LISTEN_FDS", "LISTEN_FDNAMES",
+                                 "LISTEN_PID", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"));
+  EXPECT_THAT(entries_named(plan.env, "LISTEN_FDS"), ElementsAre("LISTEN_FDS=2"));
+}
+
+TEST(SpawnPlan, InheritEnvFalsePassesNothingOfClusterds) {
+  Config config = test_config();
+  config.inherit_env = std::vector<std::string>{};
+  config.env = {{"PATH", "/opt/bin"}};
+  const SpawnPlan plan = make_spawn_plan(config, "/srv/shop/server", {}, identity,
+                                         {"PATH=/usr/bin", "HOME=/root", "SECRET=1"}, std::nullopt);
+  EXPECT_THAT(plan.env, ElementsAre("PATH=/opt/bin", "CLUSTERD_WORKER_ID=3", "CLUSTERD_WORKERS=8",
+                                    "CLUSTERD_GENERATION=2"));
+}
+
+TEST(SpawnPlan, InheritEnvListStillDropsJournalStreamWithPrefixOutput) {
+  Config config = test_config();
+  config.inherit_env = std::vector<std::string>{"JOURNAL_STREAM", "PATH"};
+  config.output = OutputMode::prefix;
+  const SpawnPlan plan = make_spawn_plan(config, "/srv/shop/server", {}, identity,
+                                         {"JOURNAL_STREAM=8:1", "PATH=/bin"}, std::nullopt);
+  EXPECT_THAT(plan.env, Contains("PATH=/bin"));
+  EXPECT_TRUE(entries_named(plan.env, "JOURNAL_STREAM").empty());
+}
+
+TEST(SpawnPlan, InheritEnvDefaultPassesSecretsToo) {
+  const SpawnPlan plan = make_spawn_plan(test_config(), "/srv/shop/server", {}, identity, {"DB_PASSWORD=secret"},
+                                         std::nullopt);
+  EXPECT_THAT(plan.env, Contains("DB_PASSWORD=secret"));
+}
+
 }  // namespace
 }  // namespace clusterd
