@@ -109,8 +109,9 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
                     ->allow_extra_args(false)
                     ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll));
   config_option(app.add_option("--ready", overrides.ready,
-                               "when a new worker counts as ready: exec (exec succeeded), notify (it sent "
-                               "READY=1), or a duration such as 2s (it stayed up that long); default exec")
+                               "when a new worker counts as ready: auto (it sent READY=1 or waits for connections "
+                               "on its sockets; the default), exec (exec succeeded), notify (it sent READY=1), "
+                               "or a duration such as 2s (it stayed up that long)")
                     ->type_name("MODE"));
   config_option(app.add_option("--ready-timeout", overrides.ready_timeout,
                                "a worker not ready by then is stopped and counts as a failed start "

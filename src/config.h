@@ -49,13 +49,17 @@ struct ListenerConfig {
   ReusePort reuseport = ReusePort::shared;
 };
 
-// When a new worker counts as ready: its exec succeeded, it sent READY=1 to its NOTIFY_SOCKET,
-// or it stayed up `min_uptime`.
-enum class ReadyMode { exec, notify, uptime };
+// When a new worker counts as ready. automatic: it sent READY=1, or it waits for connections on
+// one of its listening sockets (seen in /proc), or, given none, it stayed up `min_uptime`. exec:
+// its exec succeeded. notify: it sent READY=1 to its NOTIFY_SOCKET. uptime: it stayed up
+// `min_uptime`.
+enum class ReadyMode { automatic, exec, notify, uptime };
 
 struct ReadyConfig {
-  ReadyMode mode = ReadyMode::exec;
-  Duration min_uptime{0};  // ReadyMode::uptime only
+  ReadyMode mode = ReadyMode::automatic;
+  // uptime: the mode's duration. automatic: ready.min_uptime, for a worker given no listening
+  // socket, or one whose waits cannot be seen.
+  Duration min_uptime = std::chrono::seconds(1);
   Duration timeout = std::chrono::seconds(60);
   std::optional<Duration> watchdog;  // ReadyMode::notify only; unset: off
 };

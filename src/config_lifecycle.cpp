@@ -11,12 +11,15 @@
 namespace clusterd::config_detail {
 namespace {
 
-constexpr std::string_view mode_expected = "\"exec\", \"notify\" or a duration with a unit such as \"2s\"";
+constexpr std::string_view mode_expected =
+    "\"auto\", \"exec\", \"notify\" or a duration with a unit such as \"2s\"";
 
 // `text` is ready.mode's string; reset when it is not one of the three forms (after reporting).
 void read_mode(const toml::node& node, ValueReader& read, std::optional<std::string>& text,
                ReadyConfig& ready) {
-  if (*text == "exec") {
+  if (*text == "auto") {
+    ready.mode = ReadyMode::automatic;
+  } else if (*text == "exec") {
     ready.mode = ReadyMode::exec;
   } else if (*text == "notify") {
     ready.mode = ReadyMode::notify;
@@ -24,7 +27,7 @@ void read_mode(const toml::node& node, ValueReader& read, std::optional<std::str
     read.report().bad_value(node, "ready.mode", mode_expected);
     text.reset();
   } else if (uptime->count() <= 0) {
-    read.report().bad_value(node, "ready.mode", "\"exec\", \"notify\" or a duration greater than 0");
+    read.report().bad_value(node, "ready.mode", "\"auto\", \"exec\", \"notify\" or a duration greater than 0");
     text.reset();
   } else {
     ready.mode = ReadyMode::uptime;
@@ -32,12 +35,40 @@ void read_mode(const toml::node& node, ValueReader& read, std::optional<std::str
   }
 }
 
+// ready.min_uptime: auto mode's wait for a worker whose readiness cannot be seen otherwise. In a
+// duration mode the duration is the minimum uptime, and the other modes have none.
+void read_min_uptime(const toml::node& node, ValueReader& read, bool mode_given,
+                     const std::optional<std::string>& mode_text, ReadyConfig& ready, bool timeout_ok) {
+  const auto value = read.duration(node, "ready.min_uptime", true);
+  if (!value || !mode_text) {
+    return;
+  }
+  if (ready.mode != ReadyMode::automatic) {
+    read.report().at(node.source(), "ready.min_uptime",
+                     "only allowed with ready.mode = \"auto\", found ready.mode = " + quote(*mode_text) +
+                         (mode_given ? "" : " (the default)") +
+                         (ready.mode == ReadyMode::uptime ? "; the mode's duration is the minimum uptime" : ""));
+    return;
+  }
+  if (value->count() <= 0) {
+    read.report().bad_value(node, "ready.min_uptime", "a duration greater than 0");
+    return;
+  }
+  if (timeout_ok && *value >= ready.timeout) {
+    read.report().bad_value(
+        node, "ready.min_uptime",
+        "a duration shorter than ready.timeout (" + quote(format_duration(ready.timeout)) + ")");
+    return;
+  }
+  ready.min_uptime = *value;
+}
+
 }  // namespace
 
 void read_ready(const toml::table& table, ValueReader& read, ReadyConfig& ready) {
   // The mode as written, for the watchdog's message; nullopt when it is wrong (reported already),
   // so a bad mode does not also make a good watchdog an error.
-  std::optional<std::string> mode_text = "exec";
+  std::optional<std::string> mode_text = "auto";
   const auto* mode_node = table.get("mode");
   if (mode_node != nullptr) {
     mode_text = read.string(*mode_node, "ready.mode", mode_expected);
@@ -59,6 +90,14 @@ void read_ready(const toml::table& table, ValueReader& read, ReadyConfig& ready)
     read.report().bad_value(
         *mode_node, "ready.mode",
         "a duration shorter than ready.timeout (" + quote(format_duration(ready.timeout)) + ")");
+  }
+
+  if (const auto* node = table.get("min_uptime")) {
+    read_min_uptime(*node, read, mode_node != nullptr, mode_text, ready, timeout_ok);
+  } else if (ready.mode == ReadyMode::automatic && ready.min_uptime >= ready.timeout) {
+    // The default minimum uptime under a short ready.timeout: half of it, so a job runner can
+    // still be ready in time.
+    ready.min_uptime = ready.timeout / 2;
   }
 
   if (const auto* node = table.get("watchdog")) {

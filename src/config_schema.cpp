@@ -9,7 +9,7 @@
 namespace clusterd::config_detail {
 namespace {
 
-constexpr std::array<KnownKey, 42> known_keys{{
+constexpr std::array<KnownKey, 43> known_keys{{
     {"", "name", true},
     {"", "workers", false},
     {"", "command", false},
@@ -42,6 +42,7 @@ constexpr std::array<KnownKey, 42> known_keys{{
     {"restart", "interval", true},
     {"ready", "mode", true},
     {"ready", "timeout", true},
+    {"ready", "min_uptime", true},
     {"ready", "watchdog", true},
     {"stop", "signal", true},
     {"stop", "grace", true},

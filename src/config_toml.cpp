@@ -98,6 +98,10 @@ std::string to_toml(const Config& config) {
   const auto& ready = config.ready;
   out += "\n[ready]\n";
   switch (ready.mode) {
+    case ReadyMode::automatic:
+      line("mode", quote("auto"));
+      line("min_uptime", quote(format_duration(ready.min_uptime)));
+      break;
     case ReadyMode::exec:
       line("mode", quote("exec"));
       break;

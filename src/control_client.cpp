@@ -1,6 +1,8 @@
 // The client subcommands: find the control socket, send one request, print the reply.
 #include "control_client.h"
 
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -13,6 +15,7 @@
 #include "config.h"
 #include "control_connect.h"
 #include "control_paths.h"
+#include "control_progress.h"
 #include "control_protocol.h"
 #include "control_render.h"
 #include "errno_text.h"
@@ -36,6 +39,12 @@ constexpr std::size_t max_reply_line = 64u << 20;
 
 // A reply that is not one, shown in the error: escaped and cut, since anything could be in it.
 constexpr std::size_t max_shown_reply = 200;
+
+// The progress line is redrawn about five times a second: enough to follow a countdown, and a
+// status request now and then costs a clusterd next to nothing.
+constexpr int progress_interval_ms = 200;
+// A status reply for the progress line slower than this ends the drawing, not the command.
+constexpr int progress_reply_seconds = 2;
 
 Request request_of(const CliOptions& options) {
   switch (options.command) {
@@ -173,11 +182,117 @@ void set_receive_timeout(int fd, int seconds) {
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
 }
 
+// The progress line of `reload` and `stop` on a terminal (control_progress.h). While the command
+// waits for its own connection, `status` is asked on a second one every progress_interval_ms and
+// the line is rewritten in place on `err`. The first trouble with that second connection ends
+// the drawing, never the command: clusterd closes it as it exits at the end of a stop.
+class ProgressLine {
+ public:
+  ProgressLine(ProgressOf what, std::string path, std::ostream& err)
+      : what_(what), path_(std::move(path)), err_(err) {}
+
+  // Returns once `fd` has something to read (or an error for the read to report).
+  void wait_readable(int fd) {
+    pollfd entry{fd, POLLIN, 0};
+    while (retry_on_eintr([&] { return ::poll(&entry, 1, progress_interval_ms); }) == 0) {
+      draw();
+    }
+  }
+
+  // What is printed next starts on an empty line, as if no progress had been shown.
+  void clear() {
+    if (drawn_) {
+      err_ << "\r\x1b[K" << std::flush;
+      drawn_ = false;
+    }
+  }
+
+ private:
+  void draw() {
+    const auto status = ask_status();
+    if (!status) {
+      return;
+    }
+    if (auto line = progress_line(what_, *status)) {
+      // A line that wrapped could not be rewritten with '\r': it is cut to the terminal's width
+      // (less one column, where some terminals wrap already).
+      winsize size{};
+      if (::ioctl(STDERR_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 1 && line->size() >= size.ws_col) {
+        line->resize(size.ws_col - 1u);
+      }
+      err_ << '\r' << *line << "\x1b[K" << std::flush;
+      drawn_ = true;
+    }
+  }
+
+  std::optional<nlohmann::ordered_json> ask_status() {
+    if (given_up_) {
+      return std::nullopt;
+    }
+    if (!connection_) {
+      auto connected = connect_control(path_, ::geteuid());  // the same trust as the command's
+      if (!connected) {
+        give_up();
+        return std::nullopt;
+      }
+      connection_ = std::move(*connected);
+      set_receive_timeout(connection_.get(), progress_reply_seconds);
+    }
+    const std::string line = request_line(StatusRequest{}) + "\n";
+    const bool sent = retry_on_eintr([&] {
+      return ::send(connection_.get(), line.data(), line.size(), MSG_NOSIGNAL);
+    }) == static_cast<ssize_t>(line.size());
+    std::string error;
+    const auto reply = sent ? read_line(connection_.get(), buffer_, error) : std::nullopt;
+    auto parsed = reply ? parse_reply(*reply) : tl::make_unexpected(error);
+    // Whatever the reply holds, the drawing stops; the command goes on.
+    if (!parsed || !parsed->contains("ok") || (*parsed)["ok"] != true) {
+      give_up();
+      return std::nullopt;
+    }
+    return std::move(*parsed);
+  }
+
+  void give_up() {
+    given_up_ = true;
+    connection_.reset();
+  }
+
+  ProgressOf what_;
+  std::string path_;
+  std::ostream& err_;
+  Fd connection_;
+  std::string buffer_;
+  bool given_up_ = false;
+  bool drawn_ = false;
+};
+
+// Only for people watching: with --json, or with stderr not a terminal, the output stays the
+// final result alone, as scripts and logs expect.
+std::optional<ProgressOf> progress_wanted(const CliOptions& options, const Request& request) {
+  if (options.json || ::isatty(STDERR_FILENO) != 1) {
+    return std::nullopt;
+  }
+  if (std::holds_alternative<ReloadRequest>(request)) {
+    return ProgressOf::reload;
+  }
+  if (std::holds_alternative<StopRequest>(request)) {
+    return ProgressOf::stop;
+  }
+  return std::nullopt;
+}
+
 // After `stop` was answered: clusterd keeps the connection until it exits.
-void wait_for_close(int fd) {
+void wait_for_close(int fd, ProgressLine* progress) {
   set_receive_timeout(fd, 0);  // 0: no timeout; a stop waits for the workers' grace period
   std::array<char, 4096> chunk{};
-  while (retry_on_eintr([&] { return ::read(fd, chunk.data(), chunk.size()); }) > 0) {
+  do {
+    if (progress != nullptr) {
+      progress->wait_readable(fd);
+    }
+  } while (retry_on_eintr([&] { return ::read(fd, chunk.data(), chunk.size()); }) > 0);
+  if (progress != nullptr) {
+    progress->clear();
   }
 }
 
@@ -215,9 +330,21 @@ int ask(const CliOptions& options, const Request& request, const std::string& pa
   if (!std::holds_alternative<ReloadRequest>(request)) {
     set_receive_timeout(fd.get(), quick_reply_seconds);
   }
+  std::optional<ProgressLine> progress;
+  if (const auto what = progress_wanted(options, request)) {
+    progress.emplace(*what, path, err);
+  }
+  // A reload is answered when it is over: its progress is drawn meanwhile. The answer to stop
+  // comes at once (or fails after quick_reply_seconds); its progress is drawn after it.
+  if (progress && std::holds_alternative<ReloadRequest>(request)) {
+    progress->wait_readable(fd.get());
+  }
   std::string buffer;
   std::string error;
   const auto reply_line = read_line(fd.get(), buffer, error);
+  if (progress) {
+    progress->clear();
+  }
   if (!reply_line) {
     err << "clusterd: control socket " << printable(path) << ": " << error << '\n';
     return exit_refused;
@@ -239,7 +366,7 @@ int ask(const CliOptions& options, const Request& request, const std::string& pa
   }
   out.flush();
   if (ok && std::holds_alternative<StopRequest>(request)) {
-    wait_for_close(fd.get());
+    wait_for_close(fd.get(), progress ? &*progress : nullptr);
     if (!options.json) {
       out << "stopped\n";
     }

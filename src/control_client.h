@@ -17,7 +17,10 @@ namespace clusterd {
 // our own uid. Without `--json` an `ok: true` reply is printed on `out` for people and an
 // `ok: false` one as `clusterd: ERROR` on `err`; with it, the reply as one line of JSON. Either
 // way with terminal controls and bidirectional marks escaped (printable.h). `stop` then waits
-// until clusterd closes the connection, that is, until it exited. Returns 0 for `ok: true`, 1 for
+// until clusterd closes the connection, that is, until it exited. While `reload` and `stop` wait,
+// and only when stderr is a terminal and without --json, their progress (control_progress.h) is
+// redrawn in place on `err` from `status` asked on a second connection, and cleared at the end.
+// Returns 0 for `ok: true`, 1 for
 // `ok: false` (or no valid reply, whatever it holds), 2 when no instance was found, its socket was
 // refused, or the request cannot be sent (the message names every path tried, or the reason).
 int run_client(const CliOptions& options, std::ostream& out, std::ostream& err);

@@ -116,6 +116,10 @@ Json workers_json(const StatusSnapshot& snapshot) {
       entry["uptime_s"] = worker.pid > 0 ? seconds(worker.uptime) : Json(nullptr);
       add_slot_fields(entry, slot);
       entry["notify_status"] = worker.notify_status ? Json(*worker.notify_status) : Json(nullptr);
+      // Only while a SIGKILL is pending: the entry of a worker that is not stopping stays as it was.
+      if (worker.kill_in) {
+        entry["kill_in_s"] = seconds(*worker.kill_in);
+      }
       workers.push_back(std::move(entry));
       served = served || worker.state != WorkerState::stopping;
     }

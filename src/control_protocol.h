@@ -73,7 +73,8 @@ struct InstanceStatus {
 // listener's entry adds "reuseport":"per-slot" and "sockets":N to name, address and fd. One entry
 // per worker process (a slot being replaced has two); a slot in backoff, failed for good, or
 // exited and not to be restarted, without a process other than stopping ones, adds one entry
-// with "pid":null and "state" "backoff", "failed" or "exited".
+// with "pid":null and "state" "backoff", "failed" or "exited". A worker clusterd asked to stop
+// and will SIGKILL at the end of its grace adds "kill_in_s" (seconds left).
 std::string status_reply(const InstanceStatus& status);
 // `{"ok":true,"generation":3}` or `{"ok":false,"error":"…","generation":3}`.
 // `restart_needed`: keys whose change a reload cannot apply (they take effect when clusterd

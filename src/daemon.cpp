@@ -206,6 +206,16 @@ void Daemon::execute_one(const Spawn& spawn) { workers_.spawn(spawn, generations
 
 void Daemon::execute_one(const SendSignal& send) { workers_.signal(send); }
 
+void Daemon::execute_one(const ProbeListening& probe) {
+  std::set<std::uint64_t> inodes;
+  for (const ListenerSockets* listener : open_listeners_now()) {
+    for (const std::uint64_t inode : listener->socket_inodes()) {
+      inodes.insert(inode);
+    }
+  }
+  workers_.probe_listening(probe, inodes);
+}
+
 void Daemon::execute_one(const SampleRss& sample) { workers_.sample_rss(sample); }
 
 void Daemon::execute_one(const NotifySystemd& notify) {

@@ -70,6 +70,7 @@ class Daemon {
   void execute(const std::vector<Action>& actions);
   void execute_one(const Spawn& spawn);
   void execute_one(const SendSignal& send);
+  void execute_one(const ProbeListening& probe);
   void execute_one(const SampleRss& sample);
   void execute_one(const NotifySystemd& notify);
   void execute_one(const ReloadFinished& finished);

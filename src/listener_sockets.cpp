@@ -2,6 +2,8 @@
 // per slot, opened when a slot needs it and closed when the slot is gone.
 #include "listener_sockets.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <sstream>
@@ -26,6 +28,17 @@ std::vector<int> ListenerSockets::open_slots() const {
     slots.push_back(slot);
   }
   return slots;
+}
+
+std::vector<std::uint64_t> ListenerSockets::socket_inodes() const {
+  std::vector<std::uint64_t> inodes;
+  for (const auto& [slot, socket] : sockets_) {
+    struct stat status {};
+    if (::fstat(socket.fd(), &status) == 0) {
+      inodes.push_back(status.st_ino);
+    }
+  }
+  return inodes;
 }
 
 void ListenerSockets::open_slots(int count) {

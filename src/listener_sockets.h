@@ -72,6 +72,10 @@ class ListenerSockets {
   // when it is, and for TCP and sockets passed by systemd.
   std::optional<std::string> unix_directory_problem() const;
 
+  // The sockfs inode number of each socket open now, as /proc/PID/fd shows them ("socket:[N]"):
+  // how a worker's waits on them are recognised (listen_probe.h).
+  std::vector<std::uint64_t> socket_inodes() const;
+
   // Listener::ensure_listening on every socket, after a worker exited: a worker's shutdown()
   // stops a socket for every holder (interface §7). Each one that listens again is logged as an
   // error naming the listener (and the slot, per-slot). Never throws.

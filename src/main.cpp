@@ -28,6 +28,7 @@
 #include "process.h"
 #include "socket_activation.h"
 #include "sockets.h"
+#include "start_preflight.h"
 
 namespace clusterd {
 namespace {
@@ -227,9 +228,22 @@ int run_main(const std::vector<std::string>& args) {
     // The control socket's directory as a start would judge it, creating nothing. A live
     // instance at the path is no error here: checking a file before reloading it is what
     // `check` is for.
-    if (auto control = control_socket_path(prepared->config.control, prepared->config.name, false); !control) {
+    auto control = control_socket_path(prepared->config.control, prepared->config.name, false);
+    if (!control) {
       std::cerr << "clusterd: " << control.error() << '\n';
       return exit_usage;
+    }
+    const Preflight preflight =
+        preflight_start(prepared->config, prepared->executable,
+                        {where_command_came_from(prepared->config, options),
+                         prepared->config.file.value_or("command line"), options.overrides.listen},
+                        *control);
+    if (!preflight.errors.empty()) {
+      print_diagnostics(preflight.errors);
+      return exit_usage;
+    }
+    for (const std::string& note : preflight.notes) {
+      std::cerr << "clusterd: note: " << note << '\n';
     }
     for (const std::string& warning : prepared->config.warnings) {
       std::cerr << "clusterd: warning: " << warning << '\n';

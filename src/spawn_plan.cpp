@@ -64,6 +64,25 @@ bool is_reserved_variable(std::string_view name) {
   return is_removed_variable(name) || name.starts_with(clusterd_prefix);
 }
 
+namespace {
+
+// `{fd:NAME}` naming no listener: the names there are, and how to add the one meant.
+std::string unknown_listener(std::string_view placeholder, std::string_view name,
+                             const std::vector<std::string>& listener_names) {
+  std::string message = "unknown placeholder \"" + std::string(placeholder) + "\": ";
+  if (listener_names.empty()) {
+    return message + "no listener is configured; add a [[listen]] with name = \"" + std::string(name) +
+           "\" (or --listen " + std::string(name) + "=ADDRESS)";
+  }
+  message += "no listener is named \"" + std::string(name) + "\" (listeners:";
+  for (const std::string& known : listener_names) {
+    message += " \"" + known + "\"";
+  }
+  return message + "); use one of those names, or set name = \"" + std::string(name) + "\" in its [[listen]]";
+}
+
+}  // namespace
+
 tl::expected<std::string, std::string> expand_argument(std::string_view argument,
                                                        const std::vector<std::string>& listener_names,
                                                        int slot) {
@@ -96,7 +115,7 @@ tl::expected<std::string, std::string> expand_argument(std::string_view argument
       const std::string_view name = inner.substr(3);
       const auto found = std::find(listener_names.begin(), listener_names.end(), name);
       if (found == listener_names.end()) {
-        return tl::make_unexpected("unknown placeholder \"" + std::string(placeholder) + "\"");
+        return tl::make_unexpected(unknown_listener(placeholder, name, listener_names));
       }
       // Listeners are laid out at 3, 4, … in order (protocols §1.1, SD_LISTEN_FDS_START).
       expanded += std::to_string(3 + (found - listener_names.begin()));

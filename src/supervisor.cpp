@@ -89,13 +89,22 @@ void Supervisor::on_event(const Execed& event, TimePoint now) {
     log(LogSeverity::info, fmt::format("worker program can be executed again program={}",
                                        config_of(event.id.generation).command.front()));
   }
-  const ReadyConfig& ready = config_of(event.id.generation).ready;
-  switch (ready.mode) {
+  const Config& config = config_of(event.id.generation);
+  worker->execed_at = now;
+  switch (config.ready.mode) {
+    case ReadyMode::automatic:
+      if (config.listeners.empty()) {
+        worker->ready_after = now + config.ready.min_uptime;  // a job runner: nothing to wait on
+      } else {
+        worker->probe_at = now + first_probe_delay;
+        worker->probe_interval = first_probe_delay;
+      }
+      break;
     case ReadyMode::exec:
-      mark_ready(*worker, now);
+      mark_ready(*worker, now, "exec");
       break;
     case ReadyMode::uptime:
-      worker->ready_after = now + ready.min_uptime;
+      worker->ready_after = now + config.ready.min_uptime;
       break;
     case ReadyMode::notify:
       break;  // READY=1 decides
@@ -125,8 +134,9 @@ void Supervisor::on_event(const Notified& event, TimePoint now) {
       worker->ready_deadline = extended;
     }
   }
-  if (message.ready && worker->state == WorkerState::starting && ready.mode == ReadyMode::notify) {
-    mark_ready(*worker, now);
+  if (message.ready && worker->state == WorkerState::starting &&
+      (ready.mode == ReadyMode::notify || ready.mode == ReadyMode::automatic)) {
+    mark_ready(*worker, now, "READY=1");
   }
   if (message.watchdog && ready.watchdog && worker->watchdog_deadline) {
     worker->watchdog_deadline = now + *ready.watchdog;
@@ -142,6 +152,29 @@ void Supervisor::on_event(const Notified& event, TimePoint now) {
 void Supervisor::on_event(const Exited& event, TimePoint now) {
   if (const std::optional<Worker> worker = take_worker(event.id)) {
     worker_ended(*worker, event.exit, now);
+  }
+}
+
+void Supervisor::on_event(const Probed& event, TimePoint now) {
+  Worker* worker = find_worker(event.id);
+  if (worker == nullptr || worker->state != WorkerState::starting || worker->stopping) {
+    return;
+  }
+  if (event.sign) {
+    mark_ready(*worker, now, *event.sign);
+    return;
+  }
+  if (event.blind && !worker->ready_after && worker->execed_at) {
+    // Unseen is not unready: the worker is taken as ready after the minimum uptime, unless a
+    // sign (READY=1 among them) comes first.
+    const Duration min_uptime = config_of(event.id.generation).ready.min_uptime;
+    worker->ready_after = std::max(now, *worker->execed_at + min_uptime);
+    log(blind_reported_ ? LogSeverity::debug : LogSeverity::warn,
+        fmt::format("cannot see whether the worker waits for connections {} reason=\"{}\"; it counts as ready "
+                    "after ready.min_uptime={} unless it sends READY=1 (set ready.mode = \"notify\" or a "
+                    "duration to choose)",
+                    worker_fields(worker->id, worker->pid), *event.blind, format_duration(min_uptime)));
+    blind_reported_ = true;
   }
 }
 

@@ -57,6 +57,14 @@ struct Exited {  // reaped; a StartFailure when the child never became the progr
   WorkerId id;
   WorkerExit exit;
 };
+// Answer to ProbeListening, for one worker: `sign` says how it was seen waiting for connections
+// on a listening socket ("epoll", "accept pid=1235"); `blind`, why that cannot be seen in it.
+// Neither: not waiting yet.
+struct Probed {
+  WorkerId id;
+  std::optional<std::string> sign;
+  std::optional<std::string> blind;
+};
 struct RssSampled {  // answer to SampleRss
   WorkerId id;
   std::uint64_t rss_bytes = 0;
@@ -81,7 +89,7 @@ struct ScaleBy {  // SIGTTIN (+1) and SIGTTOU (-1): relative to the count wanted
 };
 struct Tick {};  // the deadline of next_deadline() passed
 
-using Event = std::variant<Start, Spawned, SpawnFailed, Execed, Notified, Exited, RssSampled,
+using Event = std::variant<Start, Spawned, SpawnFailed, Execed, Notified, Exited, Probed, RssSampled,
                            StopRequested, ReloadRequested, ScaleRequested, ScaleBy, Tick>;
 
 // ---- Actions: what the shell must do, in order.
@@ -92,6 +100,9 @@ struct Spawn {  // with the configuration of id.generation
 struct SendSignal {  // to the worker's whole process group
   WorkerId id;
   int signal = 0;
+};
+struct ProbeListening {  // look whether these workers wait for connections; answer with Probed
+  std::vector<WorkerId> ids;
 };
 struct SampleRss {  // read each worker's VmRSS and answer with RssSampled
   std::vector<WorkerId> ids;
@@ -114,7 +125,8 @@ struct ExitDaemon {
   int code = 0;
 };
 
-using Action = std::variant<Spawn, SendSignal, SampleRss, NotifySystemd, ReloadFinished, Log, ExitDaemon>;
+using Action =
+    std::variant<Spawn, SendSignal, ProbeListening, SampleRss, NotifySystemd, ReloadFinished, Log, ExitDaemon>;
 
 enum class WorkerState { starting, ready, stopping };
 enum class SlotState { running, backoff, failed, done };
@@ -125,6 +137,9 @@ struct WorkerStatus {
   WorkerState state = WorkerState::starting;
   Duration uptime{0};
   std::optional<std::string> notify_status;
+  // Asked to stop, and SIGKILLed after this unless it exits first; nullopt otherwise (not
+  // stopping, or SIGKILL already sent).
+  std::optional<Duration> kill_in;
 };
 struct SlotStatus {
   int slot = 0;
@@ -182,6 +197,16 @@ class Supervisor {
   static constexpr int spawn_budget = 32;
   static constexpr Duration spawn_window = std::chrono::milliseconds(10);
 
+  // ready.mode = auto looks at a starting worker every millisecond for the first 10 ms after its
+  // exec (most servers wait on their socket within that), then at intervals doubling from 2 ms
+  // up to 50 ms. A look costs about 50-100 µs, so while many workers start at once no interval
+  // is shorter than 0.2 ms per worker being looked at: the looks then take at most about a
+  // third of a CPU, however many start.
+  static constexpr Duration first_probe_delay = std::chrono::milliseconds(1);
+  static constexpr Duration eager_probing = std::chrono::milliseconds(10);
+  static constexpr Duration max_probe_interval = std::chrono::milliseconds(50);
+  static constexpr int probed_workers_per_millisecond = 5;
+
  private:
   // A worker's part in its slot: the one serving it, the new one of a reload or recycle that
   // takes over once ready, or an old one being stopped.
@@ -203,7 +228,10 @@ class Supervisor {
     WorkerState state = WorkerState::starting;
     TimePoint started_at{};
     std::optional<TimePoint> ready_deadline;   // not ready by then: a failed start
-    std::optional<TimePoint> ready_after;      // ready.mode = a duration: ready then, if still up
+    std::optional<TimePoint> execed_at;
+    std::optional<TimePoint> ready_after;      // ready then, if still up (a duration mode; auto's min_uptime)
+    std::optional<TimePoint> probe_at;         // ready.mode = auto: look for a wait on a socket then
+    Duration probe_interval{0};                // and the one after that, growing
     std::optional<TimePoint> watchdog_deadline;
     std::optional<TimePoint> recycle_at;       // recycle.max_lifetime reached
     std::optional<std::string> notify_status;
@@ -236,7 +264,18 @@ class Supervisor {
 
   // What a deadline is for; one list of them (supervisor_deadlines.cpp) feeds both
   // next_deadline() and act_on_due(), so what is counted is what is acted on.
-  enum class Due { restart, recycle_retry, rss_sample, spawn_more, kill, ready_after, ready_timeout, watchdog, lifetime };
+  enum class Due {
+    restart,
+    recycle_retry,
+    rss_sample,
+    spawn_more,
+    kill,
+    probe,
+    ready_after,
+    ready_timeout,
+    watchdog,
+    lifetime
+  };
   struct Deadline {
     TimePoint at;
     Due what;
@@ -251,6 +290,7 @@ class Supervisor {
   void on_event(const Execed& event, TimePoint now);
   void on_event(const Notified& event, TimePoint now);
   void on_event(const Exited& event, TimePoint now);
+  void on_event(const Probed& event, TimePoint now);
   void on_event(const RssSampled& event, TimePoint now);
   void on_event(const StopRequested& event, TimePoint now);
   void on_event(const ReloadRequested& event, TimePoint now);
@@ -270,7 +310,9 @@ class Supervisor {
   void act_on(const Deadline& deadline, TimePoint now);
   // supervisor_worker.cpp: one worker's life.
   WorkerId spawn(int slot, std::uint64_t generation, Role role, TimePoint now);
-  void mark_ready(Worker& worker, TimePoint now);
+  // `sign`: what showed it ready, for the log ("exec", "READY=1", "epoll", "min_uptime").
+  void mark_ready(Worker& worker, TimePoint now, const std::string& sign);
+  void probe(Worker& worker, TimePoint now);
   void stop_worker(Worker& worker, StopReason reason, TimePoint now);
   void kill_worker(Worker& worker, StopReason reason);
   void not_ready_in_time(Worker& worker, TimePoint now);
@@ -314,6 +356,7 @@ class Supervisor {
   bool stopping_ = false;
   bool exiting_ = false;
   bool start_failure_reported_ = false;  // a lasting start failure was logged as an error
+  bool blind_reported_ = false;          // auto readiness could not see a worker's waits: said once
   bool ready_reported_ = false;  // READY=1 sent to the service manager
   std::string last_status_;      // the last STATUS= sent
   std::optional<Reload> reload_;

@@ -45,6 +45,9 @@ std::vector<Supervisor::Deadline> Supervisor::deadlines() const {
       continue;
     }
     if (worker.state == WorkerState::starting) {
+      if (worker.probe_at) {
+        list.push_back({*worker.probe_at, Due::probe, worker.id.slot, instance});
+      }
       if (worker.ready_after) {
         list.push_back({*worker.ready_after, Due::ready_after, worker.id.slot, instance});
       }
@@ -114,8 +117,11 @@ void Supervisor::act_on(const Deadline& deadline, TimePoint now) {
                                          format_duration(config_of(worker.id.generation).stop.grace)));
       kill_worker(worker, worker.stopping->reason);
       return;
+    case Due::probe:
+      probe(worker, now);
+      return;
     case Due::ready_after:
-      mark_ready(worker, now);
+      mark_ready(worker, now, config_of(worker.id.generation).ready.mode == ReadyMode::uptime ? "uptime" : "min_uptime");
       return;
     case Due::ready_timeout:
       not_ready_in_time(worker, now);

@@ -30,9 +30,16 @@ StatusSnapshot Supervisor::status(TimePoint now) const {
   // when a listener is per-slot.
   for (const Worker& worker : workers_) {
     if (worker.id.slot >= 0 && static_cast<std::size_t>(worker.id.slot) < snapshot.slots.size()) {
-      snapshot.slots[static_cast<std::size_t>(worker.id.slot)].workers.push_back(
-          {worker.id, worker.pid, worker.state, std::chrono::duration_cast<Duration>(now - worker.started_at),
-           worker.notify_status});
+      WorkerStatus entry;
+      entry.id = worker.id;
+      entry.pid = worker.pid;
+      entry.state = worker.state;
+      entry.uptime = std::chrono::duration_cast<Duration>(now - worker.started_at);
+      entry.notify_status = worker.notify_status;
+      if (worker.stopping && worker.stopping->kill_at) {
+        entry.kill_in = std::max(Duration{0}, std::chrono::duration_cast<Duration>(*worker.stopping->kill_at - now));
+      }
+      snapshot.slots[static_cast<std::size_t>(worker.id.slot)].workers.push_back(std::move(entry));
     }
   }
   return snapshot;

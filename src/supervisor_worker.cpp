@@ -63,10 +63,11 @@ WorkerId Supervisor::spawn(int slot, std::uint64_t generation, Role role, TimePo
   return worker.id;
 }
 
-void Supervisor::mark_ready(Worker& worker, TimePoint now) {
+void Supervisor::mark_ready(Worker& worker, TimePoint now, const std::string& sign) {
   worker.state = WorkerState::ready;
   worker.ready_deadline.reset();
   worker.ready_after.reset();
+  worker.probe_at.reset();
   const Config& config = config_of(worker.id.generation);
   if (config.ready.watchdog) {
     worker.watchdog_deadline = now + *config.ready.watchdog;
@@ -76,10 +77,28 @@ void Supervisor::mark_ready(Worker& worker, TimePoint now) {
     const auto lifetime = std::chrono::duration<double, std::milli>(*config.recycle.max_lifetime);
     worker.recycle_at = worker.started_at + std::chrono::duration_cast<Duration>(lifetime * (1.0 + 0.1 * uniform01_()));
   }
-  log(LogSeverity::info, "worker ready " + worker_fields(worker.id, worker.pid));
+  log(LogSeverity::info, fmt::format("worker ready {} sign={}", worker_fields(worker.id, worker.pid),
+                                     sign.find(' ') == std::string::npos ? sign : "\"" + sign + "\""));
   if (worker.role == Role::replacement) {
     promote(worker, now);
   }
+}
+
+// One look at a starting worker (answered by Probed), and the time of the next, later each time.
+void Supervisor::probe(Worker& worker, TimePoint now) {
+  if (!actions_.empty() && std::holds_alternative<ProbeListening>(actions_.back())) {
+    std::get<ProbeListening>(actions_.back()).ids.push_back(worker.id);
+  } else {
+    actions_.push_back(ProbeListening{{worker.id}});
+  }
+  const auto probed = std::count_if(workers_.begin(), workers_.end(), [](const Worker& other) {
+    return other.probe_at.has_value();
+  });
+  const Duration floor(static_cast<Duration::rep>(probed / probed_workers_per_millisecond));
+  const bool eager = worker.execed_at && now - *worker.execed_at < eager_probing;
+  const Duration next = eager ? first_probe_delay : std::max(worker.probe_interval * 2, 2 * first_probe_delay);
+  worker.probe_interval = std::max(floor, eager ? next : std::min(next, max_probe_interval));
+  worker.probe_at = now + worker.probe_interval;
 }
 
 // The stop signal now, SIGKILL at the end of the grace period: once per worker, whatever asks.
@@ -108,8 +127,14 @@ void Supervisor::kill_worker(Worker& worker, StopReason reason) {
 }
 
 void Supervisor::not_ready_in_time(Worker& worker, TimePoint now) {
-  const std::string reason = fmt::format("slot={} gen={} not ready within {}", worker.id.slot, worker.id.generation,
-                                         format_duration(config_of(worker.id.generation).ready.timeout));
+  const ReadyConfig& ready = config_of(worker.id.generation).ready;
+  std::string reason = fmt::format("slot={} gen={} not ready within {}", worker.id.slot, worker.id.generation,
+                                   format_duration(ready.timeout));
+  if (ready.mode == ReadyMode::automatic && worker.probe_at) {
+    // The common cause: a server that bound a socket of its own instead of using clusterd's.
+    reason += " (ready.mode = auto: it sent no READY=1 and never waited for connections on clusterd's "
+              "listening sockets; make it use the inherited socket (LISTEN_FDS, fd 3), or set ready.mode)";
+  }
   log(LogSeverity::warn, fmt::format("worker not ready in time {} pid={}", reason, worker.pid));
   if (worker.role == Role::replacement) {
     worker.role = Role::retiring;

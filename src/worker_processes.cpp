@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "listen_probe.h"
 #include "proc_status.h"
 #include "text_file.h"
 
@@ -88,15 +89,29 @@ void WorkerProcesses::spawn(const Spawn& spawn, const WorkerSpec& generation) {
 tl::expected<std::optional<NotifySettings>, StartFailure> WorkerProcesses::notify_settings_for(
     const WorkerSpec& generation, const WorkerId& id, std::optional<WorkerNotifySocket>& socket) {
   const Config& config = *generation.config;
-  if (config.ready.mode != ReadyMode::notify) {
+  if (config.ready.mode != ReadyMode::notify && config.ready.mode != ReadyMode::automatic) {
     return std::nullopt;
   }
+  // READY=1 is only one of auto's signs: without the socket the worker starts all the same, and
+  // is seen ready by its waits on its listening sockets.
+  const auto fail = [&](StartFailure failure) -> tl::expected<std::optional<NotifySettings>, StartFailure> {
+    if (config.ready.mode != ReadyMode::automatic) {
+      return tl::make_unexpected(std::move(failure));
+    }
+    if (!notify_unavailable_reported_) {
+      notify_unavailable_reported_ = true;
+      spdlog::warn("workers get no NOTIFY_SOCKET step=\"{}\" detail=\"{}\"; ready.mode = auto sees them ready "
+                   "by their waits on the listening sockets only",
+                   failure.step, failure.detail);
+    }
+    return std::nullopt;
+  };
   const auto& credentials = generation.user.credentials;
   if (!notify_directory_) {
     auto directory = NotifyDirectory::create(config.name, credentials ? std::optional<uid_t>(credentials->uid)
                                                                       : std::nullopt);
     if (!directory) {
-      return tl::make_unexpected(StartFailure{"notify socket directory", 0, directory.error()});
+      return fail(StartFailure{"notify socket directory", 0, directory.error()});
     }
     notify_directory_ = std::move(*directory);
   }
@@ -104,7 +119,7 @@ tl::expected<std::optional<NotifySettings>, StartFailure> WorkerProcesses::notif
   auto opened = WorkerNotifySocket::open(path, credentials ? std::optional<uid_t>(credentials->uid) : std::nullopt,
                                          credentials ? std::optional<gid_t>(credentials->gid) : std::nullopt);
   if (!opened) {
-    return tl::make_unexpected(StartFailure{"notify socket", 0, opened.error()});
+    return fail(StartFailure{"notify socket", 0, opened.error()});
   }
   socket = std::move(*opened);
   NotifySettings settings{socket->path(), std::nullopt};
@@ -133,6 +148,20 @@ void WorkerProcesses::sample_rss(const SampleRss& sample) {
     if (const auto rss = text ? parse_vm_rss(*text) : std::nullopt) {
       events_.push_back(RssSampled{worker.id, *rss});
     }
+  }
+}
+
+void WorkerProcesses::probe_listening(const ProbeListening& probe, const std::set<std::uint64_t>& socket_inodes) {
+  for (const auto& [pid, worker] : workers_) {
+    if (std::find(probe.ids.begin(), probe.ids.end(), worker.id) == probe.ids.end()) {
+      continue;
+    }
+    ListenProbe seen = clusterd::probe_listening(pid, socket_inodes);
+    std::optional<std::string> sign;
+    if (seen.sign) {
+      sign = seen.sign->pid == pid ? seen.sign->how : fmt::format("{} pid={}", seen.sign->how, seen.sign->pid);
+    }
+    events_.push_back(Probed{worker.id, std::move(sign), std::move(seen.blind)});
   }
 }
 

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,6 +53,8 @@ class WorkerProcesses {
   // SIGUSR2: to every worker whose program runs (not to one still in its setup).
   void forward(int signal);
   void sample_rss(const SampleRss& sample);
+  // Answers each worker of `probe` with Probed: whether it waits on one of `socket_inodes`.
+  void probe_listening(const ProbeListening& probe, const std::set<std::uint64_t>& socket_inodes);
   // SIGCHLD: reaps every child that exited; true when one of them was a worker.
   bool reap();
 
@@ -71,7 +74,8 @@ class WorkerProcesses {
     bool execed_sent = false;
   };
 
-  // nullopt without ready.mode = notify; a StartFailure when the socket cannot be made.
+  // nullopt without ready.mode = notify or auto; a StartFailure when the socket cannot be made
+  // (auto does without it: nullopt, said once).
   tl::expected<std::optional<NotifySettings>, StartFailure> notify_settings_for(
       const WorkerSpec& generation, const WorkerId& id, std::optional<WorkerNotifySocket>& socket);
   void watch_output(Fd read_end, int destination, const WorkerId& id, pid_t pid);
@@ -84,6 +88,7 @@ class WorkerProcesses {
   std::deque<Event>& events_;
   std::vector<std::string> parent_env_;
   std::optional<NotifyDirectory> notify_directory_;
+  bool notify_unavailable_reported_ = false;
   std::map<pid_t, RunningWorker> workers_;
   // output = "prefix": the workers' output pipes and clusterd's stdout and stderr they feed.
   OutputRouter outputs_;

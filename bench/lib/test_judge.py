@@ -14,8 +14,9 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lib import judge  # noqa: E402
 from lib.judge import Target  # noqa: E402
+from lib import ready_targets  # noqa: E402
 
-SCRIPTS = ["run", "reload", "scale", "soak", "reuseport"]
+SCRIPTS = ["run", "reload", "scale", "soak", "reuseport", "ready"]
 
 
 class Targets(unittest.TestCase):
@@ -113,6 +114,46 @@ class Refusals(unittest.TestCase):
         run.load_before = run.load_after_settled = 0.0
         run.cpu = {"others": 0.0, "share": 0.0}
         self.assertTrue(any("not a Release build" in r for r in run.refusals()))
+
+
+class ReadyTargets(unittest.TestCase):
+    """bench/ready judges only the default mode; exec rows are shown, never judged."""
+
+    def broken(self, mode, rc, failed, old_serving):
+        return {"mode": mode, "load": "py-newconn", "workers": 4, "rc": rc, "message": "clusterd: reload abandoned",
+                "errors": {"refused": failed, "reset": 0}, "old_serving": old_serving, "client_timeout_s": 10}
+
+    def test_broken_reload(self):
+        rows = [self.broken("auto", 1, 0, 4), self.broken("exec", None, 99, 0)]
+        self.assertEqual([t.met for t in ready_targets.broken_targets(rows, ["py-newconn"])], [True, True, True])
+        missed = ready_targets.broken_targets([self.broken("auto", 0, 3, 2)], ["py-newconn"])
+        self.assertEqual([t.met for t in missed], [False, False, False])
+        hung = ready_targets.broken_targets([self.broken("auto", None, 0, 4)], ["py-newconn"])
+        self.assertFalse(hung[1].met)
+        self.assertIn("no answer within 10 s", hung[1].measured_text())
+        skipped = ready_targets.broken_targets([], ["py-keepalive"])
+        self.assertEqual([t.met for t in skipped], [None, None, None])
+
+    def test_healthy_ratio_and_errors(self):
+        def row(mode, times, rc=0):
+            return {"variant": "READY=1", "mode": mode,
+                    "runs": [{"client_ms": t, "log_ms": t / 2, "rc": rc, "failed": 0, "problem": None} for t in times]}
+        met = ready_targets.healthy_targets([row("auto", [90, 100, 300]), row("exec", [80, 70, 1000])], ["READY=1"])
+        self.assertEqual([t.met for t in met], [True, True])
+        self.assertIn("1.25× (100 / 80 ms", met[0].measured_text())
+        slow = ready_targets.healthy_targets([row("auto", [121]), row("exec", [80])], ["READY=1"])
+        self.assertFalse(slow[0].met)
+        failing = ready_targets.healthy_targets([row("auto", [50], rc=1), row("exec", [80])], ["READY=1"])
+        self.assertFalse(failing[1].met)
+
+    def test_idle_and_servers(self):
+        idle = ready_targets.idle_targets([{"variant": "READY=1", "wakeups": 0, "syscalls": None,
+                                            "strace_note": "ptrace: Operation not permitted"}], ["READY=1"], 10)
+        self.assertEqual([t.met for t in idle], [True, False])
+        servers = ready_targets.server_targets(
+            [{"server": "uvicorn", "runs": [{"sign": "epoll"}, {"sign": None, "problem": "no answer"}]},
+             {"server": "Node", "skipped": "nodejs is not installed", "runs": []}], ["uvicorn", "Node"])
+        self.assertEqual([t.met for t in servers], [False, None])
 
 
 if __name__ == "__main__":

@@ -82,6 +82,11 @@ def test_systemd_variables_of_clusterd_are_not_passed_on(start_clusterd, tmpdir_
         notify.close()
     env = report["env"]
     assert env.get("CLUSTERD_TEST_KEEP") == "kept"      # the rest of clusterd's environment is passed
+    # The one NOTIFY_SOCKET a worker has is its own (ready.mode = "auto" gives each worker one),
+    # never the service manager's: nothing of systemd's reaches it.
+    own_notify = env.pop("NOTIFY_SOCKET", None)
+    assert own_notify is not None and own_notify != notify_path
+    assert os.path.dirname(os.path.dirname(own_notify)) == clusterd.tmpdir, own_notify
     leaked = sorted((set(inherited) - {"CLUSTERD_TEST_KEEP"}) & set(env))
     assert leaked == [], {k: env[k] for k in leaked}
     assert not [k for k in env if k.startswith("LISTEN_") or k.startswith("WATCHDOG_")]
@@ -193,10 +198,10 @@ def voluntary_context_switches(pid):
 
 def test_idle_clusterd_does_not_wake_up(start_clusterd, tmpdir_short):
     # Nothing configured that needs a timer (interface §7): clusterd sleeps until something happens.
-    clusterd = start_clusterd(["--workers", "2", "--listen", "127.0.0.1:0", "--"]
-                              + report_worker(tmpdir_short))
-    reports = wait_for_reports(tmpdir_short, 2, describe=clusterd.log_tail)
-    clusterd.seen_pids.update(reports)
+    # In the default ready.mode = "auto": once the workers are seen waiting on their socket,
+    # nothing is looked at any more.
+    clusterd = start_clusterd(["--workers", "2", "--listen", "127.0.0.1:0", "--",
+                               PYTHON, worker("wait_worker.py"), "epoll"])
     clusterd.ready_pids(2)
     # Asleep in its event loop once it has handled the workers' start.
     wait_until(lambda: harness.proc_stat(clusterd.pid)["state"] == "S", 10.0, "clusterd asleep")

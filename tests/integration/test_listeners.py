@@ -168,8 +168,10 @@ def start_with_listener_shut_down_once(start_clusterd, tmpdir_short, address):
     clusterd = start_clusterd(["--workers", "1", "--listen", address, "--"]
                               + HTTP_WORKER + ["--shutdown-listener-once", marker])
     first_address = clusterd.address()
-    clusterd.wait_for_log(r"worker exited slot=0 gen=1 pid=\d+ status=exit:3 ")
-    replacement = clusterd.ready_pids(2)[1]
+    [exited] = clusterd.wait_for_log(r"worker exited slot=0 gen=1 pid=(\d+) status=exit:3 ")
+    # The first worker never waited for a connection, so it was never ready; its replacement is.
+    [replacement] = clusterd.ready_pids(1)
+    assert replacement != int(exited.group(1))
     return clusterd, first_address, replacement
 
 

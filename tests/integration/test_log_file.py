@@ -126,7 +126,7 @@ def test_under_journald_lines_carry_priority_prefixes_and_no_timestamp(start_clu
     # debug <7>, info <6>, warning <4>, error <3> (sd-daemon(3)); the journal adds the time itself.
     assert "<7>worker spawned slot=0 gen=1 pid=%d" % pid in lines
     assert "<6>started name=sleep pid=%d workers=1 command=/bin/sleep" % clusterd.pid in lines
-    assert "<6>worker ready slot=0 gen=1 pid=%d" % pid in lines
+    assert "<6>worker ready slot=0 gen=1 pid=%d sign=min_uptime" % pid in lines
     [killed] = [line for line in lines if line.startswith("<4>worker exited slot=0 gen=1 pid=%d " % pid)]
     assert killed.endswith(" (killed by SIGKILL that clusterd did not send: possibly out of memory)")
     assert '<3>reload refused: %s:1:11: workers: expected an integer 1-4096 or "auto", found "many"' \

@@ -34,7 +34,7 @@ MAINTAINER_SCRIPTS = {name: os.path.join(SOURCE, "packaging", "deb", name)
                       for name in ("postinst", "prerm", "postrm")}
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
 SUBCOMMANDS = {"check", "status", "reload", "scale", "stop"}
-DOCS = {"README.md", "configuration.md", "operations.md", "control-protocol.md", "install.md"}
+DOCS = {"README.md", "configuration.md", "operations.md", "control-protocol.md", "servers.md", "install.md"}
 
 
 def cache_value(name):

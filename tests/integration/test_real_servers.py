@@ -1,18 +1,27 @@
 """Real servers nobody here wrote serve the socket clusterd opened: gunicorn (which reads LISTEN_FDS
-itself), `uvicorn --fd N` and Node's `server.listen({fd})` (protocols §1.4).
+itself; sync and gthread workers), `uvicorn --fd N` and Node's `server.listen({fd})` (protocols
+§1.4), and the C and Go examples.
 
-Each runs as 2 clusterd workers on 127.0.0.1:0; both workers must answer real HTTP requests, then
-SIGTERM stops everything: clusterd exits 0 and every process of the tree is gone.
+Each runs in the default `ready.mode = "auto"`, and clusterd's `worker ready` line names the sign
+that server gives, as measured in docs/servers.md#readiness: gunicorn's arbiter sends READY=1
+itself before it forks its worker; uvicorn, Node and Go register the socket with epoll; the C
+example waits in ppoll (logged as poll). The Python and Node servers run as 2 clusterd workers on
+127.0.0.1:0; both workers must answer real HTTP requests, then SIGTERM stops everything: clusterd
+exits 0 and every process of the tree is gone. The C and Go examples run as 1 worker that answers
+once ready.
 """
 import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 
 import pytest
 
 import harness
 from harness import PYTHON, http_get, pid_alive, wait_until, worker
+from test_examples import HELLO, RUN_ENV, build_c, build_go, example, require
 
 NODE = "/usr/bin/node"
 
@@ -65,8 +74,13 @@ def descendants(pid):
     return found
 
 
+# The `worker ready` line of the default mode, with the sign it names.
+READY = r'worker ready slot=(\d+) gen=1 pid=(\d+) sign=("[^"]*"|\S+)'
+
+
 # id, why it cannot run (None: it can), --listen value, argv after `--`, whether the process that
-# answers is a child of the clusterd worker (gunicorn forks its own workers) or the worker itself.
+# answers is a child of the clusterd worker (gunicorn forks its own workers) or the worker itself,
+# and the sign clusterd logs for it in the default mode.
 def cases():
     return [
         pytest.param(
@@ -76,7 +90,19 @@ def cases():
             [PYTHON, "-m", "gunicorn", "--workers", "1", "--graceful-timeout", "5",
              "--chdir", harness.WORKERS_DIR, "wsgi_app:app"],
             True,
+            # The arbiter sends READY=1 before it forks its worker, which only then loads the app.
+            "READY=1",
             id="gunicorn",
+        ),
+        pytest.param(
+            python_module_missing("gunicorn"),
+            "127.0.0.1:0",
+            [PYTHON, "-m", "gunicorn", "--workers", "1", "--graceful-timeout", "5",
+             "--worker-class", "gthread", "--threads", "4", "--chdir", harness.WORKERS_DIR,
+             "wsgi_app:app"],
+            True,
+            "READY=1",
+            id="gunicorn-gthread",
         ),
         pytest.param(
             python_module_missing("uvicorn"),
@@ -85,6 +111,7 @@ def cases():
             [PYTHON, "-m", "uvicorn", "--fd", "{fd:http}", "--no-access-log",
              "--app-dir", harness.WORKERS_DIR, "asgi_app:app"],
             False,
+            "epoll",
             id="uvicorn",
         ),
         pytest.param(
@@ -92,14 +119,15 @@ def cases():
             "web=127.0.0.1:0",
             [NODE, worker("node_server.js"), "3"],
             False,
+            "epoll",
             id="node",
         ),
     ]
 
 
-@pytest.mark.parametrize("missing, listen, argv, answers_from_child", cases())
-def test_real_server_serves_from_two_workers_and_stops(start_clusterd, missing, listen, argv,
-                                                       answers_from_child):
+@pytest.mark.parametrize("missing, listen, argv, answers_from_child, sign", cases())
+def test_real_server_is_ready_by_its_sign_serves_from_two_workers_and_stops(
+        start_clusterd, missing, listen, argv, answers_from_child, sign):
     if missing:
         pytest.skip(missing)
     clusterd = start_clusterd(["--workers", "2", "--grace", "10s", "--listen", listen, "--"] + argv)
@@ -107,6 +135,8 @@ def test_real_server_serves_from_two_workers_and_stops(start_clusterd, missing, 
     assert re.fullmatch(r"127\.0\.0\.1:\d+", address) and not address.endswith(":0"), address
     ready = set(clusterd.ready_pids(2, timeout=15.0))
     assert len(ready) == 2, "expected 2 distinct ready pids, got %r\n%s" % (ready, clusterd.log_tail())
+    signs = [m.group(3) for m in clusterd.matches(READY)]
+    assert signs == [sign, sign], "expected sign=%s for both workers\n%s" % (sign, clusterd.log_tail())
 
     answered_by = {}  # ready pid -> the pids that answered on its behalf
     slots = set()
@@ -149,3 +179,29 @@ def test_real_server_serves_from_two_workers_and_stops(start_clusterd, missing, 
     assert clusterd.wait_exit(timeout=20.0) == 0, clusterd.log_tail()
     wait_until(lambda: not [p for p in tree if pid_alive(p)], 10.0, "every worker process gone",
                describe=lambda: "still alive: %r" % [p for p in tree if pid_alive(p)])
+
+
+@pytest.fixture(scope="module")
+def examples_build_dir():
+    path = tempfile.mkdtemp(prefix="cd-rs-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name, needs, build, sign", [
+    pytest.param("c", "cc", build_c, "poll", id="c"),
+    pytest.param("go", "go", build_go, "epoll", id="go"),
+])
+def test_example_server_is_ready_by_its_sign_and_then_answers(start_clusterd, examples_build_dir, name,
+                                                              needs, build, sign):
+    require(needs)
+    cwd = build(examples_build_dir)
+    # The example's own file, which sets no ready.mode: the default.
+    clusterd = start_clusterd(["-c", example(name, "clusterd.toml"), "--workers", "1",
+                               "--listen", "http=127.0.0.1:0"], cwd=cwd, env=RUN_ENV)
+    [ready] = clusterd.wait_for_log(READY, timeout=15.0)
+    assert ready.group(3) == sign, clusterd.log_tail()
+    pid = int(ready.group(2))
+    clusterd.seen_pids.add(pid)
+    answer = HELLO.match(http_get(clusterd.address("http"), timeout=10.0))
+    assert answer and int(answer.group(1)) == pid, (answer, clusterd.log_tail())

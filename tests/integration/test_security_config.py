@@ -121,8 +121,9 @@ APP_ENV = "test"
     assert "DB_PASSWORD" not in env, env
     assert env["KEEP_ME"] == "kept" and env["PATH"] == os.environ["PATH"]
     assert env["APP_ENV"] == "test" and env["CLUSTERD_WORKER_ID"] == "0"
+    # NOTIFY_SOCKET is the worker's own (ready.mode = "auto"), set whatever inherit_env says.
     assert set(env) == {"KEEP_ME", "PATH", "APP_ENV", "CLUSTERD_WORKER_ID", "CLUSTERD_WORKERS",
-                        "CLUSTERD_GENERATION"}, env
+                        "CLUSTERD_GENERATION", "NOTIFY_SOCKET"}, env
 
     # Reloadable: the next generation gets the new list.
     harness.write_file(tmpdir_short, "clusterd.toml", config_text % ("false", toml_string(SLEEPER)))
@@ -131,7 +132,8 @@ APP_ENV = "test"
     new_pid = int(m.group(1))
     clusterd.seen_pids.add(new_pid)
     env = proc_environ(new_pid)
-    assert set(env) == {"APP_ENV", "CLUSTERD_WORKER_ID", "CLUSTERD_WORKERS", "CLUSTERD_GENERATION"}, env
+    assert set(env) == {"APP_ENV", "CLUSTERD_WORKER_ID", "CLUSTERD_WORKERS", "CLUSTERD_GENERATION",
+                        "NOTIFY_SOCKET"}, env
 
 
 def test_default_passes_the_whole_environment(start_clusterd):
@@ -153,6 +155,8 @@ command = %s
 [[listen]]
 name = "app"
 address = "unix:sock/app.sock"
+[ready]
+mode = "exec"  # the sleeper never waits on its socket
 [log]
 file = "logs/c.log"
 """ % toml_string(SLEEPER))

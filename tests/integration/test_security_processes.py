@@ -43,7 +43,9 @@ def orphan_pids(directory, kind=None):
 
 
 def start_orphan_workers(start_clusterd, tmpdir, workers, *extra, listen="127.0.0.1:0"):
-    clusterd = start_clusterd(["--workers", str(workers), "--listen", listen, *extra, "--", *ORPHAN_WORKER],
+    # The workers hold the socket but never accept on it: ready at their exec.
+    clusterd = start_clusterd(["--workers", str(workers), "--listen", listen, "--ready", "exec", *extra, "--",
+                               *ORPHAN_WORKER],
                               tmpdir=tmpdir, env={"ORPHAN_DIR": tmpdir})
     address = clusterd.address()
     pids = clusterd.ready_pids(workers)
@@ -91,7 +93,8 @@ def test_stop_ends_the_processes_a_worker_left_and_the_port_is_free_at_once(star
     # The port is free for the next start at once.
     host, port = harness.split_host_port(address)
     assert harness.can_listen(host, port)
-    again = start_clusterd(["--workers", "1", "--listen", "%s:%d" % (host, port), "--", "/bin/sleep", "1000"])
+    again = start_clusterd(["--workers", "1", "--listen", "%s:%d" % (host, port), "--ready", "exec", "--",
+                            "/bin/sleep", "1000"])
     assert again.address() == "%s:%d" % (host, port)
     again.ready_pids(1)
 

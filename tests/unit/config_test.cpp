@@ -144,7 +144,8 @@ TEST(ConfigErrors, UnknownPlaceholderInCommand) {
               ElementsAre("c.toml:1:21: command[1]: unknown placeholder \"{port}\""));
   EXPECT_THAT(
       errors("command = [\"./srv\", \"--fd={fd:web}\"]\n[[listen]]\nname = \"http\"\naddress = \":80\"\n"),
-      ElementsAre("c.toml:1:21: command[1]: unknown placeholder \"{fd:web}\""));
+      ElementsAre("c.toml:1:21: command[1]: unknown placeholder \"{fd:web}\": no listener is named \"web\" "
+                  "(listeners: \"http\"); use one of those names, or set name = \"web\" in its [[listen]]"));
 }
 
 TEST(ConfigErrors, NameOutsideTheCharset) {
@@ -401,22 +402,22 @@ TEST(ConfigErrors, SectionOfTheWrongType) {
 
 TEST(ConfigErrors, ReadyModeListsItsThreeForms) {
   EXPECT_THAT(errors(with_command("[ready]\nmode = \"sometimes\"\n")),
-              ElementsAre("c.toml:3:8: ready.mode: expected \"exec\", \"notify\" or a duration with a unit "
+              ElementsAre("c.toml:3:8: ready.mode: expected \"auto\", \"exec\", \"notify\" or a duration with a unit "
                           "such as \"2s\", found \"sometimes\""));
   EXPECT_THAT(errors(with_command("[ready]\nmode = 2\n")),
-              ElementsAre("c.toml:3:8: ready.mode: expected \"exec\", \"notify\" or a duration with a unit "
+              ElementsAre("c.toml:3:8: ready.mode: expected \"auto\", \"exec\", \"notify\" or a duration with a unit "
                           "such as \"2s\", found integer 2"));
   EXPECT_THAT(errors(with_command("[ready]\nmode = \"2\"\n")),
-              ElementsAre("c.toml:3:8: ready.mode: expected \"exec\", \"notify\" or a duration with a unit "
+              ElementsAre("c.toml:3:8: ready.mode: expected \"auto\", \"exec\", \"notify\" or a duration with a unit "
                           "such as \"2s\", found \"2\""));
   EXPECT_THAT(errors(with_command("[ready]\nmode = \"-2s\"\n")),
-              ElementsAre("c.toml:3:8: ready.mode: expected \"exec\", \"notify\" or a duration with a unit "
+              ElementsAre("c.toml:3:8: ready.mode: expected \"auto\", \"exec\", \"notify\" or a duration with a unit "
                           "such as \"2s\", found \"-2s\""));
 }
 
 TEST(ConfigErrors, ReadyModeDurationMustBeAboveZero) {
   EXPECT_THAT(errors(with_command("[ready]\nmode = \"0s\"\n")),
-              ElementsAre("c.toml:3:8: ready.mode: expected \"exec\", \"notify\" or a duration greater than "
+              ElementsAre("c.toml:3:8: ready.mode: expected \"auto\", \"exec\", \"notify\" or a duration greater than "
                           "0, found \"0s\""));
 }
 
@@ -443,10 +444,30 @@ TEST(ConfigErrors, ReadyTimeoutMustBeAPositiveDuration) {
                           "\"-60s\""));
 }
 
+TEST(ConfigErrors, MinUptimeOnlyWithAutoModeAndShorterThanTheTimeout) {
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"notify\"\nmin_uptime = \"2s\"\n")),
+              ElementsAre("c.toml:4:14: ready.min_uptime: only allowed with ready.mode = \"auto\", found "
+                          "ready.mode = \"notify\""));
+  EXPECT_THAT(errors(with_command("[ready]\nmode = \"3s\"\nmin_uptime = \"2s\"\n")),
+              ElementsAre("c.toml:4:14: ready.min_uptime: only allowed with ready.mode = \"auto\", found "
+                          "ready.mode = \"3s\"; the mode's duration is the minimum uptime"));
+  EXPECT_THAT(errors(with_command("[ready]\ntimeout = \"5s\"\nmin_uptime = \"5s\"\n")),
+              ElementsAre("c.toml:4:14: ready.min_uptime: expected a duration shorter than ready.timeout "
+                          "(\"5s\"), found \"5s\""));
+  EXPECT_THAT(errors(with_command("[ready]\nmin_uptime = \"0s\"\n")),
+              ElementsAre("c.toml:3:14: ready.min_uptime: expected a duration greater than 0, found \"0s\""));
+}
+
+TEST(Config, AutoModeMinUptimeIsReadAndFitsAShortTimeout) {
+  EXPECT_EQ(build("command = [\"./srv\"]\n[ready]\nmin_uptime = \"250ms\"\n").ready.min_uptime, 250ms);
+  // The 1 s default would never be reached within a 600 ms timeout: half the timeout instead.
+  EXPECT_EQ(build("command = [\"./srv\"]\n[ready]\ntimeout = \"600ms\"\n").ready.min_uptime, 300ms);
+}
+
 TEST(ConfigErrors, WatchdogOnlyWithNotifyMode) {
   EXPECT_THAT(errors(with_command("[ready]\nwatchdog = \"10s\"\n")),
               ElementsAre("c.toml:3:12: ready.watchdog: only allowed with ready.mode = \"notify\", found "
-                          "ready.mode = \"exec\" (the default)"));
+                          "ready.mode = \"auto\" (the default)"));
   EXPECT_THAT(errors(with_command("[ready]\nmode = \"exec\"\nwatchdog = \"10s\"\n")),
               ElementsAre("c.toml:4:12: ready.watchdog: only allowed with ready.mode = \"notify\", found "
                           "ready.mode = \"exec\""));
@@ -457,7 +478,7 @@ TEST(ConfigErrors, WatchdogOnlyWithNotifyMode) {
 
 TEST(ConfigErrors, WatchdogIsNotBlamedForABrokenMode) {
   EXPECT_THAT(errors(with_command("[ready]\nmode = \"notfy\"\nwatchdog = \"10s\"\n")),
-              ElementsAre("c.toml:3:8: ready.mode: expected \"exec\", \"notify\" or a duration with a unit "
+              ElementsAre("c.toml:3:8: ready.mode: expected \"auto\", \"exec\", \"notify\" or a duration with a unit "
                           "such as \"2s\", found \"notfy\""));
 }
 
@@ -654,14 +675,14 @@ TEST(ConfigFlagErrors, ReadyFlagsAreNamed) {
   overrides.ready = "sometimes";
   overrides.ready_timeout = "60";
   EXPECT_THAT(errors_of_flags(overrides),
-              ElementsAre("--ready: ready.mode: expected \"exec\", \"notify\" or a duration with a unit "
+              ElementsAre("--ready: ready.mode: expected \"auto\", \"exec\", \"notify\" or a duration with a unit "
                           "such as \"2s\", found sometimes",
                           "--ready-timeout: ready.timeout: expected a duration with a unit such as \"5s\", "
                           "found 60"));
   overrides.ready = "0s";
   overrides.ready_timeout = "0s";
   EXPECT_THAT(errors_of_flags(overrides),
-              ElementsAre("--ready: ready.mode: expected \"exec\", \"notify\" or a duration greater than 0, "
+              ElementsAre("--ready: ready.mode: expected \"auto\", \"exec\", \"notify\" or a duration greater than 0, "
                           "found 0s",
                           "--ready-timeout: ready.timeout: expected a duration greater than 0, found 0s"));
 }
@@ -680,7 +701,7 @@ TEST(ConfigFlagErrors, SetOfEachReadyReloadAndRecycleKeyWithABadValue) {
                     "recycle.max_lifetime=-1s", "recycle.max_rss=64", "recycle.check_interval=10"};
   EXPECT_THAT(
       errors_of_flags(overrides),
-      ElementsAre("--set ready.mode=sometimes: ready.mode: expected \"exec\", \"notify\" or a duration "
+      ElementsAre("--set ready.mode=sometimes: ready.mode: expected \"auto\", \"exec\", \"notify\" or a duration "
                   "with a unit such as \"2s\", found sometimes",
                   "--set ready.timeout=0s: ready.timeout: expected a duration greater than 0, found 0s",
                   "--set reload.batch=0: reload.batch: expected an integer 1-4096, found 0",
@@ -697,7 +718,7 @@ TEST(ConfigFlagErrors, SetOfAWatchdogWithoutNotifyMode) {
   overrides.sets = {"ready.watchdog=10s"};
   EXPECT_THAT(errors_of_flags(overrides),
               ElementsAre("--set ready.watchdog=10s: ready.watchdog: only allowed with ready.mode = "
-                          "\"notify\", found ready.mode = \"exec\" (the default)"));
+                          "\"notify\", found ready.mode = \"auto\" (the default)"));
 }
 
 TEST(ConfigFlagErrors, WatchdogInTheFileIsBlamedWhenTheReadyFlagChangesTheMode) {
@@ -744,7 +765,8 @@ TEST(Config, DefaultsFromAMinimalFile) {
   EXPECT_EQ(config.restart.interval, 60s);
   EXPECT_EQ(config.stop.signal, SIGTERM);
   EXPECT_EQ(config.stop.grace, 30s);
-  EXPECT_EQ(config.ready.mode, ReadyMode::exec);
+  EXPECT_EQ(config.ready.mode, ReadyMode::automatic);
+  EXPECT_EQ(config.ready.min_uptime, 1s);
   EXPECT_EQ(config.ready.timeout, 60s);
   EXPECT_EQ(config.ready.watchdog, std::nullopt);
   EXPECT_EQ(config.reload.batch, 1);
@@ -1077,7 +1099,8 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
             "# burst: unset (off)\n"
             "interval = \"1m\"\n"
             "\n[ready]\n"
-            "mode = \"exec\"\n"
+            "mode = \"auto\"\n"
+            "min_uptime = \"1s\"\n"
             "timeout = \"1m\"\n"
             "# watchdog: unset (off)\n"
             "\n[stop]\n"

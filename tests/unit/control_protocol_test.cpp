@@ -127,7 +127,8 @@ InstanceStatus sample_status() {
   snapshot.workers_ready = 1;
   SlotStatus ready;
   ready.slot = 0;
-  ready.workers = {WorkerStatus{{0, 2, 7}, 4121, WorkerState::ready, 12500ms, std::string("serving \"ok\"")}};
+  ready.workers = {
+      WorkerStatus{{0, 2, 7}, 4121, WorkerState::ready, 12500ms, std::string("serving \"ok\""), std::nullopt}};
   SlotStatus backoff;
   backoff.slot = 1;
   backoff.state = SlotState::backoff;
@@ -184,8 +185,8 @@ TEST(ControlReply, ASlotBeingReplacedShowsBothWorkers) {
   status.name = "shop";
   status.snapshot.reloading_to = 3;
   SlotStatus slot;
-  slot.workers = {WorkerStatus{{0, 2, 1}, 100, WorkerState::ready, 5s, std::nullopt},
-                  WorkerStatus{{0, 3, 2}, 101, WorkerState::starting, 0s, std::nullopt}};
+  slot.workers = {WorkerStatus{{0, 2, 1}, 100, WorkerState::ready, 5s, std::nullopt, std::nullopt},
+                  WorkerStatus{{0, 3, 2}, 101, WorkerState::starting, 0s, std::nullopt, std::nullopt}};
   status.snapshot.slots = {slot};
   const Json json = Json::parse(status_reply(status));
   EXPECT_EQ(json["reloading_to"], 3);
@@ -200,13 +201,28 @@ TEST(ControlReply, ASlotInBackoffWithOnlyAStoppingWorkerStillShowsTheBackoff) {
   SlotStatus slot;
   slot.state = SlotState::backoff;
   slot.next_restart_in = 2s;
-  slot.workers = {WorkerStatus{{0, 1, 1}, 100, WorkerState::stopping, 5s, std::nullopt}};
+  slot.workers = {WorkerStatus{{0, 1, 1}, 100, WorkerState::stopping, 5s, std::nullopt, std::nullopt}};
   status.snapshot.slots = {slot};
   const Json json = Json::parse(status_reply(status));
   ASSERT_EQ(json["workers"].size(), 2u);
   EXPECT_EQ(json["workers"][0]["state"], "stopping");
   EXPECT_EQ(json["workers"][1]["state"], "backoff");
   EXPECT_EQ(json["workers"][1]["pid"], nullptr);
+}
+
+TEST(ControlReply, AWorkerWithASigkillPendingSaysWhenOnlyThen) {
+  InstanceStatus status;
+  status.snapshot.stopping = true;
+  SlotStatus slot;
+  slot.workers = {WorkerStatus{{0, 1, 1}, 100, WorkerState::stopping, 5s, std::nullopt, 7250ms},
+                  WorkerStatus{{0, 1, 2}, 101, WorkerState::stopping, 5s, std::nullopt, std::nullopt}};  // killed
+  status.snapshot.slots = {slot};
+  const Json json = Json::parse(status_reply(status));
+  ASSERT_EQ(json["workers"].size(), 2u);
+  EXPECT_EQ(json["workers"][0].dump(),
+            R"({"slot":0,"pid":100,"generation":1,"state":"stopping","uptime_s":5.0,"restarts":0,)"
+            R"("last_exit":null,"next_restart_in_s":null,"notify_status":null,"kill_in_s":7.25})");
+  EXPECT_FALSE(json["workers"][1].contains("kill_in_s"));
 }
 
 TEST(ControlReply, ASlotThatWillNotRestartIsExited) {
@@ -226,7 +242,8 @@ TEST(ControlReply, NotUtf8StatusTextIsReplacedNotFatal) {
   status.name = "shop";
   status.config = std::string("/etc/\xff.toml");
   SlotStatus slot;
-  slot.workers = {WorkerStatus{{0, 1, 1}, 100, WorkerState::ready, 1s, std::string("load \xfe\xff")}};
+  slot.workers = {
+      WorkerStatus{{0, 1, 1}, 100, WorkerState::ready, 1s, std::string("load \xfe\xff"), std::nullopt}};
   status.snapshot.slots = {slot};
   const Json json = Json::parse(status_reply(status));
   EXPECT_EQ(json["config"], "/etc/\xef\xbf\xbd.toml");

@@ -28,7 +28,7 @@ Json status_json() {
   snapshot.workers_ready = 1;
   SlotStatus ready;
   ready.slot = 0;
-  ready.workers = {WorkerStatus{{0, 2, 7}, 4121, WorkerState::ready, 192s, std::nullopt}};
+  ready.workers = {WorkerStatus{{0, 2, 7}, 4121, WorkerState::ready, 192s, std::nullopt, std::nullopt}};
   SlotStatus backoff;
   backoff.slot = 1;
   backoff.state = SlotState::backoff;
@@ -39,7 +39,7 @@ Json status_json() {
   starting.slot = 12;
   starting.restarts = 1;
   starting.last_exit = KilledBySignal{SIGKILL};
-  starting.workers = {WorkerStatus{{12, 2, 9}, 41234, WorkerState::starting, 400ms, std::nullopt}};
+  starting.workers = {WorkerStatus{{12, 2, 9}, 41234, WorkerState::starting, 400ms, std::nullopt, std::nullopt}};
   snapshot.slots = {ready, backoff, starting};
   return Json::parse(status_reply(status));
 }

@@ -77,7 +77,12 @@ TEST(SpawnPlan, UnknownPlaceholderIsAnErrorNamingIt) {
 
 TEST(SpawnPlan, FdPlaceholderOfAnUnknownListenerIsAnError) {
   EXPECT_EQ(expand_argument("{fd:nope}", {"http"}, 0),
-            tl::make_unexpected(std::string("unknown placeholder \"{fd:nope}\"")));
+            tl::make_unexpected(std::string("unknown placeholder \"{fd:nope}\": no listener is named \"nope\" "
+                                            "(listeners: \"http\"); use one of those names, or set name = "
+                                            "\"nope\" in its [[listen]]")));
+  EXPECT_EQ(expand_argument("{fd:nope}", {}, 0),
+            tl::make_unexpected(std::string("unknown placeholder \"{fd:nope}\": no listener is configured; add a "
+                                            "[[listen]] with name = \"nope\" (or --listen nope=ADDRESS)")));
 }
 
 TEST(SpawnPlan, UnterminatedPlaceholderIsAnErrorShowingTheRest) {

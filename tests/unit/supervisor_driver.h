@@ -21,6 +21,7 @@ inline Config exec_config(int restart_ms = 100, RestartPolicyKind policy = Resta
   Config config;
   config.name = "test";
   config.command = {"/bin/true"};
+  config.ready.mode = ReadyMode::exec;
   config.restart.policy = policy;
   config.restart.delay = Duration{restart_ms};
   config.restart.max_delay = 1s;
@@ -33,6 +34,16 @@ inline Config notify_config() {
   Config config = exec_config();
   config.ready.mode = ReadyMode::notify;
   config.ready.timeout = 10s;
+  return config;
+}
+
+// ready.mode = auto (the default) with one listener and a 10 s timeout: a worker is ready when the
+// test reports it waiting on its socket (Probed) or it sends READY=1.
+inline Config auto_config() {
+  Config config = exec_config();
+  config.ready.mode = ReadyMode::automatic;
+  config.ready.timeout = 10s;
+  config.listeners.push_back(ListenerConfig{});
   return config;
 }
 
@@ -62,6 +73,8 @@ inline std::vector<std::string> effects(const std::vector<Action>& actions) {
       out.push_back("exit " + std::to_string(exit->code));
     } else if (const auto* sample = std::get_if<SampleRss>(&action)) {
       out.push_back("sample " + std::to_string(sample->ids.size()));
+    } else if (const auto* probe = std::get_if<ProbeListening>(&action)) {
+      out.push_back("probe " + std::to_string(probe->ids.size()));
     }
   }
   return out;

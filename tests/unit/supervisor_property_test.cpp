@@ -28,8 +28,14 @@ class RandomRun {
  public:
   explicit RandomRun(std::uint64_t seed) : random_(seed), seed_(seed) {
     config_ = exec_config(50 + pick(0, 400));
-    const int mode = pick(0, 2);
-    config_.ready.mode = mode == 0 ? ReadyMode::exec : mode == 1 ? ReadyMode::notify : ReadyMode::uptime;
+    const int mode = pick(0, 3);
+    config_.ready.mode = mode == 0   ? ReadyMode::exec
+                         : mode == 1 ? ReadyMode::notify
+                         : mode == 2 ? ReadyMode::uptime
+                                     : ReadyMode::automatic;
+    if (chance(0.7)) {
+      config_.listeners.push_back(ListenerConfig{});  // auto looks at its workers; else min_uptime
+    }
     config_.ready.timeout = Duration{1000 + pick(0, 5000)};
     config_.ready.min_uptime = Duration{pick(1, 2000)};
     if (chance(0.3)) {
@@ -219,6 +225,13 @@ class RandomRun {
       }
     } else if (const auto* sample = std::get_if<SampleRss>(&action)) {
       rss_to_answer_ = sample->ids;
+    } else if (const auto* probe = std::get_if<ProbeListening>(&action)) {
+      EXPECT_EQ(config_.ready.mode, ReadyMode::automatic) << where() << ": a probe outside auto mode";
+      for (const WorkerId& id : probe->ids) {
+        const int roll = pick(0, 9);  // mostly not waiting yet; sometimes seen; rarely blind
+        queue.push_back(Probed{id, roll < 2 ? std::optional<std::string>("epoll") : std::nullopt,
+                               roll == 9 ? std::optional<std::string>("it uses io_uring") : std::nullopt});
+      }
     } else if (const auto* finished = std::get_if<ReloadFinished>(&action)) {
       saw_reload_end_ = true;
       for (RequestId request : finished->requests) {

@@ -75,6 +75,129 @@ TEST(Readiness, MinimumUptimeModeIsReadyAfterThatUptime) {
   EXPECT_EQ(driver.supervisor().status(driver.now).workers_ready, 1);
 }
 
+TEST(AutoReadiness, IsTheDefault) { EXPECT_EQ(Config{}.ready.mode, ReadyMode::automatic); }
+
+TEST(AutoReadiness, LooksAtAStartingWorkerAtGrowingIntervalsUntilItWaitsOnItsSocket) {
+  Driver driver(auto_config(), 1);
+  driver.send(Start{});
+  std::vector<long> looks;  // milliseconds after the exec
+  for (int round = 0; round < 9; ++round) {
+    driver.now = *driver.supervisor().next_deadline();
+    EXPECT_THAT(effects(driver.send(Tick{})), ElementsAre("probe 1"));
+    looks.push_back(static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(driver.now - TimePoint{}).count()));
+  }
+  // Every millisecond for the first 10 ms after the exec, then 2, 4, … ms apart, at most 50 ms.
+  EXPECT_THAT(looks, ElementsAre(1, 2, 3, 4, 5, 6, 7, 8, 9));
+  looks.clear();
+  for (int round = 0; round < 8; ++round) {
+    driver.now = *driver.supervisor().next_deadline();
+    EXPECT_THAT(effects(driver.send(Tick{})), ElementsAre("probe 1"));
+    looks.push_back(static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(driver.now - TimePoint{}).count()));
+  }
+  EXPECT_THAT(looks, ElementsAre(10, 12, 16, 24, 40, 72, 122, 172));
+  EXPECT_EQ(driver.supervisor().status(driver.now).workers_ready, 0);
+
+  const auto seen = driver.send(Probed{driver.spawned[0], "epoll", std::nullopt});
+  EXPECT_THAT(logs(seen), HasSubstr("worker ready slot=0 gen=1 pid=1001 sign=epoll"));
+  EXPECT_EQ(driver.supervisor().status(driver.now).workers_ready, 1);
+  EXPECT_EQ(driver.supervisor().next_deadline(), std::nullopt);  // idle: nothing more to look at
+}
+
+TEST(AutoReadiness, ManyStartingWorkersAreLookedAtLessOften) {
+  Driver driver(auto_config(), 20);
+  driver.send(Start{});
+  driver.now = *driver.supervisor().next_deadline();
+  EXPECT_THAT(effects(driver.send(Tick{})), ElementsAre("probe 20"));  // one action for all of them
+  // 20 workers looked at: no interval below 20 × 0.2 ms = 4 ms, even in the first 10 ms.
+  EXPECT_EQ(driver.supervisor().next_deadline(), TimePoint{} + 5ms);
+}
+
+TEST(AutoReadiness, NotWaitingYetChangesNothing) {
+  Driver driver(auto_config(), 1);
+  driver.send(Start{});
+  driver.now = *driver.supervisor().next_deadline();
+  driver.send(Tick{});
+  EXPECT_THAT(effects(driver.send(Probed{driver.spawned[0], std::nullopt, std::nullopt})), IsEmpty());
+  EXPECT_EQ(driver.supervisor().status(driver.now).workers_ready, 0);
+}
+
+TEST(AutoReadiness, ReadyMessageIsASignToo) {
+  Driver driver(auto_config(), 1);
+  driver.send(Start{});
+  EXPECT_THAT(logs(driver.ready(driver.spawned[0])), HasSubstr("worker ready slot=0 gen=1 pid=1001 sign=READY=1"));
+  EXPECT_EQ(driver.supervisor().next_deadline(), std::nullopt);
+}
+
+TEST(AutoReadiness, WorkerGivenNoSocketIsReadyAfterTheMinimumUptime) {
+  Config config = auto_config();
+  config.listeners.clear();
+  Driver driver(config, 1);
+  EXPECT_THAT(effects(driver.send(Start{})), ElementsAre("spawn 0/1"));
+  EXPECT_EQ(driver.supervisor().next_deadline(), TimePoint{} + 1s);
+  driver.now += 1s;
+  const auto actions = driver.send(Tick{});
+  EXPECT_THAT(effects(actions), IsEmpty());  // never probed
+  EXPECT_THAT(logs(actions), HasSubstr("worker ready slot=0 gen=1 pid=1001 sign=min_uptime"));
+}
+
+TEST(AutoReadiness, JobRunnerThatDiesBeforeTheMinimumUptimeWasNeverReady) {
+  Config config = auto_config();
+  config.listeners.clear();
+  Driver driver(config, 1);
+  driver.send(Start{});
+  driver.now += 100ms;
+  const auto actions = driver.exit(driver.spawned[0], ExitCode{1});
+  EXPECT_THAT(logs(actions), Not(HasSubstr("worker ready")));
+  EXPECT_EQ(driver.supervisor().status(driver.now).workers_ready, 0);
+}
+
+TEST(AutoReadiness, WorkerWhoseWaitsCannotBeSeenIsReadyAfterTheMinimumUptimeSaidOnce) {
+  Driver driver(auto_config(), 2);
+  driver.send(Start{});
+  driver.now = *driver.supervisor().next_deadline();
+  driver.send(Tick{});
+  const auto first = driver.send(Probed{driver.spawned[0], std::nullopt, "it uses io_uring"});
+  EXPECT_THAT(logs(first), HasSubstr("cannot see whether the worker waits for connections slot=0 gen=1 pid=1001 "
+                                     "reason=\"it uses io_uring\"; it counts as ready after ready.min_uptime=1s"));
+  const auto second = driver.send(Probed{driver.spawned[1], std::nullopt, "it uses io_uring"});
+  ASSERT_THAT(logs(second), HasSubstr("cannot see"));
+  for (const Action& action : second) {
+    if (const auto* entry = std::get_if<Log>(&action)) {
+      EXPECT_EQ(entry->severity, LogSeverity::debug);  // said once as a warning; debug from then on
+    }
+  }
+  driver.now = TimePoint{} + 1s;
+  driver.send(Tick{});
+  EXPECT_EQ(driver.supervisor().status(driver.now).workers_ready, 2);
+}
+
+TEST(AutoReadiness, WorkerThatNeverWaitsOnItsSocketIsNotReadyInTimeAndTheLogSaysWhy) {
+  Driver driver(auto_config(), 1);
+  driver.send(Start{});
+  std::string said;
+  while (driver.now < TimePoint{} + 10s) {
+    driver.now = *driver.supervisor().next_deadline();
+    said += logs(driver.send(Tick{}));
+  }
+  EXPECT_THAT(said, HasSubstr("not ready within 10s (ready.mode = auto: it sent no READY=1 and never waited for "
+                              "connections on clusterd's listening sockets"));
+}
+
+TEST(AutoReadiness, ReloadToAProgramThatExitsAtStartIsAbandonedAndTheOldWorkerServes) {
+  Driver driver(auto_config(), 1);
+  driver.send(Start{});
+  driver.send(Probed{driver.spawned[0], "epoll", std::nullopt});
+  driver.reload(std::nullopt);
+  const WorkerId replacement = driver.spawned[1];
+  driver.now += 5ms;
+  const auto failed = driver.exit(replacement, ExitCode{1});
+  EXPECT_THAT(effects(failed), ElementsAre("reload failed 2: reload abandoned: slot=0 gen=2 exited status=exit:1 before it was ready"));
+  const StatusSnapshot status = driver.supervisor().status(driver.now);
+  EXPECT_EQ(status.generation, 1u);
+  EXPECT_EQ(status.workers_ready, 1);
+  EXPECT_EQ(status.slots[0].workers.at(0).id, driver.spawned[0]);
+}
+
 TEST(Watchdog, WorkerThatStopsPingingIsKilledAndRestarted) {
   Config config = notify_config();
   config.ready.watchdog = 3s;

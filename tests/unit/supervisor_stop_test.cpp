@@ -62,6 +62,22 @@ TEST(Stop, StopWhileASlotIsInBackoffDoesNotRestartIt) {
   EXPECT_THAT(effects(harness.exit_slot(1, ExitCode{0})), ElementsAre("exit 0"));
 }
 
+TEST(Stop, StatusSaysWhenEachStoppingWorkerWillBeKilled) {
+  Driver harness(exec_config(), 2);
+  harness.send(Start{});
+  const auto kill_in = [&](int slot) {
+    return harness.supervisor().status(harness.now).slots.at(static_cast<std::size_t>(slot)).workers.at(0).kill_in;
+  };
+  EXPECT_EQ(kill_in(0), std::nullopt);  // not asked to stop
+  harness.send(StopRequested{});
+  harness.now += 1200ms;
+  EXPECT_EQ(kill_in(0), 3800ms);  // the 5s grace, less the time since the stop signal
+  EXPECT_EQ(kill_in(1), 3800ms);
+  harness.send(StopRequested{});  // a second stop: SIGKILL now, so none is pending any more
+  EXPECT_EQ(kill_in(0), std::nullopt);
+  EXPECT_EQ(kill_in(1), std::nullopt);
+}
+
 TEST(Stop, StopWithNoWorkerRunningExitsAtOnce) {
   Driver harness(exec_config(100), 1);
   harness.send(Start{});
