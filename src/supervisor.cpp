@@ -134,9 +134,12 @@ void Supervisor::on_event(const Notified& event, TimePoint now) {
       worker->ready_deadline = extended;
     }
   }
-  if (message.ready && worker->state == WorkerState::starting &&
-      (ready.mode == ReadyMode::notify || ready.mode == ReadyMode::automatic)) {
-    mark_ready(*worker, now, "READY=1");
+  if (message.ready && worker->state == WorkerState::starting) {
+    if (ready.mode == ReadyMode::notify) {
+      mark_ready(*worker, now, "READY=1");
+    } else if (ready.mode == ReadyMode::automatic) {
+      ready_message_in_auto_mode(*worker, now);
+    }
   }
   if (message.watchdog && ready.watchdog && worker->watchdog_deadline) {
     worker->watchdog_deadline = now + *ready.watchdog;
@@ -155,6 +158,23 @@ void Supervisor::on_event(const Exited& event, TimePoint now) {
   }
 }
 
+// READY=1 in auto mode. A server master (gunicorn's arbiter, uWSGI's and php-fpm's masters)
+// sends it before the child that serves has loaded the application: had it counted, a reload to
+// a release whose application cannot load would stop the old workers. So while a worker has
+// listening sockets, only its wait on one counts, and READY=1 only where that cannot be seen.
+void Supervisor::ready_message_in_auto_mode(Worker& worker, TimePoint now) {
+  const bool has_sockets = !config_of(worker.id.generation).listeners.empty();
+  if (!has_sockets || worker.blind) {
+    mark_ready(worker, now, "READY=1");
+    return;
+  }
+  if (!worker.said_ready) {
+    worker.said_ready = true;
+    log(LogSeverity::debug, "worker sent READY=1; ready once seen waiting on its socket " +
+                                worker_fields(worker.id, worker.pid));
+  }
+}
+
 void Supervisor::on_event(const Probed& event, TimePoint now) {
   Worker* worker = find_worker(event.id);
   if (worker == nullptr || worker->state != WorkerState::starting || worker->stopping) {
@@ -163,6 +183,13 @@ void Supervisor::on_event(const Probed& event, TimePoint now) {
   if (event.sign) {
     mark_ready(*worker, now, *event.sign);
     return;
+  }
+  if (event.blind && worker->said_ready) {
+    mark_ready(*worker, now, "READY=1");
+    return;
+  }
+  if (event.blind) {
+    worker->blind = true;
   }
   if (event.blind && !worker->ready_after && worker->execed_at) {
     // Unseen is not unready: the worker is taken as ready after the minimum uptime, unless a

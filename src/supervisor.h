@@ -232,6 +232,8 @@ class Supervisor {
     std::optional<TimePoint> ready_after;      // ready then, if still up (a duration mode; auto's min_uptime)
     std::optional<TimePoint> probe_at;         // ready.mode = auto: look for a wait on a socket then
     Duration probe_interval{0};                // and the one after that, growing
+    bool said_ready = false;                   // auto: it sent READY=1 (not enough while it has sockets)
+    bool blind = false;                        // auto: its waits on its sockets cannot be seen
     std::optional<TimePoint> watchdog_deadline;
     std::optional<TimePoint> recycle_at;       // recycle.max_lifetime reached
     std::optional<std::string> notify_status;
@@ -313,6 +315,7 @@ class Supervisor {
   // `sign`: what showed it ready, for the log ("exec", "READY=1", "epoll", "min_uptime").
   void mark_ready(Worker& worker, TimePoint now, const std::string& sign);
   void probe(Worker& worker, TimePoint now);
+  void ready_message_in_auto_mode(Worker& worker, TimePoint now);
   void stop_worker(Worker& worker, StopReason reason, TimePoint now);
   void kill_worker(Worker& worker, StopReason reason);
   void not_ready_in_time(Worker& worker, TimePoint now);

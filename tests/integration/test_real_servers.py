@@ -4,8 +4,10 @@ itself; sync and gthread workers), `uvicorn --fd N` and Node's `server.listen({f
 
 Each runs in the default `ready.mode = "auto"`, and clusterd's `worker ready` line names the sign
 that server gives, as measured in docs/servers.md#readiness: gunicorn's arbiter sends READY=1
-itself before it forks its worker; uvicorn, Node and Go register the socket with epoll; the C
-example waits in ppoll (logged as poll). The Python and Node servers run as 2 clusterd workers on
+before it forks its worker, which does not count while the worker has sockets: its child is seen
+waiting in select (sync) or epoll (gthread); uvicorn, Node and Go register the socket with epoll;
+the C example waits in ppoll (logged as poll). A reload of gunicorn to a release whose application
+cannot load is abandoned while the old workers serve. The Python and Node servers run as 2 clusterd workers on
 127.0.0.1:0; both workers must answer real HTTP requests, then SIGTERM stops everything: clusterd
 exits 0 and every process of the tree is gone. The C and Go examples run as 1 worker that answers
 once ready.
@@ -16,6 +18,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 
 import pytest
 
@@ -90,8 +94,9 @@ def cases():
             [PYTHON, "-m", "gunicorn", "--workers", "1", "--graceful-timeout", "5",
              "--chdir", harness.WORKERS_DIR, "wsgi_app:app"],
             True,
-            # The arbiter sends READY=1 before it forks its worker, which only then loads the app.
-            "READY=1",
+            # The arbiter's READY=1 comes before its worker has loaded the app: the child's wait on
+            # the socket is what counts.
+            r'"select pid=\d+"',
             id="gunicorn",
         ),
         pytest.param(
@@ -101,7 +106,7 @@ def cases():
              "--worker-class", "gthread", "--threads", "4", "--chdir", harness.WORKERS_DIR,
              "wsgi_app:app"],
             True,
-            "READY=1",
+            r'"epoll pid=\d+"',
             id="gunicorn-gthread",
         ),
         pytest.param(
@@ -136,7 +141,8 @@ def test_real_server_is_ready_by_its_sign_serves_from_two_workers_and_stops(
     ready = set(clusterd.ready_pids(2, timeout=15.0))
     assert len(ready) == 2, "expected 2 distinct ready pids, got %r\n%s" % (ready, clusterd.log_tail())
     signs = [m.group(3) for m in clusterd.matches(READY)]
-    assert signs == [sign, sign], "expected sign=%s for both workers\n%s" % (sign, clusterd.log_tail())
+    assert len(signs) == 2 and all(re.fullmatch(sign, seen) for seen in signs), \
+        "expected sign=%s for both workers\n%s" % (sign, clusterd.log_tail())
 
     answered_by = {}  # ready pid -> the pids that answered on its behalf
     slots = set()
@@ -205,3 +211,44 @@ def test_example_server_is_ready_by_its_sign_and_then_answers(start_clusterd, ex
     clusterd.seen_pids.add(pid)
     answer = HELLO.match(http_get(clusterd.address("http"), timeout=10.0))
     assert answer and int(answer.group(1)) == pid, (answer, clusterd.log_tail())
+
+
+def test_gunicorn_reload_to_a_release_that_cannot_load_is_abandoned_and_the_old_workers_serve(
+        start_clusterd, tmpdir_short):
+    missing = python_module_missing("gunicorn")
+    if missing:
+        pytest.skip(missing)
+    from test_reload import write_config
+    gunicorn = [PYTHON, "-m", "gunicorn", "--workers", "1", "--graceful-timeout", "5", "--chdir",
+                harness.WORKERS_DIR]
+    config = write_config(tmpdir_short, workers=2, command=gunicorn + ["wsgi_app:app"])
+    clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
+    old = set(clusterd.ready_pids(2, timeout=15.0))
+    address = clusterd.address("http")
+    # Its arbiter still sends READY=1 at once; its worker then fails to import the application.
+    write_config(tmpdir_short, workers=2, command=gunicorn + ["broken_wsgi_app:app"])
+    answered, failed = [], []
+    done = []
+
+    def load():
+        # New connections one after another while the reload runs (at most 2,000, at most 60 s).
+        deadline = time.monotonic() + 60
+        while not done and len(answered) + len(failed) < 2000 and time.monotonic() < deadline:
+            try:
+                answered.append(parent_of(http_get(address, timeout=10.0)["pid"]))
+            except OSError as error:
+                failed.append(repr(error))
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    code, out, err = clusterd.control("reload", timeout=60)
+    done.append(True)
+    loader.join(timeout=30)
+    assert code == 1, (code, out, err)
+    assert "before it was ready" in err, err
+    assert clusterd.count(r"worker ready slot=\d+ gen=2 ") == 0
+    assert failed == [], failed[:3]
+    assert answered and set(answered) <= old
+    status = clusterd.status()
+    assert status["generation"] == 1 and status["workers_ready"] == 2
+    assert {entry["pid"] for entry in status["workers"]} == old

@@ -121,11 +121,40 @@ TEST(AutoReadiness, NotWaitingYetChangesNothing) {
   EXPECT_EQ(driver.supervisor().status(driver.now).workers_ready, 0);
 }
 
-TEST(AutoReadiness, ReadyMessageIsASignToo) {
+TEST(AutoReadiness, ReadyMessageAloneDoesNotMakeAWorkerWithSocketsReady) {
+  // gunicorn's arbiter sends READY=1 before its child has loaded the application.
   Driver driver(auto_config(), 1);
+  driver.send(Start{});
+  EXPECT_THAT(logs(driver.ready(driver.spawned[0])), Not(HasSubstr("worker ready")));
+  EXPECT_EQ(driver.supervisor().status(driver.now).workers_ready, 0);
+  driver.now = *driver.supervisor().next_deadline();
+  EXPECT_THAT(effects(driver.send(Tick{})), ElementsAre("probe 1"));  // still looking
+  EXPECT_THAT(logs(driver.send(Probed{driver.spawned[0], "select pid=1002", std::nullopt})),
+              HasSubstr("worker ready slot=0 gen=1 pid=1001 sign=\"select pid=1002\""));
+}
+
+TEST(AutoReadiness, ReadyMessageMakesAWorkerWithoutSocketsReady) {
+  Config config = auto_config();
+  config.listeners.clear();
+  Driver driver(config, 1);
   driver.send(Start{});
   EXPECT_THAT(logs(driver.ready(driver.spawned[0])), HasSubstr("worker ready slot=0 gen=1 pid=1001 sign=READY=1"));
   EXPECT_EQ(driver.supervisor().next_deadline(), std::nullopt);
+}
+
+TEST(AutoReadiness, ReadyMessageCountsWhereTheWaitsCannotBeSeen) {
+  Driver driver(auto_config(), 2);
+  driver.send(Start{});
+  driver.now = *driver.supervisor().next_deadline();
+  driver.send(Tick{});
+  // READY=1 first, then the look that cannot see: ready at once.
+  driver.ready(driver.spawned[0]);
+  EXPECT_THAT(logs(driver.send(Probed{driver.spawned[0], std::nullopt, "it uses io_uring"})),
+              HasSubstr("worker ready slot=0 gen=1 pid=1001 sign=READY=1"));
+  // The look that cannot see first, then READY=1: ready at once, before the minimum uptime.
+  driver.send(Probed{driver.spawned[1], std::nullopt, "it uses io_uring"});
+  EXPECT_THAT(logs(driver.ready(driver.spawned[1])), HasSubstr("worker ready slot=1 gen=1 pid=1002 sign=READY=1"));
+  EXPECT_EQ(driver.supervisor().status(driver.now).workers_ready, 2);
 }
 
 TEST(AutoReadiness, WorkerGivenNoSocketIsReadyAfterTheMinimumUptime) {

@@ -5,7 +5,8 @@
 # $ORPHAN_DIR/KIND-WORKERPID.pid:
 #   holder    keeps the listening socket (fd 3, inherited) open
 #   plain     holds no socket (`setsid sleep 1000 &`, the review's example)
-#   stubborn  ignores SIGTERM, and so does its child
+#   stubborn  ignores SIGTERM, and so does its child; once that child is gone it sleeps on
+#             (never a busy loop, should a failed test leave it behind)
 #   child     the stubborn one's child: re-parented to clusterd only when the stubborn one dies
 # Then the worker waits to be stopped.
 dir="${ORPHAN_DIR:?set ORPHAN_DIR}"
@@ -16,5 +17,5 @@ setsid sh -c 'echo $$ > "$1/plain-$2.pid.tmp" && mv "$1/plain-$2.pid.tmp" "$1/pl
   sh "$dir" "$worker" 3>&- &
 setsid sh -c 'trap "" TERM; sleep 1000 & echo $! > "$1/child-$2.pid.tmp" && mv "$1/child-$2.pid.tmp" "$1/child-$2.pid"
   echo $$ > "$1/stubborn-$2.pid.tmp" && mv "$1/stubborn-$2.pid.tmp" "$1/stubborn-$2.pid"
-  while :; do wait; done' sh "$dir" "$worker" 3>&- &
+  wait; exec sleep 1000' sh "$dir" "$worker" 3>&- &
 exec sleep 1000
