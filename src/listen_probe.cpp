@@ -13,6 +13,7 @@
 #include <charconv>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <poll.h>
 
 #include "errno_text.h"
@@ -26,6 +27,10 @@ namespace {
 // one is not read (its memory could be anything the worker chose).
 constexpr std::uint64_t max_poll_fds = 4096;
 constexpr std::uint64_t max_select_fds = 65536;
+
+using Directory = std::unique_ptr<DIR, int (*)(DIR*)>;
+
+Directory open_directory(const std::string& path) { return Directory(::opendir(path.c_str()), ::closedir); }
 
 std::optional<std::uint64_t> number_at(std::string_view text, int base) {
   std::uint64_t value = 0;
@@ -110,18 +115,18 @@ struct ProcessFds {
 // nullopt with `error` set when /proc refuses to show the fds (not the case of a gone process).
 std::optional<ProcessFds> process_fds(pid_t pid, const std::set<std::uint64_t>& socket_inodes, int& error) {
   const std::string path = "/proc/" + std::to_string(pid) + "/fd";
-  DIR* directory = ::opendir(path.c_str());
-  if (directory == nullptr) {
+  const Directory directory = open_directory(path);
+  if (!directory) {
     error = errno;
     return std::nullopt;
   }
   ProcessFds fds;
-  while (const dirent* entry = ::readdir(directory)) {
+  while (const dirent* entry = ::readdir(directory.get())) {
     const auto fd = number_at(entry->d_name, 10);
     if (!fd) {
       continue;
     }
-    const auto target = read_link(::dirfd(directory), entry->d_name);
+    const auto target = read_link(::dirfd(directory.get()), entry->d_name);
     if (!target) {
       continue;
     }
@@ -133,7 +138,6 @@ std::optional<ProcessFds> process_fds(pid_t pid, const std::set<std::uint64_t>& 
       fds.io_uring = true;
     }
   }
-  ::closedir(directory);
   return fds;
 }
 
@@ -149,15 +153,15 @@ bool epoll_watches(pid_t pid, int epoll_fd, const std::set<std::uint64_t>& socke
 // nullopt: none of the threads is blocked on a listening fd; `refused` says /proc refused.
 std::optional<std::string> blocked_thread(pid_t pid, const std::set<int>& listening_fds, bool& refused) {
   const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
-  DIR* directory = ::opendir(tasks.c_str());
-  if (directory == nullptr) {
+  const Directory directory = open_directory(tasks);
+  if (!directory) {
     return std::nullopt;
   }
   std::optional<std::string> found;
   const MemoryReader reader = [pid](std::uint64_t address, std::size_t length) {
     return read_memory(pid, address, length);
   };
-  while (const dirent* entry = ::readdir(directory)) {
+  while (const dirent* entry = ::readdir(directory.get())) {
     if (!number_at(entry->d_name, 10)) {
       continue;
     }
@@ -172,7 +176,6 @@ std::optional<std::string> blocked_thread(pid_t pid, const std::set<int>& listen
       }
     }
   }
-  ::closedir(directory);
   return found;
 }
 
@@ -180,24 +183,11 @@ std::optional<std::string> blocked_thread(pid_t pid, const std::set<int>& listen
 std::vector<pid_t> process_tree(pid_t root) {
   std::vector<pid_t> tree{root};
   for (std::size_t next = 0; next < tree.size() && tree.size() < max_probed_processes; ++next) {
-    const std::string tasks = "/proc/" + std::to_string(tree[next]) + "/task";
-    DIR* directory = ::opendir(tasks.c_str());
-    if (directory == nullptr) {
-      continue;
-    }
-    while (const dirent* entry = ::readdir(directory)) {
-      if (!number_at(entry->d_name, 10)) {
-        continue;
-      }
-      if (const auto children = read_text_file(tasks + "/" + entry->d_name + "/children")) {
-        for (const pid_t child : parse_pid_list(*children)) {
-          if (tree.size() < max_probed_processes) {
-            tree.push_back(child);
-          }
-        }
+    for (const pid_t child : children_of(tree[next]).value_or(std::vector<pid_t>{})) {
+      if (tree.size() < max_probed_processes) {
+        tree.push_back(child);
       }
     }
-    ::closedir(directory);
   }
   return tree;
 }

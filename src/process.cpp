@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -286,7 +287,41 @@ std::vector<pid_t> children_from_every_stat(pid_t self) {
   return children;
 }
 
+// The children listed in `process`/task/*/children ("/proc/self", "/proc/123"). nullopt: no
+// task directory; `listed` false: none of its children files could be read.
+struct TaskChildren {
+  bool listed = false;
+  std::vector<pid_t> pids;
+};
+std::optional<TaskChildren> task_children(const std::string& process) {
+  const std::string task_directory = process + "/task";
+  const std::unique_ptr<DIR, int (*)(DIR*)> tasks(::opendir(task_directory.c_str()), ::closedir);
+  if (!tasks) {
+    return std::nullopt;
+  }
+  TaskChildren children;
+  while (const dirent* entry = ::readdir(tasks.get())) {
+    if (entry->d_name[0] == '.') {
+      continue;
+    }
+    const auto text = read_text_file(task_directory + "/" + entry->d_name + "/children");
+    if (!text) {
+      continue;
+    }
+    children.listed = true;
+    for (const pid_t pid : parse_pid_list(*text)) {
+      children.pids.push_back(pid);
+    }
+  }
+  return children;
+}
+
 }  // namespace
+
+std::optional<std::vector<pid_t>> children_of(pid_t pid) {
+  auto children = task_children("/proc/" + std::to_string(pid));
+  return children && children->listed ? std::optional(std::move(children->pids)) : std::nullopt;
+}
 
 std::optional<std::vector<pid_t>> list_children() {
   const pid_t self = ::getpid();
@@ -295,30 +330,11 @@ std::optional<std::vector<pid_t>> list_children() {
   if (length <= 0 || std::string_view(link.data(), static_cast<std::size_t>(length)) != std::to_string(self)) {
     return std::nullopt;
   }
-  std::vector<pid_t> children;
-  DIR* tasks = ::opendir("/proc/self/task");
-  if (tasks == nullptr) {
+  auto children = task_children("/proc/self");
+  if (!children) {
     return std::nullopt;
   }
-  bool listed = false;
-  while (const dirent* entry = ::readdir(tasks)) {
-    if (entry->d_name[0] == '.') {
-      continue;
-    }
-    const auto text = read_text_file("/proc/self/task/" + std::string(entry->d_name) + "/children");
-    if (!text) {
-      continue;
-    }
-    listed = true;
-    for (const pid_t pid : parse_pid_list(*text)) {
-      children.push_back(pid);
-    }
-  }
-  ::closedir(tasks);
-  if (!listed) {
-    return children_from_every_stat(self);
-  }
-  return children;
+  return children->listed ? std::move(children->pids) : children_from_every_stat(self);
 }
 
 NofileLimits raise_nofile_limit() {

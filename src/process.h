@@ -93,6 +93,10 @@ class Process {
 // would name other processes than kill() does.
 std::optional<std::vector<pid_t>> list_children();
 
+// The children of `pid`, from /proc/PID/task/*/children; nullopt when no such file can be read
+// (the process is gone, or the kernel lacks CONFIG_PROC_CHILDREN).
+std::optional<std::vector<pid_t>> children_of(pid_t pid);
+
 // The pids in a /proc/.../children file: decimal numbers separated by spaces.
 std::vector<pid_t> parse_pid_list(std::string_view text);
 

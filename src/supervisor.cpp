@@ -184,25 +184,27 @@ void Supervisor::on_event(const Probed& event, TimePoint now) {
     mark_ready(*worker, now, *event.sign);
     return;
   }
-  if (event.blind && worker->said_ready) {
+  if (!event.blind) {
+    return;  // not waiting yet
+  }
+  if (worker->said_ready) {
     mark_ready(*worker, now, "READY=1");
     return;
   }
-  if (event.blind) {
-    worker->blind = true;
+  worker->blind = true;
+  if (worker->ready_after || !worker->execed_at) {
+    return;  // said already for this worker
   }
-  if (event.blind && !worker->ready_after && worker->execed_at) {
-    // Unseen is not unready: the worker is taken as ready after the minimum uptime, unless a
-    // sign (READY=1 among them) comes first.
-    const Duration min_uptime = config_of(event.id.generation).ready.min_uptime;
-    worker->ready_after = std::max(now, *worker->execed_at + min_uptime);
-    log(blind_reported_ ? LogSeverity::debug : LogSeverity::warn,
-        fmt::format("cannot see whether the worker waits for connections {} reason=\"{}\"; it counts as ready "
-                    "after ready.min_uptime={} unless it sends READY=1 (set ready.mode = \"notify\" or a "
-                    "duration to choose)",
-                    worker_fields(worker->id, worker->pid), *event.blind, format_duration(min_uptime)));
-    blind_reported_ = true;
-  }
+  // Unseen is not unready: the worker is taken as ready after the minimum uptime, unless a sign
+  // (READY=1 among them) comes first.
+  const Duration min_uptime = config_of(event.id.generation).ready.min_uptime;
+  worker->ready_after = std::max(now, *worker->execed_at + min_uptime);
+  log(blind_reported_ ? LogSeverity::debug : LogSeverity::warn,
+      fmt::format("cannot see whether the worker waits for connections {} reason=\"{}\"; it counts as ready "
+                  "after ready.min_uptime={} unless it sends READY=1 (set ready.mode = \"notify\" or a "
+                  "duration to choose)",
+                  worker_fields(worker->id, worker->pid), *event.blind, format_duration(min_uptime)));
+  blind_reported_ = true;
 }
 
 void Supervisor::on_event(const RssSampled& event, TimePoint) {
