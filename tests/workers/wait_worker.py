@@ -29,6 +29,12 @@ def answer(connection):
         connection.sendall((json.dumps({"pid": os.getpid()}) + "\n").encode())
 
 
+# SIGTERM is held back from the moment a wait returns until the connection taken is answered, as
+# a graceful server finishes the request in hand: a reload must not show up as a reply cut short.
+# While it waits, it is let through and ends the worker at once.
+TERM = {signal.SIGTERM}
+
+
 def serve(listener, how):
     listener.setblocking(how == "accept")
     if how == "epoll" or how == "child":
@@ -41,14 +47,22 @@ def serve(listener, how):
         wait = lambda: waiter.poll()
     elif how == "select":
         wait = lambda: select.select([listener], [], [])
-    else:
-        wait = lambda: None
+    signal.pthread_sigmask(signal.SIG_BLOCK, TERM)
     while True:
-        wait()
-        try:
+        if how == "accept":
+            # The wait is accept() itself: a SIGTERM that lands just as it returns a connection
+            # may still cut that one short.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, TERM)
             connection, _ = listener.accept()
-        except BlockingIOError:
-            continue
+            signal.pthread_sigmask(signal.SIG_BLOCK, TERM)
+        else:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, TERM)
+            wait()
+            signal.pthread_sigmask(signal.SIG_BLOCK, TERM)
+            try:
+                connection, _ = listener.accept()
+            except BlockingIOError:
+                continue
         connection.setblocking(True)
         answer(connection)
 
