@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import http.client
 
@@ -71,6 +72,40 @@ def http_get(address, path="/", timeout=5.0):
         return json.loads(body) if body.startswith(b"{") else body.decode()
     finally:
         conn.close()
+
+
+class Load:
+    """New connections one after another until stopped (at most `limit`, at most 60 s), each made
+    by ask(address), which returns who answered or raises: a raise or an answer that `accept`
+    refuses is a failed request."""
+
+    def __init__(self, address, ask, limit=20000, accept=lambda answer: True):
+        self.address, self.ask, self.limit, self.accept = address, ask, limit, accept
+        self.answers, self.failed = [], []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    @property
+    def answered(self):
+        return len(self.answers)
+
+    def run(self):
+        deadline = time.monotonic() + 60
+        while not self.done.is_set() and self.answered + len(self.failed) < self.limit \
+                and time.monotonic() < deadline:
+            try:
+                answer = self.ask(self.address)
+            except (OSError, ValueError, http.client.HTTPException) as error:
+                self.failed.append(repr(error))
+                continue
+            (self.answers if self.accept(answer) else self.failed).append(answer)
+
+    def stop(self):
+        """Ends the load; returns (requests answered, the failures)."""
+        self.done.set()
+        self.thread.join(timeout=30)
+        return self.answered, self.failed
 
 
 def split_host_port(address):

@@ -8,13 +8,11 @@ import json
 import os
 import socket
 import subprocess
-import threading
-import time
 
 import pytest
 
 import harness
-from harness import PYTHON, pid_alive, split_host_port, wait_until, worker
+from harness import PYTHON, Load, pid_alive, split_host_port, wait_until, worker
 from test_reload import write_config
 
 READY = r"worker ready slot=(\d+) gen=(\d+) pid=(\d+) sign=(\S+)"
@@ -106,40 +104,13 @@ def test_a_worker_whose_waits_cannot_be_seen_is_ready_after_the_minimum_uptime_s
     assert clusterd.status()["workers_ready"] == 2
 
 
-class Load:
-    """New connections one after another until stopped (at most `limit`, at most 60 s): every
-    one must be answered."""
-
-    def __init__(self, address, limit=20000):
-        self.address, self.limit = address, limit
-        self.answered, self.failed, self.pids = 0, [], set()
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        deadline = time.monotonic() + 60
-        while not self.done.is_set() and self.answered + len(self.failed) < self.limit \
-                and time.monotonic() < deadline:
-            try:
-                self.pids.add(ask(self.address)["pid"])
-                self.answered += 1
-            except (OSError, ValueError) as error:
-                self.failed.append(repr(error))
-
-    def stop(self):
-        self.done.set()
-        self.thread.join(timeout=10)
-        return self.answered, self.failed
-
-
 def test_default_reload_to_a_program_that_cannot_start_fails_and_the_old_workers_serve_throughout(
         start_clusterd, tmpdir_short):
     config = write_config(tmpdir_short, workers=4, command=wait_command("epoll"))
     clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
     old = {int(m.group(3)) for m in clusterd.wait_for_log(READY, count=4)}
     address = clusterd.address("http")
-    load = Load(address)
+    load = Load(address, lambda a: ask(a)["pid"])
     wait_until(lambda: load.answered >= 20, 10.0, "the load running")
     write_config(tmpdir_short, workers=4, command=wait_command("exit"))
     code, out, err = clusterd.control("reload", timeout=60)
@@ -152,7 +123,7 @@ def test_default_reload_to_a_program_that_cannot_start_fails_and_the_old_workers
     assert status["generation"] == 1 and status["workers_ready"] == 4
     assert {entry["pid"] for entry in status["workers"]} == old
     assert all(pid_alive(pid) for pid in old)
-    assert load.pids <= old
+    assert set(load.answers) <= old
 
 
 def test_default_reload_of_healthy_workers_replaces_every_one_without_a_failed_request(start_clusterd,
@@ -160,7 +131,7 @@ def test_default_reload_of_healthy_workers_replaces_every_one_without_a_failed_r
     config = write_config(tmpdir_short, workers=2, command=wait_command("epoll"))
     clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
     old = {int(m.group(3)) for m in clusterd.wait_for_log(READY, count=2)}
-    load = Load(clusterd.address("http"))
+    load = Load(clusterd.address("http"), lambda a: ask(a)["pid"])
     wait_until(lambda: load.answered >= 20, 10.0, "the load running")
     code, out, err = clusterd.control("reload", timeout=60)
     answered, failed = load.stop()

@@ -14,11 +14,12 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 
 import pytest
 
 import harness
-from harness import http_get, run_clusterd, wait_until
+from harness import Load, http_get, pid_gone, run_clusterd, socket_inodes, wait_until
 
 EXAMPLES = os.path.join(harness.SOURCE_DIR, "examples")
 # Debian's programs, as a user of these examples has them: /usr/bin/python3 with gunicorn and
@@ -319,3 +320,78 @@ def test_readme_shell_use_runs_the_example_worker_and_the_client_commands(start_
     for setting in ('name = "hello-node"', 'workers = "auto"', 'command = ["node", "server.js"]',
                     'address = "127.0.0.1:8000"', 'grace = "15s"'):
         assert re.search("^%s$" % re.escape(setting), out, re.M), (setting, out)
+
+
+def start_hello(start_clusterd, workers):
+    return start_clusterd(["--workers", str(workers), "--listen", "127.0.0.1:0", "--",
+                           "python3", "examples/hello_worker.py"], cwd=harness.SOURCE_DIR, env=RUN_ENV)
+
+
+def reload_in_background(clusterd):
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(reply=clusterd.control("reload", timeout=60)),
+                              daemon=True)
+    thread.start()
+    return thread, result
+
+
+def test_hello_worker_answers_the_request_in_hand_when_a_reload_stops_it(start_clusterd):
+    clusterd = start_hello(start_clusterd, 1)
+    [old] = clusterd.ready_pids(1)
+    listener = os.readlink("/proc/%d/fd/3" % old)
+    held = socket_inodes(old)
+    client = harness.connect(clusterd.address(), timeout=10.0)
+    with client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: hello\r\n")     # the request's end not sent yet
+        wait_until(lambda: len(socket_inodes(old)) > len(held), 10.0, "the worker taking the connection")
+        reloader, result = reload_in_background(clusterd)
+
+        def let_go_of_the_listener():
+            try:
+                return os.readlink("/proc/%d/fd/3" % old) != listener
+            except OSError:       # fd 3 closed, or the process gone
+                return True
+
+        wait_until(let_go_of_the_listener, 30.0, "the old worker stopping")
+        client.sendall(b"\r\n")
+        reply = client.makefile("rb").read().decode()
+    assert reply.startswith("HTTP/1.1 200 "), repr(reply)
+    assert "Connection: close" in reply and HELLO.match(reply.split("\r\n\r\n", 1)[1]), reply
+    assert "pid %d " % old in reply, reply
+    reloader.join(timeout=60)
+    code, out, err = result["reply"]
+    assert code == 0, out + err
+    wait_until(lambda: pid_gone(old), 10.0, "the old worker gone")
+    assert clusterd.count(r"worker stopped slot=0 gen=1 pid=%d status=exit:0 " % old) == 1, clusterd.log_tail()
+
+
+# Every example that serves: the server examples by their own config file, the bundled
+# hello_worker.py by the README's command line.
+RELOADABLE = SERVERS + [pytest.param("hello_worker.py", lambda: None, None, id="hello_worker")]
+
+
+@pytest.mark.parametrize("name, needs, workdir", RELOADABLE)
+def test_example_reloads_under_load_without_a_failed_request(start_clusterd, build_dir, name, needs,
+                                                             workdir):
+    needs()
+    if workdir is None:
+        clusterd = start_hello(start_clusterd, 2)
+        address = clusterd.address()
+    else:
+        clusterd = start_clusterd(["-c", example(name, "clusterd.toml"), "--workers", "2",
+                                   "--listen", "http=127.0.0.1:0"], cwd=workdir(build_dir), env=RUN_ENV)
+        address = clusterd.address("http")
+    clusterd.ready_pids(2, timeout=20.0)
+    load = Load(address, lambda a: http_get(a, timeout=10.0), limit=5000,
+                accept=lambda text: HELLO.match(text) is not None)
+    wait_until(lambda: load.answered >= 10, 20.0, "the load running", describe=clusterd.log_tail)
+    for generation in (2, 3):
+        code, out, err = clusterd.control("reload", timeout=90)
+        assert code == 0, out + err
+        assert clusterd.status()["generation"] == generation
+    wait_until(lambda: load.answered >= 20, 20.0, "answers after the reloads")
+    answered, failed = load.stop()
+    assert failed == [], "%d of %d requests failed: %s" % (len(failed), answered + len(failed), failed[:3])
+    clusterd.signal(signal.SIGTERM)
+    assert clusterd.wait_exit(timeout=30.0) == 0, clusterd.log_tail()
+    assert "did not stop within grace" not in clusterd.log()

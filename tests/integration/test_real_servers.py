@@ -18,13 +18,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
-import time
 
 import pytest
 
 import harness
-from harness import PYTHON, http_get, pid_alive, wait_until, worker
+from harness import PYTHON, Load, http_get, pid_alive, wait_until, worker
 from test_examples import HELLO, RUN_ENV, build_c, build_go, example, require
 
 NODE = "/usr/bin/node"
@@ -227,28 +225,14 @@ def test_gunicorn_reload_to_a_release_that_cannot_load_is_abandoned_and_the_old_
     address = clusterd.address("http")
     # Its arbiter still sends READY=1 at once; its worker then fails to import the application.
     write_config(tmpdir_short, workers=2, command=gunicorn + ["broken_wsgi_app:app"])
-    answered, failed = [], []
-    done = []
-
-    def load():
-        # New connections one after another while the reload runs (at most 2,000, at most 60 s).
-        deadline = time.monotonic() + 60
-        while not done and len(answered) + len(failed) < 2000 and time.monotonic() < deadline:
-            try:
-                answered.append(parent_of(http_get(address, timeout=10.0)["pid"]))
-            except OSError as error:
-                failed.append(repr(error))
-
-    loader = threading.Thread(target=load, daemon=True)
-    loader.start()
+    load = Load(address, lambda a: parent_of(http_get(a, timeout=10.0)["pid"]), limit=2000)
     code, out, err = clusterd.control("reload", timeout=60)
-    done.append(True)
-    loader.join(timeout=30)
+    answered, failed = load.stop()
     assert code == 1, (code, out, err)
     assert "before it was ready" in err, err
     assert clusterd.count(r"worker ready slot=\d+ gen=2 ") == 0
     assert failed == [], failed[:3]
-    assert answered and set(answered) <= old
+    assert answered and set(load.answers) <= old
     status = clusterd.status()
     assert status["generation"] == 1 and status["workers_ready"] == 2
     assert {entry["pid"] for entry in status["workers"]} == old
