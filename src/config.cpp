@@ -115,7 +115,7 @@ class Validator {
       }
     }
     if (const auto* node = root.get("env")) {
-      env(*node, config);
+      env(*node, names, config);
     }
     if (const auto* node = root.get("inherit_env")) {
       inherit_env(*node, config);
@@ -213,7 +213,7 @@ class Validator {
       config.command = program;
     }
   }
-  void env(const toml::node& node, Config& config) {
+  void env(const toml::node& node, const std::vector<std::string>& listener_names, Config& config) {
     const auto* table = node.as_table();
     if (table == nullptr) {
       report_.wrong_type(node, "env", "a table [env]");
@@ -235,6 +235,11 @@ class Validator {
         continue;
       }
       if (auto text = read_.string(value, shown, "a string")) {
+        // Values take the command's placeholders (nginx wants NGINX="{fd:http};").
+        if (auto expanded = expand_argument(*text, listener_names, 0); !expanded) {
+          report_.at(value.source(), shown, expanded.error());
+          continue;
+        }
         config.env[name] = *text;
       }
     }

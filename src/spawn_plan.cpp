@@ -120,7 +120,8 @@ tl::expected<std::string, std::string> expand_argument(std::string_view argument
       // Listeners are laid out at 3, 4, … in order (protocols §1.1, SD_LISTEN_FDS_START).
       expanded += std::to_string(3 + (found - listener_names.begin()));
     } else {
-      return tl::make_unexpected("unknown placeholder \"" + std::string(placeholder) + "\"");
+      return tl::make_unexpected("unknown placeholder \"" + std::string(placeholder) +
+                                 "\": the placeholders are {fd:NAME} and {worker_id}; write {{ for a literal {");
     }
     i += placeholder.size();
   }
@@ -157,7 +158,8 @@ SpawnPlan make_spawn_plan(const Config& config, const std::string& executable,
     // Validation rejects reserved names in [env]; should one slip through, clusterd's own
     // values must still be the only ones the worker sees.
     if (!is_reserved_variable(name)) {
-      own.emplace_back(name, value);
+      auto expanded = expand_argument(value, names, identity.slot);
+      own.emplace_back(name, expanded ? std::move(*expanded) : value);
     }
   }
   if (user_env) {

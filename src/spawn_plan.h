@@ -66,7 +66,7 @@ bool is_removed_variable(std::string_view name);
 bool is_reserved_variable(std::string_view name);
 
 // Expands `{fd:NAME}` (→ 3 + the listener's position), `{worker_id}` (→ slot) and `{{` (→ `{`)
-// in one argument. The error names the unknown placeholder: `unknown placeholder "{port}"`.
+// in one argument or [env] value. The error names the unknown placeholder: `unknown placeholder "{port}"`.
 tl::expected<std::string, std::string> expand_argument(std::string_view argument,
                                                        const std::vector<std::string>& listener_names,
                                                        int slot);

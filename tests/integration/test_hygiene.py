@@ -113,6 +113,21 @@ FROM_FILE = "file value"
         assert report["env"]["CLUSTERD_GENERATION"] == "1"
 
 
+def test_env_values_take_the_fd_and_worker_id_placeholders(start_clusterd, tmpdir_short):
+    # nginx finds its inherited sockets in NGINX="3;4;", php-fpm in FPM_SOCKETS=ADDRESS=FD.
+    clusterd = start_clusterd(["--workers", "2", "--listen", "first=127.0.0.1:0",
+                               "--listen", "second=127.0.0.1:0",
+                               "--set", "env.NGINX={fd:first};{fd:second};",
+                               "--set", "env.CACHE=/var/cache/app-{worker_id}",
+                               "--set", "env.LITERAL={{fd:first}", "--"] + report_worker(tmpdir_short))
+    reports = wait_for_reports(tmpdir_short, 2, describe=clusterd.log_tail)
+    clusterd.seen_pids.update(reports)
+    for report in reports.values():
+        assert report["env"]["NGINX"] == "3;4;"
+        assert report["env"]["CACHE"] == "/var/cache/app-%s" % report["slot"]
+        assert report["env"]["LITERAL"] == "{fd:first}"
+
+
 def test_each_worker_leads_its_own_process_group_and_session(start_clusterd, tmpdir_short):
     clusterd = start_clusterd(["--workers", "2", "--"] + report_worker(tmpdir_short))
     reports = wait_for_reports(tmpdir_short, 2, describe=clusterd.log_tail)

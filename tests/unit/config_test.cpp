@@ -141,7 +141,7 @@ TEST(ConfigErrors, CommandIsRequiredWithoutProgram) {
 
 TEST(ConfigErrors, UnknownPlaceholderInCommand) {
   EXPECT_THAT(errors("command = [\"./srv\", \"--port={port}\"]\n"),
-              ElementsAre("c.toml:1:21: command[1]: unknown placeholder \"{port}\""));
+              ElementsAre("c.toml:1:21: command[1]: unknown placeholder \"{port}\": the placeholders are {fd:NAME} and {worker_id}; write {{ for a literal {"));
   EXPECT_THAT(
       errors("command = [\"./srv\", \"--fd={fd:web}\"]\n[[listen]]\nname = \"http\"\naddress = \":80\"\n"),
       ElementsAre("c.toml:1:21: command[1]: unknown placeholder \"{fd:web}\": no listener is named \"web\" "
@@ -299,6 +299,14 @@ TEST(ConfigErrors, EnvNamesAndValues) {
               ElementsAre("c.toml:3:1: env.1FOO: expected a variable name of A-Za-z0-9_ not starting with a "
                           "digit, found \"1FOO\"",
                           "c.toml:4:8: env.PORT: expected a string, found integer 8000"));
+}
+
+TEST(ConfigErrors, EnvValueWithAnUnknownPlaceholderNamesTheKey) {
+  EXPECT_THAT(errors(with_command("[env]\nAPP_CONFIG = '{\"debug\": true}'\nNGINX = \"{fd:web};\"\n")),
+              ElementsAre("c.toml:3:14: env.APP_CONFIG: unknown placeholder \"{\"debug\": true}\": the "
+                          "placeholders are {fd:NAME} and {worker_id}; write {{ for a literal {",
+                          "c.toml:4:9: env.NGINX: unknown placeholder \"{fd:web}\": no listener is configured; "
+                          "add a [[listen]] with name = \"web\" (or --listen web=ADDRESS)"));
 }
 
 // ----- [restart], [stop], [log]
@@ -563,7 +571,7 @@ TEST(ConfigErrors, EveryErrorInTheFileIsReportedInFileOrder) {
       "levle = \"info\"\n";
   EXPECT_THAT(
       errors(text),
-      ElementsAre("c.toml:1:21: command[1]: unknown placeholder \"{oops}\"",
+      ElementsAre("c.toml:1:21: command[1]: unknown placeholder \"{oops}\": the placeholders are {fd:NAME} and {worker_id}; write {{ for a literal {",
                   "c.toml:2:11: workers: expected an integer 1-4096 or \"auto\", found 0",
                   "c.toml:4:11: listen[0].address: expected a port 0-65535, found \"http\"",
                   "c.toml:6:9: restart.delay: expected a duration with a unit such as \"5s\", found "
@@ -732,7 +740,7 @@ TEST(ConfigFlagErrors, WatchdogInTheFileIsBlamedWhenTheReadyFlagChangesTheMode) 
 TEST(ConfigFlagErrors, ProgramWithAnUnknownPlaceholder) {
   ConfigOverrides overrides;
   overrides.program = {"./srv", "--port", "{port}"};
-  EXPECT_THAT(errors("", overrides), ElementsAre("command line: command[2]: unknown placeholder \"{port}\""));
+  EXPECT_THAT(errors("", overrides), ElementsAre("command line: command[2]: unknown placeholder \"{port}\": the placeholders are {fd:NAME} and {worker_id}; write {{ for a literal {"));
 }
 
 TEST(ConfigFlagErrors, FileErrorsComeBeforeFlagErrors) {

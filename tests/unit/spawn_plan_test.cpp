@@ -71,8 +71,8 @@ TEST(SpawnPlan, LoneClosingBraceIsLiteral) {
 }
 
 TEST(SpawnPlan, UnknownPlaceholderIsAnErrorNamingIt) {
-  EXPECT_EQ(expand_argument("--port={port}", {"http"}, 0), tl::make_unexpected(std::string("unknown placeholder \"{port}\"")));
-  EXPECT_EQ(expand_argument("{}", {}, 0), tl::make_unexpected(std::string("unknown placeholder \"{}\"")));
+  EXPECT_EQ(expand_argument("--port={port}", {"http"}, 0), tl::make_unexpected(std::string("unknown placeholder \"{port}\": the placeholders are {fd:NAME} and {worker_id}; write {{ for a literal {")));
+  EXPECT_EQ(expand_argument("{}", {}, 0), tl::make_unexpected(std::string("unknown placeholder \"{}\": the placeholders are {fd:NAME} and {worker_id}; write {{ for a literal {")));
 }
 
 TEST(SpawnPlan, FdPlaceholderOfAnUnknownListenerIsAnError) {
@@ -87,7 +87,7 @@ TEST(SpawnPlan, FdPlaceholderOfAnUnknownListenerIsAnError) {
 
 TEST(SpawnPlan, UnterminatedPlaceholderIsAnErrorShowingTheRest) {
   EXPECT_EQ(expand_argument("x{worker_id", {}, 0),
-            tl::make_unexpected(std::string("unknown placeholder \"{worker_id\"")));
+            tl::make_unexpected(std::string("unknown placeholder \"{worker_id\": the placeholders are {fd:NAME} and {worker_id}; write {{ for a literal {")));
 }
 
 TEST(SpawnPlan, JournalStreamIsPassedOnOnlyWhileStderrIsClusterdsOwn) {
@@ -147,6 +147,17 @@ TEST(SpawnPlan, EnvSectionOverridesTheParentEnvironment) {
   EXPECT_THAT(entries_named(plan.env, "APP_ENV"), ElementsAre("APP_ENV=production"));
   EXPECT_THAT(entries_named(plan.env, "EXTRA"), ElementsAre("EXTRA=1"));
   EXPECT_THAT(plan.env, Contains("PATH=/bin"));
+}
+
+TEST(SpawnPlan, EnvValuesTakeTheCommandsPlaceholders) {
+  Config config = test_config();
+  config.env = {{"NGINX", "{fd:admin};"}, {"FPM_SOCKETS", "127.0.0.1:9000={fd:http}"},
+                {"CACHE", "/var/cache/app-{worker_id}"}, {"JSON", "{{\"a\": 1}"}};
+  const SpawnPlan plan = make_spawn_plan(config, "/srv/shop/server", two_listeners, identity, {}, std::nullopt);
+  EXPECT_THAT(entries_named(plan.env, "NGINX"), ElementsAre("NGINX=4;"));
+  EXPECT_THAT(entries_named(plan.env, "FPM_SOCKETS"), ElementsAre("FPM_SOCKETS=127.0.0.1:9000=3"));
+  EXPECT_THAT(entries_named(plan.env, "CACHE"), ElementsAre("CACHE=/var/cache/app-3"));
+  EXPECT_THAT(entries_named(plan.env, "JSON"), ElementsAre("JSON={\"a\": 1}"));
 }
 
 TEST(SpawnPlan, WorkerIdentityIsSetAndReplacesAnInheritedOne) {
