@@ -32,6 +32,12 @@ class SlotBackoff {
   // A worker that stayed up long enough, or a restart that clusterd asked for: the streak ends.
   void reset() { failures_ = 0; }
 
+  // An operator's `restart` after a fix: the streak and the burst window both start afresh.
+  void forget() {
+    failures_ = 0;
+    recent_restarts_.clear();
+  }
+
   // Failures in the current streak.
   int failures() const { return failures_; }
 

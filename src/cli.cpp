@@ -8,6 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "control_protocol.h"
+#include "spelling.h"
 #include "version.h"
 
 namespace clusterd {
@@ -20,9 +22,67 @@ constexpr std::string_view usage_lines =
     "  clusterd status [--json]                    ask a running clusterd for its workers\n"
     "  clusterd reload [--json]                    rolling reload; returns when it finished or was "
     "abandoned\n"
-    "  clusterd scale N [--json]                   set the worker count\n"
+    "  clusterd scale N|+N|-N [--json]             set the worker count, or change it by N\n"
+    "  clusterd restart SLOT|all [--json]          replace a slot's worker now, new one first; clears its "
+    "backoff\n"
     "  clusterd stop [--json]                      graceful stop; returns when it is done\n"
+    "  clusterd ls [--json]                        every instance found in the runtime directories\n"
+    "  clusterd COMMAND --help                     the options of one command\n"
     "  clusterd --help | --version\n";
+
+// A client subcommand's --help: what it does and the options it takes. CLI11's own would list
+// none of them, since they are the main command's options (so they may stand on either side of
+// the subcommand word).
+struct ClientHelp {
+  Command command;
+  std::string_view usage;
+  std::string_view what;
+};
+constexpr std::array<ClientHelp, 6> client_help{{
+    {Command::status, "clusterd status [OPTIONS]",
+     "Asks a running clusterd for its state: one line per worker process, and a slot in backoff or failed.\n"},
+    {Command::reload, "clusterd reload [OPTIONS]",
+     "Rolling reload: reads the config file again and replaces the workers, new ones first.\n"
+     "Returns when it finished (exit 0) or was refused or abandoned (exit 1, the reason on stderr).\n"},
+    {Command::scale, "clusterd scale N|+N|-N [OPTIONS]",
+     "Sets the worker count to N (1-4096), or changes it by N; returns at once.\n"},
+    {Command::restart, "clusterd restart SLOT|all [OPTIONS]",
+     "Replaces the worker of slot SLOT (or of every slot, one at a time) now: the new worker takes over\n"
+     "once ready, and the old one is stopped gracefully. A slot in backoff or failed starts at once.\n"
+     "Either way the slot's restart count and last exit are cleared. Returns at once.\n"},
+    {Command::stop, "clusterd stop [OPTIONS]",
+     "Graceful stop: every worker gets the stop signal and its grace; returns when clusterd has exited.\n"},
+    {Command::ls, "clusterd ls [--json]",
+     "Lists every clusterd this user can reach in the runtime directories, one line each.\n"
+     "An instance whose control.socket is elsewhere is not listed: ask it with --control PATH.\n"},
+}};
+
+constexpr std::string_view client_options =
+    "Options:\n"
+    "  --json               print the reply as JSON\n"
+    "  --name NAME          ask the instance named NAME\n"
+    "  --control PATH       ask the instance whose control socket is PATH\n"
+    "  -c,--config FILE     ask the instance FILE configures (by its name and control.socket)\n"
+    "  -h,--help            print this help\n"
+    "Without --name, --control or -c: the one instance found in the runtime directories.\n";
+
+std::string help_of(Command command) {
+  for (const ClientHelp& help : client_help) {
+    if (help.command == command) {
+      std::string text = "Usage: " + std::string(help.usage) + "\n\n" + std::string(help.what) + "\n";
+      if (command == Command::ls) {
+        return text + "Options:\n  --json               print the list as JSON\n  -h,--help            print this help\n";
+      }
+      return text + std::string(client_options);
+    }
+  }
+  return {};
+}
+
+// Every option, for "did you mean" after an unknown one.
+constexpr std::array<std::string_view, 16> option_names{
+    "--config", "--name",   "--workers",   "--listen", "--ready",   "--ready-timeout", "--grace", "--stop-signal",
+    "--output", "--log-level", "--log-file", "--set", "--control", "--json", "--help", "--version"};
 
 // CLI11's own usage line ("clusterd [OPTIONS] [SUBCOMMAND]") cannot say that PROGRAM ends the
 // options, which is the one thing a user of a supervisor must know; the lines above replace it.
@@ -160,14 +220,36 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
   auto* check = subcommand("check", "validate config and flags, print the effective config; exit 0 or 2");
   auto* status = subcommand("status", "ask a running clusterd for its state");
   auto* reload = subcommand("reload", "rolling reload of a running clusterd");
-  auto* scale = subcommand("scale", "set the worker count of a running clusterd");
+  auto* scale = subcommand("scale", "set the worker count of a running clusterd, or change it by N");
+  auto* restart = subcommand("restart", "replace a slot's worker now, new one first; clears its backoff");
   auto* stop = subcommand("stop", "graceful stop of a running clusterd");
-  scale->add_option("N", options.scale_to, "the new worker count, 1-4096");
+  auto* ls = subcommand("ls", "list the instances found in the runtime directories");
+  scale->add_option("N", options.scale_to, "the new worker count 1-4096, or +N / -N");
+  restart->add_option("SLOT", options.restart_slot, "a slot number, or all");
 
+  const std::array<std::pair<CLI::App*, Command>, 7> commands{{
+      {check, Command::check},
+      {status, Command::status},
+      {reload, Command::reload},
+      {scale, Command::scale},
+      {restart, Command::restart},
+      {stop, Command::stop},
+      {ls, Command::ls},
+  }};
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
+    if (check->parsed()) {
+      // check takes every option a run does: the main help, which lists them (CLI11's help of the
+      // subcommand would list none).
+      return parse_once({"--help"});
+    }
+    for (const auto& [sub, command] : commands) {
+      if (sub->parsed()) {
+        return CliExit{0, help_of(command)};
+      }
+    }
     return CliExit{0, app.help()};
   } catch (const CLI::CallForVersion& version_text) {
     return CliExit{0, std::string(version_text.what()) + "\n"};
@@ -175,13 +257,6 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
     return from_cli11(error);
   }
 
-  const std::array<std::pair<CLI::App*, Command>, 5> commands{{
-      {check, Command::check},
-      {status, Command::status},
-      {reload, Command::reload},
-      {scale, Command::scale},
-      {stop, Command::stop},
-  }};
   for (const auto& [sub, command] : commands) {
     if (sub->parsed()) {
       options.command = command;
@@ -211,19 +286,24 @@ const char* command_name(Command command) {
       return "reload";
     case Command::scale:
       return "scale";
+    case Command::restart:
+      return "restart";
     case Command::stop:
       return "stop";
+    case Command::ls:
+      return "ls";
   }
   return "";
 }
 
-bool is_worker_count(const std::string& text) {
-  if (text.empty() || text.size() > 4 ||
-      !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return false;
+// "--jsn: unknown option; did you mean --json?"
+CliExit unknown_option(const std::string& option) {
+  std::string message = option + ": unknown option";
+  const std::vector<std::string_view> names(option_names.begin(), option_names.end());
+  if (const auto best = option.starts_with("--") ? closest_word(option, names) : std::nullopt) {
+    message += "; did you mean " + std::string(*best) + "?";
   }
-  const int count = std::stoi(text);
-  return count >= 1 && count <= 4096;
+  return usage_error(message);
 }
 
 // Refuses what the chosen command would otherwise silently ignore. `after_marker`: `rest` followed
@@ -236,7 +316,7 @@ std::optional<CliExit> check_fits(const Parsed& parsed, bool after_marker) {
     // With prefix_command() CLI11 leaves an unknown option in remaining() instead of failing; one
     // that stands before PROGRAM was meant for clusterd.
     if (!after_marker && first.size() > 1 && first.front() == '-') {
-      return usage_error(first.substr(0, first.find('=')) + ": unknown option");
+      return unknown_option(first.substr(0, first.find('=')));
     }
     if (client) {
       return usage_error(std::string(command_name(options.command)) + ": unexpected argument \"" + first +
@@ -248,15 +328,23 @@ std::optional<CliExit> check_fits(const Parsed& parsed, bool after_marker) {
                        command_name(options.command));
   }
   if (!client && !parsed.client_flags_given.empty()) {
-    return usage_error(parsed.client_flags_given.front() + ": only for status, reload, scale and stop");
+    return usage_error(parsed.client_flags_given.front() + ": only for status, reload, scale, restart, stop and ls");
   }
+  if (options.command == Command::ls && (options.control || options.config_file || options.overrides.name)) {
+    return usage_error("ls: lists every instance it finds; --name, --control and -c choose one for the other commands");
+  }
+  // The argument is checked by the rule clusterd itself applies to the request line.
+  const auto check_request = [](std::string verb, const std::optional<std::string>& argument) -> std::optional<CliExit> {
+    if (auto request = parse_request(verb + (argument ? " " + *argument : "")); !request) {
+      return usage_error(request.error());
+    }
+    return std::nullopt;
+  };
   if (options.command == Command::scale) {
-    if (!options.scale_to) {
-      return usage_error("scale: expected a worker count 1-4096, found nothing");
-    }
-    if (!is_worker_count(*options.scale_to)) {
-      return usage_error("scale: expected a worker count 1-4096, found \"" + *options.scale_to + "\"");
-    }
+    return check_request("scale", options.scale_to);
+  }
+  if (options.command == Command::restart) {
+    return check_request("restart", options.restart_slot);
   }
   return std::nullopt;
 }

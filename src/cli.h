@@ -14,14 +14,15 @@
 
 namespace clusterd {
 
-enum class Command { run, check, status, reload, scale, stop };
+enum class Command { run, check, status, reload, scale, restart, stop, ls };
 
 struct CliOptions {
   Command command = Command::run;
   std::optional<std::string> config_file;  // -c, --config
   ConfigOverrides overrides;               // run and check (name also for clients); program = PROGRAM ARG...
   bool json = false;                       // client subcommands only
-  std::optional<std::string> scale_to;     // scale N: an integer 1-4096, as written
+  std::optional<std::string> scale_to;     // scale N|+N|-N, as written (checked by parse_cli)
+  std::optional<std::string> restart_slot; // restart SLOT|all, as written (checked by parse_cli)
   // --control PATH: the instance a client subcommand asks. For run and check, --control PATH|none
   // is the control.socket override and is found in overrides.control instead.
   std::optional<std::string> control;

@@ -29,8 +29,9 @@
 #include "config_paths.h"
 #include "config_reader.h"
 #include "config_report.h"
-#include "spawn_plan.h"
 #include "errno_text.h"
+#include "spawn_plan.h"
+#include "toml_syntax.h"
 
 namespace clusterd {
 namespace {
@@ -440,9 +441,10 @@ tl::expected<Config, Diagnostics> build_config(const std::optional<ConfigText>& 
       root = toml::parse(std::string_view{file->text}, std::string_view{file->path});
     } catch (const toml::parse_error& error) {
       // toml++ stops at the first syntax error; nothing after it can be trusted.
-      return tl::unexpected(Diagnostics{Diagnostic{file->path, static_cast<int>(error.source().begin.line),
-                                                   static_cast<int>(error.source().begin.column), "",
-                                                   std::string(error.description())}});
+      const auto line = static_cast<int>(error.source().begin.line);
+      const auto column = static_cast<int>(error.source().begin.column);
+      return tl::unexpected(Diagnostics{Diagnostic{
+          file->path, line, column, "", plain_syntax_error(error.description(), file->text, line, column)}});
     }
   }
   Reporter report(file ? file->path : std::string());

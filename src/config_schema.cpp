@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "spelling.h"
+
 namespace clusterd::config_detail {
 namespace {
 
@@ -55,28 +57,6 @@ constexpr std::array<KnownKey, 43> known_keys{{
     {"log", "file", true},
 }};
 
-// Optimal string alignment distance: a swapped pair of letters ("restrat") counts as one edit,
-// which is the typo people make most.
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
-  for (std::size_t i = 0; i <= a.size(); ++i) {
-    d[i][0] = i;
-  }
-  for (std::size_t j = 0; j <= b.size(); ++j) {
-    d[0][j] = j;
-  }
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-      }
-    }
-  }
-  return d[a.size()][b.size()];
-}
-
 }  // namespace
 
 const KnownKey* find_known(std::string_view section, std::string_view name) {
@@ -96,20 +76,15 @@ bool is_section(std::string_view name) {
 std::string unknown_key_message(std::string_view section, std::string_view name,
                                 std::string_view shown_prefix) {
   std::string message = "unknown key \"" + std::string(name) + "\"";
-  const KnownKey* best = nullptr;
-  std::size_t best_distance = 3;
+  std::vector<std::string_view> names;
   for (const auto& known : known_keys) {
-    if (known.section != section) {
-      continue;
-    }
-    const auto distance = edit_distance(name, known.name);
-    if (distance < best_distance && distance < known.name.size()) {
-      best = &known;
-      best_distance = distance;
+    if (known.section == section) {
+      names.push_back(known.name);
     }
   }
-  if (best != nullptr) {
-    return message + "; did you mean \"" + std::string(shown_prefix) + std::string(best->name) + "\"?";
+  const auto best = closest_word(name, names);
+  if (best) {
+    return message + "; did you mean \"" + std::string(shown_prefix) + std::string(*best) + "\"?";
   }
   for (const auto& known : known_keys) {
     if (known.section == section || known.name != name) {

@@ -51,7 +51,13 @@ Request request_of(const CliOptions& options) {
     case Command::reload:
       return ReloadRequest{};
     case Command::scale:
-      return ScaleRequest{std::stoi(options.scale_to.value_or("1"))};
+    case Command::restart: {
+      // parse_cli checked the argument by this same rule.
+      const bool scale = options.command == Command::scale;
+      auto request = parse_request((scale ? "scale " : "restart ") +
+                                   (scale ? options.scale_to : options.restart_slot).value_or(""));
+      return request ? *request : Request{StatusRequest{}};
+    }
     case Command::stop:
       return StopRequest{};
     default:
@@ -374,9 +380,56 @@ int ask(const CliOptions& options, const Request& request, const std::string& pa
   return ok ? exit_ok : exit_refused;
 }
 
+// One status request on its own connection: the reply, or why there is none.
+tl::expected<nlohmann::ordered_json, std::string> status_of(const std::string& path) {
+  auto connected = connect_control(path, ::geteuid());
+  if (!connected) {
+    return tl::make_unexpected(connected.error().message);
+  }
+  const Fd fd = std::move(*connected);
+  set_receive_timeout(fd.get(), progress_reply_seconds);
+  const std::string line = request_line(StatusRequest{}) + "\n";
+  if (retry_on_eintr([&] { return ::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL); }) !=
+      static_cast<ssize_t>(line.size())) {
+    return tl::make_unexpected("cannot send: " + errno_text(errno));
+  }
+  std::string buffer;
+  std::string error;
+  const auto reply = read_line(fd.get(), buffer, error);
+  if (!reply) {
+    return tl::make_unexpected(error);
+  }
+  return parse_reply(*reply);
+}
+
+// `clusterd ls`: every socket in the default directories, asked for its status one after another.
+int list_instances(const CliOptions& options, std::ostream& out, std::ostream& err) {
+  const ControlSearch found = find_control_sockets(control_directories_here(true), std::nullopt, ::geteuid());
+  if (!found.untrusted.empty()) {
+    err << "clusterd: warning: " << printable(not_searched(found.untrusted)) << '\n';
+  }
+  std::vector<ListedInstance> instances;
+  for (const std::string& path : found.found) {
+    auto status = status_of(path);
+    instances.push_back({path, status ? std::optional(std::move(*status)) : std::nullopt,
+                         status ? std::string() : status.error()});
+  }
+  if (options.json) {
+    out << printable_json(list_json(instances)) << '\n';
+  } else if (instances.empty()) {
+    out << "no clusterd found (tried " << printable(joined(found.tried)) << ")\n";
+  } else {
+    out << render_list(instances);
+  }
+  return exit_ok;
+}
+
 }  // namespace
 
 int run_client(const CliOptions& options, std::ostream& out, std::ostream& err) {
+  if (options.command == Command::ls) {
+    return list_instances(options, out, err);
+  }
   const Request request = request_of(options);
   const Found found = find_socket(options, err);
   if (!found.path) {

@@ -2,6 +2,7 @@
 #include "control_protocol.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "config.h"
@@ -12,7 +13,8 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-constexpr std::string_view expected_requests = "expected status, reload, scale N or stop";
+constexpr std::string_view expected_requests =
+    "expected status, reload, scale N|+N|-N, restart SLOT|all or stop";
 
 // Every reply goes through here. error_handler_t::replace: a worker's STATUS= text or a path is
 // whatever bytes it is, and a reply must still be written (the default handler throws).
@@ -65,6 +67,20 @@ std::optional<int> worker_count(std::string_view text) {
     return std::nullopt;
   }
   return count;
+}
+
+std::optional<int> slot_number(std::string_view text) {
+  if (text == "0") {
+    return 0;
+  }
+  if (text.starts_with('0')) {
+    return std::nullopt;  // one spelling per slot
+  }
+  const auto count = worker_count(text);
+  if (!count || *count > 4095) {
+    return std::nullopt;
+  }
+  return *count;
 }
 
 const char* state_name(WorkerState state) {
@@ -158,17 +174,33 @@ tl::expected<Request, std::string> parse_request(std::string_view line) {
     return tl::make_unexpected("empty request; " + std::string(expected_requests));
   }
   const std::string_view verb = words.front();
-  if (verb == "scale") {
+  // The argument of scale and restart, as shown in an error: everything after the verb.
+  const auto argument_text = [&]() -> std::string {
     if (words.size() == 1) {
-      return tl::make_unexpected(std::string("scale: expected a worker count 1-4096, found nothing"));
+      return "nothing";
     }
     const auto arguments = line.substr(static_cast<std::size_t>(words[1].data() - line.data()));
-    const auto trimmed = arguments.substr(0, arguments.find_last_not_of(" \t") + 1);
-    const auto count = words.size() == 2 ? worker_count(words[1]) : std::nullopt;
+    return shown(arguments.substr(0, arguments.find_last_not_of(" \t") + 1));
+  };
+  if (verb == "scale") {
+    std::string_view word = words.size() == 2 ? words[1] : std::string_view{};
+    const bool relative = word.starts_with('+') || word.starts_with('-');
+    const auto count = worker_count(relative ? word.substr(1) : word);
     if (!count) {
-      return tl::make_unexpected("scale: expected a worker count 1-4096, found " + shown(trimmed));
+      return tl::make_unexpected("scale: expected a worker count 1-4096, or +N or -N to change it by N, found " +
+                                 argument_text());
     }
-    return ScaleRequest{*count};
+    return ScaleRequest{word.starts_with('-') ? -*count : *count, relative};
+  }
+  if (verb == "restart") {
+    if (words.size() == 2 && words[1] == "all") {
+      return RestartRequest{};
+    }
+    const auto slot = words.size() == 2 ? slot_number(words[1]) : std::nullopt;
+    if (!slot) {
+      return tl::make_unexpected("restart: expected a slot number 0-4095 or all, found " + argument_text());
+    }
+    return RestartRequest{*slot};
   }
   std::optional<Request> request;
   if (verb == "status") {
@@ -188,7 +220,11 @@ tl::expected<Request, std::string> parse_request(std::string_view line) {
 
 std::string request_line(const Request& request) {
   if (const auto* scale = std::get_if<ScaleRequest>(&request)) {
-    return "scale " + std::to_string(scale->workers);
+    const std::string sign = !scale->relative ? "" : scale->workers < 0 ? "-" : "+";
+    return "scale " + sign + std::to_string(std::abs(scale->workers));
+  }
+  if (const auto* restart = std::get_if<RestartRequest>(&request)) {
+    return "restart " + (restart->slot ? std::to_string(*restart->slot) : std::string("all"));
   }
   if (std::holds_alternative<ReloadRequest>(request)) {
     return "reload";
@@ -259,6 +295,13 @@ std::string scale_reply(int workers_wanted) {
   Json json;
   json["ok"] = true;
   json["workers_wanted"] = workers_wanted;
+  return dump(json);
+}
+
+std::string restart_reply(const std::vector<int>& slots) {
+  Json json;
+  json["ok"] = true;
+  json["slots"] = slots;
   return dump(json);
 }
 

@@ -31,18 +31,26 @@ struct StatusRequest {
 struct ReloadRequest {
   bool operator==(const ReloadRequest&) const = default;
 };
+// `scale N` (to N, 1-4096), `scale +N` and `scale -N` (by N, 1-4096, from the count wanted now).
 struct ScaleRequest {
-  int workers = 1;  // 1-4096
+  int workers = 1;        // the count, or with `relative` the change (negative: fewer)
+  bool relative = false;
   bool operator==(const ScaleRequest&) const = default;
+};
+// `restart SLOT` or `restart all`: replace the slot's worker now, new one first (or start a slot
+// in backoff or failed at once), and clear its restart count and last exit.
+struct RestartRequest {
+  std::optional<int> slot;  // nullopt: every slot
+  bool operator==(const RestartRequest&) const = default;
 };
 struct StopRequest {
   bool operator==(const StopRequest&) const = default;
 };
-using Request = std::variant<StatusRequest, ReloadRequest, ScaleRequest, StopRequest>;
+using Request = std::variant<StatusRequest, ReloadRequest, ScaleRequest, RestartRequest, StopRequest>;
 
 // One request line without its '\n': words separated by spaces or tabs; a trailing '\r' (from
 // `nc -C` and telnet) and surrounding blanks are ignored. The error is what the reply's "error"
-// says (`unknown request "frob"; expected status, reload, scale N or stop`).
+// says (`unknown request "frob"; expected status, reload, scale N|+N|-N, restart SLOT|all or stop`).
 tl::expected<Request, std::string> parse_request(std::string_view line);
 
 // The line a client sends for `request`, without the '\n'.
@@ -83,6 +91,8 @@ std::string reload_reply(bool ok, std::uint64_t generation, std::string_view err
                          const std::vector<std::string>& restart_needed = {});
 // `{"ok":true,"workers_wanted":3}`.
 std::string scale_reply(int workers_wanted);
+// `{"ok":true,"slots":[0,1,2]}`: the slots being restarted.
+std::string restart_reply(const std::vector<int>& slots);
 // `{"ok":true}`.
 std::string ok_reply();
 // `{"ok":false,"error":"…"}`.

@@ -188,7 +188,61 @@ std::string render_reply(const Request& request, const Json& reply) {
   if (std::holds_alternative<ScaleRequest>(request)) {
     return "workers wanted: " + text_of(reply, "workers_wanted") + "\n";
   }
+  if (std::holds_alternative<RestartRequest>(request)) {
+    const auto slots = reply.find("slots");
+    if (slots == reply.end() || !slots->is_array()) {
+      return "restarting\n";
+    }
+    if (slots->size() == 1) {
+      return "restarting slot " + shown(slots->front()) + "\n";
+    }
+    return "restarting slots 0-" + std::to_string(slots->size() - 1) + ", one at a time\n";
+  }
   return "";
+}
+
+std::string render_list(const std::vector<ListedInstance>& instances) {
+  std::vector<std::vector<std::string>> rows{{"NAME", "PID", "GEN", "WORKERS", "STATE", "SOCKET"}};
+  for (const ListedInstance& instance : instances) {
+    if (!instance.status) {
+      rows.push_back({std::string(none), std::string(none), std::string(none), std::string(none), "no answer",
+                      instance.socket + " (" + instance.error + ")"});
+      continue;
+    }
+    const Json& status = *instance.status;
+    std::string state = "running";
+    if (const auto stopping = status.find("stopping"); stopping != status.end() && stopping->is_boolean() &&
+                                                       stopping->get<bool>()) {
+      state = "stopping";
+    } else if (number_of(status, "reloading_to")) {
+      state = "reloading";
+    }
+    rows.push_back({text_of(status, "name"), text_of(status, "pid"), text_of(status, "generation"),
+                    text_of(status, "workers_ready") + "/" + text_of(status, "workers_wanted"), state,
+                    instance.socket});
+  }
+  return table(rows);
+}
+
+Json list_json(const std::vector<ListedInstance>& instances) {
+  Json list = Json::array();
+  for (const ListedInstance& instance : instances) {
+    Json entry;
+    entry["socket"] = instance.socket;
+    entry["ok"] = instance.status.has_value();
+    if (!instance.status) {
+      entry["error"] = instance.error;
+    } else {
+      for (const char* key : {"name", "pid", "generation", "workers_ready", "workers_wanted", "reloading_to",
+                              "stopping"}) {
+        if (const auto value = instance.status->find(key); value != instance.status->end()) {
+          entry[key] = *value;
+        }
+      }
+    }
+    list.push_back(std::move(entry));
+  }
+  return list;
 }
 
 }  // namespace clusterd

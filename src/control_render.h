@@ -5,7 +5,9 @@
 // (an older or newer daemon), is shown as "-" rather than failing.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -28,8 +30,26 @@ namespace clusterd {
 std::string render_status(const nlohmann::ordered_json& reply);
 
 // The text for an `ok: true` reply to `request`, ending with '\n': the status table, `reload
-// finished: generation 3`, `workers wanted: 3`, or for stop "" (the client says when the
-// instance is gone).
+// finished: generation 3`, `workers wanted: 3`, `restarting slot 2`, or for stop "" (the client
+// says when the instance is gone).
 std::string render_reply(const Request& request, const nlohmann::ordered_json& reply);
+
+// One control socket `clusterd ls` found: its status reply, or why there is none.
+struct ListedInstance {
+  std::string socket;
+  std::optional<nlohmann::ordered_json> status;
+  std::string error;
+};
+
+// `clusterd ls`, one line per instance, like `pm2 ls`:
+//
+//   NAME  PID   GEN  WORKERS  STATE      SOCKET
+//   shop  4100  2    4/4      running    /run/clusterd/shop.sock
+//   api   -     -    -        no answer  /run/clusterd/api.sock (connection refused)
+std::string render_list(const std::vector<ListedInstance>& instances);
+
+// `clusterd ls --json`: [{"socket":…,"ok":true,"name":…,"pid":…,"generation":…,"workers_ready":…,
+// "workers_wanted":…,"reloading_to":…,"stopping":…}, {"socket":…,"ok":false,"error":…}].
+nlohmann::ordered_json list_json(const std::vector<ListedInstance>& instances);
 
 }  // namespace clusterd

@@ -106,6 +106,7 @@ void ControlServer::on_listener() {
     Connection& connection = connections_[id];
     connection.fd = std::move(fd);
     connection.uid = peer.uid;
+    connection.pid = peer.pid;
     connection.idle_since = Clock::now();
     spdlog::debug("control connection opened pid={} uid={}", peer.pid, peer.uid);
     // A client usually sends its request right after connecting: take it now, before the next
@@ -260,6 +261,18 @@ void ControlServer::take_line(std::uint64_t id, std::string line) {
   const auto outer = std::exchange(dispatching_, id);
   handler_(request_id, *request);
   dispatching_ = outer;
+}
+
+std::string ControlServer::peer_of(RequestId id) const {
+  const auto request = pending_.find(id);
+  if (request == pending_.end()) {
+    return {};
+  }
+  const auto connection = connections_.find(request->second);
+  if (connection == connections_.end()) {
+    return {};
+  }
+  return fmt::format("uid={} pid={}", connection->second.uid, connection->second.pid);
 }
 
 void ControlServer::reply(RequestId request, std::string json) {

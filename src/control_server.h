@@ -66,6 +66,10 @@ class ControlServer {
   // closed meanwhile. May call the handler for that connection's next buffered request.
   void reply(RequestId id, std::string json);
 
+  // Who sent request `id` (SO_PEERCRED), for the log: "uid=0 pid=4242"; empty once it was
+  // answered or its connection closed.
+  std::string peer_of(RequestId id) const;
+
   // The nearest idle limit of a connection; nullopt without connections (nothing to wake for).
   std::optional<TimePoint> next_deadline() const;
   // Closes the connections whose idle limit has passed by `now`.
@@ -75,6 +79,7 @@ class ControlServer {
   struct Connection {
     Fd fd;
     std::uint32_t uid = 0;  // the peer's (SO_PEERCRED), for the per-uid cap
+    int pid = 0;            // and its pid when it connected, for the log
     std::string in;   // received, not yet taken as requests
     std::string out;  // replies not yet written
     std::optional<RequestId> pending;  // taken, not yet answered

@@ -292,10 +292,10 @@ void Daemon::on_signal() {
         reload();
         break;
       case SIGTTIN:
-        pending_.push_back(ScaleBy{+1});
+        pending_.push_back(ScaleBy{+1, "SIGTTIN"});
         break;
       case SIGTTOU:
-        pending_.push_back(ScaleBy{-1});
+        pending_.push_back(ScaleBy{-1, "SIGTTOU"});
         break;
       case SIGUSR1:
         reopen_log_file();

@@ -1,5 +1,5 @@
-// The Daemon's answers to operators: SIGHUP and `reload`, SIGTTIN/SIGTTOU and `scale`, `status`
-// and `stop` over the control socket, and the listeners a reloaded configuration needs.
+// The Daemon's answers to operators: SIGHUP and `reload`, SIGTTIN/SIGTTOU and `scale`, `restart`,
+// `status` and `stop` over the control socket, and the listeners a reloaded configuration needs.
 #include "daemon.h"
 
 #include <algorithm>
@@ -137,13 +137,43 @@ void Daemon::on_control_request(RequestId id, const Request& request) {
     return;
   }
   const bool stopping = supervisor_.status(Clock::now()).stopping;
+  const std::string by = "control " + control_->peer_of(id);
   if (const auto* scale = std::get_if<ScaleRequest>(&request)) {
     if (stopping) {
       control_->reply(id, error_reply("clusterd is stopping"));
       return;
     }
-    pending_.push_back(ScaleRequested{scale->workers});
-    control_->reply(id, scale_reply(scale->workers));
+    const int now = supervisor_.workers_wanted();
+    const int workers = scale->relative ? now + scale->workers : scale->workers;
+    if (workers < 1 || workers > 4096) {
+      control_->reply(id, error_reply(fmt::format("scale: {} workers now, so {}{} would make {}; the count is 1-4096",
+                                                  now, scale->workers < 0 ? "" : "+", scale->workers, workers)));
+      return;
+    }
+    pending_.push_back(ScaleRequested{workers, by});
+    control_->reply(id, scale_reply(workers));
+    return;
+  }
+  if (const auto* restart = std::get_if<RestartRequest>(&request)) {
+    const int workers = supervisor_.workers_wanted();
+    if (stopping) {
+      control_->reply(id, error_reply("clusterd is stopping"));
+    } else if (supervisor_.reloading()) {
+      control_->reply(id, error_reply("a reload is under way and replaces every worker; restart after it"));
+    } else if (restart->slot && *restart->slot >= workers) {
+      control_->reply(id, error_reply(workers == 1 ? fmt::format("restart: no slot {}; the only slot is 0", *restart->slot)
+                                                   : fmt::format("restart: no slot {}; the slots are 0-{}",
+                                                                 *restart->slot, workers - 1)));
+    } else {
+      std::vector<int> slots;
+      for (int slot = 0; slot < workers; ++slot) {
+        if (!restart->slot || *restart->slot == slot) {
+          slots.push_back(slot);
+        }
+      }
+      pending_.push_back(RestartRequested{restart->slot, by});
+      control_->reply(id, restart_reply(slots));
+    }
     return;
   }
   // stop: answered when the stop begins; the connection then stays open until clusterd exits.

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 
 #include <spdlog/details/null_mutex.h>
 #include <spdlog/pattern_formatter.h>
@@ -80,6 +81,25 @@ class JournalPriorityFlag : public spdlog::custom_flag_formatter {
   }
 };
 
+// The level as log.level and --log-level spell it ("warn", where spdlog's %l writes "warning"), so
+// a line's level is the word an operator sets and greps for.
+class LevelNameFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& message, const std::tm&, spdlog::memory_buf_t& dest) override {
+    std::string_view name = "info";
+    switch (message.level) {
+      case spdlog::level::trace: name = "trace"; break;
+      case spdlog::level::debug: name = "debug"; break;
+      case spdlog::level::warn: name = "warn"; break;
+      case spdlog::level::err: name = "error"; break;
+      case spdlog::level::critical: name = "critical"; break;
+      default: break;
+    }
+    dest.append(name.data(), name.data() + name.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<LevelNameFlag>(); }
+};
+
 // JOURNAL_STREAM is "DEV:INODE" of the stream systemd connected; it only counts when stderr is
 // still that stream (systemd.exec(5)), not when a wrapper redirected it.
 bool stderr_is_journal() {
@@ -104,7 +124,7 @@ std::unique_ptr<spdlog::formatter> make_formatter(bool journal) {
   if (journal) {
     formatter->add_flag<JournalPriorityFlag>('*').set_pattern("%*%v");
   } else {
-    formatter->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ clusterd[%P]: %v");
+    formatter->add_flag<LevelNameFlag>('&').set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%&%$ clusterd[%P]: %v");
   }
   return formatter;
 }

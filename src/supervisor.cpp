@@ -280,9 +280,39 @@ void Supervisor::on_event(const ReloadRequested& event, TimePoint) {
   start_reload(event.generation, event.workers, std::move(requests));
 }
 
-void Supervisor::on_event(const ScaleRequested& event, TimePoint) { scale_to(event.workers); }
+void Supervisor::on_event(const ScaleRequested& event, TimePoint) { scale_to(event.workers, event.by); }
 
-void Supervisor::on_event(const ScaleBy& event, TimePoint) { scale_to(workers_wanted() + event.delta); }
+void Supervisor::on_event(const ScaleBy& event, TimePoint) { scale_to(workers_wanted() + event.delta, event.by); }
+
+void Supervisor::on_event(const RestartRequested& event, TimePoint) {
+  if (stopping_ || !started_ || reload_) {
+    return;  // a reload replaces every worker anyway
+  }
+  const std::string by = event.by.empty() ? "" : " by=" + event.by;
+  for (std::size_t index = 0; index < slots_.size() && static_cast<int>(index) < wanted_; ++index) {
+    if (event.slot && *event.slot != static_cast<int>(index)) {
+      continue;
+    }
+    Slot& slot = slots_[index];
+    const char* was = slot.state == SlotState::backoff  ? "backoff"
+                      : slot.state == SlotState::failed ? "failed"
+                      : slot.state == SlotState::done   ? "exited"
+                                                        : nullptr;
+    slot.restarts = 0;
+    slot.last_exit.reset();
+    slot.backoff.forget();
+    slot.recycle_retry_at.reset();
+    if (was != nullptr) {
+      // replenish_slots starts it in this round.
+      slot.state = SlotState::running;
+      slot.restart_at.reset();
+      log(LogSeverity::info, fmt::format("slot restart requested slot={} was={}{}", index, was, by));
+    } else {
+      slot.recycle_reason = "restart";
+      log(LogSeverity::info, fmt::format("slot restart requested slot={}{}", index, by));
+    }
+  }
+}
 
 void Supervisor::on_event(const Tick&, TimePoint) {
   // Nothing to record: reconcile() acts on every deadline that has passed.
@@ -290,10 +320,11 @@ void Supervisor::on_event(const Tick&, TimePoint) {
 
 // The count wanted from now on, and after any reload: one under way heads for it, one waiting
 // will, and one abandoned leaves it in place.
-void Supervisor::scale_to(int requested) {
+void Supervisor::scale_to(int requested, const std::string& by) {
   if (stopping_ || !started_) {
     return;
   }
+  const int from = workers_wanted();
   const int workers = std::clamp(requested, 1, 4096);
   if (reload_) {
     reload_->target = workers;
@@ -303,7 +334,7 @@ void Supervisor::scale_to(int requested) {
   }
   resize_slots(std::max<int>(static_cast<int>(slots_.size()), workers));
   wanted_ = workers;
-  log(LogSeverity::info, fmt::format("scaling workers={}", workers));
+  log(LogSeverity::info, fmt::format("scaling workers={} from={}{}", workers, from, by.empty() ? "" : " by=" + by));
 }
 
 // ---- reconciliation

@@ -81,16 +81,26 @@ struct ReloadRequested {
   std::optional<int> workers;
   std::optional<RequestId> request;
 };
+// `by`, in the log line: who asked ("SIGTTIN", "control uid=0 pid=4242").
 struct ScaleRequested {  // `scale N`
   int workers = 1;
+  std::string by;
 };
-struct ScaleBy {  // SIGTTIN (+1) and SIGTTOU (-1): relative to the count wanted when handled
+struct ScaleBy {  // `scale +N`/`-N`, SIGTTIN (+1), SIGTTOU (-1): from the count wanted when handled
   int delta = 0;
+  std::string by;
+};
+// `restart SLOT|all`: a slot whose worker is ready gets a new one that takes over once ready, one
+// slot at a time as in a recycle; a slot in backoff, failed or exited starts again now. Either
+// way its restart count, last exit and backoff start afresh.
+struct RestartRequested {
+  std::optional<int> slot;  // nullopt: every slot
+  std::string by;
 };
 struct Tick {};  // the deadline of next_deadline() passed
 
 using Event = std::variant<Start, Spawned, SpawnFailed, Execed, Notified, Exited, Probed, RssSampled,
-                           StopRequested, ReloadRequested, ScaleRequested, ScaleBy, Tick>;
+                           StopRequested, ReloadRequested, ScaleRequested, ScaleBy, RestartRequested, Tick>;
 
 // ---- Actions: what the shell must do, in order.
 struct Spawn {  // with the configuration of id.generation
@@ -190,6 +200,9 @@ class Supervisor {
   // The worker count asked for: the count a reload under way is heading for, else the count of
   // the running generation.
   int workers_wanted() const { return reload_ ? reload_->target : wanted_; }
+
+  // A reload is under way or waiting for the one under way.
+  bool reloading() const { return reload_.has_value() || queued_reload_.has_value(); }
 
   // At most spawn_budget slots are (re)started per spawn_window, the rest in the next windows, so
   // a start or `scale` of thousands leaves the daemon's loop free to answer in between (a window
@@ -298,6 +311,7 @@ class Supervisor {
   void on_event(const ReloadRequested& event, TimePoint now);
   void on_event(const ScaleRequested& event, TimePoint now);
   void on_event(const ScaleBy& event, TimePoint now);
+  void on_event(const RestartRequested& event, TimePoint now);
   void on_event(const Tick&, TimePoint now);
 
   void reconcile(TimePoint now);
@@ -305,7 +319,7 @@ class Supervisor {
   void check_exit();
   void reconcile_shutdown(TimePoint now);
   void report_readiness();
-  void scale_to(int workers);
+  void scale_to(int workers, const std::string& by);
   // supervisor_deadlines.cpp: the one list of deadlines, and acting on those that are due.
   std::vector<Deadline> deadlines() const;
   void act_on_due(TimePoint now);

@@ -7,7 +7,7 @@
 # and where paths may, IFS is a newline.
 # shellcheck disable=SC2207
 
-_clusterd_subcommands='check status reload scale stop'
+_clusterd_subcommands='check status reload scale restart stop ls'
 
 # The options that take a value (in the next word, or after "=").
 _clusterd_value_options='-c --config -w --workers -l --listen --ready --ready-timeout --grace
@@ -80,7 +80,7 @@ _clusterd()
             *)
                 if [[ -z $subcommand && " $_clusterd_subcommands " == *" $word "* ]]; then
                     subcommand=$word
-                elif [[ $subcommand == scale && -z $scale_count ]]; then
+                elif [[ ($subcommand == scale || $subcommand == restart) && -z $scale_count ]]; then
                     scale_count=$word
                 elif [[ -z $subcommand || $subcommand == check ]]; then
                     program=$i
@@ -164,6 +164,16 @@ _clusterd()
                 local IFS=$'\n'
                 COMPREPLY=($(compgen -d -c -- "$cur"))
                 compopt -o filenames
+            fi
+            ;;
+        ls)
+            [[ $cur == -* ]] && COMPREPLY=($(compgen -W '-h --help --json' -- "$cur"))
+            ;;
+        restart)
+            if [[ $cur == -* ]]; then
+                COMPREPLY=($(compgen -W "$_clusterd_client_options" -- "$cur"))
+            else
+                COMPREPLY=($(compgen -W 'all' -- "$cur"))
             fi
             ;;
         *)

@@ -97,7 +97,7 @@ def test_a_worker_whose_waits_cannot_be_seen_is_ready_after_the_minimum_uptime_s
     clusterd = start_clusterd(["-w", "2", "--listen", "127.0.0.1:0", "--set", "ready.min_uptime=500ms", "--",
                                program], tmpdir=tmpdir_short)
     clusterd.wait_for_log(r"worker ready slot=\d+ gen=1 pid=\d+ sign=min_uptime", count=2)
-    warnings = clusterd.matches(r"warning clusterd\[\d+\]: cannot see whether the worker waits for connections slot=\d+ gen=1 "
+    warnings = clusterd.matches(r"warn clusterd\[\d+\]: cannot see whether the worker waits for connections slot=\d+ gen=1 "
                                 r"pid=\d+ reason=\"it uses io_uring, whose waits /proc does not show\"; it counts "
                                 r"as ready after ready.min_uptime=500ms unless it sends READY=1")
     assert len(warnings) == 1, clusterd.log_tail()

@@ -204,7 +204,7 @@ def test_requests_sent_just_before_close_are_carried_out(start_clusterd, tmpdir_
     # Replies to nobody are dropped quietly, and the next client is served.
     assert clusterd.status("--control", path)["workers_wanted"] == 21
     complaints = [line for line in clusterd.log().splitlines()
-                  if harness.log_level(line) in ("warning", "error", "critical")]
+                  if harness.log_level(line) in ("warn", "error", "critical")]
     assert complaints == [], clusterd.log_tail()
 
 
@@ -302,13 +302,14 @@ def test_junk_is_answered_or_cut_off_and_status_still_answers(start_clusterd):
     unknown = RawClient(path)
     unknown.send(b"frobnicate\n")
     assert unknown.line() == {"ok": False, "error": 'unknown request "frobnicate"; expected status, reload, '
-                                                   'scale N or stop'}
+                                                   'scale N|+N|-N, restart SLOT|all or stop'}
     unknown.send(b"scale 5000\nscale x\n")
-    assert unknown.line()["error"] == 'scale: expected a worker count 1-4096, found "5000"'
-    assert unknown.line()["error"] == 'scale: expected a worker count 1-4096, found "x"'
+    expected = "scale: expected a worker count 1-4096, or +N or -N to change it by N, found "
+    assert unknown.line()["error"] == expected + '"5000"'
+    assert unknown.line()["error"] == expected + '"x"'
     unknown.send(b"\x00\xff\xfe binary \x01\n")
     assert unknown.line() == {"ok": False, "error": "request is not plain text; expected status, reload, "
-                                                   "scale N or stop"}
+                                                   "scale N|+N|-N, restart SLOT|all or stop"}
     unknown.send(b"status\n")                       # the same connection still works
     assert unknown.line()["pid"] == clusterd.pid
     unknown.close()
@@ -541,3 +542,107 @@ def test_600_concurrent_status_clients_all_get_answers_at_once(start_clusterd):
     for client in clients:
         client.close()
     assert clusterd.status()["workers_ready"] == 2
+
+
+# ---- restart, scale by N, ls
+
+
+def slot_pids(status):
+    return {w["slot"]: w["pid"] for w in status["workers"] if w["state"] == "ready"}
+
+
+def test_restart_replaces_a_slots_worker_new_one_first_and_all_one_at_a_time(start_clusterd):
+    clusterd = start_http(start_clusterd, 2)
+    clusterd.ready_pids(2)
+    before = slot_pids(clusterd.status())
+    code, out, err = clusterd.control("restart", "1")
+    assert (code, out, err) == (0, "restarting slot 1\n", "")
+    replaced = clusterd.wait_for_log(r"worker recycled slot=1 reason=restart old_pid=(\d+) pid=(\d+)")[0]
+    assert int(replaced.group(1)) == before[1]
+    after = int(replaced.group(2))
+    clusterd.seen_pids.add(after)
+    # The old worker was asked to stop once the new one was ready, and stopped by itself.
+    clusterd.wait_for_log(r"worker stopped slot=1 gen=1 pid=%d status=exit:0 " % before[1])
+    assert slot_pids(clusterd.status()) == {0: before[0], 1: after}
+    assert re.search(r"slot restart requested slot=1 by=control uid=%d pid=\d+" % os.geteuid(), clusterd.log())
+
+    code, out, err = clusterd.control("restart", "all", "--json")
+    assert (code, json.loads(out)) == (0, {"ok": True, "slots": [0, 1]}), err
+    recycled = clusterd.wait_for_log(r"worker recycled slot=(\d) reason=restart", count=3, timeout=20.0)
+    assert [m.group(1) for m in recycled] == ["1", "0", "1"]
+    # One slot at a time: slot 1's new worker was started only after slot 0's had taken over.
+    log = clusterd.log()
+    assert log.index("worker recycled slot=0 reason=restart") < log.rindex("worker recycling slot=1")
+    status = wait_until(lambda: (lambda s: s if len(s["workers"]) == 2 else None)(clusterd.status()),
+                        message="the old workers gone", describe=clusterd.log_tail)
+    assert not set(slot_pids(status).values()) & (set(before.values()) | {after})
+    clusterd.seen_pids.update(slot_pids(status).values())
+
+    code, out, err = clusterd.control("restart", "2")
+    assert (code, out, err) == (1, "", "clusterd: restart: no slot 2; the slots are 0-1\n")
+
+
+def test_restart_ends_a_slots_backoff_and_clears_its_count_and_last_exit(start_clusterd, tmpdir_short):
+    broken = os.path.join(tmpdir_short, "broken")
+    # The worker exits 1 at once while the file `broken` exists: a release with a bad setting.
+    command = ["/bin/sh", "-c", 'test -e "$0" && exit 1; exec "$@"', broken] + HTTP_WORKER
+    clusterd = start_clusterd(["--workers", "2", "--listen", "http=127.0.0.1:0", "--set", "restart.delay=60s",
+                               "--"] + command, tmpdir=tmpdir_short)
+    [first, _] = clusterd.ready_pids(2)
+    open(broken, "w").close()
+    os.kill(first, signal.SIGKILL)
+    # Restarted at once (the first failure of a streak), exits 1, then waits about a minute.
+    status = wait_until(lambda: (lambda s: s if any(w["state"] == "backoff" for w in s["workers"]) else None)(
+        clusterd.status()), 10.0, "a slot in backoff", describe=clusterd.log_tail)
+    [waiting] = [w for w in status["workers"] if w["state"] == "backoff"]
+    assert waiting["restarts"] == 1 and waiting["last_exit"] == {"code": 1}, waiting
+    os.unlink(broken)                                 # the fix
+    code, out, err = clusterd.control("restart", str(waiting["slot"]))
+    assert (code, err) == (0, ""), err
+    assert clusterd.wait_for_log(r"slot restart requested slot=%d was=backoff by=control " % waiting["slot"])
+    ready = clusterd.wait_for_log(r"worker ready slot=%d gen=1 pid=(\d+)" % waiting["slot"], count=2)[-1]
+    clusterd.seen_pids.add(int(ready.group(1)))
+    [entry] = [w for w in clusterd.status()["workers"] if w["slot"] == waiting["slot"]]
+    assert (entry["state"], entry["restarts"], entry["last_exit"]) == ("ready", 0, None), entry
+
+
+def test_scale_by_n_counts_from_the_workers_wanted_and_the_log_names_who_asked(start_clusterd):
+    clusterd = start_http(start_clusterd, 1)
+    clusterd.ready_pids(1)
+    code, out, err = clusterd.control("scale", "+2")
+    assert (code, out, err) == (0, "workers wanted: 3\n", "")
+    clusterd.ready_pids(3)
+    assert re.search(r"scaling workers=3 from=1 by=control uid=%d pid=\d+" % os.geteuid(), clusterd.log())
+    code, out, err = clusterd.control("scale", "-1", "--json")
+    assert (code, json.loads(out)) == (0, {"ok": True, "workers_wanted": 2}), err
+    clusterd.wait_for_log(r"scaling workers=2 from=3 by=control ")
+    code, out, err = clusterd.control("scale", "-2")
+    assert (code, out) == (1, "")
+    assert err == "clusterd: scale: 2 workers now, so -2 would make 0; the count is 1-4096\n"
+    clusterd.signal(signal.SIGTTIN)
+    clusterd.wait_for_log(r"scaling workers=3 from=2 by=SIGTTIN$")
+
+
+@harness.needs_private_runtime
+def test_ls_lists_every_instance_in_the_runtime_directories(start_clusterd, tmpdir_short):
+    runtime = os.path.join(tmpdir_short, "run")
+    os.mkdir(runtime, 0o700)
+    clusterd = start_http(start_clusterd, 2, "--name", "shop", env={"RUNTIME_DIRECTORY": runtime},
+                          private_runtime=True)
+    clusterd.ready_pids(2)
+    # What a killed instance leaves: a socket file nobody listens on.
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(os.path.join(runtime, "gone.sock"))
+    stale.close()
+    code, out, err = clusterd.control("ls", discover=True)
+    assert (code, err) == (0, ""), err
+    lines = out.splitlines()
+    assert re.match(r"NAME +PID +GEN +WORKERS +STATE +SOCKET$", lines[0]), out
+    assert re.match(r"shop +%d +1 +2/2 +running +%s/shop\.sock$" % (clusterd.pid, re.escape(runtime)), lines[2]), out
+    assert re.match(r"- +- +- +- +no answer +%s/gone\.sock \(.*refused.*\)$" % re.escape(runtime), lines[1]), out
+    code, out, err = clusterd.control("ls", "--json", discover=True)
+    listed = {entry["socket"]: entry for entry in json.loads(out)}
+    assert listed[os.path.join(runtime, "shop.sock")] == {
+        "socket": os.path.join(runtime, "shop.sock"), "ok": True, "name": "shop", "pid": clusterd.pid,
+        "generation": 1, "workers_ready": 2, "workers_wanted": 2, "reloading_to": None, "stopping": False}
+    assert listed[os.path.join(runtime, "gone.sock")]["ok"] is False

@@ -297,9 +297,13 @@ def test_readme_shell_use_runs_the_example_worker_and_the_client_commands(start_
 
     code, out, err = clusterd.control("status")
     assert code == 0 and "2/2 workers ready" in out, out + err
-    code, out, err = clusterd.control("scale", "3")
-    assert code == 0, out + err
+    code, out, err = clusterd.control("scale", "+1")
+    assert (code, out) == (0, "workers wanted: 3\n"), out + err
     clusterd.ready_pids(3)
+    code, out, err = clusterd.control("restart", "0")
+    assert (code, out) == (0, "restarting slot 0\n"), out + err
+    restarted = clusterd.wait_for_log(r"worker recycled slot=0 reason=restart old_pid=(\d+) pid=(\d+)")[0]
+    clusterd.seen_pids.add(int(restarted.group(2)))
     code, out, err = clusterd.control("reload")
     assert code == 0, out + err
     status = clusterd.status()

@@ -268,7 +268,7 @@ def migrate_req():
 def test_tcp_migrate_req_warning_exactly_when_it_is_off(start_clusterd, tmpdir_short):
     clusterd, address, port = start_per_slot(start_clusterd, tmpdir_short, 1)
     warnings = clusterd.matches(r"net\.ipv4\.tcp_migrate_req")
-    assert all(harness.log_level(match.string) == "warning" for match in warnings), warnings
+    assert all(harness.log_level(match.string) == "warn" for match in warnings), warnings
     value = migrate_req()
     if value in (None, "0"):
         assert len(warnings) == 1, clusterd.log_tail()

@@ -79,7 +79,7 @@ command = %s
 
     clusterd = start_clusterd(["-c", config], cwd="/")
     [pid] = clusterd.ready_pids(1)
-    clusterd.wait_for_log(r" warning .*%s:3:9: " % re.escape(config) + GROUP_ALONE.pattern)
+    clusterd.wait_for_log(r" warn .*%s:3:9: " % re.escape(config) + GROUP_ALONE.pattern)
     # What the warning says is true: the worker is root with every capability, only its gid changed.
     uids, gids, cap_eff = proc_ids(pid)
     assert uids == ["0"] * 4
@@ -228,7 +228,7 @@ command = %s
     clusterd.ready_pids(1)
     # The harness gives clusterd a regular file as stdout and as stderr.
     pattern = OUTPUT_SHARED % (re.escape(clusterd.stdout_path), re.escape(clusterd.log_path))
-    clusterd.wait_for_log(r" warning .*%s:3:8: " % re.escape(config) + pattern)
+    clusterd.wait_for_log(r" warn .*%s:3:8: " % re.escape(config) + pattern)
     clusterd.signal(signal.SIGHUP)
     clusterd.wait_for_log(r"reload: .*" + pattern)
 

@@ -198,10 +198,34 @@ TEST(CliExitText, HelpShowsTheUsageLines) {
   EXPECT_EQ(exit_of({"-h"}).code, 0);
 }
 
-TEST(CliExitText, HelpOfASubcommand) {
-  const auto exit = exit_of({"scale", "--help"});
-  EXPECT_EQ(exit.code, 0);
-  EXPECT_THAT(exit.text, HasSubstr("the new worker count"));
+TEST(CliExitText, HelpOfASubcommandListsTheOptionsItTakes) {
+  for (const char* command : {"status", "reload", "scale", "restart", "stop"}) {
+    const auto exit = exit_of({command, "--help"});
+    EXPECT_EQ(exit.code, 0);
+    EXPECT_THAT(exit.text, HasSubstr(std::string("Usage: clusterd ") + command));
+    for (const char* option : {"--json", "--name NAME", "--control PATH", "-c,--config FILE"}) {
+      EXPECT_THAT(exit.text, HasSubstr(option)) << command;
+    }
+  }
+  EXPECT_THAT(exit_of({"scale", "--help"}).text, HasSubstr("Sets the worker count to N (1-4096), or changes it by N"));
+  EXPECT_THAT(exit_of({"ls", "--help"}).text, HasSubstr("--json"));
+  EXPECT_THAT(exit_of({"check", "--help"}).text, HasSubstr("--workers"));
+}
+
+TEST(CliUsageError, AMistypedOptionGetsADidYouMean) {
+  EXPECT_EQ(exit_of({"status", "--jsn"}).text, usage_error("--jsn: unknown option; did you mean --json?"));
+  EXPECT_EQ(exit_of({"--workrs", "2", "./srv"}).text, usage_error("--workrs: unknown option; did you mean --workers?"));
+  EXPECT_EQ(exit_of({"--frobnicate", "./srv"}).text, usage_error("--frobnicate: unknown option"));
+}
+
+TEST(CliCommands, RestartAndRelativeScale) {
+  EXPECT_EQ(options({"restart", "2"}).restart_slot, "2");
+  EXPECT_EQ(options({"restart", "all"}).command, Command::restart);
+  EXPECT_EQ(options({"scale", "+2"}).scale_to, "+2");
+  EXPECT_EQ(options({"scale", "-1"}).scale_to, "-1");
+  EXPECT_EQ(options({"ls", "--json"}).command, Command::ls);
+  EXPECT_EQ(exit_of({"restart"}).text, usage_error("restart: expected a slot number 0-4095 or all, found nothing"));
+  EXPECT_EQ(exit_of({"restart", "x"}).text, usage_error("restart: expected a slot number 0-4095 or all, found \"x\""));
 }
 
 // ----- usage errors
@@ -230,7 +254,7 @@ TEST(CliUsageError, ReadyFlagsWithoutTheirValue) {
 
 TEST(CliUsageError, ClientOptionsWithRunOrCheck) {
   EXPECT_EQ(exit_of({"--json", "./srv"}).text,
-            usage_error("--json: only for status, reload, scale and stop"));
+            usage_error("--json: only for status, reload, scale, restart, stop and ls"));
 }
 
 TEST(CliUsageError, ConfigOptionsWithAClientSubcommand) {
@@ -251,12 +275,11 @@ TEST(CliUsageError, StrayArgumentsOfAClientSubcommand) {
 }
 
 TEST(CliUsageError, ScaleWithoutAValidCount) {
-  EXPECT_EQ(exit_of({"scale"}).text, usage_error("scale: expected a worker count 1-4096, found nothing"));
-  EXPECT_EQ(exit_of({"scale", "many"}).text,
-            usage_error("scale: expected a worker count 1-4096, found \"many\""));
-  EXPECT_EQ(exit_of({"scale", "0"}).text, usage_error("scale: expected a worker count 1-4096, found \"0\""));
-  EXPECT_EQ(exit_of({"scale", "4097"}).text,
-            usage_error("scale: expected a worker count 1-4096, found \"4097\""));
+  const std::string expected = "scale: expected a worker count 1-4096, or +N or -N to change it by N, found ";
+  EXPECT_EQ(exit_of({"scale"}).text, usage_error(expected + "nothing"));
+  EXPECT_EQ(exit_of({"scale", "many"}).text, usage_error(expected + "\"many\""));
+  EXPECT_EQ(exit_of({"scale", "0"}).text, usage_error(expected + "\"0\""));
+  EXPECT_EQ(exit_of({"scale", "4097"}).text, usage_error(expected + "\"4097\""));
 }
 
 TEST(CliUsageError, FlagGivenAValue) {

@@ -41,44 +41,71 @@ TEST(ControlRequest, BlanksAndACarriageReturnAreIgnored) {
 
 TEST(ControlRequest, RequestLineRoundTrips) {
   for (const Request& request : {Request{StatusRequest{}}, Request{ReloadRequest{}}, Request{StopRequest{}},
-                                 Request{ScaleRequest{12}}}) {
+                                 Request{ScaleRequest{12}}, Request{ScaleRequest{-2, true}},
+                                 Request{RestartRequest{3}}, Request{RestartRequest{}}}) {
     EXPECT_EQ(parse_request(request_line(request)), request);
   }
   EXPECT_EQ(request_line(ScaleRequest{5}), "scale 5");
 }
 
 TEST(ControlRequest, ScaleOutOfRangeOrNotANumber) {
-  EXPECT_EQ(error_of("scale 0"), "scale: expected a worker count 1-4096, found \"0\"");
-  EXPECT_EQ(error_of("scale 5000"), "scale: expected a worker count 1-4096, found \"5000\"");
-  EXPECT_EQ(error_of("scale x"), "scale: expected a worker count 1-4096, found \"x\"");
-  EXPECT_EQ(error_of("scale -1"), "scale: expected a worker count 1-4096, found \"-1\"");
-  EXPECT_EQ(error_of("scale 3.5"), "scale: expected a worker count 1-4096, found \"3.5\"");
-  EXPECT_EQ(error_of("scale 99999999999999999999"),
-            "scale: expected a worker count 1-4096, found \"99999999999999999999\"");
-  EXPECT_EQ(error_of("scale"), "scale: expected a worker count 1-4096, found nothing");
-  EXPECT_EQ(error_of("scale 3 4"), "scale: expected a worker count 1-4096, found \"3 4\"");
+  const std::string expected = "scale: expected a worker count 1-4096, or +N or -N to change it by N, found ";
+  EXPECT_EQ(error_of("scale 0"), expected + "\"0\"");
+  EXPECT_EQ(error_of("scale 5000"), expected + "\"5000\"");
+  EXPECT_EQ(error_of("scale x"), expected + "\"x\"");
+  EXPECT_EQ(error_of("scale -0"), expected + "\"-0\"");
+  EXPECT_EQ(error_of("scale +"), expected + "\"+\"");
+  EXPECT_EQ(error_of("scale +-1"), expected + "\"+-1\"");
+  EXPECT_EQ(error_of("scale 3.5"), expected + "\"3.5\"");
+  EXPECT_EQ(error_of("scale 99999999999999999999"), expected + "\"99999999999999999999\"");
+  EXPECT_EQ(error_of("scale"), expected + "nothing");
+  EXPECT_EQ(error_of("scale 3 4"), expected + "\"3 4\"");
+}
+
+TEST(ControlRequest, ScaleByN) {
+  EXPECT_EQ(parse_request("scale +2"), Request{(ScaleRequest{2, true})});
+  EXPECT_EQ(parse_request("scale -1"), Request{(ScaleRequest{-1, true})});
+  EXPECT_EQ(parse_request("scale -4096"), Request{(ScaleRequest{-4096, true})});
+  EXPECT_EQ(request_line(ScaleRequest{-3, true}), "scale -3");
+  EXPECT_EQ(request_line(ScaleRequest{3, true}), "scale +3");
+}
+
+TEST(ControlRequest, RestartASlotOrAll) {
+  EXPECT_EQ(parse_request("restart 0"), Request{RestartRequest{0}});
+  EXPECT_EQ(parse_request("restart 4095"), Request{RestartRequest{4095}});
+  EXPECT_EQ(parse_request("restart all"), Request{RestartRequest{}});
+  EXPECT_EQ(request_line(RestartRequest{7}), "restart 7");
+  EXPECT_EQ(request_line(RestartRequest{}), "restart all");
+  const std::string expected = "restart: expected a slot number 0-4095 or all, found ";
+  EXPECT_EQ(error_of("restart"), expected + "nothing");
+  EXPECT_EQ(error_of("restart 4096"), expected + "\"4096\"");
+  EXPECT_EQ(error_of("restart 01"), expected + "\"01\"");
+  EXPECT_EQ(error_of("restart -1"), expected + "\"-1\"");
+  EXPECT_EQ(error_of("restart ALL"), expected + "\"ALL\"");
+  EXPECT_EQ(error_of("restart 1 2"), expected + "\"1 2\"");
+  EXPECT_EQ(restart_reply({0, 1}), R"({"ok":true,"slots":[0,1]})");
 }
 
 TEST(ControlRequest, UnknownWordsAndArguments) {
-  EXPECT_EQ(error_of("frob"), "unknown request \"frob\"; expected status, reload, scale N or stop");
-  EXPECT_EQ(error_of("STATUS"), "unknown request \"STATUS\"; expected status, reload, scale N or stop");
+  EXPECT_EQ(error_of("frob"), "unknown request \"frob\"; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
+  EXPECT_EQ(error_of("STATUS"), "unknown request \"STATUS\"; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
   EXPECT_EQ(error_of("status now"), "status takes no argument, found \"now\"");
   EXPECT_EQ(error_of("stop 1"), "stop takes no argument, found \"1\"");
-  EXPECT_EQ(error_of(""), "empty request; expected status, reload, scale N or stop");
-  EXPECT_EQ(error_of("   \t"), "empty request; expected status, reload, scale N or stop");
+  EXPECT_EQ(error_of(""), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
+  EXPECT_EQ(error_of("   \t"), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
 }
 
 TEST(ControlRequest, AnUnknownLongWordIsShownCut) {
   const std::string word(100, 'a');
   EXPECT_EQ(error_of(word), "unknown request \"" + std::string(40, 'a') +
-                                "...\"; expected status, reload, scale N or stop");
+                                "...\"; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
 }
 
 TEST(ControlRequest, BinaryIsNeverEchoed) {
   const std::string binary("sta\0tus\xff\x01", 9);
-  EXPECT_EQ(error_of(binary), "request is not plain text; expected status, reload, scale N or stop");
-  EXPECT_EQ(error_of("st\x1b[2Jatus"), "request is not plain text; expected status, reload, scale N or stop");
-  EXPECT_EQ(error_of("statüs"), "request is not plain text; expected status, reload, scale N or stop");
+  EXPECT_EQ(error_of(binary), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
+  EXPECT_EQ(error_of("st\x1b[2Jatus"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
+  EXPECT_EQ(error_of("statüs"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
 }
 
 TEST(ControlRequest, LongerThan4KiB) {

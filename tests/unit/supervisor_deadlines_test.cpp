@@ -69,7 +69,7 @@ TEST(Deadlines, ThousandsOfSlotsStartABudgetPerWindow) {
   Driver driver(exec_config(), 1);
   driver.send(Start{});
   driver.now += 1s;
-  const auto first = effects(driver.send(ScaleRequested{100}));
+  const auto first = effects(driver.send(ScaleRequested{100, "operator"}));
   EXPECT_EQ(first.size(), static_cast<std::size_t>(Supervisor::spawn_budget));
   EXPECT_EQ(driver.supervisor().next_deadline(), driver.now + Supervisor::spawn_window);
   int spawned = 1 + static_cast<int>(first.size());

@@ -157,14 +157,14 @@ class RandomRun {
       if (!stopping_) {
         expected_wanted_ = std::clamp(pick(1, 6), 1, 4096);
       }
-      return ScaleRequested{expected_wanted_};
+      return ScaleRequested{expected_wanted_, "operator"};
     }
     if (roll < 98) {
       const int delta = chance(0.5) ? 1 : -1;
       if (!stopping_) {
         expected_wanted_ = std::clamp(supervisor_->workers_wanted() + delta, 1, 4096);
       }
-      return ScaleBy{delta};
+      return ScaleBy{delta, "operator"};
     }
     stopping_ = true;
     return StopRequested{chance(0.3)};

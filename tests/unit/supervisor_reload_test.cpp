@@ -89,7 +89,7 @@ TEST(Reload, ScaleDuringAReloadLastsWhenTheReloadIsAbandoned) {
   Driver driver(notify_config(), 2);
   driver.start_ready();
   driver.reload(std::nullopt);
-  driver.send(ScaleRequested{3});
+  driver.send(ScaleRequested{3, "operator"});
   EXPECT_EQ(driver.supervisor().workers_wanted(), 3);
   driver.exit(driver.spawned[2], ExitCode{1});  // the first replacement fails: abandoned
   EXPECT_EQ(driver.supervisor().workers_wanted(), 3);
@@ -113,7 +113,7 @@ TEST(Reload, ScaleWhileAReloadIsQueuedIsNotUndoneByIt) {
   driver.start_ready();
   driver.reload(std::nullopt, 1);
   driver.reload(std::nullopt, 2);  // queued, count unchanged
-  driver.send(ScaleBy{+1});
+  driver.send(ScaleBy{+1, "operator"});
   driver.ready(driver.spawned[1]);
   driver.exit(driver.spawned[0]);  // first reload done, the queued one starts
   EXPECT_EQ(driver.supervisor().workers_wanted(), 2);

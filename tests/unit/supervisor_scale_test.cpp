@@ -17,8 +17,8 @@ using ::testing::Not;
 TEST(Scale, ScalingUpStartsNewSlotsAndDownStopsTheHighest) {
   Driver driver(notify_config(), 1);
   driver.start_ready();
-  EXPECT_THAT(effects(driver.send(ScaleRequested{3})), ElementsAre("spawn 1/1", "spawn 2/1"));
-  EXPECT_THAT(effects(driver.send(ScaleRequested{1})), ElementsAre("signal 1/1 15", "signal 2/1 15"));
+  EXPECT_THAT(effects(driver.send(ScaleRequested{3, "operator"})), ElementsAre("spawn 1/1", "spawn 2/1"));
+  EXPECT_THAT(effects(driver.send(ScaleRequested{1, "operator"})), ElementsAre("signal 1/1 15", "signal 2/1 15"));
   driver.exit(driver.spawned[1]);
   driver.exit(driver.spawned[2]);
   EXPECT_EQ(driver.supervisor().status(driver.now).slots.size(), 1u);
@@ -27,10 +27,10 @@ TEST(Scale, ScalingUpStartsNewSlotsAndDownStopsTheHighest) {
 TEST(Scale, TwoRelativeScalesHandledInARowAddTwo) {
   Driver driver(notify_config(), 1);
   driver.start_ready();
-  driver.send(ScaleBy{+1});
-  driver.send(ScaleBy{+1});
+  driver.send(ScaleBy{+1, "operator"});
+  driver.send(ScaleBy{+1, "operator"});
   EXPECT_EQ(driver.supervisor().workers_wanted(), 3);
-  driver.send(ScaleBy{-5});
+  driver.send(ScaleBy{-5, "operator"});
   EXPECT_EQ(driver.supervisor().workers_wanted(), 1);  // never below one
 }
 
