@@ -111,6 +111,8 @@ def expected_layout(bindir, mandir, docdir, completiondir, unitdir, sysconfdir):
         os.path.join(completiondir, "clusterd"),
         os.path.join(unitdir, "clusterd.service"),
         os.path.join(unitdir, "clusterd.socket"),
+        os.path.join(unitdir, "clusterd@.service"),
+        os.path.join(unitdir, "clusterd@.socket"),
         os.path.join(sysconfdir, "clusterd", "clusterd.toml"),
     }
     return files | {os.path.join(docdir, name) for name in DOCS}
@@ -146,6 +148,12 @@ def check_installed_files(tree, destdir, prefix, layout, sysconfdir):
     conf = "%s/clusterd/clusterd.toml" % sysconfdir
     assert "\nExecStart=%s/bin/clusterd -c %s\n" % (prefix, conf) in service
     assert "\nExecStartPre=%s/bin/clusterd check -c %s\n" % (prefix, conf) in service
+    assert read(on_disk["clusterd@.socket"]) == read(os.path.join(SOURCE, "packaging", "systemd",
+                                                                  "clusterd@.socket"))
+    template = read(on_disk["clusterd@.service"])
+    instance = "-c %s/clusterd/%%i.toml --control /run/clusterd/%%i.sock\n" % sysconfdir
+    assert "\nExecStart=%s/bin/clusterd %s" % (prefix, instance) in template
+    assert "\nExecStartPre=%s/bin/clusterd check %s" % (prefix, instance) in template
 
 
 def test_cmake_install_into_a_prefix_puts_every_file_under_it(tmp):
@@ -500,7 +508,8 @@ def test_deb_maintainer_scripts_tell_the_running_systemd_and_no_other(deb, tmp):
     assert calls("postinst", "configure", "0.0.1-1") == reload_units
     assert calls("prerm", "upgrade", "9.9.9-1") == []        # a running clusterd keeps running
     assert calls("postrm", "upgrade", "9.9.9-1") == []
-    assert calls("prerm", "remove") == ["--system stop clusterd.service clusterd.socket"]
+    assert calls("prerm", "remove") == ["--system stop clusterd.service clusterd.socket clusterd@*.service "
+                                        "clusterd@*.socket"]
     assert calls("postrm", "remove") == reload_units
     assert calls("postrm", "purge") == reload_units
 
@@ -789,7 +798,9 @@ def test_installed_units_pass_systemd_analyze_verify(tmp):
     prefix = os.path.join(tmp, "prefix")
     cmake_install(prefix)
     unitdir = os.path.join(prefix, "lib", "systemd", "system")
-    units = [os.path.join(unitdir, name) for name in ("clusterd.service", "clusterd.socket")]
+    # The template units as two instances of them would be (verify needs an instance name).
+    units = [os.path.join(unitdir, name) for name in ("clusterd.service", "clusterd.socket",
+                                                      "clusterd@shop.service", "clusterd@shop.socket")]
     # man finds the installed clusterd(1) ahead of its usual places (the trailing ":").
     env = dict(os.environ, MANPATH=os.path.join(prefix, "share", "man") + ":")
     result = subprocess.run([analyze, "verify"] + units, capture_output=True, text=True, env=env,

@@ -262,3 +262,15 @@ def _try_get(clusterd):
               "sys.stdout.write(c.getresponse().read().decode())\n")
     result = in_namespaces(clusterd, [PYTHON, "-c", script])
     return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def test_the_template_unit_has_the_same_sandbox_as_the_unit():
+    """clusterd@.service repeats clusterd.service's hardening (systemd has no include): every line
+    from "# ---- Hardening." on is the same, so the two cannot drift apart."""
+    def sandbox(path):
+        with open(path) as f:
+            text = f.read()
+        return text[text.index("# ---- Hardening."):].replace("clusterd@INSTANCE", "clusterd")
+
+    template = os.path.join(os.path.dirname(UNIT), "clusterd@.service")
+    assert sandbox(template) == sandbox(UNIT)
