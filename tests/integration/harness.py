@@ -108,6 +108,15 @@ class Load:
         return self.answered, self.failed
 
 
+def dropped_in_hand(failure):
+    """True for a failure of Load that is a connection the server took and then closed without an
+    answer (a reset, or an end before any reply): what a server that does not drain the
+    connections it has accepted but not yet read does when it stops (uvicorn, daphne). A refused
+    connection, a timeout or a wrong answer is not one."""
+    return failure == "" or failure.startswith(("ConnectionResetError(", "RemoteDisconnected(",
+                                                "ConnectionError('closed before"))
+
+
 def split_host_port(address):
     host, _, port = address.rpartition(":")
     host = host.strip("[]")

@@ -19,7 +19,7 @@ import threading
 import pytest
 
 import harness
-from harness import Load, http_get, pid_gone, run_clusterd, socket_inodes, wait_until
+from harness import Load, dropped_in_hand, http_get, pid_gone, run_clusterd, socket_inodes, wait_until
 
 EXAMPLES = os.path.join(harness.SOURCE_DIR, "examples")
 # Debian's programs, as a user of these examples has them: /usr/bin/python3 with gunicorn and
@@ -386,7 +386,7 @@ def test_example_reloads_under_load_without_a_failed_request(start_clusterd, bui
                                    "--listen", "http=127.0.0.1:0"], cwd=workdir(build_dir), env=RUN_ENV)
         address = clusterd.address("http")
     clusterd.ready_pids(2, timeout=20.0)
-    load = Load(address, lambda a: http_get(a, timeout=10.0), limit=5000,
+    load = Load(address, lambda a: http_get(a, timeout=10.0), limit=100000,
                 accept=lambda text: HELLO.match(text) is not None)
     wait_until(lambda: load.answered >= 10, 20.0, "the load running", describe=clusterd.log_tail)
     for generation in (2, 3):
@@ -395,7 +395,10 @@ def test_example_reloads_under_load_without_a_failed_request(start_clusterd, bui
         assert clusterd.status()["generation"] == generation
     wait_until(lambda: load.answered >= 20, 20.0, "answers after the reloads")
     answered, failed = load.stop()
-    assert failed == [], "%d of %d requests failed: %s" % (len(failed), answered + len(failed), failed[:3])
+    # uvicorn closes a connection it accepted but had not read yet when it stops (uvicorn's issue
+    # 2757; docs/servers.md): for it, a drop of that kind is the server's, anything else clusterd's.
+    wrong = [f for f in failed if not dropped_in_hand(f)] if name == "python-uvicorn" else failed
+    assert wrong == [], "%d of %d requests failed: %s" % (len(failed), answered + len(failed), failed[:3])
     clusterd.signal(signal.SIGTERM)
     assert clusterd.wait_exit(timeout=30.0) == 0, clusterd.log_tail()
     assert "did not stop within grace" not in clusterd.log()

@@ -69,12 +69,12 @@ def test_sigusr1_reopens_the_log_file_that_logrotate_moved_away(start_clusterd):
     # The new file starts with the reopening and has everything after it...
     assert new[0] == "log file reopened path=%s" % path
     assert harness.log_level(read_lines(path)[0]) == "info"
-    assert "scaling workers=1" in new and new[-1] == "stopped code=0"
+    assert [m for m in new if m.startswith("scaling workers=1 from=3 by=control ")] and new[-1] == "stopped code=0"
     assert not [m for m in new if m.startswith(("started name=", "scaling workers=3"))]
     # ...and the moved one kept everything before it, the lines between move and signal included.
     assert [m for m in old if m.startswith("started name=sleep pid=%d " % clusterd.pid)]
-    assert "scaling workers=3" in old
-    assert not [m for m in old if "reopen" in m or m in ("scaling workers=1", "stopped code=0")]
+    assert [m for m in old if m.startswith("scaling workers=3 ")]
+    assert not [m for m in old if "reopen" in m or m.startswith("scaling workers=1 ") or m == "stopped code=0"]
 
 
 def test_sigusr1_without_a_log_file_changes_nothing(start_clusterd):
@@ -84,7 +84,7 @@ def test_sigusr1_without_a_log_file_changes_nothing(start_clusterd):
     # The signalfd hands out pending signals lowest number first, so once SIGTTIN (21) has been
     # acted on, SIGUSR1 (10), sent before it, has been too.
     clusterd.signal(signal.SIGTTIN)
-    clusterd.wait_for_log(r"scaling workers=2$")
+    clusterd.wait_for_log(r"scaling workers=2 from=1 by=SIGTTIN$")
     clusterd.ready_pids(2)
     # Not forwarded: sleep would have died of it (its default action).
     assert harness.pid_alive(pid)
