@@ -79,10 +79,6 @@ std::string help_of(Command command) {
   return {};
 }
 
-// Every option, for "did you mean" after an unknown one.
-constexpr std::array<std::string_view, 16> option_names{
-    "--config", "--name",   "--workers",   "--listen", "--ready",   "--ready-timeout", "--grace", "--stop-signal",
-    "--output", "--log-level", "--log-file", "--set", "--control", "--json", "--help", "--version"};
 
 // CLI11's own usage line ("clusterd [OPTIONS] [SUBCOMMAND]") cannot say that PROGRAM ends the
 // options, which is the one thing a user of a supervisor must know; the lines above replace it.
@@ -132,6 +128,8 @@ struct Parsed {
   // Which options were given, to refuse those the chosen command does not use.
   std::vector<std::string> config_flags_given;
   std::vector<std::string> client_flags_given;
+  // Every long option the command line knows, for "did you mean" after an unknown one.
+  std::vector<std::string> long_options;
 };
 
 // One CLI11 pass over `args`. prefix_command(): the first argument that is neither an option nor
@@ -263,6 +261,11 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
     }
   }
   parsed.rest = app.remaining(true);
+  for (const CLI::Option* option : app.get_options()) {
+    for (const std::string& name : option->get_lnames()) {
+      parsed.long_options.push_back("--" + name);
+    }
+  }
   for (const auto* option : config_options) {
     if (option->count() > 0) {
       parsed.config_flags_given.push_back(option->get_name());
@@ -297,9 +300,9 @@ const char* command_name(Command command) {
 }
 
 // "--jsn: unknown option; did you mean --json?"
-CliExit unknown_option(const std::string& option) {
+CliExit unknown_option(const std::string& option, const std::vector<std::string>& long_options) {
   std::string message = option + ": unknown option";
-  const std::vector<std::string_view> names(option_names.begin(), option_names.end());
+  const std::vector<std::string_view> names(long_options.begin(), long_options.end());
   if (const auto best = option.starts_with("--") ? closest_word(option, names) : std::nullopt) {
     message += "; did you mean " + std::string(*best) + "?";
   }
@@ -316,7 +319,7 @@ std::optional<CliExit> check_fits(const Parsed& parsed, bool after_marker) {
     // With prefix_command() CLI11 leaves an unknown option in remaining() instead of failing; one
     // that stands before PROGRAM was meant for clusterd.
     if (!after_marker && first.size() > 1 && first.front() == '-') {
-      return unknown_option(first.substr(0, first.find('=')));
+      return unknown_option(first.substr(0, first.find('=')), parsed.long_options);
     }
     if (client) {
       return usage_error(std::string(command_name(options.command)) + ": unexpected argument \"" + first +
