@@ -23,10 +23,12 @@ def index_of(lines, pattern):
 
 
 def test_worker_over_max_rss_is_replaced_without_a_failed_request(start_clusterd, tmpdir_short):
-    # The first worker to create the --once file grows by 100 MiB once it is ready; the others,
-    # and its replacement, stay small (a Python worker is ~20 MiB).
+    # The first worker to create the --once file grows by 100 MiB once the test opens the --grow-when
+    # gate (when the load has reached both workers); the other, and its replacement, stay small (a
+    # Python worker is ~20 MiB).
+    grow = os.path.join(tmpdir_short, "grow")
     command = [PYTHON, worker("notify_worker.py"), "--ready-after", "0.3", "--grow-rss", "100",
-               "--once", os.path.join(tmpdir_short, "once")]
+               "--grow-when", grow, "--once", os.path.join(tmpdir_short, "once")]
     config = write_config(tmpdir_short, workers=2, command=command, extra=(
         '\n[ready]\nmode = "notify"\n'
         '\n[recycle]\nmax_rss = "64MiB"\ncheck_interval = "200ms"\n'))
@@ -36,6 +38,9 @@ def test_worker_over_max_rss_is_replaced_without_a_failed_request(start_clusterd
     clusterd.seen_pids.update(first.values())
     clients = start_load(address)
     try:
+        wait_until(lambda: {a[1] for c in clients for a in c.answers} >= set(first.values()), 15.0,
+                   "the load answered by both workers", describe=clusterd.log_tail)
+        open(grow, "w").close()
         [over] = clusterd.wait_for_log(r"worker over recycle\.max_rss slot=(\d+) gen=1 pid=(\d+) "
                                        r"rss=(\d+) max_rss=(\d+)")
         slot, big = int(over.group(1)), int(over.group(2))

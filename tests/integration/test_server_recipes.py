@@ -204,7 +204,7 @@ def php_fpm(workdir, port):
 RECIPES = [
     pytest.param(gunicorn_flask, False, http_hello, http_ok, True, id="gunicorn-flask"),
     pytest.param(uvicorn, False, http_hello, http_ok, False, id="uvicorn"),
-    pytest.param(hypercorn, False, http_hello, http_ok, True, id="hypercorn"),
+    pytest.param(hypercorn, False, http_hello, http_ok, False, id="hypercorn"),
     pytest.param(daphne, False, http_hello, http_ok, False, id="daphne"),
     pytest.param(uwsgi, False, http_hello, http_ok, False, id="uwsgi"),
     pytest.param(puma, False, http_hello, http_ok, True, id="puma"),

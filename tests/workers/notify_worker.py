@@ -18,6 +18,7 @@ Options:
   --watchdog-every SECS      once ready, send WATCHDOG=1 every SECS
   --stop-watchdog-after SECS ...and stop sending it SECS after READY=1
   --grow-rss MB              once ready, allocate and touch MB MiB of memory (VmRSS grows)
+  --grow-when FILE           ...not once ready but once FILE exists (a gate the test opens)
   --once FILE                --stop-watchdog-after and --grow-rss apply only to the first worker
                              that creates FILE (its replacements behave)
   --report DIR               write DIR/notify-<pid>.json (atomically, updated on each event): pid,
@@ -117,8 +118,12 @@ def become_ready(special):
     if OPTIONS.trigger_after is not None:
         threading.Timer(OPTIONS.trigger_after, lambda: notify("WATCHDOG=trigger")).start()
     if OPTIONS.grow_rss and special:
-        MEMORY.append(b"x" * (OPTIONS.grow_rss << 20))   # bytes() writes every page
-        report(grown_mib=OPTIONS.grow_rss)
+        def grow():
+            if OPTIONS.grow_when:
+                wait_for_file(OPTIONS.grow_when)
+            MEMORY.append(b"x" * (OPTIONS.grow_rss << 20))   # bytes() writes every page
+            report(grown_mib=OPTIONS.grow_rss)
+        threading.Thread(target=grow, daemon=True).start()
 
 
 def main():
@@ -137,6 +142,7 @@ def main():
     parser.add_argument("--watchdog-every", type=float)
     parser.add_argument("--stop-watchdog-after", type=float)
     parser.add_argument("--grow-rss", type=int)
+    parser.add_argument("--grow-when")
     parser.add_argument("--once")
     parser.add_argument("--report")
     OPTIONS = parser.parse_args()
