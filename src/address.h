@@ -28,7 +28,9 @@ struct Address {
 // `expected a port 0-65535, found "99999"`.
 tl::expected<Address, std::string> parse_address(std::string_view text);
 
-// `127.0.0.1:8000`, `[::1]:8000`, `[::]:8000`, `unix:/run/app.sock`: what parse_address reads back.
+// `127.0.0.1:8000`, `[::1]:8000`, `[::]:8000`, `unix:/run/app.sock`: what parse_address reads back,
+// the same address (a dual-stack `:8000` is shown as bound, `[::]:8000`, which reads back without
+// its IPv4 fallback: config_toml.cpp writes `:8000` for it).
 std::string format_address(const Address& address);
 
 }  // namespace clusterd

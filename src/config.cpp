@@ -18,7 +18,7 @@
 #include <limits>
 #include <utility>
 
-#include <toml++/toml.h>
+#include "toml_library.h"
 
 #include "config_file.h"
 #include "config_format.h"
@@ -445,6 +445,11 @@ tl::expected<Config, Diagnostics> build_config(const std::optional<ConfigText>& 
       const auto column = static_cast<int>(error.source().begin.column);
       return tl::unexpected(Diagnostics{Diagnostic{
           file->path, line, column, "", plain_syntax_error(error.description(), file->text, line, column)}});
+    } catch (const TomlCheckFailed& error) {
+      return tl::unexpected(Diagnostics{Diagnostic{
+          file->path, 0, 0, "",
+          std::string("not valid TOML: the TOML reader failed its check ") + error.what() +
+              "; look for a stray or unbalanced bracket, quote or non-ASCII character"}});
     }
   }
   Reporter report(file ? file->path : std::string());

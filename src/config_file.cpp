@@ -67,8 +67,8 @@ tl::expected<std::string, std::string> read_config_file(const std::string& path,
     }
     // O_NONBLOCK: a FIFO planted by a trusted user must not hang a reload; it is refused below
     // as "not a regular file" once opened. It changes nothing for a regular file.
-    Fd file(retry_on_eintr([&] {
-      return ::openat(parent->get(), name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    Fd file(retry_on_eintr([&, leaf = name.c_str()] {
+      return ::openat(parent->get(), leaf, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     }));
     if (!file) {
       const int error = errno;

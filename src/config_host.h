@@ -6,7 +6,7 @@
 // Internal to the config module (config*.cpp); the public API is config.h.
 #pragma once
 
-#include <toml++/toml.h>
+#include "toml_library.h"
 
 #include "config.h"
 #include "config_report.h"

@@ -9,7 +9,7 @@
 // keeps its default, so the other keys can still be checked against something sensible.
 #pragma once
 
-#include <toml++/toml.h>
+#include "toml_library.h"
 
 #include "config.h"
 #include "config_reader.h"

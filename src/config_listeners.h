@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include <toml++/toml.h>
+#include "toml_library.h"
 
 #include "config.h"
 #include "config_paths.h"

@@ -22,6 +22,8 @@ std::optional<toml::table> parse_snippet(const std::string& document, const std:
     return toml::parse(std::string_view{document}, std::string_view{origin});
   } catch (const toml::parse_error&) {
     return std::nullopt;
+  } catch (const TomlCheckFailed&) {
+    return std::nullopt;
   }
 }
 

@@ -11,7 +11,7 @@
 // merged here: it need not be UTF-8, so it never goes through TOML (config.cpp takes it as is).
 #pragma once
 
-#include <toml++/toml.h>
+#include "toml_library.h"
 
 #include "config.h"
 #include "config_report.h"

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include <toml++/toml.h>
+#include "toml_library.h"
 
 #include "config_report.h"
 

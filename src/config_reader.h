@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include <toml++/toml.h>
+#include "toml_library.h"
 
 #include "config_report.h"
 #include "duration.h"

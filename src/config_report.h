@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include <toml++/toml.h>
+#include "toml_library.h"
 
 #include "config.h"
 

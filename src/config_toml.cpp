@@ -65,7 +65,10 @@ std::string to_toml(const Config& config) {
   for (const auto& listener : config.listeners) {
     out += "\n[[listen]]\n";
     line("name", quote(listener.name));
-    line("address", quote(format_address(listener.address)));
+    // `:PORT` stays `:PORT`: written as bound ("[::]:PORT") it would lose the IPv4 fallback on a
+    // host without IPv6 when read back.
+    const auto& address = listener.address;
+    line("address", quote(address.any_dual_stack ? ":" + std::to_string(address.port) : format_address(address)));
     line("backlog", std::to_string(listener.backlog));
     if (listener.address.family == AddressFamily::unix_path) {
       line("mode", quote(format_mode(listener.mode)));

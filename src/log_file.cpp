@@ -60,8 +60,8 @@ tl::expected<Fd, std::string> open_log_file(const std::string& path, uid_t euid)
   // O_NOFOLLOW: a symbolic link at the name fails with ELOOP instead of being followed.
   // O_NONBLOCK: a FIFO at the name must not block the event loop; it is refused below as "not a
   // regular file". 0644: others may read the log, never write it, whatever the umask.
-  Fd file(retry_on_eintr([&] {
-    return ::openat(parent->get(), name.c_str(),
+  Fd file(retry_on_eintr([&, leaf = name.c_str()] {
+    return ::openat(parent->get(), leaf,
                     O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0644);
   }));
   struct stat status {};

@@ -346,6 +346,7 @@ def test_errors_and_replies_that_are_not_replies_are_shown_escaped(tmpdir_short,
 
 MALFORMED = [
     '{"ok":true,"stopping":"yes","workers_ready":"2","workers_wanted":[1]}',
+    '{"ok":true,"stopping":0}',   # found by tests/fuzz's control target: once an abort (exit 134)
     '{"ok":true,"workers":[1,"x",null,[],{"last_exit":"code"},{"last_exit":{"code":{"a":1}}}]}',
     '{"ok":true,"workers":{"slot":0},"listeners":"http"}',
     '{"ok":true,"listeners":[1,null,{"fd":"3","reuseport":"per-slot","sockets":{}}]}',
@@ -370,7 +371,8 @@ MALFORMED = [
 def test_a_malformed_reply_ends_the_client_with_0_1_or_2(tmpdir_short, fake_servers, reply):
     path = os.path.join(tmpdir_short, "shop.sock")
     fake_servers(path, {"*": reply})
-    for request in (["status"], ["status", "--json"], ["reload"], ["scale", "2"], ["stop"]):
+    for request in (["status"], ["status", "--json"], ["reload"], ["scale", "2"], ["scale", "+1"],
+                    ["restart", "all"], ["stop"]):
         code, out, err = client(*request, "--control", path)
         assert code in (0, 1, 2), (request, code, err)
         assert not raw_unsafe(out + err), (request, out, err)

@@ -54,6 +54,26 @@ TEST(ConfigErrors, UnclosedTableHeaderIsASyntaxError) {
               ElementsAre("c.toml:1:9: unterminated section header: write it as [name] (or [[listen]]) on one line"));
 }
 
+// toml++ 3.3.0 reaches __builtin_unreachable on a non-ASCII character where whitespace may stand
+// (undefined behaviour: UBSan stops the sanitizer build here without toml_library.h's hooks).
+TEST(ConfigErrors, NonAsciiAfterABareKeyIsASyntaxErrorNotUndefinedBehaviour) {
+  EXPECT_THAT(errors("x\xc2\xa1"), ElementsAre("c.toml:1:2: syntax error in key-value pair: expected '=', saw '\xc2\xa1'"));
+  ConfigOverrides overrides;
+  overrides.workers = "x\xc2\xa1";
+  const auto flagged = errors_of_flags(overrides);
+  ASSERT_EQ(flagged.size(), 1U);
+  EXPECT_THAT(flagged[0], ::testing::StartsWith("--workers: "));
+}
+
+// `[)` breaks a precondition toml++ asserts (an abort with asserts on, an assumption the compiler
+// may exploit with NDEBUG): here a check that fails as an error in the file.
+TEST(ConfigErrors, ABracketThenAParenthesisIsAnErrorNotAnAbort) {
+  const auto found = errors("[)");
+  ASSERT_EQ(found.size(), 1U);
+  EXPECT_THAT(found[0], ::testing::StartsWith("c.toml: not valid TOML: the TOML reader failed its check `"));
+  EXPECT_THAT(found[0], ::testing::HasSubstr("is_bare_key_character"));
+}
+
 TEST(ConfigErrors, UnknownKeySuggestsTheCloseOne) {
   EXPECT_THAT(errors(with_command("worker = 4\n")),
               ElementsAre("c.toml:2:1: worker: unknown key \"worker\"; did you mean \"workers\"?"));
@@ -1093,7 +1113,7 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
             "inherit_env = true\n"
             "\n[[listen]]\n"
             "name = \"fd3\"\n"
-            "address = \"[::]:80\"\n"
+            "address = \":80\"\n"
             "backlog = 4096\n"
             "ipv6_only = false\n"
             "reuseport = \"shared\"\n"

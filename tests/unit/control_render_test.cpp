@@ -143,6 +143,7 @@ TEST(ControlRender, EveryFieldIsShownEscaped) {
 TEST(ControlRender, WrongTypesNeverThrow) {
   const char* replies[] = {
       R"({"ok":true,"stopping":"yes","workers_ready":"2","workers_wanted":[1]})",
+      R"({"ok":true,"stopping":0})",  // found by tests/fuzz's control target: once a type_error
       R"({"ok":true,"workers":[1,"x",null,[],{"last_exit":"code"},{"last_exit":{"code":{"a":1}}}]})",
       R"({"ok":true,"workers":{"slot":0},"listeners":"http"})",
       R"({"ok":true,"listeners":[1,null,{"fd":"3","reuseport":"per-slot","sockets":{}}]})",
@@ -154,11 +155,11 @@ TEST(ControlRender, WrongTypesNeverThrow) {
     const Json reply = Json::parse(text);
     EXPECT_NO_THROW(render_status(reply)) << text;
     for (const Request& request : {Request{StatusRequest{}}, Request{ReloadRequest{}}, Request{ScaleRequest{2}},
-                                   Request{StopRequest{}}}) {
+                                   Request{RestartRequest{}}, Request{StopRequest{}}}) {
       EXPECT_NO_THROW(render_reply(request, reply)) << text;
     }
   }
-  EXPECT_THAT(render_status(Json::parse(replies[4])), HasSubstr("{\"x\":\"\\u001b\"}"));
+  EXPECT_THAT(render_status(Json::parse(replies[5])), HasSubstr("{\"x\":\"\\u001b\"}"));
   EXPECT_NO_THROW(render_status(Json::array()));
   EXPECT_NO_THROW(render_status(Json(nullptr)));
 }

@@ -101,6 +101,47 @@ TEST(LineSplitter, EmptyLinesAreKept) {
   EXPECT_THAT(out.lines, ElementsAre("", "", "x"));
 }
 
+// The lines of `stream` fed in reads cut where `cuts` (a bit per gap between bytes) says.
+std::vector<std::string> lines_when_cut(std::size_t max_line, const std::string& stream, unsigned cuts) {
+  LineSplitter splitter(max_line);
+  Collect out;
+  std::size_t start = 0;
+  for (std::size_t gap = 1; gap <= stream.size(); ++gap) {
+    if (gap == stream.size() || (cuts >> (gap - 1) & 1U) != 0) {
+      splitter.feed(std::string_view(stream).substr(start, gap - start), out.emit());
+      start = gap;
+    }
+  }
+  splitter.finish(out.emit());
+  return out.lines;
+}
+
+// The property the fuzz target line_splitter checks, here exhaustively for short streams: every
+// stream of up to 7 bytes over {a, b, \n}, every max_line from 1 to 4, every way of cutting it
+// into reads give the same lines as one read (max_line 1, "a\n" byte by byte once gave [a][]).
+TEST(LineSplitter, TheLinesAreTheSameHoweverTheStreamIsCutIntoReads) {
+  const std::string alphabet = "ab\n";
+  for (std::size_t length = 1; length <= 7; ++length) {
+    std::size_t streams = 1;
+    for (std::size_t i = 0; i < length; ++i) {
+      streams *= alphabet.size();
+    }
+    for (std::size_t code = 0; code < streams; ++code) {
+      std::string stream;
+      for (std::size_t rest = code, i = 0; i < length; ++i, rest /= alphabet.size()) {
+        stream += alphabet[rest % alphabet.size()];
+      }
+      for (std::size_t max_line = 1; max_line <= 4; ++max_line) {
+        const auto whole = lines_when_cut(max_line, stream, 0);
+        for (unsigned cuts = 1; cuts < (1U << (length - 1)); ++cuts) {
+          ASSERT_EQ(lines_when_cut(max_line, stream, cuts), whole)
+              << "max_line " << max_line << ", stream \"" << stream << "\", cuts " << cuts;
+        }
+      }
+    }
+  }
+}
+
 TEST(LineSplitter, PrefixNamesSlotAndPid) {
   EXPECT_EQ(prefixed_line(3, 4121, "listening"), "[3 4121] listening\n");
 }
