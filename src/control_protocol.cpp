@@ -2,6 +2,7 @@
 #include "control_protocol.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 
@@ -119,7 +120,24 @@ void add_slot_fields(Json& entry, const SlotStatus& slot) {
   entry["next_restart_in_s"] = slot.next_restart_in ? seconds(*slot.next_restart_in) : Json(nullptr);
 }
 
-Json workers_json(const StatusSnapshot& snapshot) {
+// To `places` decimals, as the nearest double (so the JSON shows 12.3, not 12.300000000000001).
+Json rounded(double value, int places) {
+  const double scale = std::pow(10.0, places);
+  return std::round(value * scale) / scale;
+}
+
+// The cost fields of one entry: null without a process, or for one that could not be read.
+void add_cost_fields(Json& entry, const WorkerCost* cost, std::optional<double> started_at) {
+  entry["cpu_percent"] = cost != nullptr ? Json(rounded(cost->cpu_percent, 1)) : Json(nullptr);
+  entry["cpu_s"] = cost != nullptr ? Json(rounded(cost->tree.cpu_seconds, 2)) : Json(nullptr);
+  entry["rss_bytes"] = cost != nullptr ? Json(cost->tree.rss_bytes) : Json(nullptr);
+  entry["pss_bytes"] = cost != nullptr && cost->tree.pss_bytes ? Json(*cost->tree.pss_bytes) : Json(nullptr);
+  entry["processes"] = cost != nullptr ? Json(cost->tree.processes) : Json(nullptr);
+  entry["started_at"] = started_at ? Json(rounded(*started_at, 3)) : Json(nullptr);
+}
+
+Json workers_json(const InstanceStatus& status) {
+  const StatusSnapshot& snapshot = status.snapshot;
   Json workers = Json::array();
   for (const SlotStatus& slot : snapshot.slots) {
     bool served = false;
@@ -136,6 +154,10 @@ Json workers_json(const StatusSnapshot& snapshot) {
       if (worker.kill_in) {
         entry["kill_in_s"] = seconds(*worker.kill_in);
       }
+      const auto cost = status.costs.find(worker.pid);
+      add_cost_fields(entry, worker.pid > 0 && cost != status.costs.end() ? &cost->second : nullptr,
+                      worker.pid > 0 ? std::optional(status.now_unix - std::chrono::duration<double>(worker.uptime).count())
+                                     : std::nullopt);
       workers.push_back(std::move(entry));
       served = served || worker.state != WorkerState::stopping;
     }
@@ -151,6 +173,7 @@ Json workers_json(const StatusSnapshot& snapshot) {
       entry["uptime_s"] = nullptr;
       add_slot_fields(entry, slot);
       entry["notify_status"] = nullptr;
+      add_cost_fields(entry, nullptr, std::nullopt);
       workers.push_back(std::move(entry));
     }
   }
@@ -273,7 +296,7 @@ std::string status_reply(const InstanceStatus& status) {
     listeners.push_back(std::move(entry));
   }
   json["listeners"] = std::move(listeners);
-  json["workers"] = workers_json(snapshot);
+  json["workers"] = workers_json(status);
   return dump(json);
 }
 

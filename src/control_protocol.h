@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -18,6 +19,7 @@
 #include <tl/expected.hpp>
 
 #include "duration.h"
+#include "process_tree.h"
 #include "supervisor.h"
 
 namespace clusterd {
@@ -66,6 +68,12 @@ struct ListenerStatus {
   int sockets = 1;        // sockets open now: one per slot that has one, for a per-slot listener
 };
 
+// What a worker's process tree costs, read when `status` was asked (process_tree.h).
+struct WorkerCost {
+  double cpu_percent = 0;  // of one core, since the previous request (cpu_rates.h)
+  ProcessTreeCost tree;
+};
+
 // What `status` shows about the instance besides the Supervisor's snapshot.
 struct InstanceStatus {
   std::string name;
@@ -74,6 +82,8 @@ struct InstanceStatus {
   std::optional<std::string> config;  // the config file, absolute; nullopt without one
   std::vector<ListenerStatus> listeners;
   StatusSnapshot snapshot;
+  std::map<int, WorkerCost> costs;  // by pid; a worker without one (it exited meanwhile) shows null
+  double now_unix = 0;              // the wall clock now, for each worker's started_at
 };
 
 // `{"ok":true,"name":…,"pid":…,"version":…,"generation":…,"config":…,"workers_wanted":…,
@@ -83,6 +93,9 @@ struct InstanceStatus {
 // exited and not to be restarted, without a process other than stopping ones, adds one entry
 // with "pid":null and "state" "backoff", "failed" or "exited". A worker clusterd asked to stop
 // and will SIGKILL at the end of its grace adds "kill_in_s" (seconds left).
+// Each entry also says what the worker's process tree costs: "cpu_percent" (of one core, since
+// the previous request), "cpu_s", "rss_bytes", "pss_bytes" (null where unreadable), "processes",
+// and "started_at" (Unix time); all null for an entry without a process.
 std::string status_reply(const InstanceStatus& status);
 // `{"ok":true,"generation":3}` or `{"ok":false,"error":"…","generation":3}`.
 // `restart_needed`: keys whose change a reload cannot apply (they take effect when clusterd

@@ -3,7 +3,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <iterator>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "duration.h"
 #include "printable.h"
@@ -52,6 +56,36 @@ std::string human_seconds(std::optional<double> seconds) {
     return std::string(none);
   }
   return format_duration_human(std::chrono::duration<double>(*seconds));
+}
+
+// 0.4 → "0.4%", 37.2 → "37%": a tenth matters only near idle.
+std::string human_percent(std::optional<double> percent) {
+  if (!percent || !std::isfinite(*percent) || *percent < 0) {
+    return std::string(none);
+  }
+  return *percent < 9.95 ? fmt::format("{:.1f}%", *percent) : fmt::format("{:.0f}%", *percent);
+}
+
+// Memory as `ps` and pm2 show it: 812K, 23.4M, 1.2G (powers of 1024).
+std::string human_bytes(std::optional<double> bytes) {
+  if (!bytes || !std::isfinite(*bytes) || *bytes < 0) {
+    return std::string(none);
+  }
+  constexpr const char* units[] = {"K", "M", "G", "T"};
+  double value = *bytes / 1024.0;
+  std::size_t unit = 0;
+  while (value >= 1023.95 && unit + 1 < std::size(units)) {
+    value /= 1024.0;
+    ++unit;
+  }
+  return value < 99.95 && unit > 0 ? fmt::format("{:.1f}{}", value, units[unit])
+                                   : fmt::format("{:.0f}{}", value, units[unit]);
+}
+
+// The worker's memory: its tree's PSS (shared pages split) where clusterd could read it, else RSS.
+std::string memory_text(const Json& worker) {
+  const auto pss = number_of(worker, "pss_bytes");
+  return human_bytes(pss ? pss : number_of(worker, "rss_bytes"));
 }
 
 // {"code":1} → "code 1"; {"signal":"KILL"} → "signal KILL"; {"exec_error":"…"} → "exec error: …".
@@ -146,13 +180,14 @@ std::string header(const Json& reply) {
 
 std::string render_status(const Json& reply) {
   std::string out = header(reply);
-  std::vector<std::vector<std::string>> rows{{"SLOT", "PID", "GEN", "STATE", "UPTIME", "RESTARTS", "LAST EXIT"}};
+  std::vector<std::vector<std::string>> rows{{"SLOT", "PID", "GEN", "STATE", "UPTIME", "CPU", "MEM", "RESTARTS", "LAST EXIT"}};
   const auto workers = reply.find("workers");
   bool any_status = false;
   if (workers != reply.end() && workers->is_array()) {
     for (const Json& worker : *workers) {
       rows.push_back({text_of(worker, "slot"), text_of(worker, "pid"), text_of(worker, "generation"),
                       state_text(worker), human_seconds(number_of(worker, "uptime_s")),
+                      human_percent(number_of(worker, "cpu_percent")), memory_text(worker),
                       text_of(worker, "restarts"), exit_text(worker)});
       any_status = any_status || text_of(worker, "notify_status") != none;
     }

@@ -22,9 +22,12 @@ namespace clusterd {
 //     listening: http 127.0.0.1:8000 (fd 3)
 //     config:    /etc/clusterd/shop.toml
 //
-//   SLOT  PID   GEN  STATE          UPTIME  RESTARTS  LAST EXIT
-//   0     4121  2    ready          3m12s   0         -
-//   1     -     -    backoff (1.6s)  -       3         code 1
+//   SLOT  PID   GEN  STATE           UPTIME  CPU   MEM    RESTARTS  LAST EXIT
+//   0     4121  2    ready           3m12s   1.2%  23.4M  0         -
+//   1     -     -    backoff (1.6s)  -       -     -      3         code 1
+//
+// CPU is the worker's process tree's share of one core since the previous request, MEM its PSS
+// (or RSS where PSS is unreadable).
 //
 // A STATUS column (the workers' own STATUS=) is added when any worker has one. Ends with '\n'.
 std::string render_status(const nlohmann::ordered_json& reply);

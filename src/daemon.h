@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "control_server.h"
+#include "cpu_rates.h"
 #include "event_loop.h"
 #include "listener_sockets.h"
 #include "orphan_stop.h"
@@ -95,7 +96,8 @@ class Daemon {
   // abandoned, or at once when it is refused.
   void reload(std::optional<RequestId> request = std::nullopt);
   void on_control_request(RequestId id, const Request& request);
-  std::string status_reply_now() const;
+  // Reads each worker's process tree cost now (process_tree.h): the only time clusterd samples.
+  std::string status_reply_now();
   tl::expected<GenerationListeners, std::string> listeners_for(const Config& config, int workers);
   // `workers` of the newest configuration accepted and not abandoned: a reload's file changes the
   // worker count only when its `workers` differs from that (interface §4.3).
@@ -120,6 +122,7 @@ class Daemon {
   bool stop_requested_ = false;  // a StopRequested was handled
   bool orphans_unlisted_warned_ = false;  // /proc could not list the children: said once
   std::optional<std::string> config_path_;  // the config file, absolute, for status
+  CpuRates cpu_rates_;                      // each worker's CPU at the previous status
   // After loop_: its connections leave the loop before the loop goes.
   std::optional<ControlServer> control_;
   // After loop_ and pending_ (it registers with the one and reports into the other), and last:

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "control_protocol.h"
+#include "process_tree.h"
 #include "version.h"
 
 namespace clusterd {
@@ -185,7 +186,7 @@ void Daemon::on_control_request(RequestId id, const Request& request) {
   }
 }
 
-std::string Daemon::status_reply_now() const {
+std::string Daemon::status_reply_now() {
   InstanceStatus status;
   const Config& config = supervisor_.config_of(supervisor_.generation());
   status.name = config.name;
@@ -198,7 +199,22 @@ std::string Daemon::status_reply_now() const {
     status.listeners.push_back({listener_config.name, listener->bound_address(), fd++, listener->per_slot(),
                                 static_cast<int>(listener->socket_count())});
   }
-  status.snapshot = supervisor_.status(Clock::now());
+  const TimePoint now = Clock::now();
+  status.snapshot = supervisor_.status(now);
+  status.now_unix = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::set<int> live;
+  for (const SlotStatus& slot : status.snapshot.slots) {
+    for (const WorkerStatus& worker : slot.workers) {
+      if (worker.pid <= 0) {
+        continue;
+      }
+      if (const auto tree = read_process_tree_cost(worker.pid)) {
+        live.insert(worker.pid);
+        status.costs[worker.pid] = {cpu_rates_.sample(worker.pid, tree->cpu_seconds, now, worker.uptime), *tree};
+      }
+    }
+  }
+  cpu_rates_.keep_only(live);
   return status_reply(status);
 }
 

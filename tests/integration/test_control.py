@@ -105,7 +105,7 @@ def test_status_lists_exactly_the_children_of_clusterd(start_clusterd):
     assert lines[0].startswith("python3: pid %d, generation 1, 3/3 workers ready" % clusterd.pid)
     assert "  listening: http %s (fd 3)" % clusterd.address("http") in lines
     header = next(l for l in lines if l.startswith("SLOT"))
-    assert re.match(r"SLOT +PID +GEN +STATE +UPTIME +RESTARTS +LAST EXIT$", header)
+    assert re.match(r"SLOT +PID +GEN +STATE +UPTIME +CPU +MEM +RESTARTS +LAST EXIT$", header)
     rows = lines[lines.index(header) + 1:]
     assert sorted(int(row.split()[1]) for row in rows) == sorted(worker_pids(status))
     assert all(row.split()[3] == "ready" for row in rows)
@@ -646,3 +646,53 @@ def test_ls_lists_every_instance_in_the_runtime_directories(start_clusterd, tmpd
         "socket": os.path.join(runtime, "shop.sock"), "ok": True, "name": "shop", "pid": clusterd.pid,
         "generation": 1, "workers_ready": 2, "workers_wanted": 2, "reloading_to": None, "stopping": False}
     assert listed[os.path.join(runtime, "gone.sock")]["ok"] is False
+
+
+def tree_cpu_seconds(pid):
+    """User + system CPU of pid and its children, from /proc as the test reads it."""
+    total = 0
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        with open("/proc/%d/stat" % current) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+        for task in os.listdir("/proc/%d/task" % current):
+            with open("/proc/%d/task/%s/children" % (current, task)) as f:
+                pids += [int(p) for p in f.read().split()]
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def test_status_shows_what_each_workers_process_tree_costs(start_clusterd, tmpdir_short):
+    done = os.path.join(tmpdir_short, "done")
+    clusterd = start_clusterd(["--workers", "1", "--listen", "http=127.0.0.1:0", "--", PYTHON,
+                               worker("costly_worker.py"), "--child-mib", "64", "--child-cpu", "0.5",
+                               "--done", done])
+    [pid] = clusterd.ready_pids(1)
+    wait_until(lambda: os.path.exists(done), 30.0, "the worker's child to use its memory and CPU")
+
+    before = tree_cpu_seconds(pid)
+    status = clusterd.status()
+    after = tree_cpu_seconds(pid)
+    [entry] = status["workers"]
+    assert entry["pid"] == pid and entry["processes"] == 2      # the worker and its child
+    assert before - 0.01 <= entry["cpu_s"] <= after + 0.01
+    assert entry["cpu_s"] >= 0.5
+    assert entry["rss_bytes"] >= 64 << 20 and entry["pss_bytes"] >= 64 << 20
+    assert abs(entry["started_at"] - (time.time() - entry["uptime_s"])) < 2.0
+    # The first request: the average since the worker started.
+    assert entry["cpu_percent"] > 0
+
+    # A later request: the share of one core since the previous one, while the worker idles.
+    wait_until(lambda: clusterd.status()["workers"][0]["cpu_percent"] < 10, 10.0,
+               "the idle worker's CPU share to fall", describe=clusterd.log_tail)
+
+    code, out, err = clusterd.control("status")
+    assert code == 0, err
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("SLOT"))
+    [row] = lines[lines.index(header) + 1:]
+    columns = dict(zip(header.replace("LAST EXIT", "LAST_EXIT").split(), row.split()))
+    assert columns["PID"] == str(pid)
+    assert re.fullmatch(r"\d+(\.\d)?%", columns["CPU"])
+    assert re.fullmatch(r"\d+(\.\d)?M", columns["MEM"]) and float(columns["MEM"][:-1]) >= 64

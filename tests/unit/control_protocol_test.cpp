@@ -168,6 +168,8 @@ InstanceStatus sample_status() {
   failed.restarts = 10;
   failed.last_exit = StartFailure{"exec", ENOENT};
   snapshot.slots = {ready, backoff, failed};
+  status.now_unix = 1800000012.75;
+  status.costs[4121] = WorkerCost{12.34, ProcessTreeCost{3.456, 52428800, 31457280, 3}};
   return status;
 }
 
@@ -194,14 +196,16 @@ TEST(ControlReply, StatusHasOneEntryPerWorkerWithEveryField) {
   ASSERT_EQ(json["workers"].size(), 3u);
   EXPECT_EQ(json["workers"][0].dump(),
             R"({"slot":0,"pid":4121,"generation":2,"state":"ready","uptime_s":12.5,"restarts":0,)"
-            R"("last_exit":null,"next_restart_in_s":null,"notify_status":"serving \"ok\""})");
+            R"("last_exit":null,"next_restart_in_s":null,"notify_status":"serving \"ok\"","cpu_percent":12.3,)"
+            R"("cpu_s":3.46,"rss_bytes":52428800,"pss_bytes":31457280,"processes":3,"started_at":1800000000.25})");
 }
 
 TEST(ControlReply, ASlotWithoutAProcessIsOneEntryWithPidNull) {
   const Json json = Json::parse(status_reply(sample_status()));
   EXPECT_EQ(json["workers"][1].dump(),
             R"({"slot":1,"pid":null,"generation":null,"state":"backoff","uptime_s":null,"restarts":3,)"
-            R"("last_exit":{"signal":"KILL"},"next_restart_in_s":1.6,"notify_status":null})");
+            R"("last_exit":{"signal":"KILL"},"next_restart_in_s":1.6,"notify_status":null,"cpu_percent":null,)"
+            R"("cpu_s":null,"rss_bytes":null,"pss_bytes":null,"processes":null,"started_at":null})");
   EXPECT_EQ(json["workers"][2]["state"], "failed");
   EXPECT_EQ(json["workers"][2]["pid"], nullptr);
   EXPECT_EQ(json["workers"][2]["last_exit"].dump(), R"({"exec_error":"No such file or directory"})");
@@ -240,6 +244,7 @@ TEST(ControlReply, ASlotInBackoffWithOnlyAStoppingWorkerStillShowsTheBackoff) {
 TEST(ControlReply, AWorkerWithASigkillPendingSaysWhenOnlyThen) {
   InstanceStatus status;
   status.snapshot.stopping = true;
+  status.now_unix = 1800;  // a worker without a cost (it exited meanwhile) still has its start
   SlotStatus slot;
   slot.workers = {WorkerStatus{{0, 1, 1}, 100, WorkerState::stopping, 5s, std::nullopt, 7250ms},
                   WorkerStatus{{0, 1, 2}, 101, WorkerState::stopping, 5s, std::nullopt, std::nullopt}};  // killed
@@ -248,7 +253,9 @@ TEST(ControlReply, AWorkerWithASigkillPendingSaysWhenOnlyThen) {
   ASSERT_EQ(json["workers"].size(), 2u);
   EXPECT_EQ(json["workers"][0].dump(),
             R"({"slot":0,"pid":100,"generation":1,"state":"stopping","uptime_s":5.0,"restarts":0,)"
-            R"("last_exit":null,"next_restart_in_s":null,"notify_status":null,"kill_in_s":7.25})");
+            R"("last_exit":null,"next_restart_in_s":null,"notify_status":null,"kill_in_s":7.25,)"
+            R"("cpu_percent":null,"cpu_s":null,"rss_bytes":null,"pss_bytes":null,"processes":null,)"
+            R"("started_at":1795.0})");
   EXPECT_FALSE(json["workers"][1].contains("kill_in_s"));
 }
 

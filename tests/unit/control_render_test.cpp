@@ -41,6 +41,8 @@ Json status_json() {
   starting.last_exit = KilledBySignal{SIGKILL};
   starting.workers = {WorkerStatus{{12, 2, 9}, 41234, WorkerState::starting, 400ms, std::nullopt, std::nullopt}};
   snapshot.slots = {ready, backoff, starting};
+  status.costs[4121] = WorkerCost{1.23, ProcessTreeCost{2.5, 60 << 20, 24536678, 2}};            // PSS shown
+  status.costs[41234] = WorkerCost{37.25, ProcessTreeCost{0.2, 812 << 10, std::nullopt, 1}};  // else RSS
   return Json::parse(status_reply(status));
 }
 
@@ -50,10 +52,10 @@ TEST(ControlRender, StatusTableWithAlignedColumns) {
             "  listening: http 127.0.0.1:8000 (fd 3)\n"
             "  config:    /etc/clusterd/shop.toml\n"
             "\n"
-            "SLOT  PID    GEN  STATE           UPTIME  RESTARTS  LAST EXIT\n"
-            "0     4121   2    ready           3m12s   0         -\n"
-            "1     -      -    backoff (1.6s)  -       3         code 1\n"
-            "12    41234  2    starting        0.4s    1         signal KILL\n");
+            "SLOT  PID    GEN  STATE           UPTIME  CPU   MEM    RESTARTS  LAST EXIT\n"
+            "0     4121   2    ready           3m12s   1.2%  23.4M  0         -\n"
+            "1     -      -    backoff (1.6s)  -       -     -      3         code 1\n"
+            "12    41234  2    starting        0.4s    37%   812K   1         signal KILL\n");
 }
 
 TEST(ControlRender, NoLineEndsInBlanks) {
@@ -90,7 +92,7 @@ TEST(ControlRender, ExecErrorReloadAndStopInTheHeader) {
   EXPECT_THAT(text, HasSubstr("api: pid 7, generation 4, 0/1 workers ready, reloading to generation 5, stopping "
                               "(clusterd 0.1.0)\n"));
   EXPECT_THAT(text, HasSubstr("  listening: nothing\n  config:    none (command line only)\n"));
-  EXPECT_THAT(text, HasSubstr("backoff (30.0s)  -       0         exec error: No such file or directory\n"));
+  EXPECT_THAT(text, HasSubstr("backoff (30.0s)  -       -    -    0         exec error: No such file or directory\n"));
 }
 
 TEST(ControlRender, MissingOrStrangeFieldsAreDashes) {
@@ -100,8 +102,8 @@ TEST(ControlRender, MissingOrStrangeFieldsAreDashes) {
             "  listening: nothing\n"
             "  config:    none (command line only)\n"
             "\n"
-            "SLOT  PID  GEN  STATE  UPTIME  RESTARTS  LAST EXIT\n"
-            "0     -    -    ready  -       -         -\n");
+            "SLOT  PID  GEN  STATE  UPTIME  CPU  MEM  RESTARTS  LAST EXIT\n"
+            "0     -    -    ready  -       -    -    -         -\n");
   EXPECT_THAT(render_status(Json::parse(R"({"ok":true,"name":"x","workers":[]})")), HasSubstr("\nno workers\n"));
 }
 

@@ -25,5 +25,29 @@ TEST(ProcStatus, LastLineWithoutNewlineIsRead) {
   EXPECT_EQ(parse_vm_rss("VmRSS:\t1 kB"), 1024u);
 }
 
+TEST(ProcStatus, PssOfSmapsRollup) {
+  const std::string rollup =
+      "55d0c0a00000-7ffd1c9f2000 ---p 00000000 00:00 0                          [rollup]\n"
+      "Rss:               12288 kB\nPss:                4096 kB\nPss_Anon:           1024 kB\n";
+  EXPECT_EQ(parse_pss(rollup), 4096U * 1024);
+  EXPECT_EQ(parse_pss("Pss_Anon:   1024 kB\n"), std::nullopt);
+}
+
+// The command name may hold spaces and parentheses: fields are counted after the last ')'.
+TEST(ProcStatus, CpuTicksAreUserPlusSystem) {
+  EXPECT_EQ(parse_cpu_ticks("4121 (my (odd) srv) S 4100 4121 4121 0 -1 4194560 812 0 0 0 250 17 0 0 20 0 1 0 "
+                            "1234 10000000 300 18446744073709551615"),
+            267U);
+  EXPECT_EQ(parse_cpu_ticks("4121 (srv) S 4100"), std::nullopt);
+  EXPECT_EQ(parse_cpu_ticks("no name at all"), std::nullopt);
+  EXPECT_EQ(parse_cpu_ticks("1 (x) S 0 1 1 0 -1 0 0 0 0 0 -5 2 0"), std::nullopt);
+}
+
+TEST(ProcStatus, ChildrenAreTheNumbersListed) {
+  EXPECT_EQ(parse_children("4101 4102 "), (std::vector<int>{4101, 4102}));
+  EXPECT_EQ(parse_children(""), std::vector<int>{});
+  EXPECT_EQ(parse_children("7 x 0 -3 9"), (std::vector<int>{7, 9}));
+}
+
 }  // namespace
 }  // namespace clusterd
