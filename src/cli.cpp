@@ -38,7 +38,7 @@ struct ClientHelp {
   std::string_view usage;
   std::string_view what;
 };
-constexpr std::array<ClientHelp, 6> client_help{{
+constexpr std::array<ClientHelp, 7> client_help{{
     {Command::status, "clusterd status [OPTIONS]",
      "Asks a running clusterd for its state: one line per worker process, and a slot in backoff or failed.\n"},
     {Command::reload, "clusterd reload [OPTIONS]",
@@ -52,6 +52,9 @@ constexpr std::array<ClientHelp, 6> client_help{{
      "Either way the slot's restart count and last exit are cleared. Returns at once.\n"},
     {Command::stop, "clusterd stop [OPTIONS]",
      "Graceful stop: every worker gets the stop signal and its grace; returns when clusterd has exited.\n"},
+    {Command::metrics, "clusterd metrics [OPTIONS]",
+     "Prints the instance's metrics in the Prometheus text format: workers wanted and ready, restarts,\n"
+     "exits by reason, reloads, and each worker's CPU and memory (read now).\n"},
     {Command::ls, "clusterd ls [--json]",
      "Lists every clusterd this user can reach in the runtime directories, one line each.\n"
      "An instance whose control.socket is elsewhere is not listed: ask it with --control PATH.\n"},
@@ -201,13 +204,13 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
   // the instance to ask. Moved into the overrides after parsing when the command is run or check.
   app.add_option("--control", options.control,
                  "run, check: the control socket to open, or none (default: NAME.sock in the runtime "
-                 "directory); status, reload, scale, stop: the control socket of the instance to ask")
+                 "directory); the client commands: the control socket of the instance to ask")
       ->type_name("PATH|none");
 
   // The client subcommands' options.
   // On the main app, not on each subcommand, so it may stand before the subcommand word too.
   CLI::Option* json =
-      app.add_flag("--json", options.json, "print the reply as JSON (status, reload, scale, stop)");
+      app.add_flag("--json", options.json, "print the reply as JSON (the client commands)");
 
   // fallthrough(): the main app's options are accepted after the subcommand word as well.
   const auto subcommand = [&app](const char* name, const char* description) {
@@ -221,17 +224,19 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
   auto* scale = subcommand("scale", "set the worker count of a running clusterd, or change it by N");
   auto* restart = subcommand("restart", "replace a slot's worker now, new one first; clears its backoff");
   auto* stop = subcommand("stop", "graceful stop of a running clusterd");
+  auto* metrics = subcommand("metrics", "print a running clusterd's metrics in the Prometheus text format");
   auto* ls = subcommand("ls", "list the instances found in the runtime directories");
   scale->add_option("N", options.scale_to, "the new worker count 1-4096, or +N / -N");
   restart->add_option("SLOT", options.restart_slot, "a slot number, or all");
 
-  const std::array<std::pair<CLI::App*, Command>, 7> commands{{
+  const std::array<std::pair<CLI::App*, Command>, 8> commands{{
       {check, Command::check},
       {status, Command::status},
       {reload, Command::reload},
       {scale, Command::scale},
       {restart, Command::restart},
       {stop, Command::stop},
+      {metrics, Command::metrics},
       {ls, Command::ls},
   }};
   std::vector<std::string> reversed(args.rbegin(), args.rend());
@@ -293,6 +298,8 @@ const char* command_name(Command command) {
       return "restart";
     case Command::stop:
       return "stop";
+    case Command::metrics:
+      return "metrics";
     case Command::ls:
       return "ls";
   }

@@ -14,7 +14,7 @@
 
 namespace clusterd {
 
-enum class Command { run, check, status, reload, scale, restart, stop, ls };
+enum class Command { run, check, status, reload, scale, restart, stop, metrics, ls };
 
 struct CliOptions {
   Command command = Command::run;

@@ -60,6 +60,8 @@ Request request_of(const CliOptions& options) {
     }
     case Command::stop:
       return StopRequest{};
+    case Command::metrics:
+      return MetricsRequest{};
     default:
       return StatusRequest{};
   }

@@ -15,7 +15,7 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr std::string_view expected_requests =
-    "expected status, reload, scale N|+N|-N, restart SLOT|all or stop";
+    "expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics";
 
 // Every reply goes through here. error_handler_t::replace: a worker's STATUS= text or a path is
 // whatever bytes it is, and a reply must still be written (the default handler throws).
@@ -232,6 +232,8 @@ tl::expected<Request, std::string> parse_request(std::string_view line) {
     request = ReloadRequest{};
   } else if (verb == "stop") {
     request = StopRequest{};
+  } else if (verb == "metrics") {
+    request = MetricsRequest{};
   } else {
     return tl::make_unexpected("unknown request " + shown(verb) + "; " + std::string(expected_requests));
   }
@@ -254,6 +256,9 @@ std::string request_line(const Request& request) {
   }
   if (std::holds_alternative<StopRequest>(request)) {
     return "stop";
+  }
+  if (std::holds_alternative<MetricsRequest>(request)) {
+    return "metrics";
   }
   return "status";
 }
@@ -311,6 +316,13 @@ std::string reload_reply(bool ok, std::uint64_t generation, std::string_view err
   if (!restart_needed.empty()) {
     json["restart_needed"] = restart_needed;
   }
+  return dump(json);
+}
+
+std::string metrics_reply(std::string_view text) {
+  Json json;
+  json["ok"] = true;
+  json["metrics"] = text;
   return dump(json);
 }
 

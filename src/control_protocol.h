@@ -48,11 +48,15 @@ struct RestartRequest {
 struct StopRequest {
   bool operator==(const StopRequest&) const = default;
 };
-using Request = std::variant<StatusRequest, ReloadRequest, ScaleRequest, RestartRequest, StopRequest>;
+// `metrics`: the Prometheus text of metrics_text.h.
+struct MetricsRequest {
+  bool operator==(const MetricsRequest&) const = default;
+};
+using Request = std::variant<StatusRequest, ReloadRequest, ScaleRequest, RestartRequest, StopRequest, MetricsRequest>;
 
 // One request line without its '\n': words separated by spaces or tabs; a trailing '\r' (from
 // `nc -C` and telnet) and surrounding blanks are ignored. The error is what the reply's "error"
-// says (`unknown request "frob"; expected status, reload, scale N|+N|-N, restart SLOT|all or stop`).
+// says (`unknown request "frob"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics`).
 tl::expected<Request, std::string> parse_request(std::string_view line);
 
 // The line a client sends for `request`, without the '\n'.
@@ -106,6 +110,8 @@ std::string reload_reply(bool ok, std::uint64_t generation, std::string_view err
 std::string scale_reply(int workers_wanted);
 // `{"ok":true,"slots":[0,1,2]}`: the slots being restarted.
 std::string restart_reply(const std::vector<int>& slots);
+// `{"ok":true,"metrics":"# HELP …"}`: the Prometheus text exposition, as one JSON string.
+std::string metrics_reply(std::string_view text);
 // `{"ok":true}`.
 std::string ok_reply();
 // `{"ok":false,"error":"…"}`.

@@ -223,6 +223,21 @@ std::string render_reply(const Request& request, const Json& reply) {
   if (std::holds_alternative<ScaleRequest>(request)) {
     return "workers wanted: " + text_of(reply, "workers_wanted") + "\n";
   }
+  if (std::holds_alternative<MetricsRequest>(request)) {
+    const auto text = reply.find("metrics");
+    if (text == reply.end() || !text->is_string()) {
+      return std::string(none) + "\n";
+    }
+    // Line by line, so that only what is not printable is escaped and the newlines stay.
+    std::string out;
+    const std::string& metrics = text->get_ref<const std::string&>();
+    for (std::size_t at = 0; at < metrics.size();) {
+      const std::size_t end = std::min(metrics.find('\n', at), metrics.size());
+      out += printable(std::string_view(metrics).substr(at, end - at)) + "\n";
+      at = end + 1;
+    }
+    return out;
+  }
   if (std::holds_alternative<RestartRequest>(request)) {
     const auto slots = reply.find("slots");
     if (slots == reply.end() || !slots->is_array()) {

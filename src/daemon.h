@@ -96,8 +96,9 @@ class Daemon {
   // abandoned, or at once when it is refused.
   void reload(std::optional<RequestId> request = std::nullopt);
   void on_control_request(RequestId id, const Request& request);
-  // Reads each worker's process tree cost now (process_tree.h): the only time clusterd samples.
-  std::string status_reply_now();
+  // What `status` and `metrics` show, each worker's process tree cost read now (process_tree.h):
+  // the only time clusterd samples.
+  InstanceStatus instance_status_now();
   tl::expected<GenerationListeners, std::string> listeners_for(const Config& config, int workers);
   // `workers` of the newest configuration accepted and not abandoned: a reload's file changes the
   // worker count only when its `workers` differs from that (interface §4.3).

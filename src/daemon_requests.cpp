@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "control_protocol.h"
+#include "metrics_text.h"
 #include "process_tree.h"
 #include "version.h"
 
@@ -129,7 +130,11 @@ void Daemon::reload(std::optional<RequestId> request) {
 
 void Daemon::on_control_request(RequestId id, const Request& request) {
   if (std::holds_alternative<StatusRequest>(request)) {
-    control_->reply(id, status_reply_now());
+    control_->reply(id, status_reply(instance_status_now()));
+    return;
+  }
+  if (std::holds_alternative<MetricsRequest>(request)) {
+    control_->reply(id, metrics_reply(metrics_text(instance_status_now())));
     return;
   }
   if (std::holds_alternative<ReloadRequest>(request)) {
@@ -186,7 +191,7 @@ void Daemon::on_control_request(RequestId id, const Request& request) {
   }
 }
 
-std::string Daemon::status_reply_now() {
+InstanceStatus Daemon::instance_status_now() {
   InstanceStatus status;
   const Config& config = supervisor_.config_of(supervisor_.generation());
   status.name = config.name;
@@ -215,7 +220,7 @@ std::string Daemon::status_reply_now() {
     }
   }
   cpu_rates_.keep_only(live);
-  return status_reply(status);
+  return status;
 }
 
 tl::expected<GenerationListeners, std::string> Daemon::listeners_for(const Config& config, int workers) {

@@ -252,7 +252,7 @@ void Supervisor::on_event(const StopRequested& event, TimePoint now) {
   }
 }
 
-void Supervisor::on_event(const ReloadRequested& event, TimePoint) {
+void Supervisor::on_event(const ReloadRequested& event, TimePoint now) {
   std::vector<RequestId> requests;
   if (event.request) {
     requests.push_back(*event.request);
@@ -277,7 +277,7 @@ void Supervisor::on_event(const ReloadRequested& event, TimePoint) {
                                        event.generation));
     return;
   }
-  start_reload(event.generation, event.workers, std::move(requests));
+  start_reload(event.generation, event.workers, std::move(requests), now);
 }
 
 void Supervisor::on_event(const ScaleRequested& event, TimePoint) { scale_to(event.workers, event.by); }

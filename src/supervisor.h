@@ -159,6 +159,18 @@ struct SlotStatus {
   std::optional<Duration> next_restart_in;
   std::vector<WorkerStatus> workers;  // more than one while a slot's worker is replaced
 };
+// What happened since clusterd started, for `clusterd metrics`: never reset (a `restart` clears a
+// slot's own restart count, not these).
+struct Counters {
+  std::uint64_t restarts = 0;             // workers started again after an exit
+  std::uint64_t exits_code = 0;           // workers that exited by themselves, not asked to
+  std::uint64_t exits_signal = 0;         // ...killed by a signal clusterd did not ask for
+  std::uint64_t exits_start_failure = 0;  // ...never became the program (exec failed)
+  std::uint64_t reloads_finished = 0;
+  std::uint64_t reloads_abandoned = 0;
+  std::optional<Duration> last_reload;    // how long the last finished or abandoned one took
+};
+
 struct StatusSnapshot {
   std::uint64_t generation = 1;  // the last finished generation
   std::optional<std::uint64_t> reloading_to;
@@ -166,6 +178,7 @@ struct StatusSnapshot {
   int workers_ready = 0;
   bool stopping = false;
   std::vector<SlotStatus> slots;  // every slot, in order: slots[i].slot == i
+  Counters counters;
 };
 
 // Decides everything from events and the time it is told. Contract with the shell:
@@ -270,6 +283,7 @@ class Supervisor {
     std::uint64_t generation = 0;
     int target = 0;
     std::vector<RequestId> requests;
+    TimePoint started_at{};
   };
   struct QueuedReload {
     std::uint64_t generation = 0;
@@ -335,15 +349,17 @@ class Supervisor {
   void not_ready_in_time(Worker& worker, TimePoint now);
   void start_failed(const Worker& worker, const StartFailure& failure, bool lasting, TimePoint now);
   void worker_ended(const Worker& worker, const WorkerExit& exit, TimePoint now);
+  void count_exit(const WorkerExit& exit);
   // `fields`: the worker's "slot= gen= pid= status= uptime=" part of the log lines.
   void primary_ended(const Worker& worker, const WorkerExit& exit, Duration uptime, const std::string& fields,
                      TimePoint now);
   void retry_slowly(Slot& slot, const Config& config, const std::string& message, TimePoint now);
 
   // supervisor_replace.cpp: rolling reload, recycling and scaling.
-  void start_reload(std::uint64_t generation, std::optional<int> workers, std::vector<RequestId> requests);
+  void start_reload(std::uint64_t generation, std::optional<int> workers, std::vector<RequestId> requests,
+                    TimePoint now);
   void advance_reload(TimePoint now);
-  void finish_reload();
+  void finish_reload(TimePoint now);
   void abandon_reload(const std::string& reason, TimePoint now);
   void start_next_queued_reload(TimePoint now);
   void promote(Worker& replacement, TimePoint now);
@@ -368,6 +384,7 @@ class Supervisor {
   std::function<double()> uniform01_;
   int wanted_ = 0;
   std::uint64_t generation_ = 1;       // the last finished generation
+  Counters counters_;
   std::uint64_t next_instance_ = 1;
   bool started_ = false;
   bool stopping_ = false;

@@ -95,6 +95,7 @@ void Supervisor::act_on(const Deadline& deadline, TimePoint now) {
     slot.state = SlotState::running;  // replenish_slots spawns it
     slot.restart_at.reset();
     ++slot.restarts;
+    ++counters_.restarts;
     return;
   }
   if (deadline.what == Due::recycle_retry) {

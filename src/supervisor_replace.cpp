@@ -8,9 +8,10 @@
 
 namespace clusterd {
 
-void Supervisor::start_reload(std::uint64_t generation, std::optional<int> workers, std::vector<RequestId> requests) {
+void Supervisor::start_reload(std::uint64_t generation, std::optional<int> workers, std::vector<RequestId> requests,
+                              TimePoint now) {
   const int target = std::clamp(workers.value_or(wanted_), 1, 4096);
-  reload_ = Reload{generation, target, std::move(requests)};
+  reload_ = Reload{generation, target, std::move(requests), now};
   resize_slots(std::max<int>(static_cast<int>(slots_.size()), target));
   log(LogSeverity::info, fmt::format("reload started generation={} workers={} batch={}", generation, target,
                                      config_of(generation).reload.batch));
@@ -77,14 +78,16 @@ void Supervisor::advance_reload(TimePoint now) {
     }
   }
   if (!old_workers_left) {
-    finish_reload();
+    finish_reload(now);
     start_next_queued_reload(now);
   }
 }
 
-void Supervisor::finish_reload() {
+void Supervisor::finish_reload(TimePoint now) {
   const Reload reload = std::move(*reload_);
   reload_.reset();
+  ++counters_.reloads_finished;
+  counters_.last_reload = std::chrono::duration_cast<Duration>(now - reload.started_at);
   generation_ = reload.generation;
   log(LogSeverity::info, fmt::format("reload finished generation={} workers={}", generation_, wanted_));
   actions_.push_back(ReloadFinished{reload.requests, true, generation_, {}});
@@ -94,6 +97,8 @@ void Supervisor::finish_reload() {
 void Supervisor::abandon_reload(const std::string& reason, TimePoint now) {
   const Reload reload = std::move(*reload_);
   reload_.reset();
+  ++counters_.reloads_abandoned;
+  counters_.last_reload = std::chrono::duration_cast<Duration>(now - reload.started_at);
   // New workers not yet ready are stopped; slots of finished batches keep theirs. Any other slot
   // of the new generation (added by a scale meanwhile, or whose new worker is restarting) goes
   // back to the generation that serves, rather than restart the abandoned one for ever.
@@ -128,7 +133,7 @@ void Supervisor::start_next_queued_reload(TimePoint now) {
   }
   QueuedReload queued = std::move(*queued_reload_);
   queued_reload_.reset();
-  start_reload(queued.generation, queued.workers, std::move(queued.requests));
+  start_reload(queued.generation, queued.workers, std::move(queued.requests), now);
   advance_reload(now);  // its first batch starts now, not at the next event
 }
 

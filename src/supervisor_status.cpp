@@ -14,6 +14,7 @@ StatusSnapshot Supervisor::status(TimePoint now) const {
   snapshot.workers_wanted = wanted_;
   snapshot.workers_ready = ready_primaries();
   snapshot.stopping = stopping_;
+  snapshot.counters = counters_;
   for (std::size_t index = 0; index < slots_.size(); ++index) {
     const Slot& slot = slots_[index];
     SlotStatus entry;

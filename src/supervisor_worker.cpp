@@ -200,6 +200,7 @@ void Supervisor::worker_ended(const Worker& worker, const WorkerExit& exit, Time
     log(LogSeverity::info, fmt::format("worker stopped {}", fields));
     return;
   }
+  count_exit(exit);
   if (worker.role == Role::replacement) {
     log(LogSeverity::warn, fmt::format("worker exited before it was ready {}", fields));
     replacement_failed(worker,
@@ -209,6 +210,16 @@ void Supervisor::worker_ended(const Worker& worker, const WorkerExit& exit, Time
     return;
   }
   primary_ended(worker, exit, uptime, fields, now);
+}
+
+void Supervisor::count_exit(const WorkerExit& exit) {
+  if (std::holds_alternative<ExitCode>(exit)) {
+    ++counters_.exits_code;
+  } else if (std::holds_alternative<KilledBySignal>(exit)) {
+    ++counters_.exits_signal;
+  } else {
+    ++counters_.exits_start_failure;
+  }
 }
 
 void Supervisor::primary_ended(const Worker& worker, const WorkerExit& exit, Duration uptime,

@@ -7,7 +7,7 @@
 # and where paths may, IFS is a newline.
 # shellcheck disable=SC2207
 
-_clusterd_subcommands='check status reload scale restart stop ls'
+_clusterd_subcommands='check status reload scale restart stop metrics ls'
 
 # The options that take a value (in the next word, or after "=").
 _clusterd_value_options='-c --config -w --workers -l --listen --ready --ready-timeout --grace

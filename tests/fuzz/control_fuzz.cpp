@@ -38,7 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)render_status(*reply);
   for (const Request& request : {Request{StatusRequest{}}, Request{ReloadRequest{}}, Request{ScaleRequest{2}},
                                  Request{ScaleRequest{-1, true}}, Request{RestartRequest{}},
-                                 Request{RestartRequest{1}}, Request{StopRequest{}}}) {
+                                 Request{RestartRequest{1}}, Request{StopRequest{}}, Request{MetricsRequest{}}}) {
     (void)render_reply(request, *reply);
   }
   (void)progress_line(ProgressOf::reload, *reply);

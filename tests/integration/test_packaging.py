@@ -33,7 +33,7 @@ CONFIG_SOURCE = os.path.join(SOURCE, "config", "clusterd.toml")
 MAINTAINER_SCRIPTS = {name: os.path.join(SOURCE, "packaging", "deb", name)
                       for name in ("postinst", "prerm", "postrm")}
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
-SUBCOMMANDS = {"check", "status", "reload", "scale", "restart", "stop", "ls"}
+SUBCOMMANDS = {"check", "status", "reload", "scale", "restart", "stop", "metrics", "ls"}
 DOCS = {"README.md", "configuration.md", "operations.md", "control-protocol.md", "servers.md", "install.md"}
 
 

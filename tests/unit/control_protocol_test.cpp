@@ -62,6 +62,13 @@ TEST(ControlRequest, ScaleOutOfRangeOrNotANumber) {
   EXPECT_EQ(error_of("scale 3 4"), expected + "\"3 4\"");
 }
 
+TEST(ControlRequest, Metrics) {
+  EXPECT_EQ(parse_request("metrics"), Request{MetricsRequest{}});
+  EXPECT_EQ(request_line(MetricsRequest{}), "metrics");
+  EXPECT_EQ(error_of("metrics now"), "metrics takes no argument, found \"now\"");
+  EXPECT_EQ(metrics_reply("a 1\n"), R"({"ok":true,"metrics":"a 1\n"})");
+}
+
 TEST(ControlRequest, ScaleByN) {
   EXPECT_EQ(parse_request("scale +2"), Request{(ScaleRequest{2, true})});
   EXPECT_EQ(parse_request("scale -1"), Request{(ScaleRequest{-1, true})});
@@ -87,25 +94,25 @@ TEST(ControlRequest, RestartASlotOrAll) {
 }
 
 TEST(ControlRequest, UnknownWordsAndArguments) {
-  EXPECT_EQ(error_of("frob"), "unknown request \"frob\"; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
-  EXPECT_EQ(error_of("STATUS"), "unknown request \"STATUS\"; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
+  EXPECT_EQ(error_of("frob"), "unknown request \"frob\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
+  EXPECT_EQ(error_of("STATUS"), "unknown request \"STATUS\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
   EXPECT_EQ(error_of("status now"), "status takes no argument, found \"now\"");
   EXPECT_EQ(error_of("stop 1"), "stop takes no argument, found \"1\"");
-  EXPECT_EQ(error_of(""), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
-  EXPECT_EQ(error_of("   \t"), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
+  EXPECT_EQ(error_of(""), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
+  EXPECT_EQ(error_of("   \t"), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
 }
 
 TEST(ControlRequest, AnUnknownLongWordIsShownCut) {
   const std::string word(100, 'a');
   EXPECT_EQ(error_of(word), "unknown request \"" + std::string(40, 'a') +
-                                "...\"; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
+                                "...\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
 }
 
 TEST(ControlRequest, BinaryIsNeverEchoed) {
   const std::string binary("sta\0tus\xff\x01", 9);
-  EXPECT_EQ(error_of(binary), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
-  EXPECT_EQ(error_of("st\x1b[2Jatus"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
-  EXPECT_EQ(error_of("statüs"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all or stop");
+  EXPECT_EQ(error_of(binary), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
+  EXPECT_EQ(error_of("st\x1b[2Jatus"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
+  EXPECT_EQ(error_of("statüs"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
 }
 
 TEST(ControlRequest, LongerThan4KiB) {

@@ -157,13 +157,20 @@ TEST(ControlRender, WrongTypesNeverThrow) {
     const Json reply = Json::parse(text);
     EXPECT_NO_THROW(render_status(reply)) << text;
     for (const Request& request : {Request{StatusRequest{}}, Request{ReloadRequest{}}, Request{ScaleRequest{2}},
-                                   Request{RestartRequest{}}, Request{StopRequest{}}}) {
+                                   Request{RestartRequest{}}, Request{StopRequest{}}, Request{MetricsRequest{}}}) {
       EXPECT_NO_THROW(render_reply(request, reply)) << text;
     }
   }
   EXPECT_THAT(render_status(Json::parse(replies[5])), HasSubstr("{\"x\":\"\\u001b\"}"));
   EXPECT_NO_THROW(render_status(Json::array()));
   EXPECT_NO_THROW(render_status(Json(nullptr)));
+}
+
+TEST(ControlRender, MetricsAreShownAsSentWithControlsEscaped) {
+  EXPECT_EQ(render_reply(MetricsRequest{}, Json::parse(metrics_reply("# HELP a b\na 1\n"))), "# HELP a b\na 1\n");
+  EXPECT_EQ(render_reply(MetricsRequest{}, Json::parse(R"({"ok":true,"metrics":"a\u001b[2J 1\n"})")),
+            "a\\x1b[2J 1\n");
+  EXPECT_EQ(render_reply(MetricsRequest{}, Json::parse(R"({"ok":true,"metrics":7})")), "-\n");
 }
 
 TEST(ControlRender, OneLineAnswers) {
