@@ -84,17 +84,6 @@ std::optional<int> slot_number(std::string_view text) {
   return *count;
 }
 
-const char* state_name(WorkerState state) {
-  switch (state) {
-    case WorkerState::starting:
-      return "starting";
-    case WorkerState::ready:
-      return "ready";
-    case WorkerState::stopping:
-      return "stopping";
-  }
-  return "starting";
-}
 
 // The state of a slot that has no process serving it; nullptr when it is not waiting for one.
 const char* idle_slot_state(SlotState state) {
@@ -275,6 +264,18 @@ Json exit_to_json(const WorkerExit& exit) {
     json["exec_error"] = failure->step == "exec" ? reason : failure->step + ": " + reason;
   }
   return json;
+}
+
+const char* state_name(WorkerState state) {
+  switch (state) {
+    case WorkerState::starting:
+      return "starting";
+    case WorkerState::ready:
+      return "ready";
+    case WorkerState::stopping:
+      return "stopping";
+  }
+  return "starting";
 }
 
 std::string status_reply(const InstanceStatus& status) {

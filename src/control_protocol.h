@@ -117,6 +117,9 @@ std::string ok_reply();
 // `{"ok":false,"error":"…"}`.
 std::string error_reply(std::string_view error);
 
+// "starting", "ready", "stopping": a worker's state as status and metrics name it.
+const char* state_name(WorkerState state);
+
 // The JSON text of `last_exit`: {"code":1}, {"signal":"KILL"}, {"exec_error":"…"}.
 nlohmann::ordered_json exit_to_json(const WorkerExit& exit);
 

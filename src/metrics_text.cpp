@@ -54,18 +54,6 @@ class Writer {
   std::string out_;
 };
 
-const char* state_name(WorkerState state) {
-  switch (state) {
-    case WorkerState::starting:
-      return "starting";
-    case WorkerState::ready:
-      return "ready";
-    case WorkerState::stopping:
-      return "stopping";
-  }
-  return "unknown";
-}
-
 }  // namespace
 
 std::string metrics_text(const InstanceStatus& status) {
