@@ -123,6 +123,9 @@ def test_a_flooding_worker_is_not_held_up_and_clusterd_keeps_answering(start_clu
     [worker_entry] = status["workers"]
     uptime = worker_entry.pop("uptime_s")
     assert isinstance(uptime, float) and uptime >= 0, uptime
+    cost = {key: worker_entry.pop(key) for key in ("cpu_percent", "cpu_s", "rss_bytes", "pss_bytes",
+                                                    "processes", "started_at")}
+    assert cost["processes"] == 1 and cost["rss_bytes"] > 0, cost
     assert worker_entry == {"slot": 0, "pid": pid, "generation": 1, "state": "ready", "restarts": 0,
                             "last_exit": None, "next_restart_in_s": None, "notify_status": None}
     del status["workers"]
