@@ -84,7 +84,6 @@ std::optional<int> slot_number(std::string_view text) {
   return *count;
 }
 
-
 // The state of a slot that has no process serving it; nullptr when it is not waiting for one.
 const char* idle_slot_state(SlotState state) {
   switch (state) {
@@ -143,10 +142,8 @@ Json workers_json(const InstanceStatus& status) {
       if (worker.kill_in) {
         entry["kill_in_s"] = seconds(*worker.kill_in);
       }
-      const auto cost = status.costs.find(worker.pid);
-      add_cost_fields(entry, worker.pid > 0 && cost != status.costs.end() ? &cost->second : nullptr,
-                      worker.pid > 0 ? std::optional(status.now_unix - std::chrono::duration<double>(worker.uptime).count())
-                                     : std::nullopt);
+      add_cost_fields(entry, status.cost_of(worker),
+                      worker.pid > 0 ? std::optional(status.started_at(worker)) : std::nullopt);
       workers.push_back(std::move(entry));
       served = served || worker.state != WorkerState::stopping;
     }
@@ -264,6 +261,15 @@ Json exit_to_json(const WorkerExit& exit) {
     json["exec_error"] = failure->step == "exec" ? reason : failure->step + ": " + reason;
   }
   return json;
+}
+
+const WorkerCost* InstanceStatus::cost_of(const WorkerStatus& worker) const {
+  const auto found = worker.pid > 0 ? costs.find(worker.pid) : costs.end();
+  return found == costs.end() ? nullptr : &found->second;
+}
+
+double InstanceStatus::started_at(const WorkerStatus& worker) const {
+  return now_unix - std::chrono::duration<double>(worker.uptime).count();
 }
 
 const char* state_name(WorkerState state) {

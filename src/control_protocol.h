@@ -88,6 +88,11 @@ struct InstanceStatus {
   StatusSnapshot snapshot;
   std::map<int, WorkerCost> costs;  // by pid; a worker without one (it exited meanwhile) shows null
   double now_unix = 0;              // the wall clock now, for each worker's started_at
+
+  // The cost read for `worker`; nullptr for an entry without a process or one not read.
+  const WorkerCost* cost_of(const WorkerStatus& worker) const;
+  // When `worker` was started, Unix time: the wall clock now less its uptime.
+  double started_at(const WorkerStatus& worker) const;
 };
 
 // `{"ok":true,"name":…,"pid":…,"version":…,"generation":…,"config":…,"workers_wanted":…,

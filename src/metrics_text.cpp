@@ -102,10 +102,9 @@ std::string metrics_text(const InstanceStatus& status) {
       if (worker.pid <= 0) {
         continue;
       }
-      const auto cost = status.costs.find(worker.pid);
       entries.push_back({fmt::format("slot=\"{}\",pid=\"{}\",generation=\"{}\"", slot.slot, worker.pid,
                                      worker.id.generation),
-                         &worker, cost == status.costs.end() ? nullptr : &cost->second});
+                         &worker, status.cost_of(worker)});
     }
   }
   const auto per_worker = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
@@ -124,8 +123,7 @@ std::string metrics_text(const InstanceStatus& status) {
              });
   per_worker("clusterd_worker_start_time_seconds", "gauge", "When the worker was started, Unix time.",
              [&](const Entry& entry) {
-               out.sample("clusterd_worker_start_time_seconds", entry.labels,
-                          status.now_unix - std::chrono::duration<double>(entry.worker->uptime).count());
+               out.sample("clusterd_worker_start_time_seconds", entry.labels, status.started_at(*entry.worker));
              });
   per_worker("clusterd_worker_cpu_seconds_total", "counter",
              "User and system CPU time of the worker's process tree (its live processes).",

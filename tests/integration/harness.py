@@ -117,6 +117,16 @@ def dropped_in_hand(failure):
                                                 "ConnectionError('closed before"))
 
 
+def read_until_closed(sock):
+    """Everything the peer sends until it closes the connection."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def split_host_port(address):
     host, _, port = address.rpartition(":")
     host = host.strip("[]")

@@ -129,7 +129,7 @@ def test_a_killed_workers_slot_keeps_its_socket_no_connection_is_refused(start_c
                 continue
             sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
             clients.append(sock)
-        answers = [read_response(sock) for sock in clients]
+        answers = [harness.read_until_closed(sock) for sock in clients]
     finally:
         for sock in clients:
             sock.close()
@@ -144,16 +144,6 @@ def test_a_killed_workers_slot_keeps_its_socket_no_connection_is_refused(start_c
     assert set(answered_by) == {slots[0], replacement}
     assert socket_inode(replacement) == kept                   # the same socket, queue and all
     assert held_on_port(clusterd.pid, port) == {socket_inode(slots[0]), kept}
-
-
-def read_response(sock):
-    """Everything the server sends until it closes the connection."""
-    response = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return response
-        response += chunk
 
 
 def test_scaling_opens_and_closes_slots_sockets(start_clusterd, tmpdir_short):

@@ -55,13 +55,7 @@ def http_hello(address):
     host, port = harness.split_host_port(address)
     with socket.create_connection((host, port), timeout=10) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return data.decode("latin-1")
+        return harness.read_until_closed(s).decode("latin-1")
 
 
 def http_ok(answer):

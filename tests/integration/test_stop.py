@@ -144,12 +144,7 @@ def test_listening_socket_accepts_while_no_worker_runs(start_clusterd):
         assert [pid for pid in clusterd.children() if pid_alive(pid)] == []
         # ...and the replacement answers the request that waited in the queue.
         sock.settimeout(15.0)
-        response = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            response += chunk
+        response = harness.read_until_closed(sock)
     finally:
         sock.close()
     third = clusterd.ready_pids(3)[2]
