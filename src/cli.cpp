@@ -19,7 +19,7 @@ constexpr std::string_view usage_lines =
     "Usage:\n"
     "  clusterd [OPTIONS] [--] PROGRAM [ARG...]    run PROGRAM as N workers, in the foreground\n"
     "  clusterd check [OPTIONS] [--] [PROGRAM...]  validate config and flags, print the effective config\n"
-    "  clusterd status [--json]                    ask a running clusterd for its workers\n"
+    "  clusterd status [--json] [--pss]            ask a running clusterd for its workers\n"
     "  clusterd reload [--json]                    rolling reload; returns when it finished or was "
     "abandoned\n"
     "  clusterd scale N|+N|-N [--json]             set the worker count, or change it by N\n"
@@ -39,8 +39,10 @@ struct ClientHelp {
   std::string_view what;
 };
 constexpr std::array<ClientHelp, 7> client_help{{
-    {Command::status, "clusterd status [OPTIONS]",
-     "Asks a running clusterd for its state: one line per worker process, and a slot in backoff or failed.\n"},
+    {Command::status, "clusterd status [--pss] [OPTIONS]",
+     "Asks a running clusterd for its state: one line per worker process, and a slot in backoff or failed.\n"
+     "MEM is each worker tree's resident memory (RSS); with --pss its proportional memory (PSS: pages\n"
+     "shared with other processes split between them), which takes clusterd about twice as long to read.\n"},
     {Command::reload, "clusterd reload [OPTIONS]",
      "Rolling reload: reads the config file again and replaces the workers, new ones first.\n"
      "Returns when it finished (exit 0) or was refused or abandoned (exit 1, the reason on stderr).\n"},
@@ -61,7 +63,6 @@ constexpr std::array<ClientHelp, 7> client_help{{
 }};
 
 constexpr std::string_view client_options =
-    "Options:\n"
     "  --json               print the reply as JSON\n"
     "  --name NAME          ask the instance named NAME\n"
     "  --control PATH       ask the instance whose control socket is PATH\n"
@@ -76,7 +77,9 @@ std::string help_of(Command command) {
       if (command == Command::ls) {
         return text + "Options:\n  --json               print the list as JSON\n  -h,--help            print this help\n";
       }
-      return text + std::string(client_options);
+      const std::string_view pss =
+          command == Command::status ? "  --pss                MEM is PSS, and --json has pss_bytes\n" : "";
+      return text + "Options:\n" + std::string(pss) + std::string(client_options);
     }
   }
   return {};
@@ -211,6 +214,7 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
   // On the main app, not on each subcommand, so it may stand before the subcommand word too.
   CLI::Option* json =
       app.add_flag("--json", options.json, "print the reply as JSON (the client commands)");
+  app.add_flag("--pss", options.pss, "status: each worker's proportional memory (PSS) as well");
 
   // fallthrough(): the main app's options are accepted after the subcommand word as well.
   const auto subcommand = [&app](const char* name, const char* description) {
@@ -339,6 +343,9 @@ std::optional<CliExit> check_fits(const Parsed& parsed, bool after_marker) {
   }
   if (!client && !parsed.client_flags_given.empty()) {
     return usage_error(parsed.client_flags_given.front() + ": only for status, reload, scale, restart, stop and ls");
+  }
+  if (options.pss && options.command != Command::status) {
+    return usage_error(std::string("--pss: only for status, not ") + command_name(options.command));
   }
   if (options.command == Command::ls && (options.control || options.config_file || options.overrides.name)) {
     return usage_error("ls: lists every instance it finds; --name, --control and -c choose one for the other commands");

@@ -21,6 +21,7 @@ struct CliOptions {
   std::optional<std::string> config_file;  // -c, --config
   ConfigOverrides overrides;               // run and check (name also for clients); program = PROGRAM ARG...
   bool json = false;                       // client subcommands only
+  bool pss = false;                        // status only: ask for each worker's PSS as well
   std::optional<std::string> scale_to;     // scale N|+N|-N, as written (checked by parse_cli)
   std::optional<std::string> restart_slot; // restart SLOT|all, as written (checked by parse_cli)
   // --control PATH: the instance a client subcommand asks. For run and check, --control PATH|none

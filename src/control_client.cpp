@@ -63,7 +63,7 @@ Request request_of(const CliOptions& options) {
     case Command::metrics:
       return MetricsRequest{};
     default:
-      return StatusRequest{};
+      return StatusRequest{options.pss};
   }
 }
 

@@ -211,6 +211,9 @@ tl::expected<Request, std::string> parse_request(std::string_view line) {
     }
     return RestartRequest{*slot};
   }
+  if (verb == "status" && words.size() == 2 && words[1] == "pss") {
+    return StatusRequest{true};
+  }
   std::optional<Request> request;
   if (verb == "status") {
     request = StatusRequest{};
@@ -224,7 +227,9 @@ tl::expected<Request, std::string> parse_request(std::string_view line) {
     return tl::make_unexpected("unknown request " + shown(verb) + "; " + std::string(expected_requests));
   }
   if (words.size() > 1) {
-    return tl::make_unexpected(std::string(verb) + " takes no argument, found " + shown(words[1]));
+    const std::string_view only = verb == "status" ? " but pss" : "";
+    return tl::make_unexpected(std::string(verb) + " takes no argument" + std::string(only) + ", found " +
+                               shown(words[1]));
   }
   return *request;
 }
@@ -246,7 +251,7 @@ std::string request_line(const Request& request) {
   if (std::holds_alternative<MetricsRequest>(request)) {
     return "metrics";
   }
-  return "status";
+  return std::get<StatusRequest>(request).pss ? "status pss" : "status";
 }
 
 Json exit_to_json(const WorkerExit& exit) {

@@ -27,7 +27,10 @@ namespace clusterd {
 // The longest request line, without its '\n' (interface §4.5).
 inline constexpr std::size_t max_request_line = 4096;
 
+// `status`, or `status pss`: with each worker tree's proportional memory too, which costs more
+// to read than everything else together (/proc/PID/smaps_rollup walks the page tables).
 struct StatusRequest {
+  bool pss = false;
   bool operator==(const StatusRequest&) const = default;
 };
 struct ReloadRequest {

@@ -82,7 +82,8 @@ std::string human_bytes(std::optional<double> bytes) {
                                    : fmt::format("{:.0f}{}", value, units[unit]);
 }
 
-// The worker's memory: its tree's PSS (shared pages split) where clusterd could read it, else RSS.
+// The worker's memory: its tree's PSS (shared pages split) where clusterd read it (`status pss`),
+// else its RSS.
 std::string memory_text(const Json& worker) {
   const auto pss = number_of(worker, "pss_bytes");
   return human_bytes(pss ? pss : number_of(worker, "rss_bytes"));

@@ -97,8 +97,8 @@ class Daemon {
   void reload(std::optional<RequestId> request = std::nullopt);
   void on_control_request(RequestId id, const Request& request);
   // What `status` and `metrics` show, each worker's process tree cost read now (process_tree.h):
-  // the only time clusterd samples.
-  InstanceStatus instance_status_now();
+  // the only time clusterd samples. `pss`: the trees' proportional memory as well.
+  InstanceStatus instance_status_now(bool pss);
   tl::expected<GenerationListeners, std::string> listeners_for(const Config& config, int workers);
   // `workers` of the newest configuration accepted and not abandoned: a reload's file changes the
   // worker count only when its `workers` differs from that (interface §4.3).

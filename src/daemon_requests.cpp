@@ -129,12 +129,13 @@ void Daemon::reload(std::optional<RequestId> request) {
 }
 
 void Daemon::on_control_request(RequestId id, const Request& request) {
-  if (std::holds_alternative<StatusRequest>(request)) {
-    control_->reply(id, status_reply(instance_status_now()));
+  if (const auto* status = std::get_if<StatusRequest>(&request)) {
+    control_->reply(id, status_reply(instance_status_now(status->pss)));
     return;
   }
+  // A scrape is rare next to `status` (progress lines, `watch`): its PSS gauge stays.
   if (std::holds_alternative<MetricsRequest>(request)) {
-    control_->reply(id, metrics_reply(metrics_text(instance_status_now())));
+    control_->reply(id, metrics_reply(metrics_text(instance_status_now(true))));
     return;
   }
   if (std::holds_alternative<ReloadRequest>(request)) {
@@ -191,7 +192,7 @@ void Daemon::on_control_request(RequestId id, const Request& request) {
   }
 }
 
-InstanceStatus Daemon::instance_status_now() {
+InstanceStatus Daemon::instance_status_now(bool pss) {
   InstanceStatus status;
   const Config& config = supervisor_.config_of(supervisor_.generation());
   status.name = config.name;
@@ -208,12 +209,13 @@ InstanceStatus Daemon::instance_status_now() {
   status.snapshot = supervisor_.status(now);
   status.now_unix = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::set<int> live;
+  ProcessTreeReader trees(pss);
   for (const SlotStatus& slot : status.snapshot.slots) {
     for (const WorkerStatus& worker : slot.workers) {
       if (worker.pid <= 0) {
         continue;
       }
-      if (const auto tree = read_process_tree_cost(worker.pid)) {
+      if (const auto tree = trees.read(worker.pid)) {
         live.insert(worker.pid);
         status.costs[worker.pid] = {cpu_rates_.sample(worker.pid, tree->cpu_seconds, now, worker.uptime), *tree};
       }

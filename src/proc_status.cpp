@@ -1,6 +1,8 @@
 // Reads memory, CPU time and children out of the text of /proc files (proc(5)).
 #include "proc_status.h"
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 
 namespace clusterd {
@@ -46,34 +48,40 @@ std::optional<std::uint64_t> parse_vm_rss(std::string_view proc_status) { return
 
 std::optional<std::uint64_t> parse_pss(std::string_view smaps_rollup) { return kib_line(smaps_rollup, "Pss:"); }
 
-std::optional<std::uint64_t> parse_cpu_ticks(std::string_view proc_stat) {
+std::optional<ProcStat> parse_proc_stat(std::string_view proc_stat) {
   const std::size_t name_end = proc_stat.rfind(')');
   if (name_end == std::string_view::npos) {
     return std::nullopt;
   }
-  // After ") ": field 3 (state) is word 0, so utime (14) is word 11 and stime (15) word 12.
+  // After ") ": field 3 (state) is word 0, so field F is word F - 3.
+  constexpr std::size_t state = 0;
+  constexpr std::size_t ppid = 1;
+  constexpr std::size_t utime = 11;
+  constexpr std::size_t stime = 12;
+  constexpr std::size_t num_threads = 17;
+  constexpr std::size_t rss = 21;
+  std::array<std::string_view, rss + 1> words;
   std::string_view rest = proc_stat.substr(name_end + 1);
-  std::optional<std::uint64_t> utime;
-  for (int word = 0; word <= 12; ++word) {
-    while (!rest.empty() && rest.front() == ' ') {
-      rest.remove_prefix(1);
-    }
-    const std::size_t end = std::min(rest.find(' '), rest.size());
+  for (std::string_view& word : words) {
+    rest.remove_prefix(std::min(rest.find_first_not_of(' '), rest.size()));
+    const std::size_t end = std::min(rest.find_first_of(" \n"), rest.size());
     if (end == 0) {
       return std::nullopt;
     }
-    if (word == 11) {
-      utime = number(rest.substr(0, end));
-    } else if (word == 12) {
-      const auto stime = number(rest.substr(0, end));
-      if (!utime || !stime) {
-        return std::nullopt;
-      }
-      return *utime + *stime;
-    }
+    word = rest.substr(0, end);
     rest.remove_prefix(end);
   }
-  return std::nullopt;
+  // Only the fields wanted are read as numbers: others may be negative (tpgid -1, nice).
+  const auto parent = number(words[ppid]);
+  const auto user = number(words[utime]);
+  const auto system = number(words[stime]);
+  const auto threads = number(words[num_threads]);
+  const auto pages = number(words[rss]);
+  if (!parent || !user || !system || !threads || !pages) {
+    return std::nullopt;
+  }
+  return ProcStat{words[state].front(), static_cast<int>(*parent), *user + *system, static_cast<int>(*threads),
+                  *pages};
 }
 
 std::vector<int> parse_children(std::string_view children) {

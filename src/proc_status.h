@@ -1,5 +1,6 @@
-// Reads what a process costs out of the text of its /proc files: resident and proportional memory
-// (/proc/PID/status, /proc/PID/smaps_rollup), CPU time (/proc/PID/stat) and its children.
+// Reads what a process costs out of the text of its /proc files: CPU time, threads and resident
+// memory (/proc/PID/stat; VmRSS of /proc/PID/status), proportional memory (/proc/PID/smaps_rollup)
+// and its children.
 #pragma once
 
 #include <cstdint>
@@ -16,9 +17,18 @@ std::optional<std::uint64_t> parse_vm_rss(std::string_view proc_status);
 // "Pss:    2048 kB" out of /proc/<pid>/smaps_rollup → bytes; nullopt when missing or malformed.
 std::optional<std::uint64_t> parse_pss(std::string_view smaps_rollup);
 
-// User plus system CPU time in clock ticks (fields 14 and 15 of /proc/<pid>/stat, counted after
-// the command name's closing parenthesis, as the name may hold spaces and parentheses).
-std::optional<std::uint64_t> parse_cpu_ticks(std::string_view proc_stat);
+// What one read of /proc/<pid>/stat says about a process's cost.
+struct ProcStat {
+  char state = '?';              // field 3: 'R', 'S', … 'Z' (a zombie, or a leader thread that exited)
+  int parent = 0;                // ppid (field 4)
+  std::uint64_t cpu_ticks = 0;   // user plus system CPU time (fields 14 and 15), in clock ticks
+  int threads = 0;               // num_threads (field 20)
+  std::uint64_t rss_pages = 0;   // rss (field 24): the count VmRSS shows in kB, in pages
+};
+
+// Fields are counted after the command name's closing parenthesis, as the name may hold spaces
+// and parentheses. nullopt when a field is missing or not a number.
+std::optional<ProcStat> parse_proc_stat(std::string_view proc_stat);
 
 // The pids of /proc/<pid>/task/<tid>/children ("4101 4102 "); whatever does not parse is skipped.
 std::vector<int> parse_children(std::string_view children);

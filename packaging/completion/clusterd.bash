@@ -146,7 +146,7 @@ _clusterd()
     case $subcommand in
         "")
             if [[ $cur == -* ]]; then
-                COMPREPLY=($(compgen -W "$_clusterd_run_options --json" -- "$cur"))
+                COMPREPLY=($(compgen -W "$_clusterd_run_options --json --pss" -- "$cur"))
             else
                 # The subcommand words, or PROGRAM once something is typed.
                 COMPREPLY=($(compgen -W "$_clusterd_subcommands" -- "$cur"))
@@ -168,6 +168,9 @@ _clusterd()
             ;;
         ls)
             [[ $cur == -* ]] && COMPREPLY=($(compgen -W '-h --help --json' -- "$cur"))
+            ;;
+        status)
+            [[ $cur == -* ]] && COMPREPLY=($(compgen -W "$_clusterd_client_options --pss" -- "$cur"))
             ;;
         restart)
             if [[ $cur == -* ]]; then

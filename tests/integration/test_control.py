@@ -678,7 +678,11 @@ def test_status_shows_what_each_workers_process_tree_costs(start_clusterd, tmpdi
     assert entry["pid"] == pid and entry["processes"] == 2      # the worker and its child
     assert before - 0.01 <= entry["cpu_s"] <= after + 0.01
     assert entry["cpu_s"] >= 0.5
-    assert entry["rss_bytes"] >= 64 << 20 and entry["pss_bytes"] >= 64 << 20
+    # PSS is read only when asked: it costs more than everything else together.
+    assert entry["rss_bytes"] >= 64 << 20 and entry["pss_bytes"] is None
+    [with_pss] = clusterd.status("--pss")["workers"]
+    assert with_pss["pid"] == pid and with_pss["processes"] == 2
+    assert 64 << 20 <= with_pss["pss_bytes"] <= with_pss["rss_bytes"]
     assert abs(entry["started_at"] - (time.time() - entry["uptime_s"])) < 2.0
     # The first request: the average since the worker started.
     assert entry["cpu_percent"] > 0
@@ -696,3 +700,42 @@ def test_status_shows_what_each_workers_process_tree_costs(start_clusterd, tmpdi
     assert columns["PID"] == str(pid)
     assert re.fullmatch(r"\d+(\.\d)?%", columns["CPU"])
     assert re.fullmatch(r"\d+(\.\d)?M", columns["MEM"]) and float(columns["MEM"][:-1]) >= 64
+
+
+def thread_count(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"^Threads:\s+(\d+)$", f.read(), re.M).group(1))
+
+
+def children_listed(pid, tid):
+    with open("/proc/%d/task/%d/children" % (pid, tid)) as f:
+        return [int(p) for p in f.read().split()]
+
+
+def test_a_child_forked_by_a_thread_counts_before_and_after_that_thread_ends(start_clusterd, tmpdir_short):
+    # clusterd reads a one-thread process's children from its main thread's list alone: this
+    # checks the list it reads is the right one on either side of the thread's end.
+    forked = os.path.join(tmpdir_short, "forked")
+    release = os.path.join(tmpdir_short, "release")
+    os.mkfifo(release)
+    clusterd = start_clusterd(["--workers", "1", "--ready", "exec", "--", PYTHON,
+                               worker("threaded_fork_worker.py"), "--forked", forked, "--release", release])
+    [pid] = clusterd.ready_pids(1)
+    wait_until(lambda: os.path.exists(forked), 10.0, "the worker's second thread to fork")
+    with open(forked) as f:
+        child = int(f.read())
+    assert thread_count(pid) == 2 and child not in children_listed(pid, pid)
+    [entry] = clusterd.status()["workers"]
+    assert entry["pid"] == pid and entry["processes"] == 2, entry
+
+    def released():
+        try:  # O_NONBLOCK: ENXIO until the thread has the FIFO open for reading
+            os.close(os.open(release, os.O_WRONLY | os.O_NONBLOCK))
+            return True
+        except OSError:
+            return False
+    wait_until(released, 10.0, "the worker's second thread to open the FIFO")
+    wait_until(lambda: thread_count(pid) == 1, 10.0, "the worker's second thread to end")
+    assert children_listed(pid, pid) == [child]
+    [entry] = clusterd.status()["workers"]
+    assert entry["pid"] == pid and entry["processes"] == 2, entry

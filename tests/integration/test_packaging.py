@@ -662,12 +662,13 @@ def test_completion_offers_the_subcommands_then_programs():
 def test_completion_offers_every_option_of_help_and_nothing_else():
     options, _ = help_options()
     assert set(complete("clusterd -")[0]) == options
-    # A client subcommand takes only what finds the instance, --json and --help.
-    client = set(complete("clusterd status -")[0])
+    # A client subcommand takes only what finds the instance, --json and --help; status --pss too.
+    client = set(complete("clusterd stop -")[0])
     assert client == {"-h", "--help", "-c", "--config", "--name", "--control", "--json"}
-    assert client <= options
+    assert set(complete("clusterd status -")[0]) == client | {"--pss"}
+    assert client | {"--pss"} <= options
     # check takes the options of a run.
-    assert set(complete("clusterd check -")[0]) == options - {"--json"}
+    assert set(complete("clusterd check -")[0]) == options - {"--json", "--pss"}
 
 
 FIXED_VALUES = {

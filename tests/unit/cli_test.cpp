@@ -143,6 +143,15 @@ TEST(CliClient, JsonBeforeOrAfterTheSubcommand) {
   EXPECT_TRUE(parsed.json);
 }
 
+TEST(CliClient, PssOnlyForStatus) {
+  EXPECT_TRUE(options({"status", "--pss"}).pss);
+  EXPECT_TRUE(options({"--pss", "status", "--json"}).pss);
+  EXPECT_FALSE(options({"status"}).pss);
+  EXPECT_EQ(exit_of({"stop", "--pss"}).text, usage_error("--pss: only for status, not stop"));
+  EXPECT_EQ(exit_of({"--pss", "./srv"}).text, usage_error("--pss: only for status, not run"));
+  EXPECT_THAT(exit_of({"status", "--help"}).text, HasSubstr("--pss"));
+}
+
 TEST(CliClient, FindTheInstanceByConfigControlOrName) {
   const auto by_config = options({"-c", "shop.toml", "reload"});
   EXPECT_EQ(by_config.command, Command::reload);

@@ -26,6 +26,7 @@ std::string error_of(std::string_view line) {
 
 TEST(ControlRequest, TheFourRequests) {
   EXPECT_EQ(parse_request("status"), Request{StatusRequest{}});
+  EXPECT_EQ(parse_request("status pss"), Request{StatusRequest{true}});
   EXPECT_EQ(parse_request("reload"), Request{ReloadRequest{}});
   EXPECT_EQ(parse_request("stop"), Request{StopRequest{}});
   EXPECT_EQ(parse_request("scale 3"), Request{ScaleRequest{3}});
@@ -40,7 +41,7 @@ TEST(ControlRequest, BlanksAndACarriageReturnAreIgnored) {
 }
 
 TEST(ControlRequest, RequestLineRoundTrips) {
-  for (const Request& request : {Request{StatusRequest{}}, Request{ReloadRequest{}}, Request{StopRequest{}},
+  for (const Request& request : {Request{StatusRequest{}}, Request{StatusRequest{true}}, Request{ReloadRequest{}}, Request{StopRequest{}},
                                  Request{ScaleRequest{12}}, Request{ScaleRequest{-2, true}},
                                  Request{RestartRequest{3}}, Request{RestartRequest{}}}) {
     EXPECT_EQ(parse_request(request_line(request)), request);
@@ -96,7 +97,8 @@ TEST(ControlRequest, RestartASlotOrAll) {
 TEST(ControlRequest, UnknownWordsAndArguments) {
   EXPECT_EQ(error_of("frob"), "unknown request \"frob\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
   EXPECT_EQ(error_of("STATUS"), "unknown request \"STATUS\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
-  EXPECT_EQ(error_of("status now"), "status takes no argument, found \"now\"");
+  EXPECT_EQ(error_of("status now"), "status takes no argument but pss, found \"now\"");
+  EXPECT_EQ(error_of("status pss pss"), "status takes no argument but pss, found \"pss\"");
   EXPECT_EQ(error_of("stop 1"), "stop takes no argument, found \"1\"");
   EXPECT_EQ(error_of(""), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
   EXPECT_EQ(error_of("   \t"), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");

@@ -1,4 +1,4 @@
-// VmRSS out of /proc/<pid>/status text.
+// What /proc/<pid>/status, stat, smaps_rollup and children texts say.
 #include "proc_status.h"
 
 #include <gtest/gtest.h>
@@ -34,13 +34,32 @@ TEST(ProcStatus, PssOfSmapsRollup) {
 }
 
 // The command name may hold spaces and parentheses: fields are counted after the last ')'.
-TEST(ProcStatus, CpuTicksAreUserPlusSystem) {
-  EXPECT_EQ(parse_cpu_ticks("4121 (my (odd) srv) S 4100 4121 4121 0 -1 4194560 812 0 0 0 250 17 0 0 20 0 1 0 "
-                            "1234 10000000 300 18446744073709551615"),
-            267U);
-  EXPECT_EQ(parse_cpu_ticks("4121 (srv) S 4100"), std::nullopt);
-  EXPECT_EQ(parse_cpu_ticks("no name at all"), std::nullopt);
-  EXPECT_EQ(parse_cpu_ticks("1 (x) S 0 1 1 0 -1 0 0 0 0 0 -5 2 0"), std::nullopt);
+TEST(ProcStatus, StatGivesParentCpuTicksThreadsAndRss) {
+  const auto stat = parse_proc_stat(
+      "4121 (my (odd) srv) S 4100 4121 4121 0 -1 4194560 812 0 0 0 250 17 0 0 20 -5 3 0 "
+      "1234 10000000 300 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n");
+  ASSERT_TRUE(stat.has_value());
+  EXPECT_EQ(stat->state, 'S');
+  EXPECT_EQ(stat->parent, 4100);
+  EXPECT_EQ(stat->cpu_ticks, 267U);
+  EXPECT_EQ(stat->threads, 3);
+  EXPECT_EQ(stat->rss_pages, 300U);
+}
+
+TEST(ProcStatus, StatEndingAtRssIsRead) {
+  const auto stat = parse_proc_stat("7 (x) Z 1 7 7 0 -1 0 0 0 0 0 4 5 0 0 20 0 1 0 99 0 12");
+  ASSERT_TRUE(stat.has_value());
+  EXPECT_EQ(stat->state, 'Z');
+  EXPECT_EQ(stat->cpu_ticks, 9U);
+  EXPECT_EQ(stat->rss_pages, 12U);
+}
+
+TEST(ProcStatus, StatWithAFieldMissingOrNotANumberIsNoValue) {
+  EXPECT_EQ(parse_proc_stat("4121 (srv) S 4100"), std::nullopt);
+  EXPECT_EQ(parse_proc_stat("no name at all"), std::nullopt);
+  EXPECT_EQ(parse_proc_stat("1 (x) S 0 1 1 0 -1 0 0 0 0 0 -5 2 0 0 20 0 1 0 99 0 12"), std::nullopt);
+  EXPECT_EQ(parse_proc_stat("1 (x) S 0 1 1 0 -1 0 0 0 0 0 5 2 0 0 20 0 1 0 99 0 12x"), std::nullopt);
+  EXPECT_EQ(parse_proc_stat("1 (x) S 0 1 1 0 -1 0 0 0 0 0 5 2 0 0 20 0 1 0 99 0"), std::nullopt);
 }
 
 TEST(ProcStatus, ChildrenAreTheNumbersListed) {
