@@ -42,9 +42,7 @@ MetricsServer::~MetricsServer() {
     loop_.remove(listener_.fd());
   }
   for (auto& [id, connection] : connections_) {
-    if (connection.registered) {
-      loop_.remove(connection.fd.get());
-    }
+    loop_.remove(connection.fd.get());
   }
 }
 
@@ -231,23 +229,20 @@ void MetricsServer::drain(std::uint64_t id) {
 
 void MetricsServer::watch(std::uint64_t id, std::uint32_t events) {
   Connection& connection = connections_.at(id);
-  if (connection.registered && connection.watched == events) {
+  if (connection.watched == events) {
     return;
   }
-  // EventLoop has no modify: a new registration replaces the old one.
-  if (connection.registered) {
-    loop_.remove(connection.fd.get());
-    connection.registered = false;
-  }
   try {
-    loop_.add(connection.fd.get(), events, [this, id](std::uint32_t ready) { on_connection(id, ready); });
+    if (connection.watched == 0) {
+      loop_.add(connection.fd.get(), events, [this, id](std::uint32_t ready) { on_connection(id, ready); });
+    } else {
+      loop_.modify(connection.fd.get(), events);
+    }
+    connection.watched = events;
   } catch (const std::system_error& error) {
     spdlog::warn("metrics connection dropped: {}", error.what());
     close(id);
-    return;
   }
-  connection.watched = events;
-  connection.registered = true;
 }
 
 void MetricsServer::close(std::uint64_t id) {
@@ -255,13 +250,11 @@ void MetricsServer::close(std::uint64_t id) {
   if (found == connections_.end()) {
     return;
   }
-  if (found->second.registered) {
-    loop_.remove(found->second.fd.get());
-  }
+  // Removing an fd the loop does not know is a no-op, so a connection never watched needs no check.
+  loop_.remove(found->second.fd.get());
   connections_.erase(found);
-  if (!accepting_ && retry_accept_at_) {
-    // accept() ran out of fds: this close freed one.
-    retry_accept_at_.reset();
+  if (retry_accept_at_ && !accepting_) {
+    retry_accept_at_.reset();  // accept() ran out of fds: this close freed one
     resume_accepting();
   }
 }

@@ -72,8 +72,7 @@ class MetricsServer {
     std::string out;  // the reply not yet written
     TimePoint accepted{};
     TimePoint deadline{};
-    std::uint32_t watched = 0;
-    bool registered = false;
+    std::uint32_t watched = 0;  // the epoll events asked for; 0: not registered yet
   };
 
   void on_listener();
