@@ -1,6 +1,7 @@
 // The metrics endpoint's listener and HTTP connections inside the EventLoop.
 #include "metrics_server.h"
 
+#include <fcntl.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -29,60 +30,38 @@ Listener MetricsServer::open(const Address& address) {
   config.backlog = 64;
   config.ipv6_only = address.family == AddressFamily::ipv6;
   auto opened = open_listeners({config});
+  // Workers' listeners stay blocking, as servers expect them; this one is clusterd's alone, and a
+  // blocking accept() would stop the loop once the waiting connections are taken.
+  const int fd = opened.front().fd();
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    throw ListenError("metrics endpoint " + opened.front().bound_address() + ": cannot make it non-blocking: " +
+                          errno_text(errno),
+                      errno);
+  }
   return std::move(opened.front());
 }
 
 MetricsServer::MetricsServer(Address configured, Listener listener, EventLoop& loop, Render render)
-    : configured_(std::move(configured)), listener_(std::move(listener)), loop_(loop), render_(std::move(render)) {
-  resume_accepting();
-}
+    : configured_(std::move(configured)),
+      listener_(std::move(listener)),
+      loop_(loop),
+      render_(std::move(render)),
+      accept_(loop_, listener_.fd(), "metrics endpoint", [this] { on_listener(); }) {}
 
 MetricsServer::~MetricsServer() {
-  if (accepting_) {
-    loop_.remove(listener_.fd());
-  }
+  accept_.stop();
   for (auto& [id, connection] : connections_) {
     loop_.remove(connection.fd.get());
   }
 }
 
-void MetricsServer::resume_accepting() {
-  if (accepting_) {
-    return;
-  }
-  try {
-    loop_.add(listener_.fd(), EPOLLIN, [this](std::uint32_t) { on_listener(); });
-    accepting_ = true;
-  } catch (const std::system_error& error) {
-    // Nothing may throw out of the running loop: try again a little later.
-    spdlog::warn("metrics endpoint cannot accept: {}; pausing", error.what());
-    retry_accept_at_ = Clock::now() + std::chrono::seconds(1);
-  }
-}
-
-void MetricsServer::pause_accepting(TimePoint retry_at) {
-  if (accepting_) {
-    loop_.remove(listener_.fd());
-    accepting_ = false;
-  }
-  retry_accept_at_ = retry_at;
-}
-
 void MetricsServer::on_listener() {
   for (std::size_t round = 0; round < accepts_per_round; ++round) {
-    const int accepted = ::accept4(listener_.fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (accepted < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) {
-        continue;
-      }
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        // Out of fds or memory: the level-triggered listener would fire again at once.
-        spdlog::warn("metrics endpoint cannot accept: {}; pausing for 1s", errno_text(errno));
-        pause_accepting(Clock::now() + std::chrono::seconds(1));
-      }
+    auto fd = accept_.accept();
+    if (!fd) {
       return;
     }
-    Fd fd(accepted);
     if (connections_.size() >= max_connections) {
       make_room();
       if (connections_.size() >= max_connections) {
@@ -92,7 +71,7 @@ void MetricsServer::on_listener() {
     }
     const std::uint64_t id = next_connection_++;
     Connection& connection = connections_[id];
-    connection.fd = std::move(fd);
+    connection.fd = std::move(*fd);
     connection.accepted = Clock::now();
     connection.deadline = connection.accepted + request_limit;
     // A client usually sends its request right after connecting: take it now, rather than one
@@ -253,14 +232,11 @@ void MetricsServer::close(std::uint64_t id) {
   // Removing an fd the loop does not know is a no-op, so a connection never watched needs no check.
   loop_.remove(found->second.fd.get());
   connections_.erase(found);
-  if (retry_accept_at_ && !accepting_) {
-    retry_accept_at_.reset();  // accept() ran out of fds: this close freed one
-    resume_accepting();
-  }
+  accept_.connection_closed();
 }
 
 std::optional<TimePoint> MetricsServer::next_deadline() const {
-  std::optional<TimePoint> nearest = retry_accept_at_;
+  std::optional<TimePoint> nearest = accept_.next_deadline();
   for (const auto& [id, connection] : connections_) {
     if (!nearest || connection.deadline < *nearest) {
       nearest = connection.deadline;
@@ -270,10 +246,7 @@ std::optional<TimePoint> MetricsServer::next_deadline() const {
 }
 
 void MetricsServer::on_deadline(TimePoint now) {
-  if (retry_accept_at_ && *retry_accept_at_ <= now) {
-    retry_accept_at_.reset();
-    resume_accepting();
-  }
+  accept_.on_deadline(now);
   std::vector<std::uint64_t> expired;
   for (const auto& [id, connection] : connections_) {
     if (connection.deadline <= now) {

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "acceptor.h"
 #include "address.h"
 #include "duration.h"
 #include "event_loop.h"
@@ -84,17 +85,14 @@ class MetricsServer {
   void drain(std::uint64_t id);
   void watch(std::uint64_t id, std::uint32_t events);
   void close(std::uint64_t id);
-  void pause_accepting(TimePoint retry_at);
-  void resume_accepting();
 
   Address configured_;
   Listener listener_;
   EventLoop& loop_;
   Render render_;
+  Acceptor accept_;
   std::map<std::uint64_t, Connection> connections_;
   std::uint64_t next_connection_ = 1;
-  bool accepting_ = false;
-  std::optional<TimePoint> retry_accept_at_;  // accept() failed for want of fds: try again then
 };
 
 }  // namespace clusterd
