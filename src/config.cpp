@@ -3,7 +3,7 @@
 //
 // The pieces: config_overrides merges the flags into the table, config_reader reads single values
 // by type, config_listeners validates [[listen]], config_lifecycle validates [ready], [reload] and
-// [recycle], config_host asks the system about what a start depends on, config_report collects
+// [recycle], config_metrics validates [metrics], config_host asks the system about what a start depends on, config_report collects
 // and orders the diagnostics, config_schema knows the keys.
 #include "config.h"
 
@@ -25,6 +25,7 @@
 #include "config_host.h"
 #include "config_lifecycle.h"
 #include "config_listeners.h"
+#include "config_metrics.h"
 #include "config_overrides.h"
 #include "config_paths.h"
 #include "config_reader.h"
@@ -141,6 +142,9 @@ class Validator {
     }
     if (const auto* table = read_.section(root, "log")) {
       log(*table, config.log);
+    }
+    if (const auto* table = read_.section(root, "metrics")) {
+      read_metrics(*table, read_, config.metrics);
     }
   }
 

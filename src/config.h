@@ -90,6 +90,12 @@ struct ControlConfig {
   bool operator==(const ControlConfig&) const = default;
 };
 
+// The HTTP endpoint that serves the metrics text at GET /metrics (docs/configuration.md).
+struct MetricsConfig {
+  std::optional<Address> listen;  // a TCP address; unset: no endpoint
+  bool operator==(const MetricsConfig&) const = default;
+};
+
 struct LogConfig {
   LogLevel level = LogLevel::info;
   std::optional<std::string> file;  // unset: stderr
@@ -116,6 +122,7 @@ struct Config {
   ReloadConfig reload;
   RecycleConfig recycle;
   ControlConfig control;
+  MetricsConfig metrics;
   LogConfig log;
   std::optional<std::string> file;  // the config file it was read from, as given
   // What is valid but most likely not what the operator meant, one diagnostic line each

@@ -11,7 +11,7 @@
 namespace clusterd::config_detail {
 namespace {
 
-constexpr std::array<KnownKey, 43> known_keys{{
+constexpr std::array<KnownKey, 45> known_keys{{
     {"", "name", true},
     {"", "workers", false},
     {"", "command", false},
@@ -29,6 +29,7 @@ constexpr std::array<KnownKey, 43> known_keys{{
     {"", "recycle", false},
     {"", "control", false},
     {"", "log", false},
+    {"", "metrics", false},
     {"listen", "name", true},
     {"listen", "address", true},
     {"listen", "backlog", false},
@@ -55,6 +56,7 @@ constexpr std::array<KnownKey, 43> known_keys{{
     {"control", "socket", true},
     {"log", "level", true},
     {"log", "file", true},
+    {"metrics", "listen", true},
 }};
 
 }  // namespace
@@ -70,7 +72,8 @@ const KnownKey* find_known(std::string_view section, std::string_view name) {
 
 bool is_section(std::string_view name) {
   return name == "listen" || name == "env" || name == "restart" || name == "ready" || name == "stop" ||
-         name == "reload" || name == "recycle" || name == "control" || name == "log";
+         name == "reload" || name == "recycle" || name == "control" || name == "log" ||
+         name == "metrics";
 }
 
 std::string unknown_key_message(std::string_view section, std::string_view name,

@@ -145,6 +145,11 @@ std::string to_toml(const Config& config) {
                   "/run/clusterd as root or /tmp/clusterd-UID)");
   }
 
+  out += "\n[metrics]\n";
+  optional_line("listen",
+                config.metrics.listen ? std::optional(quote(format_address(*config.metrics.listen))) : std::nullopt,
+                "unset (no HTTP endpoint; `clusterd metrics` still answers)");
+
   out += "\n[log]\n";
   constexpr std::array<std::string_view, 5> levels{"trace", "debug", "info", "warn", "error"};
   line("level", quote(levels[static_cast<std::size_t>(config.log.level)]));

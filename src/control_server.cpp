@@ -18,16 +18,15 @@
 namespace clusterd {
 
 ControlServer::ControlServer(ControlSocket socket, EventLoop& loop, Handler handler, ConnectionLimits limits)
-    : socket_(std::move(socket)), loop_(loop), handler_(std::move(handler)), limits_(limits) {
-  resume_accepting();
-}
+    : socket_(std::move(socket)),
+      loop_(loop),
+      handler_(std::move(handler)),
+      limits_(limits),
+      accept_(loop_, socket_.fd(), "control socket", [this] { on_listener(); }) {}
 
 ControlServer::~ControlServer() {
   // The file goes first: when a `stop` client sees its connection close, the path is free.
-  if (accepting_) {
-    loop_.remove(socket_.fd());
-    accepting_ = false;
-  }
+  accept_.stop();
   socket_.close();
   for (auto& [id, connection] : connections_) {
     // A last reply (the `stop` answer, say) goes out if the socket buffer takes it; nothing waits.
@@ -41,45 +40,13 @@ ControlServer::~ControlServer() {
   connections_.clear();
 }
 
-void ControlServer::resume_accepting() {
-  if (accepting_) {
-    return;
-  }
-  try {
-    loop_.add(socket_.fd(), EPOLLIN, [this](std::uint32_t) { on_listener(); });
-    accepting_ = true;
-  } catch (const std::system_error& error) {
-    // Nothing may throw out of the running loop: try again a little later.
-    spdlog::warn("control socket cannot accept: {}; pausing", error.what());
-    retry_accept_at_ = Clock::now() + std::chrono::seconds(1);
-  }
-}
-
-void ControlServer::pause_accepting() {
-  if (accepting_) {
-    loop_.remove(socket_.fd());
-    accepting_ = false;
-  }
-}
-
 void ControlServer::on_listener() {
   for (std::size_t round = 0; round < accepts_per_round; ++round) {
-    const int accepted = ::accept4(socket_.fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (accepted < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) {
-        continue;
-      }
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        return;
-      }
-      // Out of fds or memory: epoll is level-triggered, so the listener would fire again at once.
-      // Stop accepting until a connection closes or, without any, until retry_accept_at_.
-      spdlog::warn("control socket cannot accept: {}; pausing", errno_text(errno));
-      pause_accepting();
-      retry_accept_at_ = Clock::now() + std::chrono::seconds(1);
+    auto accepted = accept_.accept();
+    if (!accepted) {
       return;
     }
-    Fd fd(accepted);
+    Fd fd = std::move(*accepted);
     ucred peer{};
     socklen_t length = sizeof peer;
     if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 ||
@@ -409,15 +376,11 @@ void ControlServer::close(std::uint64_t id) {
     pending_.erase(*found->second.pending);
   }
   connections_.erase(found);
-  if (!accepting_ && retry_accept_at_) {
-    // accept() ran out of fds: this close freed one.
-    retry_accept_at_.reset();
-    resume_accepting();
-  }
+  accept_.connection_closed();
 }
 
 std::optional<TimePoint> ControlServer::next_deadline() const {
-  std::optional<TimePoint> nearest = retry_accept_at_;
+  std::optional<TimePoint> nearest = accept_.next_deadline();
   for (const auto& [id, connection] : connections_) {
     // A pending request (a reload) has no limit of its own, and a `stop` client waits for the exit.
     if (connection.pending || connection.hold) {
@@ -432,10 +395,7 @@ std::optional<TimePoint> ControlServer::next_deadline() const {
 }
 
 void ControlServer::on_deadline(TimePoint now) {
-  if (retry_accept_at_ && *retry_accept_at_ <= now) {
-    retry_accept_at_.reset();
-    resume_accepting();
-  }
+  accept_.on_deadline(now);
   std::vector<std::uint64_t> expired;
   for (const auto& [id, connection] : connections_) {
     if (!connection.pending && !connection.hold && connection.idle_since + idle_limit <= now) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "acceptor.h"
 #include "control_admission.h"
 #include "control_protocol.h"
 #include "control_socket.h"
@@ -100,8 +101,6 @@ class ControlServer {
   // it must be refused.
   bool admit(std::uint32_t uid);
   static bool idle(const Connection& connection);
-  void pause_accepting();
-  void resume_accepting();
   void on_connection(std::uint64_t id, std::uint32_t events);
   void read_some(std::uint64_t id);
   void process(std::uint64_t id);
@@ -117,13 +116,12 @@ class ControlServer {
   EventLoop& loop_;
   Handler handler_;
   ConnectionLimits limits_;
+  Acceptor accept_;
   Connections connections_;
   std::vector<OpenConnection> admission_scratch_;  // admit()'s, kept to spare an allocation per accept
   std::map<RequestId, std::uint64_t> pending_;  // request → connection
   std::uint64_t next_connection_ = 1;
   RequestId next_request_ = 1;
-  bool accepting_ = false;
-  std::optional<TimePoint> retry_accept_at_;  // accept() failed for want of fds: try again then
   // The connection whose request the handler is given right now (0: none). A reply to it from
   // inside the handler must not take its next request: take_line's caller does that.
   std::uint64_t dispatching_ = 0;

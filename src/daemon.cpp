@@ -81,6 +81,10 @@ Daemon::Daemon(DaemonSetup setup)
     control_.emplace(std::move(*setup.control), loop_,
                      [this](RequestId id, const Request& request) { on_control_request(id, request); });
   }
+  const auto& metrics = supervisor_.config_of(1).metrics.listen;
+  if (metrics && setup.metrics) {
+    serve_metrics(*metrics, std::move(setup.metrics));
+  }
 }
 
 int Daemon::run() {
@@ -91,6 +95,9 @@ int Daemon::run() {
     loop_.run_once();
     if (control_) {
       control_->on_deadline(Clock::now());
+    }
+    if (metrics_) {
+      metrics_->on_deadline(Clock::now());
     }
     ping_systemd_watchdog(Clock::now());
     drain_events();
@@ -147,18 +154,16 @@ bool Daemon::may_exit(TimePoint now) {
 
 std::optional<TimePoint> Daemon::next_wakeup() const {
   std::optional<TimePoint> wakeup = supervisor_.next_deadline();
-  if (next_systemd_ping_ && (!wakeup || *next_systemd_ping_ < *wakeup)) {
-    wakeup = next_systemd_ping_;
-  }
-  // Control connections' idle limits; none without a connection, so idle means no wake-ups.
-  const auto control_deadline = control_ ? control_->next_deadline() : std::nullopt;
-  if (control_deadline && (!wakeup || *control_deadline < *wakeup)) {
-    wakeup = control_deadline;
-  }
-  const auto orphan_deadline = orphans_.next_deadline(Clock::now(), orphans_left_);
-  if (orphan_deadline && (!wakeup || *orphan_deadline < *wakeup)) {
-    wakeup = orphan_deadline;
-  }
+  const auto consider = [&wakeup](std::optional<TimePoint> deadline) {
+    if (deadline && (!wakeup || *deadline < *wakeup)) {
+      wakeup = deadline;
+    }
+  };
+  consider(next_systemd_ping_);
+  // Control and metrics connections' limits; none without a connection, so idle means no wake-ups.
+  consider(control_ ? control_->next_deadline() : std::nullopt);
+  consider(metrics_ ? metrics_->next_deadline() : std::nullopt);
+  consider(orphans_.next_deadline(Clock::now(), orphans_left_));
   return wakeup;
 }
 

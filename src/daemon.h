@@ -19,6 +19,7 @@
 #include "cpu_rates.h"
 #include "event_loop.h"
 #include "listener_sockets.h"
+#include "metrics_server.h"
 #include "orphan_stop.h"
 #include "sockets.h"
 #include "supervisor.h"
@@ -48,6 +49,8 @@ struct DaemonSetup {
   std::function<int(const Config&)> resolve_worker_count;  // for workers = "auto"
   // The control socket, opened by main before any worker starts; nullopt: control.socket = "none".
   std::optional<ControlSocket> control;
+  // The metrics endpoint's socket, bound by main; nullopt: no [metrics] listen.
+  std::optional<Listener> metrics;
 };
 
 class Daemon {
@@ -100,6 +103,16 @@ class Daemon {
   // the only time clusterd samples. `pss`: the trees' proportional memory as well.
   InstanceStatus instance_status_now(bool pss);
   tl::expected<GenerationListeners, std::string> listeners_for(const Config& config, int workers);
+  // A reload's metrics.listen: whether it differs from the endpoint's now, and if so the new
+  // address's socket, bound before the old one closes (nullopt: no endpoint any more), or why
+  // it cannot be bound.
+  struct MetricsChange {
+    bool changed = false;
+    std::optional<Listener> listener;
+  };
+  tl::expected<MetricsChange, std::string> metrics_change_for(const Config& config);
+  // The endpoint at `address` on `listener` from now on, replacing the one there was.
+  void serve_metrics(std::optional<Address> address, std::optional<Listener> listener);
   // `workers` of the newest configuration accepted and not abandoned: a reload's file changes the
   // worker count only when its `workers` differs from that (interface §4.3).
   std::optional<int> accepted_workers_setting() const;
@@ -126,6 +139,7 @@ class Daemon {
   CpuRates cpu_rates_;                      // each worker's CPU at the previous status
   // After loop_: its connections leave the loop before the loop goes.
   std::optional<ControlServer> control_;
+  std::optional<MetricsServer> metrics_;  // also after loop_
   // After loop_ and pending_ (it registers with the one and reports into the other), and last:
   // it goes first, flushing the workers' output what it can at exit.
   WorkerProcesses workers_;

@@ -110,6 +110,11 @@ void Daemon::reload(std::optional<RequestId> request) {
     refuse(listeners.error());
     return;
   }
+  auto metrics = metrics_change_for(prepared->config);
+  if (!metrics) {
+    refuse(metrics.error());
+    return;
+  }
   warn_about_per_slot_scale_down(*listeners);
   for (const std::string& warning : prepared->config.warnings) {
     spdlog::warn("reload: {}", warning);
@@ -125,7 +130,40 @@ void Daemon::reload(std::optional<RequestId> request) {
   generations_.emplace(generation, Generation{{config, std::move(prepared->executable), std::move(prepared->user),
                                                std::move(*listeners)},
                                               setting, false, std::move(restart_needed)});
+  if (metrics->changed) {
+    // clusterd's own endpoint, not the workers': it moves when the reload is accepted.
+    serve_metrics(config->metrics.listen, std::move(metrics->listener));
+  }
   pending_.push_back(ReloadRequested{generation, std::move(config), workers, request});
+}
+
+tl::expected<Daemon::MetricsChange, std::string> Daemon::metrics_change_for(const Config& config) {
+  const std::optional<Address> now = metrics_ ? std::optional(metrics_->configured()) : std::nullopt;
+  MetricsChange change;
+  change.changed = config.metrics.listen != now;
+  if (!change.changed || !config.metrics.listen) {
+    return change;
+  }
+  try {
+    change.listener = MetricsServer::open(*config.metrics.listen);
+  } catch (const ListenError& error) {
+    return tl::make_unexpected(fmt::format("metrics.listen: {}; the metrics endpoint stays {}", error.what(),
+                                           metrics_ ? "at " + metrics_->bound_address() : "off"));
+  }
+  return change;
+}
+
+void Daemon::serve_metrics(std::optional<Address> address, std::optional<Listener> listener) {
+  if (metrics_) {
+    spdlog::info("metrics endpoint closed address={}", metrics_->bound_address());
+    metrics_.reset();
+  }
+  if (!address || !listener) {
+    return;
+  }
+  metrics_.emplace(std::move(*address), std::move(*listener), loop_,
+                   [this] { return metrics_text(instance_status_now()); });
+  spdlog::info("metrics endpoint listening address={}", metrics_->bound_address());
 }
 
 void Daemon::on_control_request(RequestId id, const Request& request) {

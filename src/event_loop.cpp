@@ -78,6 +78,15 @@ void EventLoop::add(int fd, std::uint32_t events, Callback callback) {
   token_of_fd_[fd] = token;
 }
 
+void EventLoop::modify(int fd, std::uint32_t events) {
+  epoll_event event{};
+  event.events = events;
+  event.data.u64 = token_of_fd_.at(fd);
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &event) != 0) {
+    throw_errno("epoll_ctl MOD");
+  }
+}
+
 void EventLoop::remove(int fd) {
   auto found = token_of_fd_.find(fd);
   if (found == token_of_fd_.end()) {

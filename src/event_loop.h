@@ -39,6 +39,9 @@ class EventLoop {
   // open until remove(). A callback may add and remove fds, its own included.
   void add(int fd, std::uint32_t events, Callback callback);
   void remove(int fd);
+  // Watches a registered `fd` for `events` instead, keeping its callback. Throws
+  // std::system_error when epoll refuses.
+  void modify(int fd, std::uint32_t events);
 
   // The one timer: `on_timer` runs once `deadline` has passed; nullopt disarms it.
   void set_timer_callback(std::function<void()> on_timer) { on_timer_ = std::move(on_timer); }

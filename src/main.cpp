@@ -22,6 +22,7 @@
 #include "cpu_count.h"
 #include "credentials.h"
 #include "daemon.h"
+#include "metrics_server.h"
 #include "event_loop.h"
 #include "host_checks.h"
 #include "logging.h"
@@ -184,6 +185,13 @@ int run_supervisor(const CliOptions& options, PreparedConfig prepared) {
     open_or_adopt_listeners(config, setup);
   } catch (const ListenError& error) {
     return refuse_start(error.what());
+  }
+  if (config.metrics.listen) {
+    try {
+      setup.metrics = MetricsServer::open(*config.metrics.listen);
+    } catch (const ListenError& error) {
+      return refuse_start(std::string("metrics.listen: ") + error.what());
+    }
   }
   for (const Listener& listener : setup.listeners) {
     spdlog::info("listening name={} address={} backlog={}", listener.name(), listener.bound_address(),

@@ -26,7 +26,7 @@ _clusterd_keys='name workers command directory user group output inherit_env env
     restart.policy restart.delay restart.max_delay restart.multiplier restart.reset_after
     restart.burst restart.interval ready.mode ready.timeout ready.watchdog stop.signal stop.grace
     reload.batch recycle.max_lifetime recycle.max_rss recycle.check_interval control.socket
-    log.level log.file'
+    metrics.listen log.level log.file'
 
 # Names of the instances whose control sockets are in the default directories (interface §4.4),
 # for --name.

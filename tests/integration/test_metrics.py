@@ -6,24 +6,14 @@ series per worker process with its process tree's CPU and memory.
 import os
 import signal
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from harness import PYTHON, wait_until, worker
+from prometheus_text import samples_of, value
 
 
 def scrape(clusterd):
     code, out, err = clusterd.control("metrics")
     assert (code, err) == (0, ""), err
-    samples = {}
-    for family in text_string_to_metric_families(out):
-        for sample in family.samples:
-            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return samples
-
-
-def value(samples, metric, **labels):
-    [found] = [v for l, v in samples[metric] if all(l.get(k) == str(w) for k, w in labels.items())]
-    return found
+    return samples_of(out)
 
 
 def test_metrics_are_scraped_by_a_prometheus_parser_and_follow_what_happens(start_clusterd):

@@ -201,6 +201,52 @@ TEST(ConfigErrors, BadAddressesSayWhatWasExpected) {
                           "\"unix:/run/app.sock\", found integer 8000"));
 }
 
+TEST(ConfigMetrics, ListenTakesATcpAddress) {
+  const Config config = build(with_command("[metrics]\nlisten = \"localhost:9100\"\n"));
+  ASSERT_TRUE(config.metrics.listen);
+  EXPECT_EQ(format_address(*config.metrics.listen), "127.0.0.1:9100");
+  EXPECT_FALSE(build(command_line).metrics.listen);
+  EXPECT_THAT(build(with_command("[metrics]\nlisten = \"127.0.0.1:9100\"\n")).warnings, IsEmpty());
+}
+
+TEST(ConfigMetrics, ListenSetByAFlag) {
+  ConfigOverrides overrides;
+  overrides.sets = {"metrics.listen=[::1]:0"};
+  const Config config = build(command_line, overrides);
+  ASSERT_TRUE(config.metrics.listen);
+  EXPECT_EQ(format_address(*config.metrics.listen), "[::1]:0");
+}
+
+TEST(ConfigMetrics, RefusesAUnixPathAndABarePortSayingHowToWriteIt) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"\"unix:/run/m.sock\"",
+       "expected a TCP address such as \"127.0.0.1:9100\", found \"unix:/run/m.sock\"; the metrics are served "
+       "over HTTP on TCP only"},
+      {"\":9100\"",
+       "expected HOST:PORT with the host written out, such as \"127.0.0.1:9100\" (or \"0.0.0.0:9100\" for every "
+       "address), found \":9100\""},
+      {"9100", "expected a TCP address such as \"127.0.0.1:9100\", found integer 9100"},
+      {"\"127.0.0.1:99999\"", "expected a port 0-65535, found \"99999\""},
+  };
+  for (const auto& [value, error] : cases) {
+    EXPECT_THAT(errors(with_command("[metrics]\nlisten = " + value + "\n")),
+                ElementsAre("c.toml:3:10: metrics.listen: " + error));
+  }
+  EXPECT_THAT(errors(with_command("[metrics]\naddress = \"127.0.0.1:9100\"\n")),
+              ElementsAre("c.toml:3:1: metrics.address: unknown key \"address\"; did you mean \"listen.address\"?"));
+}
+
+TEST(ConfigMetrics, EveryAddressIsAWarning) {
+  for (const std::string address : {"0.0.0.0:9100", "[::]:9100"}) {
+    const Config config = build(with_command("[metrics]\nlisten = \"" + address + "\"\n"));
+    EXPECT_TRUE(config.metrics.listen);
+    EXPECT_THAT(config.warnings,
+                ElementsAre("c.toml:3:10: metrics.listen: listens on every address: whoever can reach port 9100 can "
+                            "read the metrics (the instance's name and version, each worker's pid, slot, memory and "
+                            "CPU); listen on 127.0.0.1 or a private address, or keep the port behind a firewall"));
+  }
+}
+
 TEST(ConfigErrors, UnixPathLongerThanSunPath) {
   const std::string path = "/" + std::string(120, 'x');
   EXPECT_THAT(errors(with_command("[[listen]]\naddress = \"unix:" + path + "\"\n")),
@@ -1143,6 +1189,8 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
             "\n[control]\n"
             "# socket: unset (NAME.sock in $RUNTIME_DIRECTORY, else in $XDG_RUNTIME_DIR/clusterd, else in "
             "/run/clusterd as root or /tmp/clusterd-UID)\n"
+            "\n[metrics]\n"
+            "# listen: unset (no HTTP endpoint; `clusterd metrics` still answers)\n"
             "\n[log]\n"
             "level = \"info\"\n"
             "# file: unset (stderr)\n");
@@ -1164,6 +1212,7 @@ TEST(ToToml, RoundTripsThroughBuildConfig) {
       "[reload]\nbatch = 2\n"
       "[recycle]\nmax_lifetime = \"24h\"\nmax_rss = \"1536MiB\"\ncheck_interval = \"30s\"\n"
       "[control]\nsocket = \"/run/shop/ctl.sock\"\n"
+      "[metrics]\nlisten = \"[::1]:9100\"\n"
       "[log]\nlevel = \"error\"\nfile = \"/var/log/shop.log\"\n";
   const Config first = build(text);
   const std::string written = to_toml(first);
@@ -1189,6 +1238,8 @@ TEST(ToToml, RoundTripsThroughBuildConfig) {
   EXPECT_EQ(second.recycle.max_rss, 1536u << 20);
   EXPECT_EQ(second.recycle.check_interval, 30s);
   EXPECT_EQ(second.control.socket, "/run/shop/ctl.sock");
+  EXPECT_EQ(second.metrics, first.metrics);
+  EXPECT_NE(written.find("\n[metrics]\nlisten = \"[::1]:9100\"\n"), std::string::npos);
 }
 
 TEST(ToToml, ControlSocketNoneStaysNone) {
