@@ -99,6 +99,8 @@ class Daemon {
   // What `status` and `metrics` show, each worker's process tree cost read now (process_tree.h):
   // the only time clusterd samples.
   InstanceStatus instance_status_now();
+  // The count wanted once the scale events already queued in pending_ are handled.
+  int workers_wanted_after_queued() const;
   tl::expected<GenerationListeners, std::string> listeners_for(const Config& config, int workers);
   // `workers` of the newest configuration accepted and not abandoned: a reload's file changes the
   // worker count only when its `workers` differs from that (interface §4.3).
