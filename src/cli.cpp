@@ -15,6 +15,9 @@
 namespace clusterd {
 namespace {
 
+// Each refresh costs clusterd a /proc walk per worker process: ten a second is plenty for eyes.
+constexpr Duration min_top_interval{100};
+
 constexpr std::string_view usage_lines =
     "Usage:\n"
     "  clusterd [OPTIONS] [--] PROGRAM [ARG...]    run PROGRAM as N workers, in the foreground\n"
@@ -27,6 +30,7 @@ constexpr std::string_view usage_lines =
     "backoff\n"
     "  clusterd stop [--json]                      graceful stop; returns when it is done\n"
     "  clusterd ls [--json]                        every instance found in the runtime directories\n"
+    "  clusterd top [--interval DURATION]          live view of the workers; keys reload, scale, restart\n"
     "  clusterd COMMAND --help                     the options of one command\n"
     "  clusterd --help | --version\n";
 
@@ -38,7 +42,7 @@ struct ClientHelp {
   std::string_view usage;
   std::string_view what;
 };
-constexpr std::array<ClientHelp, 7> client_help{{
+constexpr std::array<ClientHelp, 8> client_help{{
     {Command::status, "clusterd status [--pss] [OPTIONS]",
      "Asks a running clusterd for its state: one line per worker process, and a slot in backoff or failed.\n"
      "MEM is each worker tree's resident memory (RSS); with --pss its proportional memory (PSS: pages\n"
@@ -60,6 +64,11 @@ constexpr std::array<ClientHelp, 7> client_help{{
     {Command::ls, "clusterd ls [--json]",
      "Lists every clusterd this user can reach in the runtime directories, one line each.\n"
      "An instance whose control.socket is elsewhere is not listed: ask it with --control PATH.\n"},
+    {Command::top, "clusterd top [--interval DURATION] [OPTIONS]",
+     "A live view of the workers in the terminal, like htop: state, pid, CPU, memory, uptime, restarts\n"
+     "and last exit per slot, and the pool's totals, refreshed every DURATION (default 1s, at least 100ms).\n"
+     "Keys: q quit; r reload; + one worker more; - one fewer; R, a slot number, y: restart that slot.\n"
+     "Exits 0 when you quit, 1 when clusterd goes away, 2 when stdin or stdout is not a terminal.\n"},
 }};
 
 constexpr std::string_view client_options =
@@ -76,6 +85,10 @@ std::string help_of(Command command) {
       std::string text = "Usage: " + std::string(help.usage) + "\n\n" + std::string(help.what) + "\n";
       if (command == Command::ls) {
         return text + "Options:\n  --json               print the list as JSON\n  -h,--help            print this help\n";
+      }
+      if (command == Command::top) {
+        return text + "Options:\n  --interval DURATION  how often the view is refreshed: 1s, 250ms (default 1s)\n" +
+               std::string(client_options.substr(client_options.find("  --name")));
       }
       const std::string_view pss =
           command == Command::status ? "  --pss                MEM is PSS, and --json has pss_bytes\n" : "";
@@ -130,6 +143,7 @@ CliExit from_cli11(const CLI::ParseError& error) {
 
 struct Parsed {
   CliOptions options;
+  std::optional<std::string> interval;  // top --interval, as written
   std::vector<std::string> rest;  // PROGRAM ARG..., or stray arguments of a client subcommand
   // Which options were given, to refuse those the chosen command does not use.
   std::vector<std::string> config_flags_given;
@@ -215,6 +229,9 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
   CLI::Option* json =
       app.add_flag("--json", options.json, "print the reply as JSON (the client commands)");
   app.add_flag("--pss", options.pss, "status: each worker's proportional memory (PSS) as well");
+  CLI::Option* interval = app.add_option("--interval", parsed.interval, "top: how often the view is refreshed "
+                                         "(default 1s, at least 100ms)")
+                              ->type_name("DURATION");
 
   // fallthrough(): the main app's options are accepted after the subcommand word as well.
   const auto subcommand = [&app](const char* name, const char* description) {
@@ -230,10 +247,11 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
   auto* stop = subcommand("stop", "graceful stop of a running clusterd");
   auto* metrics = subcommand("metrics", "print a running clusterd's metrics in the Prometheus text format");
   auto* ls = subcommand("ls", "list the instances found in the runtime directories");
+  auto* top = subcommand("top", "a live view of a running clusterd's workers; keys reload, scale, restart");
   scale->add_option("N", options.scale_to, "the new worker count 1-4096, or +N / -N");
   restart->add_option("SLOT", options.restart_slot, "a slot number, or all");
 
-  const std::array<std::pair<CLI::App*, Command>, 8> commands{{
+  const std::array<std::pair<CLI::App*, Command>, 9> commands{{
       {check, Command::check},
       {status, Command::status},
       {reload, Command::reload},
@@ -242,6 +260,7 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
       {stop, Command::stop},
       {metrics, Command::metrics},
       {ls, Command::ls},
+      {top, Command::top},
   }};
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -280,8 +299,10 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
       parsed.config_flags_given.push_back(option->get_name());
     }
   }
-  if (json->count() > 0) {
-    parsed.client_flags_given.push_back(json->get_name());
+  for (const CLI::Option* option : {json, interval}) {
+    if (option->count() > 0) {
+      parsed.client_flags_given.push_back(option->get_name());
+    }
   }
   return parsed;
 }
@@ -306,6 +327,8 @@ const char* command_name(Command command) {
       return "metrics";
     case Command::ls:
       return "ls";
+    case Command::top:
+      return "top";
   }
   return "";
 }
@@ -341,8 +364,14 @@ std::optional<CliExit> check_fits(const Parsed& parsed, bool after_marker) {
     return usage_error(parsed.config_flags_given.front() + ": only for run and check, not " +
                        command_name(options.command));
   }
+  if (parsed.interval && options.command != Command::top) {
+    return usage_error("--interval: only for top");
+  }
   if (!client && !parsed.client_flags_given.empty()) {
-    return usage_error(parsed.client_flags_given.front() + ": only for status, reload, scale, restart, stop and ls");
+    return usage_error(parsed.client_flags_given.front() + ": only for status, reload, scale, restart, stop, metrics, ls and top");
+  }
+  if (options.json && options.command == Command::top) {
+    return usage_error("--json: top draws a live view for people; for JSON use 'clusterd status --json'");
   }
   if (options.pss && options.command != Command::status) {
     return usage_error(std::string("--pss: only for status, not ") + command_name(options.command));
@@ -390,6 +419,16 @@ std::variant<CliOptions, CliExit> parse_cli(const std::vector<std::string>& args
   auto& parsed = std::get<Parsed>(result);
   if (auto exit = check_fits(parsed, after_marker)) {
     return std::move(*exit);
+  }
+  if (parsed.interval) {
+    const auto interval = parse_duration(*parsed.interval);
+    if (!interval) {
+      return usage_error("--interval " + *parsed.interval + ": expected a duration such as 1s or 250ms");
+    }
+    if (*interval < min_top_interval) {
+      return usage_error("--interval " + *parsed.interval + ": below the minimum of 100ms; give 100ms or more");
+    }
+    parsed.options.interval = *interval;
   }
   if (parsed.options.command == Command::run || parsed.options.command == Command::check) {
     parsed.options.overrides.program = std::move(parsed.rest);

@@ -11,10 +11,11 @@
 #include <vector>
 
 #include "config.h"
+#include "duration.h"
 
 namespace clusterd {
 
-enum class Command { run, check, status, reload, scale, restart, stop, metrics, ls };
+enum class Command { run, check, status, reload, scale, restart, stop, metrics, ls, top };
 
 struct CliOptions {
   Command command = Command::run;
@@ -24,6 +25,7 @@ struct CliOptions {
   bool pss = false;                        // status only: ask for each worker's PSS as well
   std::optional<std::string> scale_to;     // scale N|+N|-N, as written (checked by parse_cli)
   std::optional<std::string> restart_slot; // restart SLOT|all, as written (checked by parse_cli)
+  Duration interval = std::chrono::seconds(1);  // top --interval: how often the view is refreshed
   // --control PATH: the instance a client subcommand asks. For run and check, --control PATH|none
   // is the control.socket override and is found in overrides.control instead.
   std::optional<std::string> control;

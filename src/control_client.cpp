@@ -33,10 +33,6 @@ constexpr int exit_usage = 2;
 // long as it takes, and so does the stop itself.
 constexpr int quick_reply_seconds = 30;
 
-// Far above any real reply (4096 workers with long STATUS= texts are a few MiB): a server that
-// sends more is not a clusterd, and must not make the client use up the memory.
-constexpr std::size_t max_reply_line = 64u << 20;
-
 // A reply that is not one, shown in the error: escaped and cut, since anything could be in it.
 constexpr std::size_t max_shown_reply = 200;
 
@@ -75,11 +71,6 @@ std::string joined(const std::vector<std::string>& paths) {
   return text;
 }
 
-struct Found {
-  std::optional<std::string> path;
-  std::string problem;  // when there is no path: why, naming what was tried
-};
-
 // Among several sockets, the ones that accept a connection from a server we believe; a stale
 // file of a killed instance does not make the choice ambiguous.
 std::vector<std::string> answering(const std::vector<std::string>& paths) {
@@ -102,7 +93,7 @@ std::string not_searched(const std::vector<std::string>& untrusted) {
 
 // A directory passed over for being untrusted is said whatever the outcome: its presence is
 // either a mistake in its mode or someone waiting for a client to ask it.
-Found search(const std::optional<std::string>& name, std::ostream& err) {
+FoundSocket search(const std::optional<std::string>& name, std::ostream& err) {
   const ControlSearch found = find_control_sockets(control_directories_here(true), name, ::geteuid());
   if (found.found.empty()) {
     std::string problem = (name ? "no clusterd named " + *name + " found" : std::string("no clusterd found")) +
@@ -126,7 +117,9 @@ Found search(const std::optional<std::string>& name, std::ostream& err) {
                             "; choose one with --name NAME or --control PATH"};
 }
 
-Found find_socket(const CliOptions& options, std::ostream& err) {
+}  // namespace
+
+FoundSocket find_instance_socket(const CliOptions& options, std::ostream& err) {
   if (options.control) {
     return {options.control, {}};
   }
@@ -152,6 +145,8 @@ Found find_socket(const CliOptions& options, std::ostream& err) {
   }
   return search(config->name, err);
 }
+
+namespace {
 
 // Reads up to and without the first '\n'. nullopt: the connection ended (or timed out) first,
 // or the line grew beyond max_reply_line; `error` says which.
@@ -433,7 +428,7 @@ int run_client(const CliOptions& options, std::ostream& out, std::ostream& err) 
     return list_instances(options, out, err);
   }
   const Request request = request_of(options);
-  const Found found = find_socket(options, err);
+  const FoundSocket found = find_instance_socket(options, err);
   if (!found.path) {
     err << "clusterd: " << printable(found.problem) << '\n';
     return exit_usage;

@@ -3,7 +3,10 @@
 // (--json), and say how it went in the exit status.
 #pragma once
 
+#include <cstddef>
 #include <iosfwd>
+#include <optional>
+#include <string>
 
 #include "cli.h"
 
@@ -24,5 +27,18 @@ namespace clusterd {
 // `ok: false` (or no valid reply, whatever it holds), 2 when no instance was found, its socket was
 // refused, or the request cannot be sent (the message names every path tried, or the reason).
 int run_client(const CliOptions& options, std::ostream& out, std::ostream& err);
+
+// Far above any real reply (4096 workers with long STATUS= texts are a few MiB): a server that
+// sends more is not a clusterd, and must not make a client use up the memory.
+inline constexpr std::size_t max_reply_line = 64u << 20;
+
+// The control socket a client subcommand asks, found as run_client finds it (above): its path,
+// or why there is none, naming every path tried. Warnings (an untrusted directory passed over,
+// problems in the -c file) are written to `err`.
+struct FoundSocket {
+  std::optional<std::string> path;
+  std::string problem;
+};
+FoundSocket find_instance_socket(const CliOptions& options, std::ostream& err);
 
 }  // namespace clusterd

@@ -29,7 +29,9 @@ std::string shown(const Json& value) {
   return printable(value.dump(-1, ' ', false, Json::error_handler_t::replace));
 }
 
-std::string text_of(const Json& object, std::string_view key) {
+}  // namespace
+
+std::string text_field(const Json& object, std::string_view key) {
   if (!object.is_object()) {
     return std::string(none);
   }
@@ -40,7 +42,7 @@ std::string text_of(const Json& object, std::string_view key) {
   return shown(*found);
 }
 
-std::optional<double> number_of(const Json& object, std::string_view key) {
+std::optional<double> number_field(const Json& object, std::string_view key) {
   if (!object.is_object()) {
     return std::nullopt;
   }
@@ -51,6 +53,8 @@ std::optional<double> number_of(const Json& object, std::string_view key) {
   return found->get<double>();
 }
 
+namespace {
+
 std::string human_seconds(std::optional<double> seconds) {
   if (!seconds) {
     return std::string(none);
@@ -58,16 +62,16 @@ std::string human_seconds(std::optional<double> seconds) {
   return format_duration_human(std::chrono::duration<double>(*seconds));
 }
 
-// 0.4 → "0.4%", 37.2 → "37%": a tenth matters only near idle.
-std::string human_percent(std::optional<double> percent) {
+}  // namespace
+
+std::string percent_text(std::optional<double> percent) {
   if (!percent || !std::isfinite(*percent) || *percent < 0) {
     return std::string(none);
   }
   return *percent < 9.95 ? fmt::format("{:.1f}%", *percent) : fmt::format("{:.0f}%", *percent);
 }
 
-// Memory as `ps` and pm2 show it: 812K, 23.4M, 1.2G (powers of 1024).
-std::string human_bytes(std::optional<double> bytes) {
+std::string bytes_text(std::optional<double> bytes) {
   if (!bytes || !std::isfinite(*bytes) || *bytes < 0) {
     return std::string(none);
   }
@@ -82,12 +86,12 @@ std::string human_bytes(std::optional<double> bytes) {
                                    : fmt::format("{:.0f}{}", value, units[unit]);
 }
 
-// The worker's memory: its tree's PSS (shared pages split) where clusterd read it (`status pss`),
-// else its RSS.
-std::string memory_text(const Json& worker) {
-  const auto pss = number_of(worker, "pss_bytes");
-  return human_bytes(pss ? pss : number_of(worker, "rss_bytes"));
+std::optional<double> memory_bytes(const Json& worker) {
+  const auto pss = number_field(worker, "pss_bytes");
+  return pss ? pss : number_field(worker, "rss_bytes");
 }
+
+namespace {
 
 // {"code":1} → "code 1"; {"signal":"KILL"} → "signal KILL"; {"exec_error":"…"} → "exec error: …".
 std::string exit_text(const Json& worker) {
@@ -96,28 +100,28 @@ std::string exit_text(const Json& worker) {
     return std::string(none);
   }
   if (found->contains("code")) {
-    return "code " + text_of(*found, "code");
+    return "code " + text_field(*found, "code");
   }
   if (found->contains("signal")) {
-    return "signal " + text_of(*found, "signal");
+    return "signal " + text_field(*found, "signal");
   }
   if (found->contains("exec_error")) {
-    return "exec error: " + text_of(*found, "exec_error");
+    return "exec error: " + text_field(*found, "exec_error");
   }
   return shown(*found);
 }
 
 std::string state_text(const Json& worker) {
-  std::string state = text_of(worker, "state");
-  if (const auto next = number_of(worker, "next_restart_in_s")) {
+  std::string state = text_field(worker, "state");
+  if (const auto next = number_field(worker, "next_restart_in_s")) {
     state += " (" + human_seconds(next) + ")";
   }
   return state;
 }
 
-// Columns padded to their widest cell, two spaces apart; the last one is not padded, so no
-// line ends in blanks.
-std::string table(const std::vector<std::vector<std::string>>& rows) {
+}  // namespace
+
+std::vector<std::string> table_lines(const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> widths;
   for (const auto& row : rows) {
     widths.resize(std::max(widths.size(), row.size()));
@@ -125,7 +129,7 @@ std::string table(const std::vector<std::vector<std::string>>& rows) {
       widths[column] = std::max(widths[column], row[column].size());
     }
   }
-  std::string out;
+  std::vector<std::string> lines;
   for (const auto& row : rows) {
     std::string line;
     for (std::size_t column = 0; column < row.size(); ++column) {
@@ -134,72 +138,90 @@ std::string table(const std::vector<std::vector<std::string>>& rows) {
         line.append(widths[column] - row[column].size() + 2, ' ');
       }
     }
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+std::string instance_line(const Json& reply) {
+  std::string out = text_field(reply, "name") + ": pid " + text_field(reply, "pid") + ", generation " +
+                    text_field(reply, "generation");
+  const auto ready = number_field(reply, "workers_ready");
+  const auto wanted = number_field(reply, "workers_wanted");
+  if (ready && wanted) {
+    out += ", " + text_field(reply, "workers_ready") + "/" + text_field(reply, "workers_wanted") + " workers ready";
+  } else if (wanted) {
+    out += ", " + text_field(reply, "workers_wanted") + " workers wanted";
+  }
+  if (number_field(reply, "reloading_to")) {
+    out += ", reloading to generation " + text_field(reply, "reloading_to");
+  }
+  if (const auto stopping = reply.find("stopping"); stopping != reply.end() && stopping->is_boolean() &&
+                                                    stopping->get<bool>()) {
+    out += ", stopping";
+  }
+  return out + " (clusterd " + text_field(reply, "version") + ")";
+}
+
+namespace {
+
+std::string table(const std::vector<std::vector<std::string>>& rows) {
+  std::string out;
+  for (const std::string& line : table_lines(rows)) {
     out += line + "\n";
   }
   return out;
 }
 
 std::string header(const Json& reply) {
-  std::string out = text_of(reply, "name") + ": pid " + text_of(reply, "pid") + ", generation " +
-                    text_of(reply, "generation");
-  const auto ready = number_of(reply, "workers_ready");
-  const auto wanted = number_of(reply, "workers_wanted");
-  if (ready && wanted) {
-    out += ", " + text_of(reply, "workers_ready") + "/" + text_of(reply, "workers_wanted") + " workers ready";
-  } else if (wanted) {
-    out += ", " + text_of(reply, "workers_wanted") + " workers wanted";
-  }
-  if (number_of(reply, "reloading_to")) {
-    out += ", reloading to generation " + text_of(reply, "reloading_to");
-  }
-  if (const auto stopping = reply.find("stopping"); stopping != reply.end() && stopping->is_boolean() &&
-                                                    stopping->get<bool>()) {
-    out += ", stopping";
-  }
-  out += " (clusterd " + text_of(reply, "version") + ")\n";
-
+  std::string out = instance_line(reply) + "\n";
   std::string listening;
   const auto listeners = reply.find("listeners");
   if (listeners != reply.end() && listeners->is_array()) {
     for (const Json& listener : *listeners) {
-      std::string fd = "fd " + text_of(listener, "fd");
-      if (text_of(listener, "reuseport") == "per-slot") {
-        const std::string sockets = text_of(listener, "sockets");
+      std::string fd = "fd " + text_field(listener, "fd");
+      if (text_field(listener, "reuseport") == "per-slot") {
+        const std::string sockets = text_field(listener, "sockets");
         fd += ", per-slot: " + sockets + (sockets == "1" ? " socket" : " sockets");
       }
-      listening += (listening.empty() ? "" : ", ") + text_of(listener, "name") + " " +
-                   text_of(listener, "address") + " (" + fd + ")";
+      listening += (listening.empty() ? "" : ", ") + text_field(listener, "name") + " " +
+                   text_field(listener, "address") + " (" + fd + ")";
     }
   }
   out += "  listening: " + (listening.empty() ? std::string("nothing") : listening) + "\n";
-  const std::string config = text_of(reply, "config");
+  const std::string config = text_field(reply, "config");
   out += "  config:    " + (config == none ? std::string("none (command line only)") : config) + "\n";
   return out;
 }
 
 }  // namespace
 
-std::string render_status(const Json& reply) {
-  std::string out = header(reply);
+std::vector<std::vector<std::string>> status_rows(const Json& reply) {
   std::vector<std::vector<std::string>> rows{{"SLOT", "PID", "GEN", "STATE", "UPTIME", "CPU", "MEM", "RESTARTS", "LAST EXIT"}};
   const auto workers = reply.find("workers");
   bool any_status = false;
   if (workers != reply.end() && workers->is_array()) {
     for (const Json& worker : *workers) {
-      rows.push_back({text_of(worker, "slot"), text_of(worker, "pid"), text_of(worker, "generation"),
-                      state_text(worker), human_seconds(number_of(worker, "uptime_s")),
-                      human_percent(number_of(worker, "cpu_percent")), memory_text(worker),
-                      text_of(worker, "restarts"), exit_text(worker)});
-      any_status = any_status || text_of(worker, "notify_status") != none;
+      rows.push_back({text_field(worker, "slot"), text_field(worker, "pid"), text_field(worker, "generation"),
+                      state_text(worker), human_seconds(number_field(worker, "uptime_s")),
+                      percent_text(number_field(worker, "cpu_percent")), bytes_text(memory_bytes(worker)),
+                      text_field(worker, "restarts"), exit_text(worker)});
+      any_status = any_status || text_field(worker, "notify_status") != none;
     }
   }
   if (any_status && workers != reply.end()) {
     rows.front().push_back("STATUS");
     std::size_t row = 1;
     for (const Json& worker : *workers) {
-      rows[row++].push_back(text_of(worker, "notify_status"));
+      rows[row++].push_back(text_field(worker, "notify_status"));
     }
   }
+  return rows;
+}
+
+std::string render_status(const Json& reply) {
+  const std::string out = header(reply);
+  const auto rows = status_rows(reply);
   if (rows.size() == 1) {
     return out + "\nno workers\n";
   }
@@ -211,7 +233,7 @@ std::string render_reply(const Request& request, const Json& reply) {
     return render_status(reply);
   }
   if (std::holds_alternative<ReloadRequest>(request)) {
-    std::string out = "reload finished: generation " + text_of(reply, "generation") + "\n";
+    std::string out = "reload finished: generation " + text_field(reply, "generation") + "\n";
     if (const auto keys = reply.find("restart_needed"); keys != reply.end() && keys->is_array()) {
       std::string names;
       for (const Json& key : *keys) {
@@ -222,7 +244,7 @@ std::string render_reply(const Request& request, const Json& reply) {
     return out;
   }
   if (std::holds_alternative<ScaleRequest>(request)) {
-    return "workers wanted: " + text_of(reply, "workers_wanted") + "\n";
+    return "workers wanted: " + text_field(reply, "workers_wanted") + "\n";
   }
   if (std::holds_alternative<MetricsRequest>(request)) {
     const auto text = reply.find("metrics");
@@ -265,11 +287,11 @@ std::string render_list(const std::vector<ListedInstance>& instances) {
     if (const auto stopping = status.find("stopping"); stopping != status.end() && stopping->is_boolean() &&
                                                        stopping->get<bool>()) {
       state = "stopping";
-    } else if (number_of(status, "reloading_to")) {
+    } else if (number_field(status, "reloading_to")) {
       state = "reloading";
     }
-    rows.push_back({text_of(status, "name"), text_of(status, "pid"), text_of(status, "generation"),
-                    text_of(status, "workers_ready") + "/" + text_of(status, "workers_wanted"), state,
+    rows.push_back({text_field(status, "name"), text_field(status, "pid"), text_field(status, "generation"),
+                    text_field(status, "workers_ready") + "/" + text_field(status, "workers_wanted"), state,
                     instance.socket});
   }
   return table(rows);

@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +15,29 @@
 #include "control_protocol.h"
 
 namespace clusterd {
+
+// The cells of status replies, as the `status` table and `clusterd top` show them. A missing
+// field, or one of an unexpected type, is "-" (text) or nullopt (number).
+std::string text_field(const nlohmann::ordered_json& object, std::string_view key);
+std::optional<double> number_field(const nlohmann::ordered_json& object, std::string_view key);
+// 0.4 → "0.4%", 37.2 → "37%": a tenth matters only near idle.
+std::string percent_text(std::optional<double> percent);
+// Memory as `ps` and pm2 show it: 812K, 23.4M, 1.2G (powers of 1024).
+std::string bytes_text(std::optional<double> bytes);
+// A worker entry's memory: its tree's PSS (shared pages split) where clusterd could read it, else RSS.
+std::optional<double> memory_bytes(const nlohmann::ordered_json& worker);
+
+// `shop: pid 4100, generation 2, 2/2 workers ready, reloading to generation 3 (clusterd 0.1.0)`:
+// the status table's first line, without '\n'.
+std::string instance_line(const nlohmann::ordered_json& reply);
+
+// The status table: its heading row, then one row per worker entry (a STATUS column when any
+// worker has a STATUS=).
+std::vector<std::vector<std::string>> status_rows(const nlohmann::ordered_json& reply);
+
+// Rows as lines: columns padded to their widest cell, two spaces apart; the last one is not
+// padded, so no line ends in blanks. Without '\n'.
+std::vector<std::string> table_lines(const std::vector<std::vector<std::string>>& rows);
 
 // A header naming the instance, its pid, generation and readiness, its listeners and config file,
 // then one aligned row per worker entry, like `pm2 ls`:

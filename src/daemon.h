@@ -102,6 +102,8 @@ class Daemon {
   // What `status` and `metrics` show, each worker's process tree cost read now (process_tree.h):
   // the only time clusterd samples. `pss`: the trees' proportional memory as well.
   InstanceStatus instance_status_now(bool pss);
+  // The count wanted once the scale events already queued in pending_ are handled.
+  int workers_wanted_after_queued() const;
   tl::expected<GenerationListeners, std::string> listeners_for(const Config& config, int workers);
   // A reload's metrics.listen: whether it differs from the endpoint's now, and if so the new
   // address's socket, bound before the old one closes (nullopt: no endpoint any more), or why

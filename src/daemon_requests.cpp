@@ -162,7 +162,7 @@ void Daemon::serve_metrics(std::optional<Address> address, std::optional<Listene
     return;
   }
   metrics_.emplace(std::move(*address), std::move(*listener), loop_,
-                   [this] { return metrics_text(instance_status_now()); });
+                   [this] { return metrics_text(instance_status_now(true)); });
   spdlog::info("metrics endpoint listening address={}", metrics_->bound_address());
 }
 
@@ -188,7 +188,7 @@ void Daemon::on_control_request(RequestId id, const Request& request) {
       control_->reply(id, error_reply("clusterd is stopping"));
       return;
     }
-    const int now = supervisor_.workers_wanted();
+    const int now = workers_wanted_after_queued();
     const int workers = scale->relative ? now + scale->workers : scale->workers;
     if (workers < 1 || workers > 4096) {
       control_->reply(id, error_reply(fmt::format("scale: {} workers now, so {}{} would make {}; the count is 1-4096",
@@ -200,7 +200,7 @@ void Daemon::on_control_request(RequestId id, const Request& request) {
     return;
   }
   if (const auto* restart = std::get_if<RestartRequest>(&request)) {
-    const int workers = supervisor_.workers_wanted();
+    const int workers = workers_wanted_after_queued();
     if (stopping) {
       control_->reply(id, error_reply("clusterd is stopping"));
     } else if (supervisor_.reloading()) {
@@ -228,6 +228,21 @@ void Daemon::on_control_request(RequestId id, const Request& request) {
     spdlog::info("stop requested over the control socket");
     pending_.push_back(StopRequested{false});
   }
+}
+
+// Requests read in one round of the loop are all answered before the first of their events is
+// handled: two `scale +1` on their way must make two workers more, not both the same one, so a
+// relative request counts from the last target queued, not from the count the Supervisor has.
+int Daemon::workers_wanted_after_queued() const {
+  int workers = supervisor_.workers_wanted();
+  for (const Event& event : pending_) {
+    if (const auto* to = std::get_if<ScaleRequested>(&event)) {
+      workers = to->workers;
+    } else if (const auto* by = std::get_if<ScaleBy>(&event)) {
+      workers = std::clamp(workers + by->delta, 1, 4096);  // as Supervisor::scale_to clamps it
+    }
+  }
+  return workers;
 }
 
 InstanceStatus Daemon::instance_status_now(bool pss) {

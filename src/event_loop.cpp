@@ -139,9 +139,8 @@ void EventLoop::run_once() {
   }
 }
 
-SignalReader::SignalReader() {
-  const sigset_t set = handled_signals();
-  fd_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+SignalReader::SignalReader(const sigset_t& signals) {
+  fd_.reset(::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC));
   if (!fd_) {
     throw_errno("signalfd");
   }

@@ -67,10 +67,12 @@ class EventLoop {
   std::unordered_map<int, std::uint64_t> token_of_fd_;
 };
 
-// A signalfd for handled_signals(), non-blocking and close-on-exec.
+// A signalfd for `signals` (by default handled_signals()), non-blocking and close-on-exec. The
+// signals must be blocked in every thread, or they take their default action instead.
 class SignalReader {
  public:
-  SignalReader();
+  SignalReader() : SignalReader(handled_signals()) {}
+  explicit SignalReader(const sigset_t& signals);
   int fd() const { return fd_.get(); }
   // The next pending signal, or nullopt when none is left.
   std::optional<int> next();

@@ -30,6 +30,7 @@
 #include "socket_activation.h"
 #include "sockets.h"
 #include "start_preflight.h"
+#include "top_client.h"
 
 namespace clusterd {
 namespace {
@@ -224,6 +225,9 @@ int run_main(const std::vector<std::string>& args) {
     // A client is an ordinary command: Ctrl-C must end a `reload` or `stop` that waits.
     const sigset_t handled = handled_signals();
     pthread_sigmask(SIG_UNBLOCK, &handled, nullptr);
+    if (options.command == Command::top) {
+      return run_top(options, std::cerr);
+    }
     return run_client(options, std::cout, std::cerr);
   }
 

@@ -7,11 +7,11 @@
 # and where paths may, IFS is a newline.
 # shellcheck disable=SC2207
 
-_clusterd_subcommands='check status reload scale restart stop metrics ls'
+_clusterd_subcommands='check status reload scale restart stop metrics ls top'
 
 # The options that take a value (in the next word, or after "=").
 _clusterd_value_options='-c --config -w --workers -l --listen --ready --ready-timeout --grace
-    --stop-signal --output --control --name --log-level --log-file --set'
+    --stop-signal --output --control --name --log-level --log-file --set --interval'
 
 _clusterd_run_options='-h --help --version -c --config --name -w --workers -l --listen --ready
     --ready-timeout --grace --stop-signal --output --control --log-level --log-file --set'
@@ -137,7 +137,7 @@ _clusterd()
             compopt -o nospace
             return
             ;;
-        -l | --listen | --ready-timeout | --grace)
+        -l | --listen | --ready-timeout | --grace | --interval)
             return # an address or a duration: nothing to offer
             ;;
     esac
@@ -146,7 +146,7 @@ _clusterd()
     case $subcommand in
         "")
             if [[ $cur == -* ]]; then
-                COMPREPLY=($(compgen -W "$_clusterd_run_options --json --pss" -- "$cur"))
+                COMPREPLY=($(compgen -W "$_clusterd_run_options --json --pss --interval" -- "$cur"))
             else
                 # The subcommand words, or PROGRAM once something is typed.
                 COMPREPLY=($(compgen -W "$_clusterd_subcommands" -- "$cur"))
@@ -171,6 +171,9 @@ _clusterd()
             ;;
         status)
             [[ $cur == -* ]] && COMPREPLY=($(compgen -W "$_clusterd_client_options --pss" -- "$cur"))
+            ;;
+        top)
+            [[ $cur == -* ]] && COMPREPLY=($(compgen -W '-h --help -c --config --name --control --interval' -- "$cur"))
             ;;
         restart)
             if [[ $cur == -* ]]; then

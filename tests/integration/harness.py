@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -391,6 +392,101 @@ class Clusterd:
         wait_until(lambda: not leftovers(), 10.0, "workers gone", describe=lambda: str(leftovers()))
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         return code
+
+
+TMUX = "/usr/bin/tmux"
+
+# 3 s: long enough to watch the countdown, short enough for the suite.
+GRACE = "3s"
+
+
+class Terminal:
+    """One command run in a pane (COLUMNS x ROWS) of a tmux server of its own (its socket in
+    `directory`; close() kills that server only). The command starts only once the pane's output
+    is being recorded (`tmux wait-for`), and the pane stays open after it ended, showing "exit=N",
+    until close()."""
+
+    def __init__(self, directory, argv, columns=120, rows=20):
+        self.socket = os.path.join(directory, "tmux.sock")
+        self.recording = os.path.join(directory, "pane.out")
+        script = "%s -S %s wait-for go; %s; echo \"exit=$?\"; read _" % (
+            TMUX, shlex.quote(self.socket), " ".join(shlex.quote(arg) for arg in argv))
+        env = dict(os.environ)
+        env.pop("TMUX", None)
+        self.env = env
+        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "pane", "-x", str(columns), "-y", str(rows),
+                  "/bin/sh", "-c", script)
+        self.server_pid = int(self.tmux("display-message", "-p", "-t", "pane", "#{pid}"))
+        self.tmux("pipe-pane", "-o", "-t", "pane", "cat > %s" % shlex.quote(self.recording))
+        self.tmux("wait-for", "-S", "go")
+
+    def tmux(self, *args):
+        result = subprocess.run([TMUX, "-S", self.socket] + list(args), capture_output=True, text=True,
+                                timeout=10, env=self.env, stdin=subprocess.DEVNULL)
+        assert result.returncode == 0, "tmux %s: %s" % (" ".join(args), result.stderr)
+        return result.stdout
+
+    def screen(self):
+        """The pane's visible lines, trailing blank ones left out."""
+        return self.tmux("capture-pane", "-p", "-t", "pane").rstrip("\n").split("\n")
+
+    def keys(self, *keys):
+        """Types `keys` (tmux key names: "q", "C-c", "Enter"; a literal "+" as "+") into the pane."""
+        self.tmux("send-keys", "-t", "pane", *keys)
+
+    def resize(self, columns, rows):
+        self.tmux("resize-window", "-t", "pane", "-x", str(columns), "-y", str(rows))
+
+    def show(self, fmt):
+        """A tmux format of the pane now, such as "#{alternate_on}" (1 while the command shows
+        the alternate screen) or "#{cursor_flag}" (1 while the cursor is visible)."""
+        return self.tmux("display-message", "-p", "-t", "pane", fmt).strip()
+
+    def wait_for_screen(self, predicate, message, timeout=10.0):
+        """Waits until predicate(lines on screen) is true; returns those lines."""
+        last = []
+
+        def seen():
+            last[:] = self.screen()
+            return last[:] if predicate(last) else None
+
+        return wait_until(seen, timeout, message, describe=lambda: "screen:\n" + "\n".join(last))
+
+    def watch_until_exit(self, timeout=20.0):
+        """Every distinct screen seen until the command printed exit=N; returns (screens, N)."""
+        screens = []
+
+        def ended():
+            screen = self.screen()
+            if not screens or screens[-1] != screen:
+                screens.append(screen)
+            return any(line.startswith("exit=") for line in screen)
+
+        wait_until(ended, timeout, "the command in the pane to end", interval=0.02,
+                   describe=lambda: "screens: %r" % screens[-3:])
+        code = [int(line[len("exit="):]) for line in screens[-1] if line.startswith("exit=")][0]
+        return screens, code
+
+    def written(self):
+        """Every byte the command wrote to the terminal (through the tty: "\\n" arrives as
+        "\\r\\n"), once the recording holds the exit line."""
+        def recorded():
+            if not os.path.exists(self.recording):
+                return None
+            with open(self.recording, "rb") as f:
+                data = f.read()
+            return data if re.search(rb"exit=\d+\r\n", data) else None
+
+        return wait_until(recorded, 10.0, "the pane's recording to hold the exit line")
+
+    def close(self):
+        subprocess.run([TMUX, "-S", self.socket, "kill-server"], capture_output=True, timeout=10,
+                       env=self.env)
+        try:
+            wait_until(lambda: pid_gone(self.server_pid), 10.0, "the tmux server to exit")
+        except AssertionError:
+            os.kill(self.server_pid, signal.SIGKILL)
+            raise
 
 
 def run_clusterd(args, timeout=15.0, cwd=None, env=None, private_runtime=False):

@@ -623,6 +623,19 @@ def test_scale_by_n_counts_from_the_workers_wanted_and_the_log_names_who_asked(s
     clusterd.wait_for_log(r"scaling workers=3 from=2 by=SIGTTIN$")
 
 
+def test_relative_scales_read_together_each_count_from_the_one_before(start_clusterd, tmpdir_short):
+    path = os.path.join(tmpdir_short, "c.sock")
+    clusterd = start_http(start_clusterd, 1, "--control", path, tmpdir=tmpdir_short)
+    clusterd.ready_pids(1)
+    # One write: clusterd reads and answers all four before it handles the first, so each must
+    # count from the target queued before it, not from the count wanted when they arrived.
+    send_and_close(path, b"scale +1\nscale +1\nscale -1\nscale +2\n")
+    clusterd.wait_for_log(r"scaling workers=", count=4)
+    assert [int(m.group(1)) for m in clusterd.matches(r"scaling workers=(\d+)")] == [2, 3, 2, 4]
+    assert clusterd.status("--control", path)["workers_wanted"] == 4
+    clusterd.ready_pids(4)
+
+
 @harness.needs_private_runtime
 def test_ls_lists_every_instance_in_the_runtime_directories(start_clusterd, tmpdir_short):
     runtime = os.path.join(tmpdir_short, "run")

@@ -33,7 +33,7 @@ CONFIG_SOURCE = os.path.join(SOURCE, "config", "clusterd.toml")
 MAINTAINER_SCRIPTS = {name: os.path.join(SOURCE, "packaging", "deb", name)
                       for name in ("postinst", "prerm", "postrm")}
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
-SUBCOMMANDS = {"check", "status", "reload", "scale", "restart", "stop", "metrics", "ls"}
+SUBCOMMANDS = {"check", "status", "reload", "scale", "restart", "stop", "metrics", "ls", "top"}
 DOCS = {"README.md", "configuration.md", "operations.md", "control-protocol.md", "servers.md", "install.md"}
 
 
@@ -667,8 +667,11 @@ def test_completion_offers_every_option_of_help_and_nothing_else():
     assert client == {"-h", "--help", "-c", "--config", "--name", "--control", "--json"}
     assert set(complete("clusterd status -")[0]) == client | {"--pss"}
     assert client | {"--pss"} <= options
+    # top takes what finds the instance and --interval, not --json.
+    assert set(complete("clusterd top -")[0]) == {"-h", "--help", "-c", "--config", "--name", "--control",
+                                                   "--interval"}
     # check takes the options of a run.
-    assert set(complete("clusterd check -")[0]) == options - {"--json", "--pss"}
+    assert set(complete("clusterd check -")[0]) == options - {"--json", "--pss", "--interval"}
 
 
 FIXED_VALUES = {

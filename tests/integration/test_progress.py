@@ -7,85 +7,13 @@ The terminal is a pane of a private tmux server (its own socket in the test's di
 server is ever killed). What a person sees is read with capture-pane; every byte the client wrote
 to the terminal is kept with pipe-pane, so "drawn and then cleared" is checked exactly.
 """
-import os
 import re
-import shlex
-import signal
-import subprocess
 
 import harness
-from harness import PYTHON, http_get, pid_gone, wait_until, worker
-
-TMUX = "/usr/bin/tmux"
+from harness import PYTHON, Terminal, http_get, wait_until, worker
 
 # 3 s: long enough to watch the countdown, short enough for the suite.
 GRACE = "3s"
-
-
-class Terminal:
-    """One command run in a pane (COLUMNS x 20) of a tmux server of its own. The command starts
-    only once the pane's output is being recorded (`tmux wait-for`), and the pane stays open after
-    it ended, showing "exit=N", until close()."""
-
-    def __init__(self, directory, argv, columns=120):
-        self.socket = os.path.join(directory, "tmux.sock")
-        self.recording = os.path.join(directory, "pane.out")
-        script = "%s -S %s wait-for go; %s; echo \"exit=$?\"; read _" % (
-            TMUX, shlex.quote(self.socket), " ".join(shlex.quote(arg) for arg in argv))
-        env = dict(os.environ)
-        env.pop("TMUX", None)
-        self.env = env
-        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "progress", "-x", str(columns), "-y", "20",
-                  "/bin/sh", "-c", script)
-        self.server_pid = int(self.tmux("display-message", "-p", "-t", "progress", "#{pid}"))
-        self.tmux("pipe-pane", "-o", "-t", "progress", "cat > %s" % shlex.quote(self.recording))
-        self.tmux("wait-for", "-S", "go")
-
-    def tmux(self, *args):
-        result = subprocess.run([TMUX, "-S", self.socket] + list(args), capture_output=True, text=True,
-                                timeout=10, env=self.env, stdin=subprocess.DEVNULL)
-        assert result.returncode == 0, "tmux %s: %s" % (" ".join(args), result.stderr)
-        return result.stdout
-
-    def screen(self):
-        """The pane's visible lines, trailing blank ones left out."""
-        return self.tmux("capture-pane", "-p", "-t", "progress").rstrip("\n").split("\n")
-
-    def watch_until_exit(self, timeout=20.0):
-        """Every distinct screen seen until the command printed exit=N; returns (screens, N)."""
-        screens = []
-
-        def ended():
-            screen = self.screen()
-            if not screens or screens[-1] != screen:
-                screens.append(screen)
-            return any(line.startswith("exit=") for line in screen)
-
-        wait_until(ended, timeout, "the command in the pane to end", interval=0.02,
-                   describe=lambda: "screens: %r" % screens[-3:])
-        code = [int(line[len("exit="):]) for line in screens[-1] if line.startswith("exit=")][0]
-        return screens, code
-
-    def written(self):
-        """Every byte the command wrote to the terminal (through the tty: "\\n" arrives as
-        "\\r\\n"), once the recording holds the exit line."""
-        def recorded():
-            if not os.path.exists(self.recording):
-                return None
-            with open(self.recording, "rb") as f:
-                data = f.read()
-            return data if re.search(rb"exit=\d+\r\n", data) else None
-
-        return wait_until(recorded, 10.0, "the pane's recording to hold the exit line")
-
-    def close(self):
-        subprocess.run([TMUX, "-S", self.socket, "kill-server"], capture_output=True, timeout=10,
-                       env=self.env)
-        try:
-            wait_until(lambda: pid_gone(self.server_pid), 10.0, "the tmux server to exit")
-        except AssertionError:
-            os.kill(self.server_pid, signal.SIGKILL)
-            raise
 
 
 def start_http(start_clusterd, tmpdir, *extra, worker_args=()):

@@ -13,6 +13,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 CliOptions options(const std::vector<std::string>& args) {
@@ -263,7 +264,7 @@ TEST(CliUsageError, ReadyFlagsWithoutTheirValue) {
 
 TEST(CliUsageError, ClientOptionsWithRunOrCheck) {
   EXPECT_EQ(exit_of({"--json", "./srv"}).text,
-            usage_error("--json: only for status, reload, scale, restart, stop and ls"));
+            usage_error("--json: only for status, reload, scale, restart, stop, metrics, ls and top"));
 }
 
 TEST(CliUsageError, ConfigOptionsWithAClientSubcommand) {
@@ -293,6 +294,38 @@ TEST(CliUsageError, ScaleWithoutAValidCount) {
 
 TEST(CliUsageError, FlagGivenAValue) {
   EXPECT_EQ(exit_of({"status", "--json=maybe"}).text, usage_error("--json: takes no value"));
+}
+
+TEST(CliTop, IntervalDefaultsToOneSecond) {
+  const auto parsed = options({"top"});
+  EXPECT_EQ(parsed.command, Command::top);
+  EXPECT_EQ(parsed.interval, std::chrono::seconds(1));
+  EXPECT_EQ(options({"top", "--interval", "250ms", "--name", "shop"}).interval, std::chrono::milliseconds(250));
+  EXPECT_EQ(options({"--interval", "100ms", "top"}).interval, std::chrono::milliseconds(100));
+}
+
+TEST(CliTop, IntervalBelowTheMinimumOrNotADuration) {
+  EXPECT_EQ(exit_of({"top", "--interval", "50ms"}).text,
+            usage_error("--interval 50ms: below the minimum of 100ms; give 100ms or more"));
+  EXPECT_EQ(exit_of({"top", "--interval", "1"}).text,
+            usage_error("--interval 1: expected a duration such as 1s or 250ms"));
+}
+
+TEST(CliTop, IntervalOnlyForTopAndJsonNotForTop) {
+  EXPECT_EQ(exit_of({"status", "--interval", "1s"}).text, usage_error("--interval: only for top"));
+  EXPECT_EQ(exit_of({"--interval", "1s", "./srv"}).text, usage_error("--interval: only for top"));
+  EXPECT_EQ(exit_of({"top", "--json"}).text,
+            usage_error("--json: top draws a live view for people; for JSON use 'clusterd status --json'"));
+}
+
+TEST(CliTop, HelpListsTheKeysAndOptions) {
+  const auto exit = exit_of({"top", "--help"});
+  EXPECT_EQ(exit.code, 0);
+  EXPECT_THAT(exit.text, HasSubstr("Usage: clusterd top [--interval DURATION]"));
+  EXPECT_THAT(exit.text, HasSubstr("--interval DURATION"));
+  EXPECT_THAT(exit.text, HasSubstr("--control PATH"));
+  EXPECT_THAT(exit.text, HasSubstr("R, a slot number, y"));
+  EXPECT_THAT(exit.text, Not(HasSubstr("--json")));
 }
 
 }  // namespace
