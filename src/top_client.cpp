@@ -132,8 +132,9 @@ class Top {
       if (polled[2].revents != 0 && !read_status(reason)) {
         return exit_gone;
       }
+      // Only the actions polled: a key read above may have started more, appended after them.
       // Backwards: finished ones are erased.
-      for (std::size_t index = actions_.size(); index-- > 0;) {
+      for (std::size_t index = polled.size() - 3; index-- > 0;) {
         if (polled[3 + index].revents != 0) {
           read_action(index);
         }

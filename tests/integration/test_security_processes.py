@@ -240,7 +240,16 @@ def raw_status(path, timeout):
     started = time.monotonic()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
-        sock.connect(path)
+        # A unix socket's connect() fails at once (EAGAIN) while the backlog is full, as it can be
+        # just after a flood: try again until the deadline, which counts that wait too.
+        while True:
+            try:
+                sock.connect(path)
+                break
+            except BlockingIOError:
+                if time.monotonic() - started > timeout:
+                    raise
+                time.sleep(0.005)
         sock.sendall(b"status\n")
         reply = b""
         while not reply.endswith(b"\n"):
