@@ -31,6 +31,7 @@ constexpr std::string_view usage_lines =
     "  clusterd stop [--json]                      graceful stop; returns when it is done\n"
     "  clusterd ls [--json]                        every instance found in the runtime directories\n"
     "  clusterd top [--interval DURATION]          live view of the workers; keys reload, scale, restart\n"
+    "  clusterd logs [--slot N] [-n LINES] [-f]    workers' recent output lines, and new ones with -f\n"
     "  clusterd COMMAND --help                     the options of one command\n"
     "  clusterd --help | --version\n";
 
@@ -42,7 +43,7 @@ struct ClientHelp {
   std::string_view usage;
   std::string_view what;
 };
-constexpr std::array<ClientHelp, 8> client_help{{
+constexpr std::array<ClientHelp, 9> client_help{{
     {Command::status, "clusterd status [--pss] [OPTIONS]",
      "Asks a running clusterd for its state: one line per worker process, and a slot in backoff or failed.\n"
      "MEM is each worker tree's resident memory (RSS); with --pss its proportional memory (PSS: pages\n"
@@ -69,6 +70,11 @@ constexpr std::array<ClientHelp, 8> client_help{{
      "and last exit per slot, and the pool's totals, refreshed every DURATION (default 1s, at least 100ms).\n"
      "Keys: q quit; r reload; + one worker more; - one fewer; R, a slot number, y: restart that slot.\n"
      "Exits 0 when you quit, 1 when clusterd goes away, 2 when stdin or stdout is not a terminal.\n"},
+    {Command::logs, "clusterd logs [--slot N] [-n LINES] [-f] [-t] [OPTIONS]",
+     "Prints the last LINES lines the workers wrote (default 10; of slot N, or of every slot), as\n"
+     "\"[SLOT PID] text\", stdout and stderr together; with -f, then every new line until clusterd stops\n"
+     "or you press Ctrl-C. Needs output = \"prefix\", where clusterd keeps output.recent_lines per slot.\n"
+     "A follower that reads too slowly is cut off (exit 1) rather than ever slowing clusterd or a worker.\n"},
 }};
 
 constexpr std::string_view client_options =
@@ -89,6 +95,15 @@ std::string help_of(Command command) {
       if (command == Command::top) {
         return text + "Options:\n  --interval DURATION  how often the view is refreshed: 1s, 250ms (default 1s)\n" +
                std::string(client_options.substr(client_options.find("  --name")));
+      }
+      if (command == Command::logs) {
+        return text +
+               "Options:\n"
+               "  --slot N             only slot N's lines\n"
+               "  -n,--lines LINES     how many recent lines: 0-100000 (default 10)\n"
+               "  -f,--follow          then print new lines as they come\n"
+               "  -t,--timestamps      each line after the local time clusterd read it\n" +
+               std::string(client_options);
       }
       const std::string_view pss =
           command == Command::status ? "  --pss                MEM is PSS, and --json has pss_bytes\n" : "";
@@ -248,10 +263,15 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
   auto* metrics = subcommand("metrics", "print a running clusterd's metrics in the Prometheus text format");
   auto* ls = subcommand("ls", "list the instances found in the runtime directories");
   auto* top = subcommand("top", "a live view of a running clusterd's workers; keys reload, scale, restart");
+  auto* logs = subcommand("logs", "print the workers' recent output lines, and follow new ones");
+  logs->add_option("--slot", options.logs_slot, "only this slot's lines")->type_name("N");
+  logs->add_option("-n,--lines", options.logs_lines, "how many recent lines (default 10)")->type_name("LINES");
+  logs->add_flag("-f,--follow", options.follow, "then print new lines as they come");
+  logs->add_flag("-t,--timestamps", options.timestamps, "each line after the time clusterd read it");
   scale->add_option("N", options.scale_to, "the new worker count 1-4096, or +N / -N");
   restart->add_option("SLOT", options.restart_slot, "a slot number, or all");
 
-  const std::array<std::pair<CLI::App*, Command>, 9> commands{{
+  const std::array<std::pair<CLI::App*, Command>, 10> commands{{
       {check, Command::check},
       {status, Command::status},
       {reload, Command::reload},
@@ -261,6 +281,7 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
       {metrics, Command::metrics},
       {ls, Command::ls},
       {top, Command::top},
+      {logs, Command::logs},
   }};
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -329,6 +350,8 @@ const char* command_name(Command command) {
       return "ls";
     case Command::top:
       return "top";
+    case Command::logs:
+      return "logs";
   }
   return "";
 }
@@ -368,7 +391,8 @@ std::optional<CliExit> check_fits(const Parsed& parsed, bool after_marker) {
     return usage_error("--interval: only for top");
   }
   if (!client && !parsed.client_flags_given.empty()) {
-    return usage_error(parsed.client_flags_given.front() + ": only for status, reload, scale, restart, stop, metrics, ls and top");
+    return usage_error(parsed.client_flags_given.front() +
+                       ": only for status, reload, scale, restart, stop, metrics, ls, top and logs");
   }
   if (options.json && options.command == Command::top) {
     return usage_error("--json: top draws a live view for people; for JSON use 'clusterd status --json'");
@@ -391,6 +415,15 @@ std::optional<CliExit> check_fits(const Parsed& parsed, bool after_marker) {
   }
   if (options.command == Command::restart) {
     return check_request("restart", options.restart_slot);
+  }
+  if (options.command == Command::logs) {
+    if (options.logs_slot && (*options.logs_slot < 0 || *options.logs_slot > 4095)) {
+      return usage_error("--slot " + std::to_string(*options.logs_slot) + ": expected a slot number 0-4095");
+    }
+    if (options.logs_lines < 0 || options.logs_lines > LogsRequest::max_lines) {
+      return usage_error("--lines " + std::to_string(options.logs_lines) + ": expected a count 0-" +
+                         std::to_string(LogsRequest::max_lines));
+    }
   }
   return std::nullopt;
 }

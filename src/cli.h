@@ -15,7 +15,7 @@
 
 namespace clusterd {
 
-enum class Command { run, check, status, reload, scale, restart, stop, metrics, ls, top };
+enum class Command { run, check, status, reload, scale, restart, stop, metrics, ls, top, logs };
 
 struct CliOptions {
   Command command = Command::run;
@@ -26,6 +26,11 @@ struct CliOptions {
   std::optional<std::string> scale_to;     // scale N|+N|-N, as written (checked by parse_cli)
   std::optional<std::string> restart_slot; // restart SLOT|all, as written (checked by parse_cli)
   Duration interval = std::chrono::seconds(1);  // top --interval: how often the view is refreshed
+  // logs: the slot (nullopt: all), how many recent lines, whether to follow, with timestamps.
+  std::optional<int> logs_slot;
+  int logs_lines = 10;
+  bool follow = false;
+  bool timestamps = false;
   // --control PATH: the instance a client subcommand asks. For run and check, --control PATH|none
   // is the control.socket override and is found in overrides.control instead.
   std::optional<std::string> control;

@@ -4,7 +4,7 @@
 // The pieces: config_overrides merges the flags into the table, config_reader reads single values
 // by type, config_listeners validates [[listen]], config_lifecycle validates [ready], [reload] and
 // [recycle], config_metrics validates [metrics], config_host asks the system about what a start depends on, config_report collects
-// and orders the diagnostics, config_schema knows the keys.
+// and orders the diagnostics, config_schema knows the keys, config_output validates `output`.
 #include "config.h"
 
 #include <unistd.h>
@@ -24,6 +24,7 @@
 #include "config_format.h"
 #include "config_host.h"
 #include "config_lifecycle.h"
+#include "config_output.h"
 #include "config_listeners.h"
 #include "config_metrics.h"
 #include "config_overrides.h"
@@ -112,9 +113,7 @@ class Validator {
       config.group = read_.account(*node, "group", "a group name or gid");
     }
     if (const auto* node = root.get("output")) {
-      if (auto index = read_.choice(*node, "output", {"inherit", "prefix"})) {
-        config.output = std::array{OutputMode::inherit, OutputMode::prefix}[*index];
-      }
+      read_output(*node, read_, paths_, config.output);
     }
     if (const auto* node = root.get("env")) {
       env(*node, names, config);

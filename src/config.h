@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <tl/expected.hpp>
@@ -80,6 +81,21 @@ enum class LogLevel { trace, debug, info, warn, error };
 // per stream that clusterd reads and writes out as whole lines "[SLOT PID] text".
 enum class OutputMode { inherit, prefix };
 
+// `output`: a string (the mode alone) or the [output] table. Everything but `mode` works only in
+// prefix mode, where workers' lines pass through clusterd.
+struct OutputConfig {
+  OutputMode mode = OutputMode::inherit;
+  // Where workers' lines go instead of clusterd's stdout and stderr; reopened on SIGUSR1.
+  std::optional<std::string> file;
+  bool timestamps = false;  // each line starts with the local time it was read
+  // Rotate `file` once it holds this many bytes, keeping `keep` earlier files (FILE.1 newest).
+  std::optional<std::uint64_t> max_size;
+  int keep = 5;
+  // Lines kept in memory per slot for `clusterd logs` (0: none).
+  int recent_lines = 1000;
+  bool operator==(const OutputConfig&) const = default;
+};
+
 // The longest control.socket: sun_path holds 108 bytes with the terminating NUL (unix(7)).
 inline constexpr std::size_t max_control_path = 107;
 
@@ -115,7 +131,7 @@ struct Config {
   // user's HOME/USER/LOGNAME and what clusterd sets for a worker (CLUSTERD_*, LISTEN_*,
   // NOTIFY_SOCKET, WATCHDOG_*) come on top either way.
   std::optional<std::vector<std::string>> inherit_env;
-  OutputMode output = OutputMode::inherit;
+  OutputConfig output;
   RestartConfig restart;
   StopConfig stop;
   ReadyConfig ready;
@@ -180,8 +196,9 @@ struct HostChecks {
   // `user` / `group` (when set): a known user, a known group.
   std::function<std::optional<std::string>(const std::string& user)> user;
   std::function<std::optional<std::string>(const std::string& group)> group;
-  // `log.file` (when set): can be opened for appending without creating any directory.
-  std::function<std::optional<std::string>(const std::string& path)> log_file;
+  // `log.file` and `output.file` (when set): can be opened for appending without creating any
+  // directory.
+  std::function<std::optional<std::string>(const std::string& path, std::string_view key)> log_file;
 
   // The absolute directory relative paths are taken from: those on the command line and a
   // relative -c FILE itself. Without it (or when it returns ""), relative paths stay relative.

@@ -63,7 +63,7 @@ void warn_about_group_alone(const toml::table& root, const Config& config, const
 // write lines that look like clusterd's.
 void warn_about_shared_output(const toml::table& root, const Config& config, const HostChecks& host,
                               const std::string& file, Reporter& report) {
-  if (config.output != OutputMode::inherit || !config.user || !host.effective_uid || !host.user_uid ||
+  if (config.output.mode != OutputMode::inherit || !config.user || !host.effective_uid || !host.user_uid ||
       !host.regular_output_files) {
     return;
   }
@@ -123,8 +123,13 @@ void check_host(const toml::table& root, const Config& config, bool program_give
     }
   }
   if (host.log_file && config.log.file) {
-    if (auto problem = host.log_file(*config.log.file)) {
+    if (auto problem = host.log_file(*config.log.file, "log.file")) {
       report_at(report, value_of(root, "log", "file"), file, "log.file", *problem);
+    }
+  }
+  if (host.log_file && config.output.file) {
+    if (auto problem = host.log_file(*config.output.file, "output.file")) {
+      report_at(report, value_of(root, "output", "file"), file, "output.file", *problem);
     }
   }
   warn_about_group_alone(root, config, host, file, report);

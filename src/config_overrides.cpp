@@ -98,7 +98,8 @@ class Merger {
       set("env", rest, value, true, origin, key);
       return;
     }
-    if (rest.empty() && is_section(head)) {
+    // `output` is both: the mode alone (--set output=prefix), or a table (--set output.file=…).
+    if (rest.empty() && is_section(head) && head != "output") {
       report_.at_origin(origin, key, "expected " + head + ".KEY=VALUE, found " + assignment);
       return;
     }
@@ -144,6 +145,12 @@ class Merger {
  private:
   toml::table* section_table(std::string_view section) {
     if (auto* existing = root_.get(section)) {
+      // `output = "prefix"` in the file and `--set output.file=…`: the string is the table's mode.
+      if (section == "output" && existing->is_string()) {
+        toml::table table;
+        table.insert("mode", *existing);
+        return root_.insert_or_assign(section, std::move(table)).first->second.as_table();
+      }
       return existing->as_table();
     }
     return root_.insert_or_assign(section, toml::table{}).first->second.as_table();
@@ -170,7 +177,13 @@ void merge_overrides(toml::table& root, const ConfigOverrides& overrides, Report
   merger.set_from_flag("control", "socket", overrides.control, "--control");
   merger.set_from_flag("log", "level", overrides.log_level, "--log-level");
   merger.set_from_flag("log", "file", overrides.log_file, "--log-file");
-  merger.set_from_flag("", "output", overrides.output, "--output");
+  // --output sets the mode, wherever the file keeps it.
+  const auto* output = root.get("output");
+  if (output != nullptr && output->is_table()) {
+    merger.set_from_flag("output", "mode", overrides.output, "--output");
+  } else {
+    merger.set_from_flag("", "output", overrides.output, "--output");
+  }
   if (!overrides.listen.empty()) {
     merger.replace_listeners(overrides.listen);
   }

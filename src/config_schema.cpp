@@ -11,7 +11,7 @@
 namespace clusterd::config_detail {
 namespace {
 
-constexpr std::array<KnownKey, 45> known_keys{{
+constexpr std::array<KnownKey, 51> known_keys{{
     {"", "name", true},
     {"", "workers", false},
     {"", "command", false},
@@ -53,6 +53,12 @@ constexpr std::array<KnownKey, 45> known_keys{{
     {"recycle", "max_lifetime", true},
     {"recycle", "max_rss", true},
     {"recycle", "check_interval", true},
+    {"output", "mode", true},
+    {"output", "file", true},
+    {"output", "timestamps", false},
+    {"output", "max_size", true},
+    {"output", "keep", false},
+    {"output", "recent_lines", false},
     {"control", "socket", true},
     {"log", "level", true},
     {"log", "file", true},
@@ -73,7 +79,7 @@ const KnownKey* find_known(std::string_view section, std::string_view name) {
 bool is_section(std::string_view name) {
   return name == "listen" || name == "env" || name == "restart" || name == "ready" || name == "stop" ||
          name == "reload" || name == "recycle" || name == "control" || name == "log" ||
-         name == "metrics";
+         name == "metrics" || name == "output";
 }
 
 std::string unknown_key_message(std::string_view section, std::string_view name,

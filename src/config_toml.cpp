@@ -49,7 +49,6 @@ std::string to_toml(const Config& config) {
   optional_line("user", config.user ? std::optional(quote(*config.user)) : std::nullopt, "unset");
   optional_line("group", config.group ? std::optional(quote(*config.group)) : std::nullopt,
                 "unset (the user's primary group)");
-  line("output", quote(config.output == OutputMode::prefix ? "prefix" : "inherit"));
   if (!config.inherit_env) {
     line("inherit_env", "true");
   } else if (config.inherit_env->empty()) {
@@ -135,6 +134,22 @@ std::string to_toml(const Config& config) {
                 recycle.max_rss ? std::optional(quote(format_size(*recycle.max_rss))) : std::nullopt,
                 "unset (off)");
   line("check_interval", quote(format_duration(recycle.check_interval)));
+
+  // The other keys need prefix mode: written beside "inherit" they would not read back.
+  const auto& output = config.output;
+  out += "\n[output]\n";
+  line("mode", quote(output.mode == OutputMode::prefix ? "prefix" : "inherit"));
+  if (output.mode == OutputMode::prefix) {
+    optional_line("file", output.file ? std::optional(quote(*output.file)) : std::nullopt,
+                  "unset (clusterd's stdout and stderr)");
+    line("timestamps", output.timestamps ? "true" : "false");
+    if (output.file) {
+      optional_line("max_size", output.max_size ? std::optional(quote(format_size(*output.max_size))) : std::nullopt,
+                    "unset (never rotated by size; SIGUSR1 reopens the file)");
+      line("keep", std::to_string(output.keep));
+    }
+    line("recent_lines", std::to_string(output.recent_lines));
+  }
 
   out += "\n[control]\n";
   if (!config.control.enabled) {

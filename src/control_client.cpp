@@ -146,11 +146,7 @@ FoundSocket find_instance_socket(const CliOptions& options, std::ostream& err) {
   return search(config->name, err);
 }
 
-namespace {
-
-// Reads up to and without the first '\n'. nullopt: the connection ended (or timed out) first,
-// or the line grew beyond max_reply_line; `error` says which.
-std::optional<std::string> read_line(int fd, std::string& buffer, std::string& error) {
+std::optional<std::string> read_reply_line(int fd, std::string& buffer, std::string& error) {
   for (;;) {
     const auto newline = buffer.find('\n');
     if (newline != std::string::npos) {
@@ -178,6 +174,31 @@ std::optional<std::string> read_line(int fd, std::string& buffer, std::string& e
     return std::nullopt;
   }
 }
+
+tl::expected<Fd, std::string> send_request(const std::string& path, const Request& request) {
+  auto connected = connect_control(path, ::geteuid());
+  if (!connected) {
+    return tl::make_unexpected(connected.error().message);
+  }
+  Fd fd = std::move(*connected);
+  const std::string line = request_line(request) + "\n";
+  std::size_t written = 0;
+  while (written < line.size()) {
+    const ssize_t sent = retry_on_eintr(
+        [&] { return ::send(fd.get(), line.data() + written, line.size() - written, MSG_NOSIGNAL); });
+    if (sent <= 0) {
+      // Closed at once (a refused uid): the reason may be waiting to be read all the same.
+      if (errno == EPIPE || errno == ECONNRESET) {
+        break;
+      }
+      return tl::make_unexpected("cannot send to control socket " + path + ": " + errno_text(errno));
+    }
+    written += static_cast<std::size_t>(sent);
+  }
+  return fd;
+}
+
+namespace {
 
 void set_receive_timeout(int fd, int seconds) {
   timeval timeout{};
@@ -246,7 +267,7 @@ class ProgressLine {
       return ::send(connection_.get(), line.data(), line.size(), MSG_NOSIGNAL);
     }) == static_cast<ssize_t>(line.size());
     std::string error;
-    const auto reply = sent ? read_line(connection_.get(), buffer_, error) : std::nullopt;
+    const auto reply = sent ? read_reply_line(connection_.get(), buffer_, error) : std::nullopt;
     auto parsed = reply ? parse_reply(*reply) : tl::make_unexpected(error);
     // Whatever the reply holds, the drawing stops; the command goes on.
     if (!parsed || !parsed->contains("ok") || (*parsed)["ok"] != true) {
@@ -309,27 +330,12 @@ std::string shown_reply(const std::string& line) {
 
 int ask(const CliOptions& options, const Request& request, const std::string& path, std::ostream& out,
         std::ostream& err) {
-  auto connected = connect_control(path, ::geteuid());
-  if (!connected) {
-    err << "clusterd: " << printable(connected.error().message) << '\n';
+  auto sent = send_request(path, request);
+  if (!sent) {
+    err << "clusterd: " << printable(sent.error()) << '\n';
     return exit_usage;
   }
-  const Fd fd = std::move(*connected);
-  const std::string line = request_line(request) + "\n";
-  std::size_t written = 0;
-  while (written < line.size()) {
-    const ssize_t sent = retry_on_eintr(
-        [&] { return ::send(fd.get(), line.data() + written, line.size() - written, MSG_NOSIGNAL); });
-    if (sent <= 0) {
-      // Closed at once (a refused uid): the reason may be waiting to be read all the same.
-      if (errno == EPIPE || errno == ECONNRESET) {
-        break;
-      }
-      err << "clusterd: cannot send to control socket " << printable(path) << ": " << errno_text(errno) << '\n';
-      return exit_usage;
-    }
-    written += static_cast<std::size_t>(sent);
-  }
+  const Fd fd = std::move(*sent);
   if (!std::holds_alternative<ReloadRequest>(request)) {
     set_receive_timeout(fd.get(), quick_reply_seconds);
   }
@@ -344,7 +350,7 @@ int ask(const CliOptions& options, const Request& request, const std::string& pa
   }
   std::string buffer;
   std::string error;
-  const auto reply_line = read_line(fd.get(), buffer, error);
+  const auto reply_line = read_reply_line(fd.get(), buffer, error);
   if (progress) {
     progress->clear();
   }
@@ -379,20 +385,15 @@ int ask(const CliOptions& options, const Request& request, const std::string& pa
 
 // One status request on its own connection: the reply, or why there is none.
 tl::expected<nlohmann::ordered_json, std::string> status_of(const std::string& path) {
-  auto connected = connect_control(path, ::geteuid());
-  if (!connected) {
-    return tl::make_unexpected(connected.error().message);
+  auto sent = send_request(path, StatusRequest{});
+  if (!sent) {
+    return tl::make_unexpected(sent.error());
   }
-  const Fd fd = std::move(*connected);
+  const Fd fd = std::move(*sent);
   set_receive_timeout(fd.get(), progress_reply_seconds);
-  const std::string line = request_line(StatusRequest{}) + "\n";
-  if (retry_on_eintr([&] { return ::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL); }) !=
-      static_cast<ssize_t>(line.size())) {
-    return tl::make_unexpected("cannot send: " + errno_text(errno));
-  }
   std::string buffer;
   std::string error;
-  const auto reply = read_line(fd.get(), buffer, error);
+  const auto reply = read_reply_line(fd.get(), buffer, error);
   if (!reply) {
     return tl::make_unexpected(error);
   }
@@ -432,6 +433,9 @@ int run_client(const CliOptions& options, std::ostream& out, std::ostream& err) 
   if (!found.path) {
     err << "clusterd: " << printable(found.problem) << '\n';
     return exit_usage;
+  }
+  if (options.command == Command::logs) {
+    return show_logs(options, *found.path, out, err);
   }
   // The renderer takes a field of an unexpected type as "-"; this is for what it did not foresee.
   // A reply must never end the client other than with 0, 1 or 2.

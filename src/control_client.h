@@ -8,7 +8,11 @@
 #include <optional>
 #include <string>
 
+#include <tl/expected.hpp>
+
 #include "cli.h"
+#include "control_protocol.h"
+#include "fd.h"
 
 namespace clusterd {
 
@@ -40,5 +44,17 @@ struct FoundSocket {
   std::string problem;
 };
 FoundSocket find_instance_socket(const CliOptions& options, std::ostream& err);
+
+// Connects to the control socket `path` (connect_control, as every client command does) and
+// sends `request`'s line; the error is a sentence for people.
+tl::expected<Fd, std::string> send_request(const std::string& path, const Request& request);
+
+// Reads from `fd` up to and without the first '\n', keeping what follows in `buffer`. nullopt:
+// the connection ended (or a receive timeout passed) first, or the line grew beyond
+// max_reply_line; `error` says which.
+std::optional<std::string> read_reply_line(int fd, std::string& buffer, std::string& error);
+
+// `clusterd logs` (logs_client.cpp): the recent lines, then with -f every new one.
+int show_logs(const CliOptions& options, const std::string& path, std::ostream& out, std::ostream& err);
 
 }  // namespace clusterd

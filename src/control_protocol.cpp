@@ -15,7 +15,7 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr std::string_view expected_requests =
-    "expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics";
+    "expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs";
 
 // Every reply goes through here. error_handler_t::replace: a worker's STATUS= text or a path is
 // whatever bytes it is, and a reply must still be written (the default handler throws).
@@ -82,6 +82,45 @@ std::optional<int> slot_number(std::string_view text) {
     return std::nullopt;
   }
   return *count;
+}
+
+// `logs [slot N] [lines N] [follow]`, each at most once, in any order.
+tl::expected<Request, std::string> parse_logs(const std::vector<std::string_view>& words) {
+  LogsRequest logs;
+  bool slot_seen = false;
+  bool lines_seen = false;
+  for (std::size_t at = 1; at < words.size(); ++at) {
+    const std::string_view word = words[at];
+    if (word == "follow" && !logs.follow) {
+      logs.follow = true;
+      continue;
+    }
+    if ((word == "slot" && !slot_seen) || (word == "lines" && !lines_seen)) {
+      const std::string_view value = at + 1 < words.size() ? words[at + 1] : std::string_view();
+      ++at;
+      if (word == "slot") {
+        slot_seen = true;
+        logs.slot = slot_number(value);
+        if (!logs.slot) {
+          return tl::make_unexpected("logs: slot: expected a slot number 0-4095, found " +
+                                     (value.empty() ? std::string("nothing") : shown(value)));
+        }
+        continue;
+      }
+      lines_seen = true;
+      const bool digits = !value.empty() && value.size() <= 6 &&
+                          std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; });
+      const int count = digits ? std::atoi(std::string(value).c_str()) : -1;
+      if (count < 0 || count > LogsRequest::max_lines) {
+        return tl::make_unexpected("logs: lines: expected a count 0-" + std::to_string(LogsRequest::max_lines) +
+                                   ", found " + (value.empty() ? std::string("nothing") : shown(value)));
+      }
+      logs.lines = count;
+      continue;
+    }
+    return tl::make_unexpected("logs: unexpected " + shown(word) + "; expected logs [slot N] [lines N] [follow]");
+  }
+  return logs;
 }
 
 // The state of a slot that has no process serving it; nullptr when it is not waiting for one.
@@ -211,6 +250,9 @@ tl::expected<Request, std::string> parse_request(std::string_view line) {
     }
     return RestartRequest{*slot};
   }
+  if (verb == "logs") {
+    return parse_logs(words);
+  }
   if (verb == "status" && words.size() == 2 && words[1] == "pss") {
     return StatusRequest{true};
   }
@@ -250,6 +292,16 @@ std::string request_line(const Request& request) {
   }
   if (std::holds_alternative<MetricsRequest>(request)) {
     return "metrics";
+  }
+  if (const auto* logs = std::get_if<LogsRequest>(&request)) {
+    std::string line = "logs";
+    if (logs->slot) {
+      line += " slot " + std::to_string(*logs->slot);
+    }
+    if (logs->lines != LogsRequest::default_lines) {
+      line += " lines " + std::to_string(logs->lines);
+    }
+    return logs->follow ? line + " follow" : line;
   }
   return std::get<StatusRequest>(request).pss ? "status pss" : "status";
 }
@@ -351,6 +403,29 @@ std::string restart_reply(const std::vector<int>& slots) {
   json["slots"] = slots;
   return dump(json);
 }
+
+Json log_line_json(int slot, int pid, int stream, double time, std::string_view text) {
+  Json line;
+  line["slot"] = slot;
+  line["pid"] = pid;
+  line["stream"] = stream == 2 ? "stderr" : "stdout";
+  line["time"] = rounded(time, 3);
+  line["text"] = text;
+  return line;
+}
+
+std::string logs_reply(const std::vector<Json>& lines) {
+  Json json;
+  json["ok"] = true;
+  json["lines"] = lines;
+  return dump(json);
+}
+
+std::string log_line_record(int slot, int pid, int stream, double time, std::string_view text) {
+  return dump(log_line_json(slot, pid, stream, time, text));
+}
+
+std::string logs_end_record() { return dump(Json{{"ok", true}, {"end", "clusterd stopped"}}); }
 
 std::string ok_reply() { return dump(Json{{"ok", true}}); }
 

@@ -55,11 +55,22 @@ struct StopRequest {
 struct MetricsRequest {
   bool operator==(const MetricsRequest&) const = default;
 };
-using Request = std::variant<StatusRequest, ReloadRequest, ScaleRequest, RestartRequest, StopRequest, MetricsRequest>;
+// `logs [slot N] [lines N] [follow]`: the last lines workers wrote (output = "prefix"), of one
+// slot or all, and with `follow` every line from then on, on the same connection.
+struct LogsRequest {
+  static constexpr int default_lines = 10;
+  static constexpr int max_lines = 100000;
+  std::optional<int> slot;  // nullopt: every slot
+  int lines = default_lines;
+  bool follow = false;
+  bool operator==(const LogsRequest&) const = default;
+};
+using Request =
+    std::variant<StatusRequest, ReloadRequest, ScaleRequest, RestartRequest, StopRequest, MetricsRequest, LogsRequest>;
 
 // One request line without its '\n': words separated by spaces or tabs; a trailing '\r' (from
 // `nc -C` and telnet) and surrounding blanks are ignored. The error is what the reply's "error"
-// says (`unknown request "frob"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics`).
+// says (`unknown request "frob"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs`).
 tl::expected<Request, std::string> parse_request(std::string_view line);
 
 // The line a client sends for `request`, without the '\n'.
@@ -120,6 +131,17 @@ std::string scale_reply(int workers_wanted);
 std::string restart_reply(const std::vector<int>& slots);
 // `{"ok":true,"metrics":"# HELP …"}`: the Prometheus text exposition, as one JSON string.
 std::string metrics_reply(std::string_view text);
+// One line a worker wrote: `{"slot":0,"pid":4242,"stream":"stdout","time":1765056600.123,"text":"…"}`
+// (time: Unix time when clusterd read it, to the millisecond).
+nlohmann::ordered_json log_line_json(int slot, int pid, int stream, double time, std::string_view text);
+// `{"ok":true,"lines":[…]}`: log_line_json objects, oldest first. With `follow`, each later line
+// comes as one log_line_json object a line, and the stream ends with `{"ok":true,"end":"…"}`
+// when clusterd stops, or `{"ok":false,"error":"…"}` when it cut the follower off.
+std::string logs_reply(const std::vector<nlohmann::ordered_json>& lines);
+// A followed line as sent: log_line_json's text.
+std::string log_line_record(int slot, int pid, int stream, double time, std::string_view text);
+// `{"ok":true,"end":"clusterd stopped"}`: the last record of a followed stream when clusterd stops.
+std::string logs_end_record();
 // `{"ok":true}`.
 std::string ok_reply();
 // `{"ok":false,"error":"…"}`.

@@ -29,6 +29,10 @@ ControlServer::~ControlServer() {
   accept_.stop();
   socket_.close();
   for (auto& [id, connection] : connections_) {
+    // A follower learns the stream is over rather than cut (if its socket takes it).
+    if (connection.streaming && !connection.close_after_flush) {
+      connection.out += logs_end_record() + "\n";
+    }
     // A last reply (the `stop` answer, say) goes out if the socket buffer takes it; nothing waits.
     if (!connection.out.empty()) {
       (void)::send(connection.fd.get(), connection.out.data(), connection.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -86,7 +90,7 @@ void ControlServer::on_listener() {
 
 bool ControlServer::idle(const Connection& connection) {
   return !connection.pending && connection.out.empty() && !connection.hold && !connection.close_after_flush &&
-         !connection.read_closed && !connection.hung_up;
+         !connection.streaming && !connection.read_closed && !connection.hung_up;
 }
 
 bool ControlServer::admit(std::uint32_t uid) {
@@ -169,11 +173,12 @@ void ControlServer::process(std::uint64_t id) {
       return;
     }
     Connection& connection = found->second;
-    if (connection.hold && connection.write_closed) {
-      close(id);  // no `stop` client left to wait for the exit
+    if ((connection.hold || connection.streaming) && connection.write_closed) {
+      close(id);  // no `stop` client left to wait for the exit, no follower left to write to
       return;
     }
-    if (connection.pending || !connection.out.empty() || connection.hold || connection.close_after_flush) {
+    if (connection.pending || !connection.out.empty() || connection.hold || connection.close_after_flush ||
+        connection.streaming) {
       break;
     }
     const std::size_t newline = connection.in.find('\n');
@@ -271,6 +276,60 @@ void ControlServer::reply(RequestId request, std::string json) {
   }
 }
 
+std::uint64_t ControlServer::start_stream(RequestId request, std::string json) {
+  const auto owner = pending_.find(request);
+  if (owner == pending_.end()) {
+    return 0;
+  }
+  const std::uint64_t id = owner->second;
+  auto found = connections_.find(id);
+  if (found == connections_.end()) {
+    return 0;
+  }
+  found->second.streaming = true;
+  reply(request, std::move(json));
+  return connections_.contains(id) ? id : 0;
+}
+
+bool ControlServer::stream_record(std::uint64_t stream, std::string_view record) {
+  auto found = connections_.find(stream);
+  if (found == connections_.end() || !found->second.streaming || found->second.close_after_flush) {
+    return false;
+  }
+  Connection& connection = found->second;
+  if (connection.write_closed) {
+    close(stream);
+    return false;
+  }
+  if (connection.out.size() + record.size() + 1 > stream_limit) {
+    cut_off(stream, fmt::format("this follower was cut off: it left more than {} KiB unread; run the command "
+                                "again to go on following (lines written meanwhile are kept in the recent lines "
+                                "and output.file)",
+                                stream_limit / 1024));
+    return false;
+  }
+  const bool was_empty = connection.out.empty();
+  if (was_empty) {
+    connection.idle_since = Clock::now();  // the time to write it counts from now
+  }
+  connection.out += record;
+  connection.out += '\n';
+  if (was_empty) {
+    watch(stream);  // EPOLLOUT: written on the next round, with the records queued meanwhile
+  }
+  return true;
+}
+
+void ControlServer::cut_off(std::uint64_t id, const std::string& why) {
+  Connection& connection = connections_.at(id);
+  spdlog::warn("log follower cut off uid={} pid={}: {}", connection.uid, connection.pid, why);
+  // The first record may be half written: it is finished, and the rest dropped.
+  const std::size_t first_end = connection.out.find('\n');
+  connection.out.resize(first_end == std::string::npos ? 0 : first_end + 1);
+  fail(connection, why);
+  flush(id);
+}
+
 void ControlServer::stop_writing(Connection& connection) {
   connection.write_closed = true;
   connection.out.clear();
@@ -341,7 +400,7 @@ void ControlServer::watch(std::uint64_t id) {
   // Read only when the next request may be taken: unread requests wait in the kernel's buffer,
   // which bounds what one client can make us hold.
   if (!connection.pending && connection.out.empty() && !connection.hold && !connection.close_after_flush &&
-      !connection.read_closed) {
+      !connection.streaming && !connection.read_closed) {
     wanted |= EPOLLIN;
   }
   if (connection.watched == wanted && connection.registered) {
@@ -382,8 +441,9 @@ void ControlServer::close(std::uint64_t id) {
 std::optional<TimePoint> ControlServer::next_deadline() const {
   std::optional<TimePoint> nearest = accept_.next_deadline();
   for (const auto& [id, connection] : connections_) {
-    // A pending request (a reload) has no limit of its own, and a `stop` client waits for the exit.
-    if (connection.pending || connection.hold) {
+    // A pending request (a reload) has no limit of its own, a `stop` client waits for the exit,
+    // and a follower may wait for lines as long as it likes (not for its lines to be read).
+    if (connection.pending || connection.hold || (connection.streaming && connection.out.empty())) {
       continue;
     }
     const TimePoint limit = connection.idle_since + idle_limit;
@@ -398,12 +458,22 @@ void ControlServer::on_deadline(TimePoint now) {
   accept_.on_deadline(now);
   std::vector<std::uint64_t> expired;
   for (const auto& [id, connection] : connections_) {
-    if (!connection.pending && !connection.hold && connection.idle_since + idle_limit <= now) {
+    if (!connection.pending && !connection.hold && !(connection.streaming && connection.out.empty()) &&
+        connection.idle_since + idle_limit <= now) {
       expired.push_back(id);
     }
   }
   for (const std::uint64_t id : expired) {
     Connection& connection = connections_.at(id);
+    if (connection.streaming && !connection.close_after_flush) {
+      cut_off(id, fmt::format("this follower was cut off: it read nothing for {}; run the command again to go on "
+                              "following",
+                              format_duration(idle_limit)));
+      if (connections_.contains(id)) {
+        close(id);  // its socket took none of it either
+      }
+      continue;
+    }
     if (connection.out.empty() && !connection.close_after_flush) {
       // Told why, if the socket takes it; the close follows either way.
       const std::string text =

@@ -67,6 +67,20 @@ class ControlServer {
   // closed meanwhile. May call the handler for that connection's next buffered request.
   void reply(RequestId id, std::string json);
 
+  // A followed stream (`logs follow`) may leave this much unwritten before it is cut off: a
+  // follower that stops reading costs clusterd this much memory, and never stalls it.
+  static constexpr std::size_t stream_limit = 1024 * 1024;
+
+  // Answers request `id` with `json` and keeps its connection open for a stream of records
+  // (`logs follow`), reading no more requests from it. Returns the stream's handle for
+  // stream_record, or 0 when the connection has closed meanwhile.
+  std::uint64_t start_stream(RequestId id, std::string json);
+  // Appends one record (without its '\n') to `stream`, written as the socket takes it: those
+  // queued during one loop round go out together. Returns false once the stream is gone: its
+  // client closed, or it was cut off (told why, if it ever reads again) because this record
+  // would leave more than stream_limit unwritten, or nothing was written for idle_limit.
+  bool stream_record(std::uint64_t stream, std::string_view record);
+
   // Who sent request `id` (SO_PEERCRED), for the log: "uid=0 pid=4242"; empty once it was
   // answered or its connection closed.
   std::string peer_of(RequestId id) const;
@@ -90,6 +104,7 @@ class ControlServer {
     bool hung_up = false;               // the peer closed: all it sent is readable without waiting
     bool hold = false;                  // `stop` was answered: keep open until destroyed
     bool close_after_flush = false;     // an error was answered: close once it is written
+    bool streaming = false;             // `logs follow`: records are sent until the client leaves
     TimePoint idle_since{};
     std::uint32_t watched = 0;  // the epoll events registered
     bool registered = false;    // with the loop
@@ -111,6 +126,9 @@ class ControlServer {
   bool flush(std::uint64_t id);
   void watch(std::uint64_t id);
   void close(std::uint64_t id);
+  // A stream whose client reads too slowly: what is queued after the record being written is
+  // dropped for `why` (an error record), and the connection closes once that is written.
+  void cut_off(std::uint64_t id, const std::string& why);
 
   ControlSocket socket_;
   EventLoop& loop_;

@@ -41,7 +41,14 @@ Daemon::Daemon(DaemonSetup setup)
       supervisor_(std::make_shared<const Config>(std::move(setup.prepared.config)), setup.worker_count,
                   jitter_source()),
       systemd_(SystemdNotifier::from_environment()),
+      worker_logs_(supervisor_.config_of(1).output.recent_lines),
       workers_(loop_, pending_, current_environment()) {
+  workers_.outputs().set_observer([this](const WorkerLine& line) { worker_logs_.on_line(line); });
+  if (setup.output_file) {
+    const OutputConfig& output = supervisor_.config_of(1).output;
+    workers_.outputs().write_to_file(std::move(*setup.output_file),
+                                     OutputRouter::FileSettings{output.file.value_or(""), output.max_size, output.keep});
+  }
   Generation generation{{supervisor_.shared_config_of(1), std::move(setup.prepared.executable),
                          std::move(setup.prepared.user), {}},
                         supervisor_.config_of(1).workers, false, {}};
@@ -244,6 +251,7 @@ void Daemon::execute_one(const ReloadFinished& finished) {
   }
   if (finished.ok && found != generations_.end()) {
     spdlog::set_level(to_spdlog_level(found->second.config->log.level));
+    worker_logs_.set_recent_lines(found->second.config->output.recent_lines);
   }
   const std::vector<std::string> no_keys;
   const std::vector<std::string>& restart_needed =
@@ -304,6 +312,7 @@ void Daemon::on_signal() {
         break;
       case SIGUSR1:
         reopen_log_file();
+        workers_.outputs().reopen_file();
         break;
       case SIGUSR2:
         workers_.forward(SIGUSR2);

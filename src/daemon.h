@@ -21,8 +21,10 @@
 #include "listener_sockets.h"
 #include "metrics_server.h"
 #include "orphan_stop.h"
+#include "output_file.h"
 #include "sockets.h"
 #include "supervisor.h"
+#include "worker_logs.h"
 #include "worker_processes.h"
 
 namespace clusterd {
@@ -51,6 +53,8 @@ struct DaemonSetup {
   std::optional<ControlSocket> control;
   // The metrics endpoint's socket, bound by main; nullopt: no [metrics] listen.
   std::optional<Listener> metrics;
+  // output.file, opened by main; nullopt: workers' lines go to clusterd's stdout and stderr.
+  std::optional<OpenedOutputFile> output_file;
 };
 
 class Daemon {
@@ -99,6 +103,7 @@ class Daemon {
   // abandoned, or at once when it is refused.
   void reload(std::optional<RequestId> request = std::nullopt);
   void on_control_request(RequestId id, const Request& request);
+  void answer_logs(RequestId id, const LogsRequest& request);
   // What `status` and `metrics` show, each worker's process tree cost read now (process_tree.h):
   // the only time clusterd samples. `pss`: the trees' proportional memory as well.
   InstanceStatus instance_status_now(bool pss);
@@ -139,6 +144,8 @@ class Daemon {
   bool orphans_unlisted_warned_ = false;  // /proc could not list the children: said once
   std::optional<std::string> config_path_;  // the config file, absolute, for status
   CpuRates cpu_rates_;                      // each worker's CPU at the previous status
+  // Before workers_: the output it flushes at exit still reaches the followers.
+  WorkerLogs worker_logs_;
   // After loop_: its connections leave the loop before the loop goes.
   std::optional<ControlServer> control_;
   std::optional<MetricsServer> metrics_;  // also after loop_

@@ -32,6 +32,14 @@ std::vector<std::string> keys_needing_restart(const Config& running, const Confi
   if (running.log.file != next.log.file) {
     keys.push_back("log.file");
   }
+  // output.file is opened at start; a reload keeps writing to it (SIGUSR1 reopens it).
+  if (running.output.file != next.output.file) {
+    keys.push_back("output.file");
+  }
+  if (running.output.file && next.output.file &&
+      (running.output.max_size != next.output.max_size || running.output.keep != next.output.keep)) {
+    keys.push_back(running.output.max_size != next.output.max_size ? "output.max_size" : "output.keep");
+  }
   for (std::size_t index = 0; index < next.listeners.size(); ++index) {
     const ListenerConfig& wanted = next.listeners[index];
     for (const ListenerConfig& kept : running.listeners) {
@@ -166,6 +174,22 @@ void Daemon::serve_metrics(std::optional<Address> address, std::optional<Listene
   spdlog::info("metrics endpoint listening address={}", metrics_->bound_address());
 }
 
+void Daemon::answer_logs(RequestId id, const LogsRequest& request) {
+  const Config& config = supervisor_.config_of(supervisor_.generation());
+  if (config.output.mode != OutputMode::prefix) {
+    control_->reply(id, error_reply("logs: workers write to clusterd's stdout and stderr themselves with output = "
+                                    "\"inherit\", so clusterd never sees their lines; set output = \"prefix\" "
+                                    "(and reload) to keep and follow them"));
+    return;
+  }
+  if (request.slot && *request.slot >= workers_wanted_after_queued() && !worker_logs_.has_slot(*request.slot)) {
+    control_->reply(id, error_reply(fmt::format("logs: no slot {}: the pool has slots 0-{}", *request.slot,
+                                                workers_wanted_after_queued() - 1)));
+    return;
+  }
+  worker_logs_.answer(*control_, id, request);
+}
+
 void Daemon::on_control_request(RequestId id, const Request& request) {
   if (const auto* status = std::get_if<StatusRequest>(&request)) {
     control_->reply(id, status_reply(instance_status_now(status->pss)));
@@ -174,6 +198,10 @@ void Daemon::on_control_request(RequestId id, const Request& request) {
   // A scrape is rare next to `status` (progress lines, `watch`): its PSS gauge stays.
   if (std::holds_alternative<MetricsRequest>(request)) {
     control_->reply(id, metrics_reply(metrics_text(instance_status_now(true))));
+    return;
+  }
+  if (const auto* logs = std::get_if<LogsRequest>(&request)) {
+    answer_logs(id, *logs);
     return;
   }
   if (std::holds_alternative<ReloadRequest>(request)) {

@@ -86,7 +86,7 @@ HostChecks system_host_checks() {
   };
   checks.user = check_user_known;
   checks.group = check_group_known;
-  checks.log_file = [](const std::string& path) { return check_log_file(path, ::geteuid()); };
+  checks.log_file = [](const std::string& path, std::string_view key) { return check_log_file(path, ::geteuid(), key); };
   checks.working_directory = []() -> std::string {
     std::error_code error;
     auto cwd = std::filesystem::current_path(error);

@@ -48,12 +48,12 @@ std::optional<std::string> untrusted_log_file(std::string_view path, const struc
   return std::nullopt;
 }
 
-tl::expected<Fd, std::string> open_log_file(const std::string& path, uid_t euid) {
+tl::expected<Fd, std::string> open_log_file(const std::string& path, uid_t euid, std::string_view key) {
   const auto [directory, name] = split_directory(path);
   if (name.empty()) {
     return tl::make_unexpected(cannot_open(path, errno_text(EISDIR)));
   }
-  auto parent = open_trusted_directory(directory, euid, "log.file directory");
+  auto parent = open_trusted_directory(directory, euid, std::string(key) + " directory");
   if (!parent) {
     return tl::make_unexpected(cannot_open(path, parent.error()));
   }
@@ -83,7 +83,7 @@ tl::expected<Fd, std::string> open_log_file(const std::string& path, uid_t euid)
   return file;
 }
 
-std::optional<std::string> check_log_file(const std::string& path, uid_t euid) {
+std::optional<std::string> check_log_file(const std::string& path, uid_t euid, std::string_view key) {
   const auto failed = [&path](int error, const std::string& why = "") {
     return cannot_open(path, errno_text(error) + why);
   };
@@ -112,7 +112,7 @@ std::optional<std::string> check_log_file(const std::string& path, uid_t euid) {
       return failed(ENOTDIR);
     }
   }
-  auto parent = open_trusted_directory(directory, euid, "log.file directory");
+  auto parent = open_trusted_directory(directory, euid, std::string(key) + " directory");
   if (!parent) {
     return cannot_open(path, parent.error());
   }

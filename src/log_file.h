@@ -31,11 +31,12 @@ std::optional<std::string> untrusted_log_file(std::string_view path, const struc
 // Opens (creating it, mode 0644 less the umask, when missing) `path` for appending: its directory
 // through open_trusted_directory, the file with O_NOFOLLOW | O_APPEND relative to it, then judged
 // by untrusted_log_file on fstat. The error names the path, what is wrong and the fix.
-tl::expected<Fd, std::string> open_log_file(const std::string& path, uid_t euid);
+// `key` names the setting in messages about its directory ("log.file directory /var/log: …").
+tl::expected<Fd, std::string> open_log_file(const std::string& path, uid_t euid, std::string_view key = "log.file");
 
 // What open_log_file would refuse, found without creating or opening anything for writing:
 // `cannot open "PATH" for appending: REASON`; nullopt when it would open. Errors of the path
 // itself (missing directory, not a directory, EACCES) keep their errno wording.
-std::optional<std::string> check_log_file(const std::string& path, uid_t euid);
+std::optional<std::string> check_log_file(const std::string& path, uid_t euid, std::string_view key = "log.file");
 
 }  // namespace clusterd

@@ -194,6 +194,13 @@ int run_supervisor(const CliOptions& options, PreparedConfig prepared) {
       return refuse_start(std::string("metrics.listen: ") + error.what());
     }
   }
+  if (config.output.file) {
+    auto file = open_output_file(*config.output.file, ::geteuid());
+    if (!file) {
+      return refuse_start("output.file: " + file.error());
+    }
+    setup.output_file = std::move(*file);
+  }
   for (const Listener& listener : setup.listeners) {
     spdlog::info("listening name={} address={} backlog={}", listener.name(), listener.bound_address(),
                  listener.backlog());

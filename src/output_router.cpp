@@ -5,10 +5,13 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <climits>
 #include <system_error>
+
+#include <spdlog/spdlog.h>
 
 namespace clusterd {
 namespace {
@@ -34,15 +37,71 @@ OutputRouter::~OutputRouter() {
   }
 }
 
-void OutputRouter::watch(Fd read_end, int destination, int slot, pid_t pid) {
+void OutputRouter::write_to_file(OpenedOutputFile file, FileSettings settings) {
+  const std::string name = settings.path;
+  destinations_.push_back(std::unique_ptr<Destination>(
+      new Destination{-1, 0, 0, OutputSink(std::move(file.fd), name, capacity_), false, std::move(settings),
+                      file.size, false}));
+  file_ = destinations_.back().get();
+}
+
+void OutputRouter::reopen_file() {
+  if (file_ == nullptr) {
+    return;
+  }
+  auto file = open_output_file(file_->file->path, ::geteuid());
+  if (!file) {
+    spdlog::error("cannot reopen output.file path={} error=\"{}\"; still writing workers' output to the old file",
+                  file_->file->path, file.error());
+    return;
+  }
+  replace_file(*file_, std::move(*file));
+  file_->rotation_failed = false;
+  spdlog::info("output file reopened path={}", file_->file->path);
+}
+
+void OutputRouter::replace_file(Destination& destination, OpenedOutputFile file) {
+  if (destination.watched) {
+    loop_.remove(destination.sink.fd());
+    destination.watched = false;
+  }
+  destination.sink.replace_file(std::move(file.fd));
+  destination.size_at_open = file.size;
+  destination.sink.write_some();
+  resume_paused(destination);
+  watch_sink(destination);
+}
+
+// Rotated between two writes, so the file ends with a whole line: lines are pushed and written
+// whole, and a regular file takes all it is given.
+void OutputRouter::rotate_if_full(Destination& destination) {
+  if (!destination.file || !destination.file->max_size || destination.rotation_failed || !destination.sink.empty() ||
+      destination.size_at_open + destination.sink.written() < *destination.file->max_size) {
+    return;
+  }
+  const FileSettings& settings = *destination.file;
+  auto rotated = rotate_output_file(settings.path, settings.keep, ::geteuid());
+  if (!rotated) {
+    destination.rotation_failed = true;
+    spdlog::error("{}; writing on to {} without rotating it until SIGUSR1 reopens it", rotated.error(),
+                  settings.path);
+    return;
+  }
+  replace_file(destination, std::move(*rotated));
+}
+
+void OutputRouter::watch(Fd read_end, int destination, LineFormat format) {
   Destination& into = destination_for(destination);
   const int fd = read_end.get();
-  streams_.emplace(fd, Stream{WorkerOutput(std::move(read_end), into.sink, slot, pid), &into, false});
+  streams_.emplace(fd, Stream{WorkerOutput(std::move(read_end), into.sink, format, &observer_), &into, false});
   // Registered even when the sink is full: the first wake-up finds it held and pauses it.
   loop_.add(fd, EPOLLIN, [this, fd](std::uint32_t) { on_readable(fd); });
 }
 
 OutputRouter::Destination& OutputRouter::destination_for(int fd) {
+  if (file_ != nullptr) {
+    return *file_;
+  }
   for (const auto& destination : destinations_) {
     if (destination->fd == fd) {
       return *destination;
@@ -56,7 +115,7 @@ OutputRouter::Destination& OutputRouter::destination_for(int fd) {
     }
   }
   destinations_.push_back(
-      std::unique_ptr<Destination>(new Destination{fd, info.st_dev, info.st_ino, OutputSink(fd, capacity_), false}));
+      std::unique_ptr<Destination>(new Destination{fd, info.st_dev, info.st_ino, OutputSink(fd, capacity_), false, std::nullopt, 0, false}));
   return *destinations_.back();
 }
 
@@ -127,6 +186,7 @@ void OutputRouter::resume_paused(Destination& destination) {
 // EPOLLOUT only while something waits: a writable destination is writable nearly always, and
 // the level-triggered loop would wake for it without end.
 void OutputRouter::watch_sink(Destination& destination) {
+  rotate_if_full(destination);
   const bool wanted = !destination.sink.empty();
   if (wanted == destination.watched) {
     return;

@@ -9,11 +9,14 @@
 #include <cstddef>
 #include <map>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "duration.h"
 #include "event_loop.h"
 #include "fd.h"
+#include "output_file.h"
 #include "output_sink.h"
 #include "worker_output.h"
 
@@ -31,8 +34,24 @@ class OutputRouter {
   OutputRouter(const OutputRouter&) = delete;
   OutputRouter& operator=(const OutputRouter&) = delete;
 
-  // A worker's stream: its lines go to clusterd's fd `destination` (1 or 2), as "[SLOT PID] text".
-  void watch(Fd read_end, int destination, int slot, pid_t pid);
+  // output.file: where every stream's lines go instead of clusterd's stdout and stderr.
+  struct FileSettings {
+    std::string path;
+    std::optional<std::uint64_t> max_size;  // rotate once it holds this many bytes
+    int keep = 5;                            // earlier files kept: PATH.1 (newest) to PATH.keep
+  };
+  // Every stream watched from now on writes to `file` (open_output_file of `settings.path`).
+  void write_to_file(OpenedOutputFile file, FileSettings settings);
+  // SIGUSR1: output.file is opened again at its path, after logrotate moved it. A refused reopen
+  // keeps the old file and says why.
+  void reopen_file();
+
+  // Each line any stream reads is given to `observer` too (`clusterd logs`).
+  void set_observer(LineObserver observer) { observer_ = std::move(observer); }
+
+  // A worker's stream: its lines go to clusterd's fd `destination` (1 or 2), or to output.file,
+  // as "[SLOT PID] text".
+  void watch(Fd read_end, int destination, LineFormat format);
 
   // The worker `pid` has exited: what its pipes hold now goes out before its exit is logged, as
   // far as its sink has room.
@@ -50,6 +69,9 @@ class OutputRouter {
     ino_t inode;
     OutputSink sink;
     bool watched = false;  // sink.fd() is registered for EPOLLOUT
+    std::optional<FileSettings> file;  // output.file
+    std::uint64_t size_at_open = 0;     // the file's size when the sink's fd was opened
+    bool rotation_failed = false;       // said once; tried again after a reopen
   };
   struct Stream {
     WorkerOutput output;
@@ -64,6 +86,8 @@ class OutputRouter {
   void settle(Streams::iterator stream, WorkerOutput::State state);
   void resume_paused(Destination& destination);
   void watch_sink(Destination& destination);
+  void rotate_if_full(Destination& destination);
+  void replace_file(Destination& destination, OpenedOutputFile file);
   void flush_at_exit();
 
   EventLoop& loop_;
@@ -71,6 +95,8 @@ class OutputRouter {
   Duration exit_flush_;
   std::vector<std::unique_ptr<Destination>> destinations_;  // stable addresses for Stream
   Streams streams_;  // by read fd
+  Destination* file_ = nullptr;  // output.file's, when set: every stream's
+  LineObserver observer_;
 };
 
 }  // namespace clusterd

@@ -68,6 +68,16 @@ OutputSink::OutputSink(int destination, std::size_t capacity, bool reopen)
   }
 }
 
+OutputSink::OutputSink(Fd file, std::string name, std::size_t capacity)
+    : name_(std::move(name)), fd_(std::move(file)), method_(Method::file), capacity_(capacity) {}
+
+void OutputSink::replace_file(Fd file) {
+  fd_ = std::move(file);
+  method_ = Method::file;
+  failed_ = false;
+  written_ = 0;
+}
+
 void OutputSink::push(std::string_view lines) {
   if (failed_) {
     return;
@@ -109,6 +119,7 @@ std::size_t OutputSink::write_now(std::string_view data) {
     const ssize_t result = write_once(data.data() + written, data.size() - written);
     if (result > 0) {
       written += static_cast<std::size_t>(result);
+      written_ += static_cast<std::uint64_t>(result);
     } else if (result < 0 && errno == EINTR) {
       continue;
     } else if (result < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {

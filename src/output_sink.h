@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -41,6 +42,15 @@ class OutputSink {
   // dup() fails, the sink reports it once and drops what it is given. `reopen` false takes the
   // fallback a failed reopen takes (for its tests).
   explicit OutputSink(int destination, std::size_t capacity = default_capacity, bool reopen = true);
+  // Writes to `file`, a regular file clusterd opened for appending (output.file); `name` names
+  // it in the one warning.
+  OutputSink(Fd file, std::string name, std::size_t capacity = default_capacity);
+
+  // The file is replaced by `file` (reopened after logrotate, or rotated): what is buffered goes
+  // there, and a sink that had failed writes again.
+  void replace_file(Fd file);
+  // Bytes written since construction or the last replace_file.
+  std::uint64_t written() const { return written_; }
 
   Method method() const { return method_; }
   // Watch it for EPOLLOUT while !empty(); -1 when it could not be opened at all.
@@ -80,6 +90,7 @@ class OutputSink {
   std::string buffer_;
   std::size_t head_ = 0;
   bool failed_ = false;
+  std::uint64_t written_ = 0;
 };
 
 }  // namespace clusterd

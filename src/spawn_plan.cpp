@@ -188,7 +188,7 @@ SpawnPlan make_spawn_plan(const Config& config, const std::string& executable,
   // With output = "prefix" the worker's stderr is a pipe to clusterd, not the journal's stream,
   // so a JOURNAL_STREAM passed on would make it log in journald's format to the wrong place.
   const auto removed_for_output = [&config](std::string_view name) {
-    return config.output == OutputMode::prefix && name == "JOURNAL_STREAM";
+    return config.output.mode == OutputMode::prefix && name == "JOURNAL_STREAM";
   };
   // inherit_env as a list: only the variables the operator named pass, so a secret in clusterd's
   // environment (a token systemd's EnvironmentFile= gave it) reaches no worker by accident.

@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <ctime>
 #include <string>
+
+#include <fmt/format.h>
 
 namespace clusterd {
 
@@ -24,15 +27,42 @@ tl::expected<OutputPipe, int> make_output_pipe() {
   return pipe;
 }
 
-WorkerOutput::WorkerOutput(Fd read_end, OutputSink& sink, int slot, pid_t pid)
-    : read_end_(std::move(read_end)), sink_(&sink), slot_(slot), pid_(pid) {}
+std::string line_timestamp(std::chrono::system_clock::time_point time) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(time);
+  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count() % 1000;
+  std::tm local{};
+  ::localtime_r(&seconds, &local);
+  char text[32];
+  const std::size_t length = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &local);
+  return fmt::format("{}.{:03} ", std::string_view(text, length), millis);
+}
+
+WorkerOutput::WorkerOutput(Fd read_end, OutputSink& sink, LineFormat format, const LineObserver* observer)
+    : read_end_(std::move(read_end)), sink_(&sink), format_(format), observer_(observer) {}
+
+void WorkerOutput::collect(std::string& lines, std::string_view line,
+                           std::optional<std::chrono::system_clock::time_point>& time, std::string& stamp) {
+  if (!time && (format_.timestamps || observer_ != nullptr)) {
+    time = std::chrono::system_clock::now();
+    if (format_.timestamps) {
+      stamp = line_timestamp(*time);
+    }
+  }
+  lines += stamp;
+  lines += prefixed_line(format_.slot, format_.pid, line);
+  if (observer_ != nullptr && *observer_) {
+    (*observer_)(WorkerLine{format_.slot, format_.pid, format_.stream, *time, line});
+  }
+}
 
 WorkerOutput::State WorkerOutput::drain(std::size_t budget) {
   std::array<char, 16384> buffer;
   // Handed over in one push per drain: the sink writes straight from it when nothing waits, and
   // no other stream's line can land inside it.
   std::string lines;
-  const auto collect = [this, &lines](std::string_view line) { lines += prefixed_line(slot_, pid_, line); };
+  std::optional<std::chrono::system_clock::time_point> time;
+  std::string stamp;
+  const auto collect = [&](std::string_view line) { this->collect(lines, line, time, stamp); };
   State state = State::open;
   while (budget > 0) {
     if (!sink_->has_room(lines.size())) {
@@ -68,7 +98,9 @@ WorkerOutput::State WorkerOutput::drain(std::size_t budget) {
 
 void WorkerOutput::finish() {
   std::string lines;
-  splitter_.finish([this, &lines](std::string_view line) { lines += prefixed_line(slot_, pid_, line); });
+  std::optional<std::chrono::system_clock::time_point> time;
+  std::string stamp;
+  splitter_.finish([&](std::string_view line) { collect(lines, line, time, stamp); });
   if (!lines.empty()) {
     sink_->push(lines);
   }

@@ -52,7 +52,7 @@ void WorkerProcesses::spawn(const Spawn& spawn, const WorkerSpec& generation) {
                                    generation.user.user_env, *notify);
   std::optional<OutputPipe> stdout_pipe;
   std::optional<OutputPipe> stderr_pipe;
-  if (config.output == OutputMode::prefix) {
+  if (config.output.mode == OutputMode::prefix) {
     for (auto* pipe : {&stdout_pipe, &stderr_pipe}) {
       auto made = make_output_pipe();
       if (!made) {
@@ -73,8 +73,10 @@ void WorkerProcesses::spawn(const Spawn& spawn, const WorkerSpec& generation) {
   // The write ends close here, when the pipes go: from now on only the worker (and what it
   // forks) holds them, so end of file means all of those are gone.
   if (stdout_pipe) {
-    watch_output(std::move(stdout_pipe->read_end), STDOUT_FILENO, spawn.id, pid);
-    watch_output(std::move(stderr_pipe->read_end), STDERR_FILENO, spawn.id, pid);
+    for (auto [pipe, stream] : {std::pair{&stdout_pipe, STDOUT_FILENO}, std::pair{&stderr_pipe, STDERR_FILENO}}) {
+      outputs_.watch(std::move((*pipe)->read_end), stream,
+                     LineFormat{spawn.id.slot, pid, stream, config.output.timestamps});
+    }
   }
   const int exec_fd = process->exec_status_fd();
   const auto entry = workers_.emplace(pid, RunningWorker{spawn.id, std::move(*process), std::move(notify_socket)}).first;
@@ -216,10 +218,6 @@ std::optional<std::vector<pid_t>> WorkerProcesses::orphans() const {
     std::erase_if(*children, [this](pid_t pid) { return workers_.contains(pid); });
   }
   return children;
-}
-
-void WorkerProcesses::watch_output(Fd read_end, int destination, const WorkerId& id, pid_t pid) {
-  outputs_.watch(std::move(read_end), destination, id.slot, pid);
 }
 
 void WorkerProcesses::forget_worker(std::map<pid_t, RunningWorker>::iterator found) {

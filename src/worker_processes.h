@@ -65,6 +65,9 @@ class WorkerProcesses {
 
   std::size_t size() const { return workers_.size(); }
 
+  // output = "prefix": where the workers' lines go and who else sees them (output_router.h).
+  OutputRouter& outputs() { return outputs_; }
+
  private:
   struct RunningWorker {
     WorkerId id;
@@ -78,7 +81,6 @@ class WorkerProcesses {
   // (auto does without it: nullopt, said once).
   tl::expected<std::optional<NotifySettings>, StartFailure> notify_settings_for(
       const WorkerSpec& generation, const WorkerId& id, std::optional<WorkerNotifySocket>& socket);
-  void watch_output(Fd read_end, int destination, const WorkerId& id, pid_t pid);
   void on_exec_status(pid_t pid);
   void on_notify(pid_t pid);
   void unwatch_exec_status(RunningWorker& worker);

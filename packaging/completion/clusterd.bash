@@ -7,15 +7,16 @@
 # and where paths may, IFS is a newline.
 # shellcheck disable=SC2207
 
-_clusterd_subcommands='check status reload scale restart stop metrics ls top'
+_clusterd_subcommands='check status reload scale restart stop metrics ls top logs'
 
 # The options that take a value (in the next word, or after "=").
 _clusterd_value_options='-c --config -w --workers -l --listen --ready --ready-timeout --grace
-    --stop-signal --output --control --name --log-level --log-file --set --interval'
+    --stop-signal --output --control --name --log-level --log-file --set --interval --slot -n --lines'
 
 _clusterd_run_options='-h --help --version -c --config --name -w --workers -l --listen --ready
     --ready-timeout --grace --stop-signal --output --control --log-level --log-file --set'
 _clusterd_client_options='-h --help -c --config --name --control --json'
+_clusterd_logs_options='--slot -n --lines -f --follow -t --timestamps'
 
 # Signal names as stop.signal takes them (src/config_signals.cpp).
 _clusterd_signals='HUP INT QUIT ILL TRAP ABRT BUS FPE KILL USR1 SEGV USR2 PIPE ALRM TERM STKFLT
@@ -26,6 +27,7 @@ _clusterd_keys='name workers command directory user group output inherit_env env
     restart.policy restart.delay restart.max_delay restart.multiplier restart.reset_after
     restart.burst restart.interval ready.mode ready.timeout ready.watchdog stop.signal stop.grace
     reload.batch recycle.max_lifetime recycle.max_rss recycle.check_interval control.socket
+    output.mode output.file output.timestamps output.max_size output.keep output.recent_lines
     metrics.listen log.level log.file'
 
 # Names of the instances whose control sockets are in the default directories (interface §4.4),
@@ -146,7 +148,7 @@ _clusterd()
     case $subcommand in
         "")
             if [[ $cur == -* ]]; then
-                COMPREPLY=($(compgen -W "$_clusterd_run_options --json --pss --interval" -- "$cur"))
+                COMPREPLY=($(compgen -W "$_clusterd_run_options --json --pss --interval $_clusterd_logs_options" -- "$cur"))
             else
                 # The subcommand words, or PROGRAM once something is typed.
                 COMPREPLY=($(compgen -W "$_clusterd_subcommands" -- "$cur"))
@@ -174,6 +176,9 @@ _clusterd()
             ;;
         top)
             [[ $cur == -* ]] && COMPREPLY=($(compgen -W '-h --help -c --config --name --control --interval' -- "$cur"))
+            ;;
+        logs)
+            [[ $cur == -* ]] && COMPREPLY=($(compgen -W "$_clusterd_client_options $_clusterd_logs_options" -- "$cur"))
             ;;
         restart)
             if [[ $cur == -* ]]; then

@@ -33,7 +33,7 @@ CONFIG_SOURCE = os.path.join(SOURCE, "config", "clusterd.toml")
 MAINTAINER_SCRIPTS = {name: os.path.join(SOURCE, "packaging", "deb", name)
                       for name in ("postinst", "prerm", "postrm")}
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
-SUBCOMMANDS = {"check", "status", "reload", "scale", "restart", "stop", "metrics", "ls", "top"}
+SUBCOMMANDS = {"check", "status", "reload", "scale", "restart", "stop", "metrics", "ls", "top", "logs"}
 DOCS = {"README.md", "configuration.md", "operations.md", "control-protocol.md", "servers.md", "install.md"}
 
 
@@ -670,8 +670,11 @@ def test_completion_offers_every_option_of_help_and_nothing_else():
     # top takes what finds the instance and --interval, not --json.
     assert set(complete("clusterd top -")[0]) == {"-h", "--help", "-c", "--config", "--name", "--control",
                                                    "--interval"}
+    # logs takes what finds the instance, --json, and its own.
+    logs_own = {"--slot", "-n", "--lines", "-f", "--follow", "-t", "--timestamps"}
+    assert set(complete("clusterd logs -")[0]) == client | logs_own
     # check takes the options of a run.
-    assert set(complete("clusterd check -")[0]) == options - {"--json", "--pss", "--interval"}
+    assert set(complete("clusterd check -")[0]) == options - {"--json", "--pss", "--interval"} - logs_own
 
 
 FIXED_VALUES = {

@@ -435,11 +435,56 @@ TEST(ConfigErrors, UnknownOutputMode) {
 }
 
 TEST(Config, OutputIsInheritByDefaultAndPrefixWhenAsked) {
-  EXPECT_EQ(build(command_line).output, OutputMode::inherit);
-  EXPECT_EQ(build(with_command("output = \"prefix\"\n")).output, OutputMode::prefix);
+  EXPECT_EQ(build(command_line).output.mode, OutputMode::inherit);
+  EXPECT_EQ(build(with_command("output = \"prefix\"\n")).output.mode, OutputMode::prefix);
   ConfigOverrides flag;
   flag.output = "inherit";
-  EXPECT_EQ(build(with_command("output = \"prefix\"\n"), flag).output, OutputMode::inherit);
+  EXPECT_EQ(build(with_command("output = \"prefix\"\n"), flag).output.mode, OutputMode::inherit);
+}
+
+TEST(Config, OutputTableReadsEveryKey) {
+  const Config config = build(with_command(
+      "[output]\nmode = \"prefix\"\nfile = \"/var/log/w.log\"\ntimestamps = true\nmax_size = \"10MiB\"\n"
+      "keep = 3\nrecent_lines = 50\n"));
+  EXPECT_EQ(config.output.mode, OutputMode::prefix);
+  EXPECT_EQ(config.output.file, "/var/log/w.log");
+  EXPECT_TRUE(config.output.timestamps);
+  EXPECT_EQ(config.output.max_size, 10U << 20U);
+  EXPECT_EQ(config.output.keep, 3);
+  EXPECT_EQ(config.output.recent_lines, 50);
+}
+
+TEST(Config, OutputKeysBesideTheModeChoosePrefix) {
+  EXPECT_EQ(build(with_command("[output]\ntimestamps = true\n")).output.mode, OutputMode::prefix);
+  EXPECT_EQ(build(with_command("[output]\nmode = \"inherit\"\n")).output.mode, OutputMode::inherit);
+  const Config relative = build(with_command("[output]\nfile = \"logs/w.log\"\n"));
+  EXPECT_EQ(relative.output.mode, OutputMode::prefix);
+  // Without a config file there is no directory to take it from: it stays as written.
+  EXPECT_EQ(relative.output.file, "logs/w.log");
+}
+
+TEST(Config, OutputFlagSetsTheModeOfTheTable) {
+  ConfigOverrides flag;
+  flag.output = "prefix";
+  EXPECT_EQ(build(with_command("[output]\nmode = \"inherit\"\n"), flag).output.mode, OutputMode::prefix);
+  ConfigOverrides set;
+  set.sets = {"output.file=/var/log/w.log"};
+  const Config config = build(with_command("output = \"prefix\"\n"), set);
+  EXPECT_EQ(config.output.mode, OutputMode::prefix);
+  EXPECT_EQ(config.output.file, "/var/log/w.log");
+}
+
+TEST(ConfigErrors, OutputKeysThatNeedPrefixOrAFile) {
+  EXPECT_THAT(errors(with_command("[output]\nmode = \"inherit\"\ntimestamps = true\n")),
+              ElementsAre(::testing::HasSubstr("output.timestamps: needs output.mode = \"prefix\"")));
+  EXPECT_THAT(errors(with_command("[output]\nmax_size = \"1MiB\"\n")),
+              ElementsAre(::testing::HasSubstr("output.max_size: rotates output.file, which is not set")));
+  EXPECT_THAT(errors(with_command("[output]\nfile = \"/x\"\nkeep = 0\n")),
+              ElementsAre(::testing::HasSubstr("output.keep: expected an integer 1-1000, found 0")));
+  EXPECT_THAT(errors(with_command("[output]\nrecent_lines = -1\n")),
+              ElementsAre(::testing::HasSubstr("output.recent_lines: expected an integer 0-100000")));
+  EXPECT_THAT(errors(with_command("[output]\nmode = \"prefix\"\ncolour = true\n")),
+              ElementsAre(::testing::HasSubstr("output.colour")));
 }
 
 TEST(ConfigErrors, UnknownPolicy) {
@@ -1155,7 +1200,6 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
             "# directory: unset (clusterd's working directory)\n"
             "# user: unset\n"
             "# group: unset (the user's primary group)\n"
-            "output = \"inherit\"\n"
             "inherit_env = true\n"
             "\n[[listen]]\n"
             "name = \"fd3\"\n"
@@ -1186,6 +1230,8 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
             "# max_lifetime: unset (off)\n"
             "# max_rss: unset (off)\n"
             "check_interval = \"10s\"\n"
+            "\n[output]\n"
+            "mode = \"inherit\"\n"
             "\n[control]\n"
             "# socket: unset (NAME.sock in $RUNTIME_DIRECTORY, else in $XDG_RUNTIME_DIR/clusterd, else in "
             "/run/clusterd as root or /tmp/clusterd-UID)\n"
@@ -1220,7 +1266,7 @@ TEST(ToToml, RoundTripsThroughBuildConfig) {
   EXPECT_EQ(to_toml(second), written);
   EXPECT_EQ(second.command, first.command);
   EXPECT_EQ(second.env, first.env);
-  EXPECT_EQ(second.output, OutputMode::prefix);
+  EXPECT_EQ(second.output.mode, OutputMode::prefix);
   EXPECT_EQ(second.restart.multiplier, 1.5);
   EXPECT_EQ(second.restart.burst, 10);
   ASSERT_EQ(second.listeners.size(), 4u);
@@ -1287,7 +1333,7 @@ class FakeHost {
     };
     checks.user = [this](const std::string& user) { return answer("user " + user); };
     checks.group = [this](const std::string& group) { return answer("group " + group); };
-    checks.log_file = [this](const std::string& path) { return answer("log_file " + path); };
+    checks.log_file = [this](const std::string& path, std::string_view) { return answer("log_file " + path); };
     return checks;
   }
 
@@ -1644,7 +1690,7 @@ TEST(ConfigPaths, HostChecksAreAskedAboutTheAbsolutePaths) {
     asked.push_back("program " + p + " in " + d);
     return std::optional<std::string>();
   };
-  host.log_file = [&asked](const std::string& f) {
+  host.log_file = [&asked](const std::string& f, std::string_view) {
     asked.push_back("log_file " + f);
     return std::optional<std::string>();
   };

@@ -94,27 +94,47 @@ TEST(ControlRequest, RestartASlotOrAll) {
   EXPECT_EQ(restart_reply({0, 1}), R"({"ok":true,"slots":[0,1]})");
 }
 
+TEST(ControlRequest, LogsOfASlotOrAllWithACountAndFollow) {
+  EXPECT_EQ(parse_request("logs"), Request{LogsRequest{}});
+  EXPECT_EQ(parse_request("logs follow slot 3 lines 0"), Request{(LogsRequest{3, 0, true})});
+  EXPECT_EQ(parse_request("logs lines 100000"), Request{(LogsRequest{std::nullopt, 100000, false})});
+  EXPECT_EQ(request_line(LogsRequest{}), "logs");
+  EXPECT_EQ(request_line(LogsRequest{2, 50, true}), "logs slot 2 lines 50 follow");
+  EXPECT_EQ(parse_request(request_line(LogsRequest{0, 1, false})), Request{(LogsRequest{0, 1, false})});
+  EXPECT_EQ(error_of("logs slot"), "logs: slot: expected a slot number 0-4095, found nothing");
+  EXPECT_EQ(error_of("logs slot 4096"), "logs: slot: expected a slot number 0-4095, found \"4096\"");
+  EXPECT_EQ(error_of("logs lines 100001"), "logs: lines: expected a count 0-100000, found \"100001\"");
+  EXPECT_EQ(error_of("logs lines -1"), "logs: lines: expected a count 0-100000, found \"-1\"");
+  EXPECT_EQ(error_of("logs follow follow"), "logs: unexpected \"follow\"; expected logs [slot N] [lines N] [follow]");
+  EXPECT_EQ(error_of("logs slot 1 slot 2"), "logs: unexpected \"slot\"; expected logs [slot N] [lines N] [follow]");
+  EXPECT_EQ(log_line_record(1, 42, 2, 1765056600.1234, "a\xff"),
+            std::string(R"({"slot":1,"pid":42,"stream":"stderr","time":1765056600.123,"text":"a)") + "\xEF\xBF\xBD\"}");
+  EXPECT_EQ(logs_reply({log_line_json(0, 7, 1, 2.5, "hi")}),
+            R"({"ok":true,"lines":[{"slot":0,"pid":7,"stream":"stdout","time":2.5,"text":"hi"}]})");
+  EXPECT_EQ(logs_end_record(), R"({"ok":true,"end":"clusterd stopped"})");
+}
+
 TEST(ControlRequest, UnknownWordsAndArguments) {
-  EXPECT_EQ(error_of("frob"), "unknown request \"frob\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
-  EXPECT_EQ(error_of("STATUS"), "unknown request \"STATUS\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
+  EXPECT_EQ(error_of("frob"), "unknown request \"frob\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
+  EXPECT_EQ(error_of("STATUS"), "unknown request \"STATUS\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
   EXPECT_EQ(error_of("status now"), "status takes no argument but pss, found \"now\"");
   EXPECT_EQ(error_of("status pss pss"), "status takes no argument but pss, found \"pss\"");
   EXPECT_EQ(error_of("stop 1"), "stop takes no argument, found \"1\"");
-  EXPECT_EQ(error_of(""), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
-  EXPECT_EQ(error_of("   \t"), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
+  EXPECT_EQ(error_of(""), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
+  EXPECT_EQ(error_of("   \t"), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
 }
 
 TEST(ControlRequest, AnUnknownLongWordIsShownCut) {
   const std::string word(100, 'a');
   EXPECT_EQ(error_of(word), "unknown request \"" + std::string(40, 'a') +
-                                "...\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
+                                "...\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
 }
 
 TEST(ControlRequest, BinaryIsNeverEchoed) {
   const std::string binary("sta\0tus\xff\x01", 9);
-  EXPECT_EQ(error_of(binary), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
-  EXPECT_EQ(error_of("st\x1b[2Jatus"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
-  EXPECT_EQ(error_of("statüs"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics");
+  EXPECT_EQ(error_of(binary), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
+  EXPECT_EQ(error_of("st\x1b[2Jatus"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
+  EXPECT_EQ(error_of("statüs"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
 }
 
 TEST(ControlRequest, LongerThan4KiB) {

@@ -292,7 +292,7 @@ TEST_F(ServerTest, SeveralRequestsOnOneConnectionAnsweredInOrder) {
   });
   EXPECT_EQ(got,
             "{\"ok\":true,\"n\":1}\n{\"ok\":true,\"n\":2}\n"
-            "{\"ok\":false,\"error\":\"unknown request \\\"bogus\\\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop or metrics\"}\n"
+            "{\"ok\":false,\"error\":\"unknown request \\\"bogus\\\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs\"}\n"
             "{\"ok\":true,\"n\":3}\n");
   EXPECT_TRUE(server_->next_deadline().has_value());  // a connection: its idle limit
 }
@@ -489,6 +489,73 @@ TEST_F(ServerTest, AfterStopTheConnectionStaysUntilTheServerGoes) {
   EXPECT_EQ(read_available(client, &closed), "");
   EXPECT_TRUE(closed);
   EXPECT_FALSE(std::filesystem::exists(path_));
+}
+
+// `logs follow`: records go out as the client reads them; at the server's end a last record says
+// the stream is over.
+TEST_F(ServerTest, AStreamSendsRecordsUntilTheServerGoes) {
+  const Fd client = connect_to(path_);
+  send_text(client, "logs follow\n");
+  run_until([&] { return !requests_.empty(); });
+  ASSERT_EQ(requests_.size(), 1u);
+  const std::uint64_t stream = server_->start_stream(requests_[0].first, R"({"ok":true,"lines":[]})");
+  ASSERT_NE(stream, 0u);
+  EXPECT_TRUE(server_->stream_record(stream, R"({"text":"a"})"));
+  EXPECT_TRUE(server_->stream_record(stream, R"({"text":"b"})"));
+  std::string got;
+  run_until([&] {
+    got += read_available(client);
+    return std::count(got.begin(), got.end(), '\n') >= 3;
+  });
+  EXPECT_EQ(got, "{\"ok\":true,\"lines\":[]}\n{\"text\":\"a\"}\n{\"text\":\"b\"}\n");
+  EXPECT_EQ(server_->next_deadline(), std::nullopt);  // a follower may wait for lines for ever
+  server_.reset();
+  bool closed = false;
+  EXPECT_EQ(read_available(client, &closed), "{\"ok\":true,\"end\":\"clusterd stopped\"}\n");
+  EXPECT_TRUE(closed);
+}
+
+// A follower that reads nothing is cut off when its queue would pass stream_limit: the record
+// being written is finished, the rest dropped, and the reason is the last thing it reads.
+TEST_F(ServerTest, AStreamNobodyReadsIsCutOffAtItsLimit) {
+  const Fd client = connect_to(path_);
+  send_text(client, "logs follow\n");
+  run_until([&] { return !requests_.empty(); });
+  const std::uint64_t stream = server_->start_stream(requests_[0].first, R"({"ok":true,"lines":[]})");
+  ASSERT_NE(stream, 0u);
+  const std::string record = R"({"text":")" + std::string(1000, 'x') + R"("})";
+  std::size_t accepted = 0;
+  while (server_->stream_record(stream, record)) {
+    ++accepted;
+    ASSERT_LT(accepted, 100000u) << "never cut off";
+    if (accepted % 64 == 0) {
+      loop_.arm_timer(Clock::now() + 1ms);
+      loop_.run_once();  // writes what the socket takes, until it takes no more
+    }
+  }
+  EXPECT_FALSE(server_->stream_record(stream, record));  // gone for good
+  std::string got;
+  bool closed = false;
+  for (int round = 0; round < 100000 && !closed; ++round) {
+    got += read_available(client, &closed);
+    loop_.arm_timer(Clock::now() + 1ms);
+    loop_.run_once();
+  }
+  ASSERT_TRUE(closed);
+  std::vector<std::string> lines;
+  for (std::size_t at = 0; at < got.size();) {
+    const std::size_t end = got.find('\n', at);
+    ASSERT_NE(end, std::string::npos) << "a record cut in half";
+    lines.push_back(got.substr(at, end - at));
+    at = end + 1;
+  }
+  ASSERT_GE(lines.size(), 3u);
+  EXPECT_EQ(lines.front(), R"({"ok":true,"lines":[]})");
+  for (std::size_t index = 1; index + 1 < lines.size(); ++index) {
+    ASSERT_EQ(lines[index], record);
+  }
+  EXPECT_THAT(lines.back(), ::testing::HasSubstr("this follower was cut off: it left more than 1024 KiB unread"));
+  EXPECT_LT(lines.size() - 2, accepted);  // what was queued past the one being written was dropped
 }
 
 TEST_F(ServerTest, ManyClientsAtOnce) {

@@ -112,22 +112,22 @@ TEST_F(HostChecksTest, UsersAndGroupsMustBeKnown) {
 }
 
 TEST_F(HostChecksTest, LogFileThatExistsOrCanBeCreatedIsFineAndNothingIsCreated) {
-  EXPECT_EQ(checks_.log_file(dir_ + "/data"), std::nullopt);
-  EXPECT_EQ(checks_.log_file(dir_ + "/new.log"), std::nullopt);
+  EXPECT_EQ(checks_.log_file(dir_ + "/data", "log.file"), std::nullopt);
+  EXPECT_EQ(checks_.log_file(dir_ + "/new.log", "log.file"), std::nullopt);
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/new.log"));
 }
 
 TEST_F(HostChecksTest, LogFileInAMissingDirectoryCreatesNoDirectory) {
-  EXPECT_EQ(checks_.log_file(dir_ + "/logs/c.log"),
+  EXPECT_EQ(checks_.log_file(dir_ + "/logs/c.log", "log.file"),
             "cannot open \"" + dir_ +
                 "/logs/c.log\" for appending: No such file or directory (clusterd creates no directories)");
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/logs"));
 }
 
 TEST_F(HostChecksTest, LogFileUnderAFileOrThatIsADirectory) {
-  EXPECT_EQ(checks_.log_file(dir_ + "/data/c.log"),
+  EXPECT_EQ(checks_.log_file(dir_ + "/data/c.log", "log.file"),
             "cannot open \"" + dir_ + "/data/c.log\" for appending: Not a directory");
-  EXPECT_EQ(checks_.log_file(dir_ + "/sub"),
+  EXPECT_EQ(checks_.log_file(dir_ + "/sub", "log.file"),
             "cannot open \"" + dir_ + "/sub\" for appending: Is a directory");
 }
 
@@ -144,7 +144,7 @@ std::string log_file_answer_unprivileged(const HostChecks& checks, const std::st
     if (::geteuid() == 0 && (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0)) {
       ::_exit(3);
     }
-    const std::string answer = checks.log_file(path).value_or("no problem");
+    const std::string answer = checks.log_file(path, "log.file").value_or("no problem");
     const bool written = ::write(pipe_fds[1], answer.data(), answer.size()) == static_cast<ssize_t>(answer.size());
     ::_exit(written ? 0 : 4);
   }

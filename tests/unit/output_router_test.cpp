@@ -64,7 +64,7 @@ struct Worker {
     }
     write_end = std::move(pipe->write_end);
     ::fcntl(write_end.get(), F_SETFL, O_NONBLOCK);
-    router.watch(std::move(pipe->read_end), destination, slot, pid);
+    router.watch(std::move(pipe->read_end), destination, LineFormat{slot, pid, destination});
   }
   static std::string text(pid_t pid, int number) {
     return "line " + std::to_string(pid) + " " + std::to_string(number) + " " + std::string(number % 500, 'w');

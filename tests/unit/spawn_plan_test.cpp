@@ -95,7 +95,7 @@ TEST(SpawnPlan, JournalStreamIsPassedOnOnlyWhileStderrIsClusterdsOwn) {
   Config config = test_config();
   EXPECT_THAT(make_spawn_plan(config, "/srv/shop/server", {}, identity, parent, std::nullopt).env,
               Contains("JOURNAL_STREAM=8:1234"));
-  config.output = OutputMode::prefix;
+  config.output.mode = OutputMode::prefix;
   const SpawnPlan plan = make_spawn_plan(config, "/srv/shop/server", {}, identity, parent, std::nullopt);
   EXPECT_THAT(plan.env, Not(Contains(StartsWith("JOURNAL_STREAM="))));
   EXPECT_THAT(plan.env, Contains("PATH=/usr/bin"));
@@ -250,7 +250,7 @@ TEST(SpawnPlan, InheritEnvFalsePassesNothingOfClusterds) {
 TEST(SpawnPlan, InheritEnvListStillDropsJournalStreamWithPrefixOutput) {
   Config config = test_config();
   config.inherit_env = std::vector<std::string>{"JOURNAL_STREAM", "PATH"};
-  config.output = OutputMode::prefix;
+  config.output.mode = OutputMode::prefix;
   const SpawnPlan plan = make_spawn_plan(config, "/srv/shop/server", {}, identity,
                                          {"JOURNAL_STREAM=8:1", "PATH=/bin"}, std::nullopt);
   EXPECT_THAT(plan.env, Contains("PATH=/bin"));

@@ -6,9 +6,13 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace clusterd {
 namespace {
@@ -54,7 +58,7 @@ struct Stream {
   Stream(int slot, pid_t pid, std::size_t capacity = OutputSink::default_capacity)
       : sink(destination.write_end.get(), capacity),
         pipe(*make_output_pipe()),
-        output(std::move(pipe.read_end), sink, slot, pid) {}
+        output(std::move(pipe.read_end), sink, LineFormat{slot, pid}) {}
   void worker_writes(std::string_view text) { write_text(pipe.write_end.get(), text); }
 };
 
@@ -150,6 +154,43 @@ TEST(WorkerOutput, FinishWritesAPartialLineOfAStreamStillOpen) {
   EXPECT_EQ(stream.output.drain(65536), WorkerOutput::State::open);
   stream.output.finish();
   EXPECT_EQ(stream.destination.take(), "[4 11] half a li\n");
+}
+
+}  // namespace
+}  // namespace clusterd
+
+namespace clusterd {
+namespace {
+
+// With timestamps each line starts with the local time it was read; the observer gets every line
+// with its slot, pid and stream, the same time, and the text without prefix or newline.
+TEST(WorkerOutput, TimestampsAndTheObserverSeeEachLine) {
+  Destination destination;
+  OutputSink sink(destination.write_end.get());
+  OutputPipe pipe = *make_output_pipe();
+  std::vector<std::pair<std::string, WorkerLine>> seen;
+  const LineObserver observer = [&seen](const WorkerLine& line) { seen.emplace_back(std::string(line.text), line); };
+  WorkerOutput output(std::move(pipe.read_end), sink, LineFormat{3, 77, 2, true}, &observer);
+  write_text(pipe.write_end.get(), "one\ntwo\n");
+  const auto before = std::chrono::system_clock::now();
+  EXPECT_EQ(output.drain(65536), WorkerOutput::State::open);
+  const auto after = std::chrono::system_clock::now();
+
+  const std::string text = destination.take();
+  ASSERT_EQ(seen.size(), 2u);
+  const std::string stamp = line_timestamp(seen[0].second.time);
+  EXPECT_EQ(text, stamp + "[3 77] one\n" + stamp + "[3 77] two\n");
+  EXPECT_THAT(stamp, ::testing::MatchesRegex("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3} $"));
+  EXPECT_EQ(seen[0].first, "one");
+  EXPECT_EQ(seen[1].first, "two");
+  for (const auto& [line_text, line] : seen) {
+    EXPECT_EQ(line.slot, 3);
+    EXPECT_EQ(line.pid, 77);
+    EXPECT_EQ(line.stream, 2);
+    EXPECT_EQ(line.time, seen[0].second.time);
+    EXPECT_GE(line.time, before);
+    EXPECT_LE(line.time, after);
+  }
 }
 
 }  // namespace

@@ -1,0 +1,48 @@
+// Keeps the workers' recent lines and sends new ones to the `logs follow` connections.
+#include "worker_logs.h"
+
+#include <chrono>
+#include <string>
+
+namespace clusterd {
+namespace {
+
+double unix_seconds(std::chrono::system_clock::time_point time) {
+  return std::chrono::duration<double>(time.time_since_epoch()).count();
+}
+
+}  // namespace
+
+void WorkerLogs::on_line(const WorkerLine& line) {
+  const RecentLine& kept = recent_.add(line.slot, line.pid, line.stream, unix_seconds(line.time), line.text);
+  if (followers_.empty()) {
+    return;
+  }
+  std::string record;  // encoded once, for every follower that wants it
+  std::erase_if(followers_, [&](const Follower& follower) {
+    if (follower.slot && *follower.slot != kept.slot) {
+      return false;
+    }
+    if (record.empty()) {
+      record = log_line_record(kept.slot, kept.pid, kept.stream, kept.time, kept.text);
+    }
+    return !control_->stream_record(follower.stream, record);
+  });
+}
+
+void WorkerLogs::answer(ControlServer& control, RequestId id, const LogsRequest& request) {
+  std::vector<nlohmann::ordered_json> lines;
+  for (const RecentLine* line : recent_.last(static_cast<std::size_t>(request.lines), request.slot)) {
+    lines.push_back(log_line_json(line->slot, line->pid, line->stream, line->time, line->text));
+  }
+  if (!request.follow) {
+    control.reply(id, logs_reply(lines));
+    return;
+  }
+  control_ = &control;
+  if (const std::uint64_t stream = control.start_stream(id, logs_reply(lines)); stream != 0) {
+    followers_.push_back(Follower{stream, request.slot});
+  }
+}
+
+}  // namespace clusterd
