@@ -9,6 +9,7 @@ namespace clusterd::config_detail {
 namespace {
 
 constexpr std::string_view boolean_expected = "true or false";
+constexpr std::uint64_t min_rotated_size = 1024 * 1024;
 
 std::optional<OutputMode> read_mode(const toml::node& node, ValueReader& read, const std::string& key) {
   const auto index = read.choice(node, key, {"inherit", "prefix"});
@@ -50,10 +51,16 @@ void read_output(const toml::node& node, ValueReader& read, const PathBases& pat
   const toml::node* max_size = table.get("max_size");
   if (max_size != nullptr) {
     output.max_size = read.size(*max_size, "output.max_size", true);
+    // A rotation renames up to `keep` files: done every few writes, it would take over the loop.
+    if (output.max_size && *output.max_size < min_rotated_size) {
+      report.at(max_size->source(), "output.max_size",
+                "is below 1MiB: rotating that often would keep clusterd busy renaming files; give 1MiB or more");
+      output.max_size.reset();
+    }
   }
   const toml::node* keep = table.get("keep");
   if (keep != nullptr) {
-    if (auto value = read.integer(*keep, "output.keep", 1, 1000, "an integer 1-1000")) {
+    if (auto value = read.integer(*keep, "output.keep", 1, 100, "an integer 1-100")) {
       output.keep = static_cast<int>(*value);
     }
   }

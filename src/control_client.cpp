@@ -434,12 +434,12 @@ int run_client(const CliOptions& options, std::ostream& out, std::ostream& err) 
     err << "clusterd: " << printable(found.problem) << '\n';
     return exit_usage;
   }
-  if (options.command == Command::logs) {
-    return show_logs(options, *found.path, out, err);
-  }
   // The renderer takes a field of an unexpected type as "-"; this is for what it did not foresee.
   // A reply must never end the client other than with 0, 1 or 2.
   try {
+    if (options.command == Command::logs) {
+      return show_logs(options, *found.path, out, err);
+    }
     return ask(options, request, *found.path, out, err);
   } catch (const nlohmann::json::exception& error) {
     err << "clusterd: control socket " << printable(*found.path) << ": cannot read the reply: " << error.what()

@@ -414,11 +414,16 @@ Json log_line_json(int slot, int pid, int stream, double time, std::string_view 
   return line;
 }
 
-std::string logs_reply(const std::vector<Json>& lines) {
-  Json json;
-  json["ok"] = true;
-  json["lines"] = lines;
-  return dump(json);
+std::string logs_reply(const std::vector<std::string>& records) {
+  std::string reply = R"({"ok":true,"lines":[)";
+  for (const std::string& record : records) {
+    reply += record;
+    reply += ',';
+  }
+  if (!records.empty()) {
+    reply.pop_back();
+  }
+  return reply + "]}";
 }
 
 std::string log_line_record(int slot, int pid, int stream, double time, std::string_view text) {

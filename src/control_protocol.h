@@ -134,10 +134,10 @@ std::string metrics_reply(std::string_view text);
 // One line a worker wrote: `{"slot":0,"pid":4242,"stream":"stdout","time":1765056600.123,"text":"…"}`
 // (time: Unix time when clusterd read it, to the millisecond).
 nlohmann::ordered_json log_line_json(int slot, int pid, int stream, double time, std::string_view text);
-// `{"ok":true,"lines":[…]}`: log_line_json objects, oldest first. With `follow`, each later line
+// `{"ok":true,"lines":[…]}`: log_line_record texts, oldest first. With `follow`, each later line
 // comes as one log_line_json object a line, and the stream ends with `{"ok":true,"end":"…"}`
 // when clusterd stops, or `{"ok":false,"error":"…"}` when it cut the follower off.
-std::string logs_reply(const std::vector<nlohmann::ordered_json>& lines);
+std::string logs_reply(const std::vector<std::string>& records);
 // A followed line as sent: log_line_json's text.
 std::string log_line_record(int slot, int pid, int stream, double time, std::string_view text);
 // `{"ok":true,"end":"clusterd stopped"}`: the last record of a followed stream when clusterd stops.

@@ -29,8 +29,10 @@ ControlServer::~ControlServer() {
   accept_.stop();
   socket_.close();
   for (auto& [id, connection] : connections_) {
-    // A follower learns the stream is over rather than cut (if its socket takes it).
+    // A follower learns the stream is over rather than cut (if its socket takes it): the record
+    // being written is finished, what is queued after it dropped.
     if (connection.streaming && !connection.close_after_flush) {
+      keep_first_record(connection);
       connection.out += logs_end_record() + "\n";
     }
     // A last reply (the `stop` answer, say) goes out if the socket buffer takes it; nothing waits.
@@ -276,6 +278,12 @@ void ControlServer::reply(RequestId request, std::string json) {
   }
 }
 
+bool ControlServer::streaming(std::uint64_t stream) const {
+  const auto found = connections_.find(stream);
+  return found != connections_.end() && found->second.streaming && !found->second.close_after_flush &&
+         !found->second.write_closed;
+}
+
 std::uint64_t ControlServer::start_stream(RequestId request, std::string json) {
   const auto owner = pending_.find(request);
   if (owner == pending_.end()) {
@@ -287,6 +295,8 @@ std::uint64_t ControlServer::start_stream(RequestId request, std::string json) {
     return 0;
   }
   found->second.streaming = true;
+  // The recent lines may be longer than stream_limit: they do not count against the records.
+  found->second.first_reply_size = json.size() + 1;
   reply(request, std::move(json));
   return connections_.contains(id) ? id : 0;
 }
@@ -301,7 +311,7 @@ bool ControlServer::stream_record(std::uint64_t stream, std::string_view record)
     close(stream);
     return false;
   }
-  if (connection.out.size() + record.size() + 1 > stream_limit) {
+  if (connection.out.size() + record.size() + 1 > stream_limit + connection.first_reply_size) {
     cut_off(stream, fmt::format("this follower was cut off: it left more than {} KiB unread; run the command "
                                 "again to go on following (lines written meanwhile are kept in the recent lines "
                                 "and output.file)",
@@ -320,13 +330,19 @@ bool ControlServer::stream_record(std::uint64_t stream, std::string_view record)
   return true;
 }
 
+void ControlServer::keep_first_record(Connection& connection) {
+  const std::size_t first_end = connection.out.find('\n');
+  connection.out.resize(first_end == std::string::npos ? 0 : first_end + 1);
+}
+
 void ControlServer::cut_off(std::uint64_t id, const std::string& why) {
   Connection& connection = connections_.at(id);
   spdlog::warn("log follower cut off uid={} pid={}: {}", connection.uid, connection.pid, why);
-  // The first record may be half written: it is finished, and the rest dropped.
-  const std::size_t first_end = connection.out.find('\n');
-  connection.out.resize(first_end == std::string::npos ? 0 : first_end + 1);
+  // The first record may be half written: it is finished, and the rest dropped. The client gets
+  // one more idle limit to read that and why it was cut off.
+  keep_first_record(connection);
   fail(connection, why);
+  connection.idle_since = Clock::now();
   flush(id);
 }
 
@@ -469,9 +485,6 @@ void ControlServer::on_deadline(TimePoint now) {
       cut_off(id, fmt::format("this follower was cut off: it read nothing for {}; run the command again to go on "
                               "following",
                               format_duration(idle_limit)));
-      if (connections_.contains(id)) {
-        close(id);  // its socket took none of it either
-      }
       continue;
     }
     if (connection.out.empty() && !connection.close_after_flush) {

@@ -80,6 +80,8 @@ class ControlServer {
   // client closed, or it was cut off (told why, if it ever reads again) because this record
   // would leave more than stream_limit unwritten, or nothing was written for idle_limit.
   bool stream_record(std::uint64_t stream, std::string_view record);
+  // Whether `stream` still takes records.
+  bool streaming(std::uint64_t stream) const;
 
   // Who sent request `id` (SO_PEERCRED), for the log: "uid=0 pid=4242"; empty once it was
   // answered or its connection closed.
@@ -105,6 +107,7 @@ class ControlServer {
     bool hold = false;                  // `stop` was answered: keep open until destroyed
     bool close_after_flush = false;     // an error was answered: close once it is written
     bool streaming = false;             // `logs follow`: records are sent until the client leaves
+    std::size_t first_reply_size = 0;   // of a stream: its first reply, not counted in stream_limit
     TimePoint idle_since{};
     std::uint32_t watched = 0;  // the epoll events registered
     bool registered = false;    // with the loop
@@ -129,6 +132,8 @@ class ControlServer {
   // A stream whose client reads too slowly: what is queued after the record being written is
   // dropped for `why` (an error record), and the connection closes once that is written.
   void cut_off(std::uint64_t id, const std::string& why);
+  // Keeps only the first record of `out` (the one being written, maybe in part).
+  static void keep_first_record(Connection& connection);
 
   ControlSocket socket_;
   EventLoop& loop_;

@@ -27,18 +27,24 @@ bool same_socket(const ListenerConfig& a, const ListenerConfig& b) {
 
 // What a running clusterd cannot change in place: where it logs (log.level is applied when the
 // reload finishes), and how a listening socket it keeps was made.
-std::vector<std::string> keys_needing_restart(const Config& running, const Config& next) {
+std::vector<std::string> keys_needing_restart(const Config& running, const Config& next,
+                                              const std::optional<OutputRouter::FileSettings>& output_file) {
   std::vector<std::string> keys;
   if (running.log.file != next.log.file) {
     keys.push_back("log.file");
   }
-  // output.file is opened at start; a reload keeps writing to it (SIGUSR1 reopens it).
-  if (running.output.file != next.output.file) {
+  // output.file is opened at start and written to whatever a reload says (SIGUSR1 reopens it):
+  // compared with what is open, not with the last file read.
+  const std::optional<std::string> open_path = output_file ? std::optional(output_file->path) : std::nullopt;
+  if (open_path != next.output.file) {
     keys.push_back("output.file");
-  }
-  if (running.output.file && next.output.file &&
-      (running.output.max_size != next.output.max_size || running.output.keep != next.output.keep)) {
-    keys.push_back(running.output.max_size != next.output.max_size ? "output.max_size" : "output.keep");
+  } else if (output_file) {
+    if (output_file->max_size != next.output.max_size) {
+      keys.push_back("output.max_size");
+    }
+    if (output_file->keep != next.output.keep) {
+      keys.push_back("output.keep");
+    }
   }
   for (std::size_t index = 0; index < next.listeners.size(); ++index) {
     const ListenerConfig& wanted = next.listeners[index];
@@ -127,7 +133,8 @@ void Daemon::reload(std::optional<RequestId> request) {
   for (const std::string& warning : prepared->config.warnings) {
     spdlog::warn("reload: {}", warning);
   }
-  std::vector<std::string> restart_needed = keys_needing_restart(current, prepared->config);
+  std::vector<std::string> restart_needed = keys_needing_restart(current, prepared->config,
+                                                                   workers_.outputs().file_settings());
   if (!restart_needed.empty()) {
     spdlog::warn("reload: changed keys that take effect only when clusterd restarts: {}",
                  fmt::join(restart_needed, ", "));

@@ -48,7 +48,7 @@ std::optional<std::string> untrusted_log_file(std::string_view path, const struc
   return std::nullopt;
 }
 
-tl::expected<Fd, std::string> open_log_file(const std::string& path, uid_t euid, std::string_view key) {
+tl::expected<Fd, std::string> open_log_file(const std::string& path, uid_t euid, std::string_view key, mode_t mode) {
   const auto [directory, name] = split_directory(path);
   if (name.empty()) {
     return tl::make_unexpected(cannot_open(path, errno_text(EISDIR)));
@@ -62,7 +62,7 @@ tl::expected<Fd, std::string> open_log_file(const std::string& path, uid_t euid,
   // regular file". 0644: others may read the log, never write it, whatever the umask.
   Fd file(retry_on_eintr([&, leaf = name.c_str()] {
     return ::openat(parent->get(), leaf,
-                    O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, 0644);
+                    O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, mode);
   }));
   struct stat status {};
   if (!file) {

@@ -32,7 +32,9 @@ std::optional<std::string> untrusted_log_file(std::string_view path, const struc
 // through open_trusted_directory, the file with O_NOFOLLOW | O_APPEND relative to it, then judged
 // by untrusted_log_file on fstat. The error names the path, what is wrong and the fix.
 // `key` names the setting in messages about its directory ("log.file directory /var/log: …").
-tl::expected<Fd, std::string> open_log_file(const std::string& path, uid_t euid, std::string_view key = "log.file");
+// `mode`: a new file's (less the umask).
+tl::expected<Fd, std::string> open_log_file(const std::string& path, uid_t euid, std::string_view key = "log.file",
+                                            mode_t mode = 0644);
 
 // What open_log_file would refuse, found without creating or opening anything for writing:
 // `cannot open "PATH" for appending: REASON`; nullopt when it would open. Errors of the path

@@ -104,18 +104,26 @@ int show_logs(const CliOptions& options, const std::string& path, std::ostream& 
   for (;;) {
     const auto next = read_reply_line(fd.get(), buffer, error);
     if (!next) {
-      return failed(error);
+      if (error != "the connection closed without a reply") {
+        return failed(error);
+      }
+      return failed(buffer.empty() ? "clusterd closed the log stream without saying why"
+                                   : "clusterd closed the log stream in the middle of a record");
     }
     nlohmann::ordered_json record = nlohmann::ordered_json::parse(*next, nullptr, false);
     if (!record.is_object()) {
       return failed("not a log record: " + printable(next->substr(0, 200)));
     }
     if (record.contains("ok")) {  // the end of the stream: clusterd stopped, or cut us off
+      if (options.json) {
+        out << printable_json(record) << '\n';
+      }
       out.flush();
       if (record["ok"] == true) {
         return exit_ok;
       }
-      err << "clusterd: " << printable(record.value("error", std::string("the log stream ended"))) << '\n';
+      const bool said = record.contains("error") && record["error"].is_string();
+      err << "clusterd: " << printable(said ? record["error"].get<std::string>() : "the log stream ended") << '\n';
       return exit_refused;
     }
     if (options.json) {

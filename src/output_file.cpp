@@ -16,7 +16,9 @@
 namespace clusterd {
 
 tl::expected<OpenedOutputFile, std::string> open_output_file(const std::string& path, uid_t euid) {
-  auto file = open_log_file(path, euid, "output.file");
+  // 0640: what workers print (a token in an error message, a customer's address) is not for every
+  // local user, unlike clusterd's own log.
+  auto file = open_log_file(path, euid, "output.file", 0640);
   if (!file) {
     return tl::make_unexpected(file.error());
   }

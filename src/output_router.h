@@ -45,6 +45,8 @@ class OutputRouter {
   // SIGUSR1: output.file is opened again at its path, after logrotate moved it. A refused reopen
   // keeps the old file and says why.
   void reopen_file();
+  // What output.file was opened with at start; nullopt without one.
+  std::optional<FileSettings> file_settings() const { return file_ != nullptr ? file_->file : std::nullopt; }
 
   // Each line any stream reads is given to `observer` too (`clusterd logs`).
   void set_observer(LineObserver observer) { observer_ = std::move(observer); }

@@ -120,10 +120,21 @@ std::size_t OutputSink::write_now(std::string_view data) {
     if (result > 0) {
       written += static_cast<std::size_t>(result);
       written_ += static_cast<std::uint64_t>(result);
+      if (std::exchange(dropping_, false)) {
+        spdlog::info("writing workers' output to {} again", name_);
+      }
     } else if (result < 0 && errno == EINTR) {
       continue;
     } else if (result < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       break;  // full for now: the rest waits in the buffer for EPOLLOUT
+    } else if (result < 0 && method_ == Method::file && (errno == ENOSPC || errno == EDQUOT)) {
+      // A full disk may get room again (logrotate, an operator): these lines are lost, the
+      // next ones are tried again.
+      if (!std::exchange(dropping_, true)) {
+        spdlog::warn("cannot write workers' output to {}: {}; dropping lines until there is room", name_,
+                     errno_text(errno));
+      }
+      return data.size();
     } else if (result < 0) {
       fail(errno);
     } else {

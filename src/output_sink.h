@@ -91,6 +91,7 @@ class OutputSink {
   std::size_t head_ = 0;
   bool failed_ = false;
   std::uint64_t written_ = 0;
+  bool dropping_ = false;  // a file's disk is full: lines are dropped until a write succeeds
 };
 
 }  // namespace clusterd

@@ -20,7 +20,7 @@ const RecentLine& RecentOutput::add(int slot, pid_t pid, int stream, double time
     return unkept_;
   }
   Slot& kept = slots_[slot];
-  kept.bytes += line.text.size();
+  kept.bytes += line.text.size() + line_overhead;
   kept.lines.push_back(std::move(line));
   trim(kept);
   return kept.lines.back();
@@ -30,7 +30,7 @@ void RecentOutput::trim(Slot& slot) {
   const auto limit = static_cast<std::size_t>(std::max(limit_, 0));
   // The newest line stays even when it alone is over the byte limit (a line is at most 4 KiB).
   while (!slot.lines.empty() && (slot.lines.size() > limit || (slot.bytes > bytes_per_slot && slot.lines.size() > 1))) {
-    slot.bytes -= slot.lines.front().text.size();
+    slot.bytes -= slot.lines.front().text.size() + line_overhead;
     slot.lines.pop_front();
   }
 }

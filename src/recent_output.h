@@ -26,9 +26,11 @@ struct RecentLine {
 
 class RecentOutput {
  public:
-  // However many lines recent_lines allows, a slot keeps at most this many bytes of text: 1,000
-  // workers that print long lines cost at most 256 MiB, not recent_lines × 4 KiB each.
+  // However many lines recent_lines allows, a slot keeps at most this many bytes (each line's
+  // text and line_overhead): 1,000 chatty workers cost at most 256 MiB, not recent_lines × 4 KiB.
   static constexpr std::size_t bytes_per_slot = 256 * 1024;
+  // What a kept line costs besides its text: its fields and its string's header.
+  static constexpr std::size_t line_overhead = sizeof(RecentLine);
 
   explicit RecentOutput(int lines_per_slot = 1000) : limit_(lines_per_slot) {}
 

@@ -1,6 +1,7 @@
 // Keeps the workers' recent lines and sends new ones to the `logs follow` connections.
 #include "worker_logs.h"
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 
@@ -31,16 +32,27 @@ void WorkerLogs::on_line(const WorkerLine& line) {
 }
 
 void WorkerLogs::answer(ControlServer& control, RequestId id, const LogsRequest& request) {
-  std::vector<nlohmann::ordered_json> lines;
-  for (const RecentLine* line : recent_.last(static_cast<std::size_t>(request.lines), request.slot)) {
-    lines.push_back(log_line_json(line->slot, line->pid, line->stream, line->time, line->text));
+  const auto lines = recent_.last(static_cast<std::size_t>(request.lines), request.slot);
+  // The newest lines that fit in max_reply_bytes, oldest first.
+  std::vector<std::string> records;
+  std::size_t bytes = 0;
+  for (auto line = lines.rbegin(); line != lines.rend(); ++line) {
+    std::string record = log_line_record((*line)->slot, (*line)->pid, (*line)->stream, (*line)->time, (*line)->text);
+    bytes += record.size() + 1;
+    if (bytes > max_reply_bytes) {
+      break;
+    }
+    records.push_back(std::move(record));
   }
+  std::reverse(records.begin(), records.end());
   if (!request.follow) {
-    control.reply(id, logs_reply(lines));
+    control.reply(id, logs_reply(records));
     return;
   }
   control_ = &control;
-  if (const std::uint64_t stream = control.start_stream(id, logs_reply(lines)); stream != 0) {
+  // Followers that ended meanwhile (on a slot that has been quiet since) go now.
+  std::erase_if(followers_, [&control](const Follower& follower) { return !control.streaming(follower.stream); });
+  if (const std::uint64_t stream = control.start_stream(id, logs_reply(records)); stream != 0) {
     followers_.push_back(Follower{stream, request.slot});
   }
 }

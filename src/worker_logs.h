@@ -15,6 +15,9 @@ namespace clusterd {
 
 class WorkerLogs {
  public:
+  // The most a `logs` reply holds: the newest lines that fit (the client takes 64 MiB at most).
+  static constexpr std::size_t max_reply_bytes = 16u << 20;
+
   explicit WorkerLogs(int recent_lines) : recent_(recent_lines) {}
 
   // A reload's output.recent_lines.

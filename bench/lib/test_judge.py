@@ -16,7 +16,7 @@ from lib import judge  # noqa: E402
 from lib.judge import Target  # noqa: E402
 from lib import ready_targets  # noqa: E402
 
-SCRIPTS = ["run", "reload", "scale", "soak", "reuseport", "ready", "status", "logs"]
+SCRIPTS = ["run", "reload", "scale", "soak", "reuseport", "ready", "status", "logs", "scaleup"]
 
 
 class Targets(unittest.TestCase):

@@ -87,11 +87,12 @@ def test_recent_lines_are_bounded_per_slot(start_clusterd):
 def test_a_follower_gets_every_new_line_and_ends_when_clusterd_stops(start_clusterd):
     clusterd = start_clusterd(["--workers", "2", "--output", "prefix", "--"] + output_worker("--lines", "3"))
     first = clusterd.ready_pids(2)
-    follower = subprocess.Popen([BIN, "logs", "-f", "-n", "0", "--slot", "0", "--control", clusterd.control_path()],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    follower = subprocess.Popen([BIN, "logs", "-f", "-n", "0", "--slot", "0", "--json", "--control",
+                                 clusterd.control_path()], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        # Connected once clusterd holds a connection for it: then slot 0 gets a new worker.
-        wait_until(lambda: clusterd.control("restart", "0")[0] == 0, message="restart 0")
+        # Following once clusterd answered it (its first line): then slot 0 gets a new worker.
+        assert json.loads(follower.stdout.readline()) == {"ok": True, "lines": []}
+        assert clusterd.control("restart", "0")[0] == 0
         pids = clusterd.ready_pids(3)
         (new_pid,) = set(pids) - set(first)
         assert clusterd.control("restart", "1")[0] == 0
@@ -103,7 +104,9 @@ def test_a_follower_gets_every_new_line_and_ends_when_clusterd_stops(start_clust
             follower.kill()
             follower.wait()
     assert follower.returncode == 0, err
-    lines = lines_of(out)
+    records = [json.loads(line) for line in out.splitlines()]
+    assert records[-1] == {"ok": True, "end": "clusterd stopped"}
+    lines = [(str(r["slot"]), str(r["pid"]), r["text"]) for r in records[:-1]]
     # Only slot 0's new worker: its six lines, none of the old ones, none of slot 1.
     assert sorted(text for _, _, text in lines) == sorted(
         "%s %d %d" % (tag, new_pid, i) for tag in ("out", "err") for i in range(3)), out
@@ -128,11 +131,9 @@ def test_a_follower_that_stops_reading_is_cut_off_and_holds_up_nobody(start_clus
         size = os.path.getsize(output)
         wait_until(lambda: os.path.getsize(output) >= size + (1 << 20), timeout=30,
                    message="another MiB written after the cut-off", describe=clusterd.log_tail)
-        started = time.monotonic()
         status = clusterd.status()
         assert status["workers"][0]["pid"] == pid
-        assert time.monotonic() - started < 10  # the client's own limit is 30 s: this is no threshold
-        # Read at last: the records that were queued, then why it was cut off, then the end.
+        # Read at last (within the 10 s clusterd gives it after the cut-off): the records that were queued, then why it was cut off, then the end.
         follower.settimeout(30)
         received = b""
         while True:
@@ -185,25 +186,52 @@ timestamps = true
 
 def test_output_file_is_rotated_by_size_keeping_the_files_asked(start_clusterd, tmpdir_short):
     output = os.path.join(tmpdir_short, "workers.log")
-    count = 300  # 600 lines of about 30 bytes: 18 KiB, so 4 KiB files rotate four times or more
+    names = ("workers.log.2", "workers.log.1", "workers.log")  # oldest first
+    # 5 MiB of numbered lines into 1 MiB files: rotated four times or more, two kept.
     clusterd = start_clusterd(["--workers", "1", "--output", "prefix", "--set", "output.file=" + output,
-                               "--set", "output.max_size=4KiB", "--set", "output.keep=2", "--"]
-                              + output_worker("--lines", str(count)))
+                               "--set", "output.max_size=1MiB", "--set", "output.keep=2", "--"]
+                              + output_worker("--flood", str(5 << 20)))
     (pid,) = clusterd.ready_pids(1)
-    expected_last = "err %d %d" % (pid, count - 1)
-    wait_until(lambda: os.path.exists(output) and expected_last in read(output), message="the last line",
+
+    def texts():
+        return [t for name in names if os.path.exists(os.path.join(tmpdir_short, name))
+                for _, _, t in lines_of(read(os.path.join(tmpdir_short, name)))]
+    wait_until(lambda: "flood done %d" % pid in texts()[-1:], timeout=60, message="the last line",
                describe=clusterd.log_tail)
-    assert sorted(os.listdir(tmpdir_short)) == ["workers.log", "workers.log.1", "workers.log.2"]
-    for name in ("workers.log.2", "workers.log.1"):
+    assert sorted(os.listdir(tmpdir_short)) == sorted(names)
+    for name in names[:2]:
         text = read(os.path.join(tmpdir_short, name))
-        # Rotated once it held 4 KiB, after a whole line: no more than one read's worth beyond.
-        assert len(text) >= 4096 and text.endswith("\n"), (name, len(text))
-        lines_of(text)
-    # The files hold the newest lines in order: .2, then .1, then the file itself.
-    texts = [t for name in ("workers.log.2", "workers.log.1", "workers.log")
-             for _, _, t in lines_of(read(os.path.join(tmpdir_short, name)))]
-    outs = [int(t.split()[2]) for t in texts if t.startswith("out")]
-    assert outs == list(range(outs[0], count)), outs
+        # Rotated once it held 1 MiB, after a whole line.
+        assert len(text) >= 1 << 20 and text.endswith("\n"), (name, len(text))
+    # The files hold the newest lines in order, none lost between them: .2, .1, then the file.
+    numbers = [int(t.split()[2]) for t in texts()[:-1]]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), "lines lost or out of order"
+    assert numbers[0] > 0  # the oldest file was dropped
+
+
+def test_a_reload_that_changes_output_file_keeps_writing_to_the_open_one(start_clusterd, tmpdir_short):
+    first = os.path.join(tmpdir_short, "first.log")
+    second = os.path.join(tmpdir_short, "second.log")
+    body = """
+command = [%s]
+workers = 1
+[output]
+file = "%%s"
+""" % ", ".join(json.dumps(arg) for arg in output_worker("--lines", "1"))
+    config = harness.write_file(tmpdir_short, "c.toml", body % first)
+    clusterd = start_clusterd(["-c", config])
+    clusterd.ready_pids(1)
+    harness.write_file(tmpdir_short, "c.toml", body % second)
+    code, out, err = clusterd.control("reload", "--json")
+    assert code == 0 and json.loads(out)["restart_needed"] == ["output.file"], out + err
+    new_pid = [p for p in clusterd.ready_pids(2)][-1]
+    wait_until(lambda: "out %d 0" % new_pid in read(first), message="the new worker's line in the open file",
+               describe=clusterd.log_tail)
+    assert not os.path.exists(second)
+    # Back to the file that is open: nothing needs a restart.
+    harness.write_file(tmpdir_short, "c.toml", body % first)
+    code, out, err = clusterd.control("reload", "--json")
+    assert code == 0 and "restart_needed" not in json.loads(out), out + err
 
 
 def test_logs_without_prefix_mode_says_how_to_get_them(start_clusterd):

@@ -480,7 +480,10 @@ TEST(ConfigErrors, OutputKeysThatNeedPrefixOrAFile) {
   EXPECT_THAT(errors(with_command("[output]\nmax_size = \"1MiB\"\n")),
               ElementsAre(::testing::HasSubstr("output.max_size: rotates output.file, which is not set")));
   EXPECT_THAT(errors(with_command("[output]\nfile = \"/x\"\nkeep = 0\n")),
-              ElementsAre(::testing::HasSubstr("output.keep: expected an integer 1-1000, found 0")));
+              ElementsAre(::testing::HasSubstr("output.keep: expected an integer 1-100, found 0")));
+  EXPECT_THAT(errors(with_command("[output]\nfile = \"/x\"\nmax_size = \"64KiB\"\n")),
+              ElementsAre(::testing::HasSubstr("output.max_size: is below 1MiB: rotating that often would keep "
+                                               "clusterd busy renaming files; give 1MiB or more")));
   EXPECT_THAT(errors(with_command("[output]\nrecent_lines = -1\n")),
               ElementsAre(::testing::HasSubstr("output.recent_lines: expected an integer 0-100000")));
   EXPECT_THAT(errors(with_command("[output]\nmode = \"prefix\"\ncolour = true\n")),

@@ -109,7 +109,8 @@ TEST(ControlRequest, LogsOfASlotOrAllWithACountAndFollow) {
   EXPECT_EQ(error_of("logs slot 1 slot 2"), "logs: unexpected \"slot\"; expected logs [slot N] [lines N] [follow]");
   EXPECT_EQ(log_line_record(1, 42, 2, 1765056600.1234, "a\xff"),
             std::string(R"({"slot":1,"pid":42,"stream":"stderr","time":1765056600.123,"text":"a)") + "\xEF\xBF\xBD\"}");
-  EXPECT_EQ(logs_reply({log_line_json(0, 7, 1, 2.5, "hi")}),
+  EXPECT_EQ(logs_reply({}), R"({"ok":true,"lines":[]})");
+  EXPECT_EQ(logs_reply({log_line_record(0, 7, 1, 2.5, "hi")}),
             R"({"ok":true,"lines":[{"slot":0,"pid":7,"stream":"stdout","time":2.5,"text":"hi"}]})");
   EXPECT_EQ(logs_end_record(), R"({"ok":true,"end":"clusterd stopped"})");
 }

@@ -52,7 +52,14 @@ TEST(RecentOutput, ASlotKeepsAtMostItsBytes) {
   for (int index = 0; index < 200; ++index) {
     recent.add(0, 1, 1, 0, line);
   }
-  EXPECT_EQ(recent.last(100000, 0).size(), RecentOutput::bytes_per_slot / line.size());
+  EXPECT_EQ(recent.last(100000, 0).size(),
+            RecentOutput::bytes_per_slot / (line.size() + RecentOutput::line_overhead));
+  // Empty lines count too: a flood of them is bounded as well.
+  RecentOutput empty(100000);
+  for (int index = 0; index < 100000; ++index) {
+    empty.add(0, 1, 1, 0, "");
+  }
+  EXPECT_EQ(empty.last(100000, 0).size(), RecentOutput::bytes_per_slot / RecentOutput::line_overhead);
 }
 
 TEST(RecentOutput, ALowerLimitTrimsNowAndZeroKeepsNothing) {
