@@ -53,7 +53,9 @@ def test_stop_on_a_terminal_counts_down_to_sigkill_then_says_stopped(start_clust
     # The line was cleared before the result: nothing of it is left on the final screen.
     assert screens[-1] == ["stopped", "exit=0"]
     drawn = progress_lines(written, rb"stopping: [^\r\x1b]*")
-    assert drawn and all(re.fullmatch(rb"stopping: 2 workers left, SIGKILL in [0-3]\.\ds", line) for line in drawn)
+    # Once SIGKILLed and until reaped, the workers are still left, with no SIGKILL to come: a
+    # loaded machine lets a redraw fall in between.
+    assert drawn and all(re.fullmatch(rb"stopping: 2 workers left(, SIGKILL in [0-3]\.\ds)?", line) for line in drawn), drawn
     assert written.endswith(b"\r\x1b[Kstopped\r\nexit=0\r\n"), written[-200:]
     assert clusterd.wait_exit() == 0
     assert clusterd.count(r"worker did not stop within grace; killing") == 2
