@@ -198,13 +198,13 @@ tl::expected<Fd, std::string> send_request(const std::string& path, const Reques
   return fd;
 }
 
-namespace {
-
 void set_receive_timeout(int fd, int seconds) {
   timeval timeout{};
   timeout.tv_sec = seconds;
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
 }
+
+namespace {
 
 // The progress line of `reload` and `stop` on a terminal (control_progress.h). While the command
 // waits for its own connection, `status` is asked on a second one every progress_interval_ms and

@@ -54,6 +54,9 @@ tl::expected<Fd, std::string> send_request(const std::string& path, const Reques
 // max_reply_line; `error` says which.
 std::optional<std::string> read_reply_line(int fd, std::string& buffer, std::string& error);
 
+// How long a read on `fd` may wait before it fails with EAGAIN; 0: without limit.
+void set_receive_timeout(int fd, int seconds);
+
 // `clusterd logs` (logs_client.cpp): the recent lines, then with -f every new one.
 int show_logs(const CliOptions& options, const std::string& path, std::ostream& out, std::ostream& err);
 

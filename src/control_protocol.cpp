@@ -404,16 +404,6 @@ std::string restart_reply(const std::vector<int>& slots) {
   return dump(json);
 }
 
-Json log_line_json(int slot, int pid, int stream, double time, std::string_view text) {
-  Json line;
-  line["slot"] = slot;
-  line["pid"] = pid;
-  line["stream"] = stream == 2 ? "stderr" : "stdout";
-  line["time"] = rounded(time, 3);
-  line["text"] = text;
-  return line;
-}
-
 std::string logs_reply(const std::vector<std::string>& records) {
   std::string reply = R"({"ok":true,"lines":[)";
   for (const std::string& record : records) {
@@ -427,7 +417,13 @@ std::string logs_reply(const std::vector<std::string>& records) {
 }
 
 std::string log_line_record(int slot, int pid, int stream, double time, std::string_view text) {
-  return dump(log_line_json(slot, pid, stream, time, text));
+  Json line;
+  line["slot"] = slot;
+  line["pid"] = pid;
+  line["stream"] = stream == 2 ? "stderr" : "stdout";
+  line["time"] = rounded(time, 3);
+  line["text"] = text;
+  return dump(line);
 }
 
 std::string logs_end_record() { return dump(Json{{"ok", true}, {"end", "clusterd stopped"}}); }

@@ -131,14 +131,12 @@ std::string scale_reply(int workers_wanted);
 std::string restart_reply(const std::vector<int>& slots);
 // `{"ok":true,"metrics":"# HELP …"}`: the Prometheus text exposition, as one JSON string.
 std::string metrics_reply(std::string_view text);
-// One line a worker wrote: `{"slot":0,"pid":4242,"stream":"stdout","time":1765056600.123,"text":"…"}`
-// (time: Unix time when clusterd read it, to the millisecond).
-nlohmann::ordered_json log_line_json(int slot, int pid, int stream, double time, std::string_view text);
 // `{"ok":true,"lines":[…]}`: log_line_record texts, oldest first. With `follow`, each later line
-// comes as one log_line_json object a line, and the stream ends with `{"ok":true,"end":"…"}`
+// comes as one log_line_record a line, and the stream ends with `{"ok":true,"end":"…"}`
 // when clusterd stops, or `{"ok":false,"error":"…"}` when it cut the follower off.
 std::string logs_reply(const std::vector<std::string>& records);
-// A followed line as sent: log_line_json's text.
+// One line a worker wrote: `{"slot":0,"pid":4242,"stream":"stdout","time":1765056600.123,"text":"…"}`
+// (time: Unix time when clusterd read it, to the millisecond).
 std::string log_line_record(int slot, int pid, int stream, double time, std::string_view text);
 // `{"ok":true,"end":"clusterd stopped"}`: the last record of a followed stream when clusterd stops.
 std::string logs_end_record();

@@ -1,8 +1,5 @@
 // `clusterd logs`: asks for the workers' recent lines, prints them as "[SLOT PID] text", and with
 // -f keeps printing the lines clusterd streams on the same connection.
-#include <sys/socket.h>
-#include <sys/time.h>
-
 #include <chrono>
 #include <ostream>
 
@@ -51,12 +48,6 @@ std::string rendered(const nlohmann::ordered_json& line, bool timestamps) {
     text += shown_text(line["text"].get_ref<const std::string&>());
   }
   return text + "\n";
-}
-
-void set_receive_timeout(int fd, int seconds) {
-  timeval timeout{};
-  timeout.tv_sec = seconds;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
 }
 
 }  // namespace
