@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <iterator>
 #include <random>
 #include <set>
 
@@ -187,17 +188,20 @@ void Daemon::ping_systemd_watchdog(TimePoint now) {
 }
 
 void Daemon::drain_events() {
+  // The events of one loop turn go to the Supervisor together (one reconciliation for all).
   // Actions may produce events (Spawned, SpawnFailed); they are queued, not handled
-  // recursively, so the Supervisor sees one event at a time.
+  // recursively, and make the next batch.
   while (!pending_.empty()) {
-    const Event event = pending_.front();
-    pending_.pop_front();
+    const std::vector<Event> batch(std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.end()));
+    pending_.clear();
     const TimePoint now = Clock::now();
-    if (const auto* stop = std::get_if<StopRequested>(&event)) {
-      stop_orphans(*stop, now);  // also while clusterd waits for its orphans to exit
+    for (const Event& event : batch) {
+      if (const auto* stop = std::get_if<StopRequested>(&event)) {
+        stop_orphans(*stop, now);  // also while clusterd waits for its orphans to exit
+      }
     }
     if (!exit_code_) {
-      execute(supervisor_.handle(event, now));
+      execute(supervisor_.handle(batch, now));
     }
   }
   prune_generations();

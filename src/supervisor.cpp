@@ -24,8 +24,14 @@ Supervisor::Supervisor(std::shared_ptr<const Config> config, int worker_count, s
 }
 
 std::vector<Action> Supervisor::handle(const Event& event, TimePoint now) {
+  return handle(std::span<const Event>(&event, 1), now);
+}
+
+std::vector<Action> Supervisor::handle(std::span<const Event> events, TimePoint now) {
   actions_.clear();
-  std::visit([&](const auto& concrete) { on_event(concrete, now); }, event);
+  for (const Event& event : events) {
+    std::visit([&](const auto& concrete) { on_event(concrete, now); }, event);
+  }
   if (started_) {
     reconcile(now);
   }
@@ -71,9 +77,15 @@ void Supervisor::on_event(const Spawned& event, TimePoint now) {
   worker->started_at = now;
   worker->ready_deadline = now + config_of(event.id.generation).ready.timeout;
   log(LogSeverity::debug, "worker spawned " + worker_fields(event.id, event.pid));
+  if (spawn_more_at_) {
+    spawn_more_at_ = now + spawn_pause;  // the pause counts from the forks' end, not their start
+  }
 }
 
 void Supervisor::on_event(const SpawnFailed& event, TimePoint now) {
+  if (spawn_more_at_) {
+    spawn_more_at_ = now + spawn_pause;
+  }
   if (const std::optional<Worker> worker = take_worker(event.id)) {
     start_failed(*worker, event.failure, event.lasting, now);
   }
@@ -360,20 +372,20 @@ void Supervisor::reconcile(TimePoint now) {
 }
 
 void Supervisor::replenish_slots(TimePoint now) {
+  if (spawn_more_at_) {
+    return;  // the loop's turn first
+  }
   const std::vector<bool> primary = slots_served_by(Role::primary);
   const std::vector<bool> replacement = slots_served_by(Role::replacement);
-  if (now >= spawn_window_start_ + spawn_window) {
-    spawn_window_start_ = now;
-    spawned_in_window_ = 0;
-  }
+  int budget = spawn_budget;
   for (std::size_t index = 0; index < slots_.size() && static_cast<int>(index) < wanted_; ++index) {
     if (!primary[index] && !replacement[index] && slots_[index].state == SlotState::running) {
-      if (spawned_in_window_ == spawn_budget) {
-        spawn_more_at_ = spawn_window_start_ + spawn_window;
+      if (budget == 0) {
+        spawn_more_at_ = now + spawn_pause;
         return;
       }
       spawn(static_cast<int>(index), slots_[index].generation, Role::primary, now);
-      ++spawned_in_window_;
+      --budget;
     }
   }
 }

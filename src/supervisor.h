@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <variant>
 #include <vector>
@@ -195,6 +196,11 @@ class Supervisor {
   Supervisor(std::shared_ptr<const Config> config, int worker_count, std::function<double()> uniform01);
 
   std::vector<Action> handle(const Event& event, TimePoint now);
+  // Several events that came in one turn of the daemon's loop, in order, then one reconciliation:
+  // the same decisions as one at a time (reconciling is idempotent), but each pass over every
+  // worker and deadline is made once per turn instead of once per event, which at thousands of
+  // workers is most of the cost of a start.
+  std::vector<Action> handle(std::span<const Event> events, TimePoint now);
 
   // The nearest time at which a Tick has something to do: the minimum of the one list of
   // deadlines (supervisor_deadlines.cpp). nullopt: nothing until an event.
@@ -217,11 +223,12 @@ class Supervisor {
   // A reload is under way or waiting for the one under way.
   bool reloading() const { return reload_.has_value() || queued_reload_.has_value(); }
 
-  // At most spawn_budget slots are (re)started per spawn_window, the rest in the next windows, so
-  // a start or `scale` of thousands leaves the daemon's loop free to answer in between (a window
-  // of forks, then the loop's turn).
+  // At most spawn_budget slots are (re)started at once; the rest wait until spawn_pause after the
+  // last of those forks was answered (Spawned), however long the forks took, so a start or
+  // `scale` of thousands gives the daemon's loop a turn (signals, control requests, reaps) after
+  // every spawn_budget forks.
   static constexpr int spawn_budget = 32;
-  static constexpr Duration spawn_window = std::chrono::milliseconds(10);
+  static constexpr Duration spawn_pause = std::chrono::milliseconds(1);
 
   // ready.mode = auto looks at a starting worker every millisecond for the first 10 ms after its
   // exec (most servers wait on their socket within that), then at intervals doubling from 2 ms
@@ -396,9 +403,7 @@ class Supervisor {
   std::optional<Reload> reload_;
   std::optional<QueuedReload> queued_reload_;
   std::optional<TimePoint> next_rss_sample_;
-  std::optional<TimePoint> spawn_more_at_;  // slots left unspawned by the window's budget
-  TimePoint spawn_window_start_{};
-  int spawned_in_window_ = 0;
+  std::optional<TimePoint> spawn_more_at_;  // slots left unspawned by the budget start then
   std::vector<Slot> slots_;
   std::vector<Worker> workers_;
   std::vector<Action> actions_;  // filled while handling one event

@@ -65,19 +65,46 @@ TEST(Deadlines, GraceEndsInOneSigkillNotOnePerTick) {
   EXPECT_FALSE(driver.supervisor().next_deadline());
 }
 
-TEST(Deadlines, ThousandsOfSlotsStartABudgetPerWindow) {
+TEST(Deadlines, ThousandsOfSlotsStartABudgetPerLoopTurn) {
   Driver driver(exec_config(), 1);
   driver.send(Start{});
   driver.now += 1s;
   const auto first = effects(driver.send(ScaleRequested{100, "operator"}));
   EXPECT_EQ(first.size(), static_cast<std::size_t>(Supervisor::spawn_budget));
-  EXPECT_EQ(driver.supervisor().next_deadline(), driver.now + Supervisor::spawn_window);
+  EXPECT_EQ(driver.supervisor().next_deadline(), driver.now + Supervisor::spawn_pause);
   int spawned = 1 + static_cast<int>(first.size());
   while (const auto next = driver.supervisor().next_deadline()) {
     driver.now = *next;
     spawned += static_cast<int>(effects(driver.send(Tick{})).size());
   }
   EXPECT_EQ(spawned, 100);
+}
+
+// The forks of a budget can take longer than the pause (a fork copies the fd table, which grows
+// with the pool): the answers to them must not start the next budget in the same loop turn, or
+// a scale of thousands holds the loop until every worker is forked.
+TEST(Deadlines, SlowForksStillLeaveTheLoopATurnBeforeTheNextBudget) {
+  Supervisor supervisor(exec_config(), 1, [] { return 1.0; });
+  TimePoint now{};
+  supervisor.handle(Start{}, now);
+  supervisor.handle(Spawned{{0, 1, 1}, 100}, now);
+  supervisor.handle(Execed{{0, 1, 1}}, now);
+  std::vector<WorkerId> forked;
+  for (const Action& action : supervisor.handle(ScaleRequested{100, "operator"}, now)) {
+    if (const auto* spawn = std::get_if<Spawn>(&action)) {
+      forked.push_back(spawn->id);
+    }
+  }
+  ASSERT_EQ(forked.size(), static_cast<std::size_t>(Supervisor::spawn_budget));
+  now += 50ms;  // the forks took 50 times the pause
+  std::vector<Event> answers;
+  for (const WorkerId& id : forked) {
+    answers.emplace_back(Spawned{id, static_cast<int>(200 + id.slot)});
+  }
+  for (const Action& action : supervisor.handle(answers, now)) {
+    EXPECT_FALSE(std::holds_alternative<Spawn>(action)) << "the next budget started in the same turn";
+  }
+  EXPECT_EQ(supervisor.next_deadline(), now + Supervisor::spawn_pause);
 }
 
 }  // namespace
