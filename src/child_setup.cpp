@@ -1,4 +1,5 @@
-// A worker's side of a spawn: from fork to execve, async-signal-safe calls only (signal-safety(7)).
+// A worker's side of a spawn: from clone to execve, async-signal-safe calls only (signal-safety(7)).
+// Built without AddressSanitizer (src/CMakeLists.txt): it runs on a stack ASan does not know.
 #include "child_setup.h"
 
 #include <fcntl.h>
@@ -6,6 +7,8 @@
 #include <linux/capability.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <linux/close_range.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -15,13 +18,22 @@
 namespace clusterd {
 namespace {
 
-[[noreturn]] void child_fail(int status_pipe, ChildStep step, int error) noexcept {
-  const ExecStatusRecord record{static_cast<std::int32_t>(step), error};
-  while (::write(status_pipe, &record, sizeof record) < 0 && errno == EINTR) {
-  }
+[[noreturn]] void child_fail(ChildReport& report, ChildStep step, int error) noexcept {
+  report.step = static_cast<std::int32_t>(step);
+  report.error = error;
+  report.failed = true;
   // _exit, not exit: atexit handlers and stdio buffers belong to clusterd, not to this child.
   ::_exit(127);
 }
+
+// The id changes as raw system calls: in a child that shares clusterd's memory, glibc's setuid,
+// setgid and setgroups would, in a process it believes multi-threaded, signal clusterd's threads
+// to change their ids too (posix_spawn avoids them for the same reason).
+long raw_setgroups(const std::vector<gid_t>& groups) noexcept {
+  return ::syscall(SYS_setgroups, groups.size(), groups.data());
+}
+long raw_setgid(gid_t gid) noexcept { return ::syscall(SYS_setgid, gid); }
+long raw_setuid(uid_t uid) noexcept { return ::syscall(SYS_setuid, uid); }
 
 // Writes `value` in decimal at `out` and ends the string there. snprintf is not
 // async-signal-safe (signal-safety(7)), hence by hand.
@@ -41,10 +53,10 @@ void write_decimal(char* out, pid_t value) noexcept {
 
 // Moves `fd` to the lowest free number ≥ `floor`, close-on-exec; the old number stays open
 // (close-on-exec as well, or overwritten by a later dup2).
-int move_above(int fd, int floor, int status_pipe) noexcept {
+int move_above(int fd, int floor, ChildReport& report) noexcept {
   const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
   if (moved < 0) {
-    child_fail(status_pipe, ChildStep::dup2, errno);
+    child_fail(report, ChildStep::dup2, errno);
   }
   return moved;
 }
@@ -52,10 +64,10 @@ int move_above(int fd, int floor, int status_pipe) noexcept {
 // Puts `source` at `target` for the program to inherit. dup2 clears FD_CLOEXEC on the new fd,
 // but dup2(x, x) does nothing at all, so an fd already in place gets its flag cleared by hand
 // (dup(2), protocols §1.2).
-void place_fd(int source, int target, ChildStep step, int status_pipe) noexcept {
+void place_fd(int source, int target, ChildStep step, ChildReport& report) noexcept {
   const int result = source == target ? ::fcntl(target, F_SETFD, 0) : ::dup2(source, target);
   if (result < 0) {
-    child_fail(status_pipe, step, errno);
+    child_fail(report, step, errno);
   }
 }
 
@@ -63,6 +75,7 @@ void place_fd(int source, int target, ChildStep step, int status_pipe) noexcept 
 
 const char* step_name(std::int32_t step) {
   switch (static_cast<ChildStep>(step)) {
+    case ChildStep::unshare: return "unshare";
     case ChildStep::setsid: return "setsid";
     case ChildStep::dup2: return "dup2";
     case ChildStep::stdio: return "stdio";
@@ -93,6 +106,16 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
 }
 
 [[noreturn]] void run_child(ChildSetup& setup) noexcept {
+  ChildReport& report = setup.report;
+  // 0. A table of its own before any fd changes: until then every dup2 and close would be
+  // clusterd's. CLOSE_RANGE_UNSHARE copies only the numbers below the range it closes, where
+  // the spawn put every fd the child needs (spawn_fds.h); a kernel before 5.9 copies it all.
+  if (setup.own_fds_below >= 0 &&
+      ::close_range(static_cast<unsigned>(setup.own_fds_below), ~0U, CLOSE_RANGE_UNSHARE) != 0 &&
+      ::unshare(CLONE_FILES) != 0) {
+    child_fail(report, ChildStep::unshare, errno);
+  }
+
   // 1. Default dispositions: ignored signals (clusterd ignores SIGPIPE) survive execve
   // (signal(7)). glibc refuses to touch its two internal real-time signals (EINVAL); nothing
   // else can fail, so the result is not checked.
@@ -108,38 +131,35 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
   // 2. Own session and process group, so kill(-pid) reaches the worker and its helpers
   // (protocols §3.5).
   if (::setsid() < 0) {
-    child_fail(setup.status_pipe, ChildStep::setsid, errno);
+    child_fail(report, ChildStep::setsid, errno);
   }
 
   // 3. fd layout. Every fd still needed below 3+n that is not already where it belongs is
   // first moved above the range, so no dup2 of the layout can overwrite it (protocols §1.2).
   const int range_end = 3 + setup.source_count;
-  if (setup.status_pipe < range_end) {
-    setup.status_pipe = move_above(setup.status_pipe, range_end, setup.status_pipe);
-  }
   for (int target = 0; target < 3; ++target) {
     int& source = setup.stdio[target];
     if (source >= 0 && source != target && source < range_end) {
-      source = move_above(source, range_end, setup.status_pipe);
+      source = move_above(source, range_end, report);
     }
   }
   for (int i = 0; i < setup.source_count; ++i) {
     int& source = setup.sources[i];
     if (source < range_end && source != 3 + i) {
-      source = move_above(source, range_end, setup.status_pipe);
+      source = move_above(source, range_end, report);
     }
   }
   for (int target = 0; target < 3; ++target) {
     if (setup.stdio[target] >= 0) {
-      place_fd(setup.stdio[target], target, ChildStep::stdio, setup.status_pipe);
+      place_fd(setup.stdio[target], target, ChildStep::stdio, report);
     }
   }
   for (int i = 0; i < setup.source_count; ++i) {
-    place_fd(setup.sources[i], 3 + i, ChildStep::dup2, setup.status_pipe);
+    place_fd(setup.sources[i], 3 + i, ChildStep::dup2, report);
   }
 
   // 4. Everything above the layout is closed by execve. CLOSE_RANGE_CLOEXEC marks rather than
-  // closes, so the status pipe lives until the exec succeeds (close_range(2), Linux 5.11).
+  // closes (close_range(2), Linux 5.11).
   // Older kernels say ENOSYS or EINVAL: mark them one by one, up to the soft limit the parent
   // read (no /proc/self/fd: opendir allocates).
   if (::close_range(static_cast<unsigned>(range_end), ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
@@ -151,26 +171,26 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
   // 5. The soft fd limit clusterd started with: select()-based programs break above 1024
   // (protocols §3.8). Then the working directory.
   if (setup.restore_nofile && ::setrlimit(RLIMIT_NOFILE, &setup.nofile) != 0) {
-    child_fail(setup.status_pipe, ChildStep::setrlimit, errno);
+    child_fail(report, ChildStep::setrlimit, errno);
   }
   if (setup.directory != nullptr && ::chdir(setup.directory) != 0) {
-    child_fail(setup.status_pipe, ChildStep::chdir, errno);
+    child_fail(report, ChildStep::chdir, errno);
   }
 
   // 6. Privileges: groups first, then gid, then uid; after setuid nothing else can be changed
   // (protocols §3.9, setgroups(2)). Verified, because a partial drop must not run the worker.
   if (const Credentials* wanted = setup.credentials) {
-    if (::setgroups(wanted->groups.size(), wanted->groups.data()) != 0) {
-      child_fail(setup.status_pipe, ChildStep::setgroups, errno);
+    if (raw_setgroups(wanted->groups) != 0) {
+      child_fail(report, ChildStep::setgroups, errno);
     }
-    if (::setgid(wanted->gid) != 0) {
-      child_fail(setup.status_pipe, ChildStep::setgid, errno);
+    if (raw_setgid(wanted->gid) != 0) {
+      child_fail(report, ChildStep::setgid, errno);
     }
     if (::getgid() != wanted->gid || ::getegid() != wanted->gid) {
-      child_fail(setup.status_pipe, ChildStep::setgid, EPERM);
+      child_fail(report, ChildStep::setgid, EPERM);
     }
-    if (::setuid(wanted->uid) != 0) {
-      child_fail(setup.status_pipe, ChildStep::setuid, errno);
+    if (raw_setuid(wanted->uid) != 0) {
+      child_fail(report, ChildStep::setuid, errno);
     }
     // A clusterd that is not root changes ids with CAP_SETUID/CAP_SETGID, and setuid() from one
     // non-zero uid to another keeps every capability (capabilities(7)): drop them all (the
@@ -180,22 +200,22 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
       __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
       __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = {};
       if (::syscall(SYS_capset, &header, none) != 0) {
-        child_fail(setup.status_pipe, ChildStep::setuid, errno);
+        child_fail(report, ChildStep::setuid, errno);
       }
     }
     if (::getuid() != wanted->uid || ::geteuid() != wanted->uid ||
-        (wanted->uid != 0 && ::setuid(0) == 0)) {
-      child_fail(setup.status_pipe, ChildStep::setuid, EPERM);
+        (wanted->uid != 0 && raw_setuid(0) == 0)) {
+      child_fail(report, ChildStep::setuid, EPERM);
     }
   }
 
   // 7. Parent-death signal after the id change, which clears it (prctl(2)); then make sure
   // the parent did not die before it was set, since then no signal will ever come.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
-    child_fail(setup.status_pipe, ChildStep::pdeathsig, errno);
+    child_fail(report, ChildStep::pdeathsig, errno);
   }
   if (::getppid() != setup.parent_pid) {
-    child_fail(setup.status_pipe, ChildStep::getppid, ESRCH);
+    child_fail(report, ChildStep::getppid, ESRCH);
   }
 
   // 8. Fill LISTEN_PID in the child: only it knows its pid (protocols §1.2).
@@ -212,14 +232,15 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
   sigset_t empty;
   ::sigemptyset(&empty);
   if (::sigprocmask(SIG_SETMASK, &empty, nullptr) != 0) {
-    child_fail(setup.status_pipe, ChildStep::sigprocmask, errno);
+    child_fail(report, ChildStep::sigprocmask, errno);
   }
 
-  // 10. "Reaching exec" (reaching_exec_record), then the program.
-  while (::write(setup.status_pipe, &reaching_exec_record, sizeof reaching_exec_record) < 0 && errno == EINTR) {
-  }
+  // 10. "Reaching exec", then the program.
+  report.reaching_exec = true;
   ::execve(setup.executable, setup.argv, setup.envp);
-  child_fail(setup.status_pipe, ChildStep::exec, errno);
+  child_fail(report, ChildStep::exec, errno);
 }
+
+int clone_entry(void* setup) noexcept { run_child(*static_cast<ChildSetup*>(setup)); }
 
 }  // namespace clusterd

@@ -115,6 +115,9 @@ int Daemon::run() {
 
 void Daemon::stop_orphans(const StopRequested& request, TimePoint now) {
   const StopConfig& stop = supervisor_.config_of(supervisor_.generation()).stop;
+  // An orphan whose SIGCHLD was merged into a worker's is still a zombie: reaped now, or the stop
+  // would wait for it to exit. From here on every SIGCHLD sweeps (on_signal).
+  workers_.reap_all();
   // The Supervisor's rule for the workers: SIGQUIT or a second SIGTERM kills at once.
   const bool quick = request.quick || stop_requested_;
   stop_requested_ = true;
@@ -195,10 +198,16 @@ void Daemon::drain_events() {
     const std::vector<Event> batch(std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.end()));
     pending_.clear();
     const TimePoint now = Clock::now();
+    std::vector<int> exited_slots;
     for (const Event& event : batch) {
       if (const auto* stop = std::get_if<StopRequested>(&event)) {
         stop_orphans(*stop, now);  // also while clusterd waits for its orphans to exit
+      } else if (const auto* exited = std::get_if<Exited>(&event)) {
+        exited_slots.push_back(exited->id.slot);
       }
+    }
+    if (!exited_slots.empty()) {
+      check_listeners(exited_slots);  // before the Supervisor restarts them
     }
     if (!exit_code_) {
       execute(supervisor_.handle(batch, now));
@@ -282,22 +291,27 @@ void Daemon::execute_one(const Log& entry) {
 
 void Daemon::execute_one(const ExitDaemon& exit) {
   exit_code_ = exit.code;
-  // Every worker is gone; the processes they left behind are waited for (may_exit).
+  // Every worker is gone; the processes they left behind are waited for (may_exit), those
+  // already exited reaped first (an orphan's SIGCHLD may have been merged into a worker's).
+  workers_.reap_all();
   const StopConfig& stop = supervisor_.config_of(supervisor_.generation()).stop;
   orphans_.exit_wanted(Clock::now(), stop.grace, stop.signal);
 }
 
 void Daemon::on_signal() {
-  while (const auto signal = signals_.next()) {
-    switch (*signal) {
+  while (const auto received = signals_.next()) {
+    const int signal = received->number;
+    switch (signal) {
       case SIGCHLD:
-        if (workers_.reap()) {
-          check_listeners();  // a worker's shutdown() may have stopped a listener (interface §7)
+        if (orphans_.begun()) {
+          workers_.reap_all();
+        } else {
+          workers_.reap(*received);
         }
         break;
       case SIGTERM:
       case SIGINT:
-        spdlog::info("received signal={}", signal_name(*signal));
+        spdlog::info("received signal={}", signal_name(signal));
         pending_.push_back(StopRequested{false});
         break;
       case SIGQUIT:
@@ -345,11 +359,9 @@ std::set<ListenerSockets*> Daemon::open_listeners_now() const {
   return open;
 }
 
-void Daemon::check_listeners() {
-  // A worker's shutdown() on its inherited copy stops the socket for every holder
-  // (interface §7): listen again so the next workers are served.
+void Daemon::check_listeners(std::span<const int> slots) {
   for (ListenerSockets* listener : open_listeners_now()) {
-    listener->ensure_listening();
+    listener->ensure_listening(slots);
   }
 }
 

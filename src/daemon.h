@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -87,7 +88,9 @@ class Daemon {
 
   void on_signal();
   std::set<ListenerSockets*> open_listeners_now() const;
-  void check_listeners();
+  // After workers of `slots` exited: a worker's shutdown() may have stopped a listener
+  // (interface §7); listen again so the next workers are served.
+  void check_listeners(std::span<const int> slots);
   void close_unneeded_slot_sockets();
   void warn_about_per_slot_scale_down(const GenerationListeners& listeners);
   void drain_events();

@@ -146,13 +146,13 @@ SignalReader::SignalReader(const sigset_t& signals) {
   }
 }
 
-std::optional<int> SignalReader::next() {
+std::optional<ReceivedSignal> SignalReader::next() {
   signalfd_siginfo info{};
   const ssize_t got = retry_on_eintr([&] { return ::read(fd_.get(), &info, sizeof info); });
   if (got != static_cast<ssize_t>(sizeof info)) {
     return std::nullopt;
   }
-  return static_cast<int>(info.ssi_signo);
+  return ReceivedSignal{static_cast<int>(info.ssi_signo), info.ssi_code, static_cast<pid_t>(info.ssi_pid)};
 }
 
 }  // namespace clusterd

@@ -67,6 +67,14 @@ class EventLoop {
   std::unordered_map<int, std::uint64_t> token_of_fd_;
 };
 
+// A signal read from a signalfd: its number, and for SIGCHLD the child it is about (the kernel
+// keeps one SIGCHLD pending however many children exit: the first one's).
+struct ReceivedSignal {
+  int number = 0;
+  int code = 0;     // si_code: CLD_EXITED, CLD_KILLED, … for a SIGCHLD the kernel sent
+  pid_t sender = 0;  // si_pid
+};
+
 // A signalfd for `signals` (by default handled_signals()), non-blocking and close-on-exec. The
 // signals must be blocked in every thread, or they take their default action instead.
 class SignalReader {
@@ -75,7 +83,7 @@ class SignalReader {
   explicit SignalReader(const sigset_t& signals);
   int fd() const { return fd_.get(); }
   // The next pending signal, or nullopt when none is left.
-  std::optional<int> next();
+  std::optional<ReceivedSignal> next();
 
  private:
   Fd fd_;

@@ -99,17 +99,21 @@ std::optional<std::string> ListenerSockets::unix_directory_problem() const {
   return std::nullopt;
 }
 
-void ListenerSockets::ensure_listening() {
-  for (auto& [slot, socket] : sockets_) {
-    if (!socket.ensure_listening()) {
-      continue;
+void ListenerSockets::ensure_listening(std::span<const int> slots) {
+  if (!per_slot()) {
+    for (auto& [slot, socket] : sockets_) {
+      if (socket.ensure_listening()) {
+        spdlog::error("listener stopped by a worker; listening again name={} address={}", name_,
+                      socket.bound_address());
+      }
     }
-    if (per_slot()) {
+    return;
+  }
+  for (const int slot : slots) {
+    const auto found = sockets_.find(slot);
+    if (found != sockets_.end() && found->second.ensure_listening()) {
       spdlog::error("listener stopped by a worker; listening again name={} address={} slot={}", name_,
                     bound_address_, slot);
-    } else {
-      spdlog::error("listener stopped by a worker; listening again name={} address={}", name_,
-                    socket.bound_address());
     }
   }
 }

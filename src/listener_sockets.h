@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -76,10 +77,12 @@ class ListenerSockets {
   // how a worker's waits on them are recognised (listen_probe.h).
   std::vector<std::uint64_t> socket_inodes() const;
 
-  // Listener::ensure_listening on every socket, after a worker exited: a worker's shutdown()
-  // stops a socket for every holder (interface §7). Each one that listens again is logged as an
-  // error naming the listener (and the slot, per-slot). Never throws.
-  void ensure_listening();
+  // Listener::ensure_listening after workers of `slots` exited: a worker's shutdown() stops a
+  // socket for every holder (interface §7). A shared listener checks its one socket; a per-slot
+  // one only those slots' sockets (a worker holds only its slot's), so a restart does not cost a
+  // system call per slot of the pool. Each one that listens again is logged as an error naming
+  // the listener (and the slot, per-slot). Never throws.
+  void ensure_listening(std::span<const int> slots);
 
  private:
   ListenerConfig config_;

@@ -1,4 +1,4 @@
-// Starts a worker (fork, the child's setup in the order of protocols §3.2, execve) and owns the
+// Starts a worker (clone, the child's setup in the order of protocols §3.2, execve) and owns the
 // child until the daemon has reaped it.
 #include "process.h"
 
@@ -7,6 +7,8 @@
 #include <grp.h>
 #include <limits.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <array>
 #include <cerrno>
 #include <cstdint>
@@ -28,6 +31,7 @@
 #include <fmt/core.h>
 
 #include "child_setup.h"
+#include "spawn_fds.h"
 #include "text_file.h"
 
 namespace clusterd {
@@ -45,6 +49,78 @@ int open_pidfd(pid_t pid) noexcept { return static_cast<int>(::syscall(SYS_pidfd
 
 int send_signal_to_pidfd(int pidfd, int signal) noexcept {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0U));
+}
+
+// The stack the child runs on between clone and execve. One serves every spawn: clusterd is
+// single-threaded and waits for each child's exec (CLONE_VFORK). Mapped on the first spawn and
+// kept, with a guard page below it so an overflow faults instead of writing into the heap.
+constexpr std::size_t child_stack_size = 256 * 1024;
+constexpr std::size_t guard_size = 4096;
+
+void* child_stack_top() {
+  static void* top = [] () -> void* {
+    void* base = ::mmap(nullptr, child_stack_size + guard_size, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (base == MAP_FAILED) {
+      return nullptr;
+    }
+    ::mprotect(base, guard_size, PROT_NONE);
+    return static_cast<char*>(base) + guard_size + child_stack_size;
+  }();
+  return top;
+}
+
+// The low fds a spawn stages its child's fds on (spawn_fds.h). Opened by the first spawn, while
+// the fd table is still small: 8 numbers hold a worker's stdout, stderr and six listeners.
+SpawnFds* spawn_fds() {
+  static std::optional<SpawnFds> block = [] () -> std::optional<SpawnFds> {
+    auto opened = SpawnFds::open(8);
+    return opened ? std::optional<SpawnFds>(std::move(*opened)) : std::nullopt;
+  }();
+  return block ? &*block : nullptr;
+}
+
+// waitid(P_PIDFD) (Linux 5.4) works: asked once with a number that is no fd, which a kernel
+// that knows P_PIDFD refuses with EBADF and an older one with EINVAL.
+bool pidfd_waits_work() {
+  static const bool work = [] {
+    siginfo_t info{};
+    return ::waitid(P_PIDFD, static_cast<id_t>(INT_MAX), &info, WEXITED | WNOHANG) != 0 && errno == EBADF;
+  }();
+  return work;
+}
+
+struct Cloned {
+  pid_t pid = -1;
+  Fd pidfd;
+};
+
+// clone(CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD) with every signal blocked, as
+// posix_spawn does: no handler of clusterd's may run on the child's side of the shared memory
+// before the child has reset the dispositions. The pidfd comes with the clone (Linux 5.2) or,
+// before that, from pidfd_open. The child's exit raises SIGCHLD as any child's (an exec resets
+// the exit signal to SIGCHLD whatever the clone asked).
+tl::expected<Cloned, StartFailure> clone_child(ChildSetup& setup, void* stack) {
+  sigset_t all;
+  sigset_t previous;
+  ::sigfillset(&all);
+  ::sigprocmask(SIG_SETMASK, &all, &previous);
+  const int flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD;
+  Cloned child;
+  int pidfd = -1;
+  child.pid = ::clone(clone_entry, stack, flags | CLONE_PIDFD, &setup, &pidfd);
+  if (child.pid < 0 && errno == EINVAL) {
+    pidfd = -1;
+    child.pid = ::clone(clone_entry, stack, flags, &setup);
+  }
+  const int error = errno;
+  ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+  if (child.pid < 0) {
+    return tl::make_unexpected(StartFailure{"clone", error});
+  }
+  // clone + pidfd_open is race-free: the pid cannot be reused before we reap it (pidfd_open(2)).
+  child.pidfd = Fd(pidfd >= 0 ? pidfd : open_pidfd(child.pid));
+  return child;
 }
 
 }  // namespace
@@ -67,7 +143,25 @@ tl::expected<Process, StartFailure> Process::spawn(const SpawnPlan& plan,
     argv.push_back(const_cast<char*>(argument.c_str()));
   }
   argv.push_back(nullptr);
-  std::vector<int> sources = plan.fds;
+
+  SpawnFds* block = spawn_fds();
+  void* stack = child_stack_top();
+  if (block == nullptr || stack == nullptr) {
+    return tl::make_unexpected(StartFailure{"spawn setup", block == nullptr ? EMFILE : ENOMEM});
+  }
+  // The fds the child inherits go onto the low block, so it need copy nothing above it.
+  std::vector<int> inherited = plan.fds;
+  for (const int output : {plan.stdout_fd, plan.stderr_fd}) {
+    if (output >= 0) {
+      inherited.push_back(output);
+    }
+  }
+  auto staged = block->stage(inherited);
+  if (!staged) {
+    return tl::make_unexpected(StartFailure{"dup3", staged.error()});
+  }
+  std::vector<int> sources(staged->begin(), staged->begin() + static_cast<std::ptrdiff_t>(plan.fds.size()));
+  auto output = staged->begin() + static_cast<std::ptrdiff_t>(plan.fds.size());
 
   ChildSetup setup;
   setup.executable = plan.executable.c_str();
@@ -79,33 +173,14 @@ tl::expected<Process, StartFailure> Process::spawn(const SpawnPlan& plan,
   setup.source_count = static_cast<int>(sources.size());
   setup.directory = plan.directory.empty() ? nullptr : plan.directory.c_str();
   setup.credentials = credentials ? &*credentials : nullptr;
-
-  // stdin is /dev/null, opened here: open(2) in the child would be fine, but a failure is
-  // clearer reported from the parent, before anything was forked.
-  Fd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  if (!dev_null) {
-    return tl::make_unexpected(StartFailure{"open /dev/null", errno});
-  }
-  setup.stdio[0] = dev_null.get();
-  setup.stdio[1] = plan.stdout_fd;
-  setup.stdio[2] = plan.stderr_fd;
-
-  int pipe_ends[2] = {-1, -1};
-  if (::pipe2(pipe_ends, O_CLOEXEC) != 0) {
-    return tl::make_unexpected(StartFailure{"pipe2", errno});
-  }
-  Fd status_read(pipe_ends[0]);
-  Fd status_write(pipe_ends[1]);
-  // The read end is an epoll source of a single-threaded loop: a blocking read would stall
-  // every other worker until this one execs (protocols §3.3).
-  const int flags = ::fcntl(status_read.get(), F_GETFL);
-  if (flags < 0 || ::fcntl(status_read.get(), F_SETFL, flags | O_NONBLOCK) != 0) {
-    return tl::make_unexpected(StartFailure{"fcntl", errno});
-  }
-  setup.status_pipe = status_write.get();
+  setup.stdio[0] = block->dev_null();
+  setup.stdio[1] = plan.stdout_fd >= 0 ? *output++ : -1;
+  setup.stdio[2] = plan.stderr_fd >= 0 ? *output++ : -1;
+  setup.own_fds_below = block->end();
 
   rlimit nofile{};
   if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0) {
+    block->unstage();
     return tl::make_unexpected(StartFailure{"getrlimit", errno});
   }
   setup.fd_scan_limit = static_cast<int>(std::min(nofile.rlim_cur, fallback_fd_scan_limit));
@@ -116,32 +191,32 @@ tl::expected<Process, StartFailure> Process::spawn(const SpawnPlan& plan,
   }
   setup.parent_pid = ::getpid();
 
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    return tl::make_unexpected(StartFailure{"fork", errno});
+  auto child = clone_child(setup, stack);
+  block->unstage();  // the child has its own table (or is gone): the duplicates are done with
+  if (!child) {
+    return tl::make_unexpected(child.error());
   }
-  if (pid == 0) {
-    run_child(setup);
+  // The child has exec'd or ended: its report is final.
+  const ChildReport& report = setup.report;
+  const bool waitable_pidfd = child->pidfd && pidfd_waits_work();
+  Process process(child->pid, std::move(child->pidfd), waitable_pidfd);
+  if (report.failed) {
+    process.exec_state_ = ExecState::failed;
+    process.exec_failure_ = StartFailure{step_name(report.step), report.error};
+  } else if (!report.reaching_exec) {
+    process.exec_state_ = ExecState::died_before_exec;
   }
-
-  // Only the child may hold the write end, or EOF would never come (protocols §3.3).
-  status_write.reset();
-  // fork + pidfd_open is race-free: the pid cannot be reused before we reap it
-  // (pidfd_open(2)). The pidfd is a convenience, so any failure (ENOSYS before Linux 5.3,
-  // EMFILE) leaves the Process without one instead of abandoning a child already running.
-  Fd pidfd(open_pidfd(pid));
-  return Process(pid, std::move(pidfd), std::move(status_read));
+  return process;
 }
 
-Process::Process(pid_t pid, Fd pidfd, Fd exec_status)
-    : pid_(pid), pidfd_(std::move(pidfd)), exec_status_(std::move(exec_status)) {}
+Process::Process(pid_t pid, Fd pidfd, bool reaped_through_pidfd)
+    : pid_(pid), pidfd_(std::move(pidfd)), reaped_through_pidfd_(reaped_through_pidfd) {}
 
 Process::Process(Process&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)),
       pidfd_(std::move(other.pidfd_)),
-      exec_status_(std::move(other.exec_status_)),
+      reaped_through_pidfd_(other.reaped_through_pidfd_),
       exec_state_(other.exec_state_),
-      reaching_exec_(other.reaching_exec_),
       exec_failure_(std::move(other.exec_failure_)),
       reaped_(other.reaped_) {}
 
@@ -150,9 +225,8 @@ Process& Process::operator=(Process&& other) noexcept {
     Process old(std::move(*this));  // a child this handle still owns is killed and reaped
     pid_ = std::exchange(other.pid_, -1);
     pidfd_ = std::move(other.pidfd_);
-    exec_status_ = std::move(other.exec_status_);
+    reaped_through_pidfd_ = other.reaped_through_pidfd_;
     exec_state_ = other.exec_state_;
-    reaching_exec_ = other.reaching_exec_;
     exec_failure_ = std::move(other.exec_failure_);
     reaped_ = other.reaped_;
   }
@@ -167,7 +241,7 @@ Process::~Process() {
   // and, in case it had not reached setsid() yet, the child itself.
   ::kill(-pid_, SIGKILL);
   ::kill(pid_, SIGKILL);
-  retry_on_eintr([this] { return ::waitpid(pid_, nullptr, 0); });
+  retry_on_eintr([this] { return ::waitpid(pid_, nullptr, __WALL); });
   // Formatted into a fixed buffer: a destructor must not throw, not even bad_alloc.
   char line[128];
   const auto end = fmt::format_to_n(line, sizeof line - 1,
@@ -178,32 +252,29 @@ Process::~Process() {
   std::fputs(line, stderr);
 }
 
-ExecState Process::read_exec_status() {
-  while (exec_state_ == ExecState::pending && exec_status_) {
-    ExecStatusRecord record;
-    const ssize_t got = retry_on_eintr([&] { return ::read(exec_status_.get(), &record, sizeof record); });
-    if (got < 0) {
-      if (errno == EAGAIN) {
-        return exec_state_;
-      }
-      exec_failure_ = StartFailure{"read exec status", errno};
-      exec_state_ = ExecState::failed;
-    } else if (got == 0) {
-      // The kernel closed the child's close-on-exec write end: execve succeeded if the child said
-      // it was reaching it; otherwise it died during its setup (killed by a signal, say).
-      exec_state_ = reaching_exec_ ? ExecState::succeeded : ExecState::died_before_exec;
-    } else if (static_cast<std::size_t>(got) != sizeof record) {
-      // Cannot happen with atomic writes of whole records; reported rather than trusted.
-      exec_failure_ = StartFailure{"read exec status", EPROTO};
-      exec_state_ = ExecState::failed;
-    } else if (record.step == reaching_exec_record.step && record.error == reaching_exec_record.error) {
-      reaching_exec_ = true;  // read on: a failed execve follows with its own record
-    } else {
-      exec_failure_ = StartFailure{step_name(record.step), record.error};
-      exec_state_ = ExecState::failed;
-    }
+std::optional<siginfo_t> Process::exited() const {
+  siginfo_t info{};
+  if (reaped_ || !reaped_through_pidfd_ ||
+      retry_on_eintr([&] {
+        return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED | WNOHANG | WNOWAIT | __WALL);
+      }) != 0 ||
+      info.si_pid == 0) {
+    return std::nullopt;
   }
-  return exec_state_;
+  return info;
+}
+
+void Process::reap() noexcept {
+  if (reaped_) {
+    return;
+  }
+  siginfo_t info{};
+  if (reaped_through_pidfd_) {
+    retry_on_eintr([&] { return ::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED | __WALL); });
+  } else {
+    retry_on_eintr([&] { return ::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED); });
+  }
+  reaped_ = true;
 }
 
 void Process::signal_group(int signal) const noexcept {

@@ -1,7 +1,8 @@
-// Starts a worker (fork, child setup, exec) from a SpawnPlan, and owns the child: its pid, its
-// pidfd and the pipe that reports a failed exec.
+// Starts a worker (clone, child setup, exec) from a SpawnPlan, and owns the child: its pid, its
+// pidfd and how its exec went.
 #pragma once
 
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 
@@ -22,17 +23,20 @@ namespace clusterd {
 // Credentials (the ids a worker runs as) live in credentials.h, next to the code that
 // resolves them in the parent: the child may not call NSS.
 
-// What the exec-status pipe says so far. died_before_exec: the child ended during its setup
-// without a failure of its own (a signal killed it); its exit says how.
-enum class ExecState { pending, succeeded, failed, died_before_exec };
+// How the child's exec went, known when spawn() returns. died_before_exec: the child ended
+// during its setup without a failure of its own (a signal killed it); its exit says how.
+enum class ExecState { succeeded, failed, died_before_exec };
 
-// A child process clusterd started. Move-only. It does not reap: the daemon's waitid loop does,
-// then calls mark_reaped(). A Process destroyed before that (an exception path, a test) SIGKILLs
-// its group and reaps it, because a forgotten child would keep the listeners open.
+// A child process clusterd started. Move-only. It does not reap by itself: the daemon calls
+// reap() once it learned of the exit. A Process destroyed before that (an exception path, a
+// test) SIGKILLs its group and reaps it, because a forgotten child would keep the listeners open.
 class Process {
  public:
-  // fork + child setup (protocols §3.2) + execve. Fails only when no child was created
-  // (pipe2 or fork failed); a failed exec is reported later through exec_status().
+  // clone + child setup (protocols §3.2) + execve. The child shares clusterd's memory and, until
+  // its first step, its fd table (CLONE_VM | CLONE_VFORK | CLONE_FILES, as posix_spawn), so a
+  // spawn copies neither the address space nor the fd table of a large pool; clusterd waits
+  // until the child has exec'd or ended, so exec_state() is final when this returns. Fails only
+  // when no child was created (an fd could not be staged, or clone failed).
   static tl::expected<Process, StartFailure> spawn(const SpawnPlan& plan,
                                                   const std::optional<Credentials>& credentials);
 
@@ -46,41 +50,33 @@ class Process {
   // The child's pidfd (readable once it exited), or -1 where pidfd_open failed (ENOSYS before
   // Linux 5.3): the pidfd is a convenience, never needed for correctness.
   int pidfd() const { return pidfd_.get(); }
-  // Readable (an epoll source) once exec succeeded (EOF) or failed (a record). EOF also comes
-  // when the child was killed before exec; the reap tells which. The fd stays open, and keeps
-  // reporting readable, until close_exec_status() or the Process's end: remove it from epoll once
-  // read_exec_status() is no longer `pending`, then close it.
-  int exec_status_fd() const { return exec_status_.get(); }
-  // Closes the exec-status pipe once its answer is in (no-op while `pending`): a long-running
-  // worker then costs clusterd one fd (its pidfd), not two, and each fork copies a smaller fd table.
-  void close_exec_status() noexcept {
-    if (exec_state_ != ExecState::pending) {
-      exec_status_.reset();
-    }
-  }
-
-  // Reads the exec-status pipe without blocking. After `failed`, exec_failure() says why.
-  ExecState read_exec_status();
+  ExecState exec_state() const { return exec_state_; }
+  // Why the child's setup or exec failed, with exec_state() failed.
   const std::optional<StartFailure>& exec_failure() const { return exec_failure_; }
 
-  // Sends `signal` to the worker's process group (it is its own group leader). Before the
-  // child's setsid() the group does not exist yet; the signal then goes to the child alone,
-  // which still has the signals clusterd blocks blocked, so it is delivered right before exec.
-  // Nothing is sent once the child is reaped (its pid may be reused).
+  // Sends `signal` to the worker's process group (it is its own group leader; a child whose
+  // setsid failed is not, and then gets it alone). Nothing is sent once the child is reaped
+  // (its pid may be reused).
   void signal_group(int signal) const noexcept;
   // Sends `signal` to the worker process alone (its pidfd where there is one).
   void signal_leader(int signal) const noexcept;
-  // The waitid loop consumed this child's exit status.
-  void mark_reaped() noexcept { reaped_ = true; }
+  // True when the child can be waited for through its pidfd (waitid(P_PIDFD), Linux 5.4): its
+  // exit is then seen and reaped without walking clusterd's other children, as
+  // waitid(P_ALL) must. The pidfd turns readable when the child exits: an epoll source.
+  bool reaped_through_pidfd() const { return reaped_through_pidfd_; }
+  // Through the pidfd: the child's exit once it exited (it is a zombie, which keeps its pid and
+  // process group id reserved); nullopt while it runs, and without a waitable pidfd.
+  std::optional<siginfo_t> exited() const;
+  // Collects the zombie of a child that exited (through its pidfd where it has one).
+  void reap() noexcept;
 
  private:
-  Process(pid_t pid, Fd pidfd, Fd exec_status);
+  Process(pid_t pid, Fd pidfd, bool reaped_through_pidfd);
 
   pid_t pid_ = -1;
   Fd pidfd_;
-  Fd exec_status_;
-  ExecState exec_state_ = ExecState::pending;
-  bool reaching_exec_ = false;  // the child said it was about to call execve
+  bool reaped_through_pidfd_ = false;
+  ExecState exec_state_ = ExecState::succeeded;
   std::optional<StartFailure> exec_failure_;
   bool reaped_ = false;
 };

@@ -207,7 +207,7 @@ class Top {
   bool quit_signalled() {
     bool quit = false;
     while (const auto signal = signals_.next()) {
-      quit = quit || *signal != SIGWINCH;
+      quit = quit || signal->number != SIGWINCH;
     }
     return quit;
   }

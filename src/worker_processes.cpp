@@ -1,5 +1,5 @@
 // The worker processes of a running clusterd: each spawn put together and started, the table of
-// live workers by pid, reaping, the exec-status pipes, and the drains of the workers' notify
+// live workers by pid, reaping, and the drains of the workers' notify
 // sockets and output pipes. Kernel happenings become Supervisor events, appended to a queue.
 #include "worker_processes.h"
 
@@ -78,14 +78,19 @@ void WorkerProcesses::spawn(const Spawn& spawn, const WorkerSpec& generation) {
                      LineFormat{spawn.id.slot, pid, stream, config.output.timestamps});
     }
   }
-  const int exec_fd = process->exec_status_fd();
+  // A failed exec is reported with the child's exit, when it is reaped (reap()).
+  const bool execed = process->exec_state() == ExecState::succeeded;
   const auto entry = workers_.emplace(pid, RunningWorker{spawn.id, std::move(*process), std::move(notify_socket)}).first;
-  loop_.add(exec_fd, EPOLLIN, [this, pid](std::uint32_t) { on_exec_status(pid); });
-  entry->second.exec_status_watched = true;
+  if (entry->second.process.reaped_through_pidfd()) {
+    loop_.add(entry->second.process.pidfd(), EPOLLIN, [this, pid](std::uint32_t) { on_pidfd(pid); });
+  }
   if (entry->second.notify) {
     loop_.add(entry->second.notify->fd(), EPOLLIN, [this, pid](std::uint32_t) { on_notify(pid); });
   }
   events_.push_back(Spawned{spawn.id, pid});
+  if (execed) {
+    events_.push_back(Execed{spawn.id});
+  }
 }
 
 tl::expected<std::optional<NotifySettings>, StartFailure> WorkerProcesses::notify_settings_for(
@@ -167,8 +172,29 @@ void WorkerProcesses::probe_listening(const ProbeListening& probe, const std::se
   }
 }
 
-bool WorkerProcesses::reap() {
-  bool worker_reaped = false;
+void WorkerProcesses::reap(const ReceivedSignal& sigchld) {
+  // The kernel keeps one SIGCHLD pending however many children exit before clusterd reads it:
+  // the others are workers, whose pidfds report them (on_pidfd), or orphans, which wait for the
+  // next SIGCHLD that does not name a worker (at the latest the stop's, may_exit).
+  const bool from_kernel = sigchld.code == CLD_EXITED || sigchld.code == CLD_KILLED || sigchld.code == CLD_DUMPED;
+  if (from_kernel) {
+    const auto found = workers_.find(sigchld.sender);
+    if (found != workers_.end() && found->second.process.reaped_through_pidfd()) {
+      if (const auto info = found->second.process.exited()) {
+        worker_ended(found, *info);
+      }
+      return;
+    }
+    siginfo_t info{};
+    if (found == workers_.end() && ::waitid(P_PID, static_cast<id_t>(sigchld.sender), &info,
+                                            WEXITED | WNOHANG | WNOWAIT | __WALL) != 0 && errno == ECHILD) {
+      return;  // a worker its pidfd already reported: reaped this very loop turn
+    }
+  }
+  reap_all();
+}
+
+void WorkerProcesses::reap_all() {
   for (;;) {
     siginfo_t info{};
     // WNOWAIT first: the zombie keeps its pid (and so its process group id) reserved while we
@@ -179,37 +205,44 @@ bool WorkerProcesses::reap() {
     }
     const pid_t pid = info.si_pid;
     auto found = workers_.find(pid);
-    if (found != workers_.end()) {
-      found->second.process.signal_group(SIGKILL);
-    }
-    siginfo_t reaped{};
-    retry_on_eintr([&] { return ::waitid(P_PID, static_cast<id_t>(pid), &reaped, WEXITED); });
     if (found == workers_.end()) {
+      siginfo_t reaped{};
+      retry_on_eintr([&] { return ::waitid(P_PID, static_cast<id_t>(pid), &reaped, WEXITED); });
       spdlog::debug("reaped orphan pid={}", pid);
       continue;
     }
-    RunningWorker& worker = found->second;
-    worker.process.mark_reaped();
-    WorkerExit exit = exit_from(info);
-    // The child is gone, so its exec-status pipe is final: read it now rather than wait for
-    // epoll, so an exec failure is reported as such and never as a plain exit 127.
-    const ExecState exec_state = worker.process.read_exec_status();
-    if (exec_state == ExecState::failed && worker.process.exec_failure()) {
-      exit = *worker.process.exec_failure();
-    } else if (exec_state == ExecState::succeeded && !worker.execed_sent) {
-      events_.push_back(Execed{worker.id});
-    }
-    if (worker.notify) {
-      on_notify(pid);  // a READY=1 or STATUS= sent just before the exit still counts
-    }
-    if (!outputs_.empty()) {
-      outputs_.drain_of(pid);  // what it wrote last is written out before its exit is logged
-    }
-    events_.push_back(Exited{worker.id, exit});
-    forget_worker(found);
-    worker_reaped = true;
+    worker_ended(found, info);
   }
-  return worker_reaped;
+}
+
+void WorkerProcesses::on_pidfd(pid_t pid) {
+  auto found = workers_.find(pid);
+  if (found == workers_.end()) {
+    return;
+  }
+  if (const auto info = found->second.process.exited()) {
+    worker_ended(found, *info);
+  }
+}
+
+void WorkerProcesses::worker_ended(std::map<pid_t, RunningWorker>::iterator found, const siginfo_t& info) {
+  const pid_t pid = found->first;
+  RunningWorker& worker = found->second;
+  worker.process.signal_group(SIGKILL);  // while the zombie still pins the group id
+  worker.process.reap();
+  WorkerExit exit = exit_from(info);
+  // An exec failure is reported as such, never as a plain exit 127.
+  if (worker.process.exec_state() == ExecState::failed && worker.process.exec_failure()) {
+    exit = *worker.process.exec_failure();
+  }
+  if (worker.notify) {
+    on_notify(pid);  // a READY=1 or STATUS= sent just before the exit still counts
+  }
+  if (!outputs_.empty()) {
+    outputs_.drain_of(pid);  // what it wrote last is written out before its exit is logged
+  }
+  events_.push_back(Exited{worker.id, exit});
+  forget_worker(found);
 }
 
 std::optional<std::vector<pid_t>> WorkerProcesses::orphans() const {
@@ -222,33 +255,13 @@ std::optional<std::vector<pid_t>> WorkerProcesses::orphans() const {
 
 void WorkerProcesses::forget_worker(std::map<pid_t, RunningWorker>::iterator found) {
   RunningWorker& worker = found->second;
-  unwatch_exec_status(worker);
+  if (worker.process.reaped_through_pidfd()) {
+    loop_.remove(worker.process.pidfd());
+  }
   if (worker.notify) {
     loop_.remove(worker.notify->fd());
   }
   workers_.erase(found);
-}
-
-void WorkerProcesses::on_exec_status(pid_t pid) {
-  auto found = workers_.find(pid);
-  if (found == workers_.end()) {
-    return;
-  }
-  RunningWorker& worker = found->second;
-  switch (worker.process.read_exec_status()) {
-    case ExecState::pending:
-      return;
-    case ExecState::succeeded:
-      unwatch_exec_status(worker);
-      worker.execed_sent = true;
-      events_.push_back(Execed{worker.id});
-      return;
-    case ExecState::failed:
-    case ExecState::died_before_exec:
-      // Reported with the exit when the child is reaped (reap_children).
-      unwatch_exec_status(worker);
-      return;
-  }
 }
 
 void WorkerProcesses::on_notify(pid_t pid) {
@@ -267,26 +280,16 @@ void WorkerProcesses::on_notify(pid_t pid) {
   }
 }
 
-void WorkerProcesses::unwatch_exec_status(RunningWorker& worker) {
-  if (worker.exec_status_watched) {
-    loop_.remove(worker.process.exec_status_fd());
-    worker.exec_status_watched = false;
-    worker.process.close_exec_status();
-  }
-}
-
-// Only to workers whose program runs: a child still setting up has the signal blocked, and would
-// take it (its default action, death) the moment it unblocks it, before it ever became the worker.
+// Only to workers whose program runs: one whose exec failed is about to exit.
 void WorkerProcesses::forward(int signal) {
   std::size_t sent = 0;
   for (const auto& [pid, worker] : workers_) {
-    if (worker.execed_sent) {
+    if (worker.process.exec_state() == ExecState::succeeded) {
       worker.process.signal_group(signal);
       ++sent;
     }
   }
-  spdlog::info("forwarded signal={} workers={} not_yet_running={}", signal_name(signal), sent,
-               workers_.size() - sent);
+  spdlog::info("forwarded signal={} workers={}", signal_name(signal), sent);
 }
 
 }  // namespace clusterd

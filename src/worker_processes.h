@@ -55,8 +55,13 @@ class WorkerProcesses {
   void sample_rss(const SampleRss& sample);
   // Answers each worker of `probe` with Probed: whether it waits on one of `socket_inodes`.
   void probe_listening(const ProbeListening& probe, const std::set<std::uint64_t>& socket_inodes);
-  // SIGCHLD: reaps every child that exited; true when one of them was a worker.
-  bool reap();
+  // SIGCHLD, about `sigchld.sender`: a worker is reaped through its pidfd; for any other sender
+  // (an orphan, a worker without a waitable pidfd, a SIGCHLD a process sent) every child that
+  // exited is (reap_all). A reaped worker is an Exited event.
+  void reap(const ReceivedSignal& sigchld);
+  // Reaps every child that exited: waitid(P_ALL), which walks all of clusterd's children (about
+  // 150 µs at 4,096 on 2 CPUs), hence only when a SIGCHLD does not name the child.
+  void reap_all();
 
   // clusterd's children that are not workers: processes a worker left behind that were
   // re-parented to clusterd (a child subreaper) when their parent exited. nullopt: /proc cannot
@@ -73,17 +78,17 @@ class WorkerProcesses {
     WorkerId id;
     Process process;
     std::optional<WorkerNotifySocket> notify;
-    bool exec_status_watched = false;  // its exec-status pipe is registered with the loop
-    bool execed_sent = false;
   };
 
   // nullopt without ready.mode = notify or auto; a StartFailure when the socket cannot be made
   // (auto does without it: nullopt, said once).
   tl::expected<std::optional<NotifySettings>, StartFailure> notify_settings_for(
       const WorkerSpec& generation, const WorkerId& id, std::optional<WorkerNotifySocket>& socket);
-  void on_exec_status(pid_t pid);
   void on_notify(pid_t pid);
-  void unwatch_exec_status(RunningWorker& worker);
+  void on_pidfd(pid_t pid);
+  // The worker's zombie `info` is reaped, its last notify messages and output read, its Exited
+  // event queued and the worker forgotten.
+  void worker_ended(std::map<pid_t, RunningWorker>::iterator found, const siginfo_t& info);
   void forget_worker(std::map<pid_t, RunningWorker>::iterator found);
 
   EventLoop& loop_;

@@ -109,25 +109,16 @@ std::string read_line(int fd) {
   }
 }
 
-ExecState wait_exec_status(Process& process) {
-  const auto deadline = Clock::now() + patience;
-  for (;;) {
-    const ExecState state = process.read_exec_status();
-    if (state != ExecState::pending || !wait_readable(process.exec_status_fd(), deadline)) {
-      return state;
-    }
-  }
-}
-
 // Reaps the child (waiting on its pidfd with a deadline) and returns its wait status.
 int wait_exit(Process& process) {
-  if (process.pidfd() >= 0) {
-    EXPECT_TRUE(wait_readable(process.pidfd(), Clock::now() + patience)) << "child still running";
+  EXPECT_TRUE(wait_readable(process.pidfd(), Clock::now() + patience)) << "child still running";
+  const std::optional<siginfo_t> exited = process.exited();
+  process.reap();
+  if (!exited) {
+    ADD_FAILURE() << "no exit seen through the pidfd";
+    return -1;
   }
-  int status = 0;
-  EXPECT_EQ(retry_on_eintr([&] { return ::waitpid(process.pid(), &status, 0); }), process.pid());
-  process.mark_reaped();
-  return status;
+  return exited->si_code == CLD_EXITED ? (exited->si_status << 8) : exited->si_status;
 }
 
 struct Pipe {
@@ -216,11 +207,22 @@ Process spawn_ok(const SpawnPlan& plan, const std::optional<Credentials>& creden
   return std::move(*process);
 }
 
-TEST(Process, ExecOfAnExistingProgramIsReportedByEof) {
+// What the child of `plan` writes to its stdout (a pipe), once it exited.
+std::string stdout_of(SpawnPlan plan) {
+  Pipe out = high_pipe();
+  plan.stdout_fd = out.write.get();
+  auto process = spawn_ok(plan);
+  out.write.reset();
+  std::string written = read_to_eof(out.read.get());
+  wait_exit(process);
+  return written;
+}
+
+TEST(Process, ExecOfAnExistingProgramIsKnownWhenSpawnReturns) {
   SpawnPlan plan = shell_plan("exit 0");
   auto process = spawn_ok(plan);
   EXPECT_GT(process.pid(), 0);
-  EXPECT_EQ(wait_exec_status(process), ExecState::succeeded);
+  EXPECT_EQ(process.exec_state(), ExecState::succeeded);
   EXPECT_FALSE(process.exec_failure().has_value());
   const int status = wait_exit(process);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -231,7 +233,7 @@ TEST(Process, TrueFromPathRunsAndExitsZero) {
   plan.executable = resolve_executable("true", "", path_variable()).value();
   plan.argv = {"true"};
   auto process = spawn_ok(plan);
-  EXPECT_EQ(wait_exec_status(process), ExecState::succeeded);
+  EXPECT_EQ(process.exec_state(), ExecState::succeeded);
   const int status = wait_exit(process);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
@@ -240,7 +242,7 @@ TEST(Process, MissingProgramFailsAtExecWithEnoent) {
   SpawnPlan plan = shell_plan("");
   plan.executable = "/nonexistent/clusterd-test-program";
   auto process = spawn_ok(plan);
-  EXPECT_EQ(wait_exec_status(process), ExecState::failed);
+  EXPECT_EQ(process.exec_state(), ExecState::failed);
   EXPECT_EQ(process.exec_failure(), (StartFailure{"exec", ENOENT}));
   const int status = wait_exit(process);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 127);
@@ -250,7 +252,7 @@ TEST(Process, MissingDirectoryFailsAtChdir) {
   SpawnPlan plan = shell_plan("exit 0");
   plan.directory = "/nonexistent/clusterd-test-directory";
   auto process = spawn_ok(plan);
-  EXPECT_EQ(wait_exec_status(process), ExecState::failed);
+  EXPECT_EQ(process.exec_state(), ExecState::failed);
   EXPECT_EQ(process.exec_failure(), (StartFailure{"chdir", ENOENT}));
   wait_exit(process);
 }
@@ -266,7 +268,6 @@ TEST(Process, WorkerRunsInItsDirectory) {
 }
 
 TEST(Process, ChildSeesOnlyStdioAndItsListeners) {
-  Pipe out = high_pipe();
   Pipe other = high_pipe();
   // Inheritable on purpose: the child must not get it anyway.
   Fd leaky(::open("/dev/null", O_RDONLY));
@@ -274,13 +275,38 @@ TEST(Process, ChildSeesOnlyStdioAndItsListeners) {
   // `ls` runs as a child of the shell and lists the shell's fds: the exec'd worker itself.
   // It writes to stdout (an output pipe), because a shell redirection would make dash keep a
   // saved copy of fd 1 (at 10) while ls runs.
-  SpawnPlan plan = shell_plan("ls /proc/$$/fd; readlink /proc/$$/fd/0",
-                              {other.write.get(), other.read.get()});
-  plan.stdout_fd = out.write.get();
-  auto process = spawn_ok(plan);
-  out.write.reset();
-  EXPECT_EQ(read_to_eof(out.read.get()), "0\n1\n2\n3\n4\n/dev/null\n");
-  wait_exit(process);
+  EXPECT_EQ(stdout_of(shell_plan("ls /proc/$$/fd; readlink /proc/$$/fd/0", {other.write.get(), other.read.get()})),
+            "0\n1\n2\n3\n4\n/dev/null\n");
+}
+
+// A pool of thousands holds thousands of fds; a child that copied them all would pay for each at
+// the clone and again at the exec that closes them. It copies only the low block its fds were
+// staged on, so its fd table is the smallest the kernel allocates (64 slots) however many fds
+// clusterd holds. FDSize (proc(5)) is the size of the table, which the exec does not shrink.
+TEST(Process, ChildCopiesOnlyTheBottomOfALargeFdTable) {
+  std::vector<Fd> many;
+  for (int i = 0; i < 900; ++i) {
+    many.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(many.back()) << std::strerror(errno);
+  }
+  EXPECT_EQ(stdout_of(shell_plan("grep FDSize /proc/$$/status")), "FDSize:\t64\n");
+}
+
+// A worker's exit is seen and reaped through its pidfd alone, so a SIGCHLD that names it never
+// needs waitid(P_ALL), which walks every other child of a large pool to find it.
+TEST(Process, AnExitedWorkerIsSeenAndReapedThroughItsPidfd) {
+  auto process = spawn_ok(shell_plan("exit 3"));
+  ASSERT_TRUE(process.reaped_through_pidfd()) << "this kernel has CLONE_PIDFD and waitid(P_PIDFD)";
+  ASSERT_TRUE(wait_readable(process.pidfd(), Clock::now() + patience)) << "child still running";
+  const auto exited = process.exited();
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->si_code, CLD_EXITED);
+  EXPECT_EQ(exited->si_status, 3);
+  EXPECT_EQ(exited->si_pid, process.pid());
+  EXPECT_TRUE(process.exited().has_value()) << "seeing the exit must leave the zombie in place";
+  process.reap();
+  EXPECT_EQ(::waitpid(process.pid(), nullptr, WNOHANG | __WALL), -1);
+  EXPECT_EQ(errno, ECHILD);
 }
 
 TEST(Process, ListenPidIsTheChildsOwnPid) {
@@ -327,7 +353,7 @@ TEST(Process, SignalMaskIsEmptyAndDispositionsAreDefault) {
 TEST(Process, ChildLeadsItsOwnProcessGroupAndSession) {
   Pipe hold = high_pipe(false);
   auto process = spawn_ok(shell_plan("read line <&3", {hold.read.get()}));
-  ASSERT_EQ(wait_exec_status(process), ExecState::succeeded);
+  ASSERT_EQ(process.exec_state(), ExecState::succeeded);
   EXPECT_EQ(::getpgid(process.pid()), process.pid());
   EXPECT_EQ(::getsid(process.pid()), process.pid());
   hold.write.reset();  // EOF ends the child's read
@@ -364,8 +390,8 @@ TEST(Process, SourceAlreadyAtItsTargetIsInheritedDespiteCloseOnExec) {
   wait_exit(process);
 }
 
-// With 3..5 free, the fds spawn itself opens (/dev/null, the exec-status pipe) land inside the
-// target range and must survive the layout.
+// With 3..5 free, the low fds spawn itself opens (its block of /dev/null placeholders the child's
+// fds are staged on) land inside the target range and must survive the layout.
 TEST(Process, FdsOpenedBySpawnInsideTheRangeSurviveTheLayout) {
   const FreedFdRange range(3, 5);
   Pipe a = high_pipe();
@@ -374,13 +400,13 @@ TEST(Process, FdsOpenedBySpawnInsideTheRangeSurviveTheLayout) {
   const std::vector<int> fds = {a.write.get(), b.write.get(), c.write.get()};
 
   auto process = spawn_ok(shell_plan("echo a >&3; echo b >&4; readlink /proc/$$/fd/0 >&5", fds));
-  EXPECT_EQ(wait_exec_status(process), ExecState::succeeded);
+  EXPECT_EQ(process.exec_state(), ExecState::succeeded);
   wait_exit(process);
 
   SpawnPlan missing = shell_plan("", fds);
   missing.executable = "/nonexistent/clusterd-test-program";
   auto failing = spawn_ok(missing);
-  EXPECT_EQ(wait_exec_status(failing), ExecState::failed);
+  EXPECT_EQ(failing.exec_state(), ExecState::failed);
   EXPECT_EQ(failing.exec_failure(), (StartFailure{"exec", ENOENT}));
   wait_exit(failing);
 
@@ -435,7 +461,7 @@ TEST(Process, DestroyingAnUnreapedProcessKillsItsGroupAndReapsIt) {
   const std::string logged = ::testing::internal::GetCapturedStderr();
   EXPECT_THAT(logged, HasSubstr("pid=" + std::to_string(pid) + " was dropped unreaped"));
   EXPECT_EQ(read_to_eof(out.read.get()), "");
-  EXPECT_EQ(::waitpid(pid, nullptr, WNOHANG), -1);
+  EXPECT_EQ(::waitpid(pid, nullptr, WNOHANG | __WALL), -1);
   EXPECT_EQ(errno, ECHILD);
 }
 
@@ -445,7 +471,7 @@ TEST(Process, MovedFromProcessOwnsNothing) {
   Process second = std::move(first);
   EXPECT_EQ(second.pid(), pid);
   EXPECT_EQ(first.pid(), -1);  // NOLINT(bugprone-use-after-move): the state is the point
-  EXPECT_EQ(wait_exec_status(second), ExecState::succeeded);
+  EXPECT_EQ(second.exec_state(), ExecState::succeeded);
   wait_exit(second);
 }
 

@@ -794,7 +794,9 @@ TEST(ListenerSockets, EnsureListeningListensAgainOnASlotsSocketAWorkerShutDown) 
   ASSERT_EQ(::shutdown(fd, SHUT_RDWR), 0);  // as a worker of slot 1 would, on its copy
   ASSERT_EQ(int_option(fd, SOL_SOCKET, SO_ACCEPTCONN), 0);
   CapturedLog log;
-  group.ensure_listening();
+  group.ensure_listening(std::vector<int>{0});  // another slot's worker exited: not its socket
+  EXPECT_EQ(int_option(fd, SOL_SOCKET, SO_ACCEPTCONN), 0);
+  group.ensure_listening(std::vector<int>{1});
   EXPECT_THAT(log.text(), HasSubstr("error listener stopped by a worker; listening again name=http address=" +
                                     group.bound_address() + " slot=1"));
   EXPECT_EQ(fd_of(group, 1), fd);
