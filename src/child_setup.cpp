@@ -18,10 +18,24 @@
 namespace clusterd {
 namespace {
 
-[[noreturn]] void child_fail(ChildReport& report, ChildStep step, int error) noexcept {
-  report.step = static_cast<std::int32_t>(step);
-  report.error = error;
-  report.failed = true;
+// Where the child says how its setup went: its report, and its exec-status pipe when forked.
+struct Reporter {
+  ChildReport& report;
+  const int& status_pipe;  // the setup's, which the fd layout may move
+};
+
+void write_record(int status_pipe, const ExecStatusRecord& record) noexcept {
+  if (status_pipe >= 0) {
+    while (::write(status_pipe, &record, sizeof record) < 0 && errno == EINTR) {
+    }
+  }
+}
+
+[[noreturn]] void child_fail(const Reporter& reporter, ChildStep step, int error) noexcept {
+  reporter.report.step = static_cast<std::int32_t>(step);
+  reporter.report.error = error;
+  reporter.report.failed = true;
+  write_record(reporter.status_pipe, ExecStatusRecord{static_cast<std::int32_t>(step), error});
   // _exit, not exit: atexit handlers and stdio buffers belong to clusterd, not to this child.
   ::_exit(127);
 }
@@ -29,11 +43,22 @@ namespace {
 // The id changes as raw system calls: in a child that shares clusterd's memory, glibc's setuid,
 // setgid and setgroups would, in a process it believes multi-threaded, signal clusterd's threads
 // to change their ids too (posix_spawn avoids them for the same reason).
+// The 32-bit id calls where an architecture has both (i386, 32-bit ARM: the plain ones take
+// 16-bit ids there).
+#ifdef SYS_setuid32
+constexpr long setgroups_call = SYS_setgroups32;
+constexpr long setgid_call = SYS_setgid32;
+constexpr long setuid_call = SYS_setuid32;
+#else
+constexpr long setgroups_call = SYS_setgroups;
+constexpr long setgid_call = SYS_setgid;
+constexpr long setuid_call = SYS_setuid;
+#endif
 long raw_setgroups(const std::vector<gid_t>& groups) noexcept {
-  return ::syscall(SYS_setgroups, groups.size(), groups.data());
+  return ::syscall(setgroups_call, groups.size(), groups.data());
 }
-long raw_setgid(gid_t gid) noexcept { return ::syscall(SYS_setgid, gid); }
-long raw_setuid(uid_t uid) noexcept { return ::syscall(SYS_setuid, uid); }
+long raw_setgid(gid_t gid) noexcept { return ::syscall(setgid_call, gid); }
+long raw_setuid(uid_t uid) noexcept { return ::syscall(setuid_call, uid); }
 
 // Writes `value` in decimal at `out` and ends the string there. snprintf is not
 // async-signal-safe (signal-safety(7)), hence by hand.
@@ -53,7 +78,7 @@ void write_decimal(char* out, pid_t value) noexcept {
 
 // Moves `fd` to the lowest free number ≥ `floor`, close-on-exec; the old number stays open
 // (close-on-exec as well, or overwritten by a later dup2).
-int move_above(int fd, int floor, ChildReport& report) noexcept {
+int move_above(int fd, int floor, const Reporter& report) noexcept {
   const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
   if (moved < 0) {
     child_fail(report, ChildStep::dup2, errno);
@@ -64,7 +89,7 @@ int move_above(int fd, int floor, ChildReport& report) noexcept {
 // Puts `source` at `target` for the program to inherit. dup2 clears FD_CLOEXEC on the new fd,
 // but dup2(x, x) does nothing at all, so an fd already in place gets its flag cleared by hand
 // (dup(2), protocols §1.2).
-void place_fd(int source, int target, ChildStep step, ChildReport& report) noexcept {
+void place_fd(int source, int target, ChildStep step, const Reporter& report) noexcept {
   const int result = source == target ? ::fcntl(target, F_SETFD, 0) : ::dup2(source, target);
   if (result < 0) {
     child_fail(report, step, errno);
@@ -106,7 +131,7 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
 }
 
 [[noreturn]] void run_child(ChildSetup& setup) noexcept {
-  ChildReport& report = setup.report;
+  const Reporter report{setup.report, setup.status_pipe};
   // 0. A table of its own before any fd changes: until then every dup2 and close would be
   // clusterd's. CLOSE_RANGE_UNSHARE copies only the numbers below the range it closes, where
   // the spawn put every fd the child needs (spawn_fds.h); a kernel before 5.9 copies it all.
@@ -137,6 +162,9 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
   // 3. fd layout. Every fd still needed below 3+n that is not already where it belongs is
   // first moved above the range, so no dup2 of the layout can overwrite it (protocols §1.2).
   const int range_end = 3 + setup.source_count;
+  if (setup.status_pipe >= 0 && setup.status_pipe < range_end) {
+    setup.status_pipe = move_above(setup.status_pipe, range_end, report);
+  }
   for (int target = 0; target < 3; ++target) {
     int& source = setup.stdio[target];
     if (source >= 0 && source != target && source < range_end) {
@@ -159,7 +187,8 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
   }
 
   // 4. Everything above the layout is closed by execve. CLOSE_RANGE_CLOEXEC marks rather than
-  // closes (close_range(2), Linux 5.11).
+  // closes, so a forked child's status pipe lives until the exec succeeds (close_range(2),
+  // Linux 5.11).
   // Older kernels say ENOSYS or EINVAL: mark them one by one, up to the soft limit the parent
   // read (no /proc/self/fd: opendir allocates).
   if (::close_range(static_cast<unsigned>(range_end), ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
@@ -236,7 +265,8 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
   }
 
   // 10. "Reaching exec", then the program.
-  report.reaching_exec = true;
+  setup.report.reaching_exec = true;
+  write_record(setup.status_pipe, reaching_exec_record);
   ::execve(setup.executable, setup.argv, setup.envp);
   child_fail(report, ChildStep::exec, errno);
 }

@@ -39,15 +39,25 @@ enum class ChildStep : std::int32_t {
 // "setsid", "chdir", "exec", …: a step's name in StartFailure.
 const char* step_name(std::int32_t step);
 
-// What the child reports. It runs in clusterd's memory (CLONE_VM) while clusterd waits for it
-// (CLONE_VFORK), so clusterd reads this once the clone returns: the child has then either
-// exec'd or ended.
+// What a child that shares clusterd's memory until its exec reports (child_launch.h): clusterd
+// reads it once the clone returns, when the child has either exec'd or ended.
 struct ChildReport {
   bool reaching_exec = false;  // set right before execve: the setup succeeded
   bool failed = false;         // a step failed: `step` and `error` say which and why
   std::int32_t step = 0;
   std::int32_t error = 0;
 };
+
+// What a forked child writes on its exec-status pipe: one fixed-size record. Writes of at most
+// PIPE_BUF bytes to a pipe are atomic (pipe(7)), so the parent reads all of it or nothing.
+struct ExecStatusRecord {
+  std::int32_t step = 0;
+  std::int32_t error = 0;
+};
+static_assert(sizeof(ExecStatusRecord) <= PIPE_BUF);
+// Written right before execve: without it, end of file on the pipe would also come from a child
+// that a signal killed during its setup, which would pass for a running program.
+constexpr ExecStatusRecord reaching_exec_record{static_cast<std::int32_t>(ChildStep::exec), 0};
 
 // Upper bound of the fallback loop that marks fds close-on-exec one by one when close_range is
 // missing: a huge hard limit would otherwise cost millions of fcntl calls per spawn.
@@ -67,6 +77,7 @@ struct ChildSetup {
   int* sources = nullptr;             // listener fds, laid out at 3, 4, …
   int source_count = 0;
   int stdio[3] = {-1, -1, -1};  // what goes to 0, 1, 2; -1 leaves it alone
+  int status_pipe = -1;  // a forked child's exec-status pipe; -1: it shares clusterd's memory
   // The child shares clusterd's fd table (CLONE_FILES) until its first step copies the numbers
   // below this one (where every fd it needs was put) into a table of its own; -1: it already
   // has its own table.
@@ -77,7 +88,7 @@ struct ChildSetup {
   const char* directory = nullptr;  // nullptr: keep clusterd's
   const Credentials* credentials = nullptr;
   pid_t parent_pid = 0;
-  ChildReport report;  // written by the child
+  ChildReport report;  // written by a child that shares clusterd's memory
 };
 
 // Where the child writes its pid into the reserved "PREFIX" + spaces entry `index` of `env`;
@@ -85,7 +96,8 @@ struct ChildSetup {
 char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::size_t>& index,
                       std::string_view prefix);
 
-// The child's whole life: setup, then execve; on a failure, the report and _exit(127).
+// The child's whole life: setup, then execve; on a failure, the report (and the status pipe's
+// record) and _exit(127).
 [[noreturn]] void run_child(ChildSetup& setup) noexcept;
 // run_child for clone(2), whose argument is the ChildSetup.
 int clone_entry(void* setup) noexcept;

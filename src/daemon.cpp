@@ -108,6 +108,10 @@ int Daemon::run() {
       metrics_->on_deadline(Clock::now());
     }
     ping_systemd_watchdog(Clock::now());
+    if (orphan_sweep_at_ && *orphan_sweep_at_ <= Clock::now()) {
+      orphan_sweep_at_.reset();
+      sweep_children();
+    }
     drain_events();
   }
   return *exit_code_;
@@ -117,7 +121,7 @@ void Daemon::stop_orphans(const StopRequested& request, TimePoint now) {
   const StopConfig& stop = supervisor_.config_of(supervisor_.generation()).stop;
   // An orphan whose SIGCHLD was merged into a worker's is still a zombie: reaped now, or the stop
   // would wait for it to exit. From here on every SIGCHLD sweeps (on_signal).
-  workers_.reap_all();
+  sweep_children();
   // The Supervisor's rule for the workers: SIGQUIT or a second SIGTERM kills at once.
   const bool quick = request.quick || stop_requested_;
   stop_requested_ = true;
@@ -171,6 +175,7 @@ std::optional<TimePoint> Daemon::next_wakeup() const {
     }
   };
   consider(next_systemd_ping_);
+  consider(orphan_sweep_at_);
   // Control and metrics connections' limits; none without a connection, so idle means no wake-ups.
   consider(control_ ? control_->next_deadline() : std::nullopt);
   consider(metrics_ ? metrics_->next_deadline() : std::nullopt);
@@ -304,9 +309,9 @@ void Daemon::on_signal() {
     switch (signal) {
       case SIGCHLD:
         if (orphans_.begun()) {
-          workers_.reap_all();
-        } else {
-          workers_.reap(*received);
+          sweep_children();
+        } else if (!workers_.reap(*received) && !orphan_sweep_at_) {
+          orphan_sweep_at_ = Clock::now() + orphan_sweep_delay;
         }
         break;
       case SIGTERM:
@@ -357,6 +362,14 @@ std::set<ListenerSockets*> Daemon::open_listeners_now() const {
     }
   }
   return open;
+}
+
+void Daemon::sweep_children() {
+  if (workers_.reap_all() > 0) {
+    for (ListenerSockets* listener : open_listeners_now()) {
+      listener->ensure_every_socket_listening();
+    }
+  }
 }
 
 void Daemon::check_listeners(std::span<const int> slots) {

@@ -91,6 +91,8 @@ class Daemon {
   // After workers of `slots` exited: a worker's shutdown() may have stopped a listener
   // (interface §7); listen again so the next workers are served.
   void check_listeners(std::span<const int> slots);
+  // reap_all, and the listeners an orphan it reaped may have stopped.
+  void sweep_children();
   void close_unneeded_slot_sockets();
   void warn_about_per_slot_scale_down(const GenerationListeners& listeners);
   void drain_events();
@@ -137,6 +139,10 @@ class Daemon {
   SignalReader signals_;
   SystemdNotifier systemd_;
   std::optional<TimePoint> next_systemd_ping_;
+  // A sweep of every child owed by a SIGCHLD that named a worker (orphans' SIGCHLDs merge into
+  // it): made then, at most once per orphan_sweep_delay, so restarts never walk every child each.
+  std::optional<TimePoint> orphan_sweep_at_;
+  static constexpr Duration orphan_sweep_delay = std::chrono::milliseconds(100);
   bool tcp_migrate_req_checked_ = false;  // the per-slot scale-down warning is given once
   std::deque<Event> pending_;
   std::optional<int> exit_code_;

@@ -350,6 +350,9 @@ tl::expected<GenerationListeners, std::string> Daemon::listeners_for(const Confi
 }
 
 void Daemon::prune_generations() {
+  if (generations_.size() == 1) {
+    return;  // only the running generation, always in use: nothing to look for in every worker
+  }
   const std::set<std::uint64_t> in_use = supervisor_.generations_in_use();
   for (auto entry = generations_.begin(); entry != generations_.end();) {
     if (in_use.contains(entry->first)) {

@@ -118,6 +118,14 @@ void ListenerSockets::ensure_listening(std::span<const int> slots) {
   }
 }
 
+void ListenerSockets::ensure_every_socket_listening() {
+  std::vector<int> slots;
+  for (const auto& entry : sockets_) {
+    slots.push_back(entry.first);
+  }
+  ensure_listening(slots);
+}
+
 std::shared_ptr<ListenerSockets> open_listener_sockets(const ListenerConfig& config, int workers) {
   std::vector<Listener> opened = open_listeners({config});
   auto sockets = std::make_shared<ListenerSockets>(config, std::move(opened.front()));

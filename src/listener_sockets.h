@@ -83,6 +83,8 @@ class ListenerSockets {
   // system call per slot of the pool. Each one that listens again is logged as an error naming
   // the listener (and the slot, per-slot). Never throws.
   void ensure_listening(std::span<const int> slots);
+  // The same for every socket: after an orphan, which may hold any slot's, was reaped.
+  void ensure_every_socket_listening();
 
  private:
   ListenerConfig config_;

@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "child_launch.h"
 #include "cli.h"
 #include "config.h"
 #include "control_client.h"
@@ -152,6 +153,8 @@ int run_supervisor(const CliOptions& options, PreparedConfig prepared) {
     return exit_usage;
   }
   raise_nofile_limit();
+  // While the fd table is small: the low fds every spawn stages its child's fds on.
+  prepare_launches();
   for (const std::string& warning : config.warnings) {
     spdlog::warn("{}", warning);
   }

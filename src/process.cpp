@@ -7,8 +7,6 @@
 #include <grp.h>
 #include <limits.h>
 #include <signal.h>
-#include <sched.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -31,7 +29,7 @@
 #include <fmt/core.h>
 
 #include "child_setup.h"
-#include "spawn_fds.h"
+#include "child_launch.h"
 #include "text_file.h"
 
 namespace clusterd {
@@ -45,39 +43,8 @@ std::optional<rlim_t> original_nofile_soft;
 // glibc 2.36's <sys/pidfd.h> declares its wrappers without extern "C" (fixed in 2.37), so a
 // C++ program cannot link against them; the raw system calls do the same (pidfd_open(2),
 // pidfd_send_signal(2)).
-int open_pidfd(pid_t pid) noexcept { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)); }
-
 int send_signal_to_pidfd(int pidfd, int signal) noexcept {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0U));
-}
-
-// The stack the child runs on between clone and execve. One serves every spawn: clusterd is
-// single-threaded and waits for each child's exec (CLONE_VFORK). Mapped on the first spawn and
-// kept, with a guard page below it so an overflow faults instead of writing into the heap.
-constexpr std::size_t child_stack_size = 256 * 1024;
-constexpr std::size_t guard_size = 4096;
-
-void* child_stack_top() {
-  static void* top = [] () -> void* {
-    void* base = ::mmap(nullptr, child_stack_size + guard_size, PROT_READ | PROT_WRITE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (base == MAP_FAILED) {
-      return nullptr;
-    }
-    ::mprotect(base, guard_size, PROT_NONE);
-    return static_cast<char*>(base) + guard_size + child_stack_size;
-  }();
-  return top;
-}
-
-// The low fds a spawn stages its child's fds on (spawn_fds.h). Opened by the first spawn, while
-// the fd table is still small: 8 numbers hold a worker's stdout, stderr and six listeners.
-SpawnFds* spawn_fds() {
-  static std::optional<SpawnFds> block = [] () -> std::optional<SpawnFds> {
-    auto opened = SpawnFds::open(8);
-    return opened ? std::optional<SpawnFds>(std::move(*opened)) : std::nullopt;
-  }();
-  return block ? &*block : nullptr;
 }
 
 // waitid(P_PIDFD) (Linux 5.4) works: asked once with a number that is no fd, which a kernel
@@ -88,39 +55,6 @@ bool pidfd_waits_work() {
     return ::waitid(P_PIDFD, static_cast<id_t>(INT_MAX), &info, WEXITED | WNOHANG) != 0 && errno == EBADF;
   }();
   return work;
-}
-
-struct Cloned {
-  pid_t pid = -1;
-  Fd pidfd;
-};
-
-// clone(CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD) with every signal blocked, as
-// posix_spawn does: no handler of clusterd's may run on the child's side of the shared memory
-// before the child has reset the dispositions. The pidfd comes with the clone (Linux 5.2) or,
-// before that, from pidfd_open. The child's exit raises SIGCHLD as any child's (an exec resets
-// the exit signal to SIGCHLD whatever the clone asked).
-tl::expected<Cloned, StartFailure> clone_child(ChildSetup& setup, void* stack) {
-  sigset_t all;
-  sigset_t previous;
-  ::sigfillset(&all);
-  ::sigprocmask(SIG_SETMASK, &all, &previous);
-  const int flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD;
-  Cloned child;
-  int pidfd = -1;
-  child.pid = ::clone(clone_entry, stack, flags | CLONE_PIDFD, &setup, &pidfd);
-  if (child.pid < 0 && errno == EINVAL) {
-    pidfd = -1;
-    child.pid = ::clone(clone_entry, stack, flags, &setup);
-  }
-  const int error = errno;
-  ::sigprocmask(SIG_SETMASK, &previous, nullptr);
-  if (child.pid < 0) {
-    return tl::make_unexpected(StartFailure{"clone", error});
-  }
-  // clone + pidfd_open is race-free: the pid cannot be reused before we reap it (pidfd_open(2)).
-  child.pidfd = Fd(pidfd >= 0 ? pidfd : open_pidfd(child.pid));
-  return child;
 }
 
 }  // namespace
@@ -144,43 +78,17 @@ tl::expected<Process, StartFailure> Process::spawn(const SpawnPlan& plan,
   }
   argv.push_back(nullptr);
 
-  SpawnFds* block = spawn_fds();
-  void* stack = child_stack_top();
-  if (block == nullptr || stack == nullptr) {
-    return tl::make_unexpected(StartFailure{"spawn setup", block == nullptr ? EMFILE : ENOMEM});
-  }
-  // The fds the child inherits go onto the low block, so it need copy nothing above it.
-  std::vector<int> inherited = plan.fds;
-  for (const int output : {plan.stdout_fd, plan.stderr_fd}) {
-    if (output >= 0) {
-      inherited.push_back(output);
-    }
-  }
-  auto staged = block->stage(inherited);
-  if (!staged) {
-    return tl::make_unexpected(StartFailure{"dup3", staged.error()});
-  }
-  std::vector<int> sources(staged->begin(), staged->begin() + static_cast<std::ptrdiff_t>(plan.fds.size()));
-  auto output = staged->begin() + static_cast<std::ptrdiff_t>(plan.fds.size());
-
   ChildSetup setup;
   setup.executable = plan.executable.c_str();
   setup.argv = argv.data();
   setup.envp = envp.data();
   setup.listen_pid_digits = pid_slot_digits(env, plan.listen_pid_index, "LISTEN_PID=");
   setup.watchdog_pid_digits = pid_slot_digits(env, plan.watchdog_pid_index, "WATCHDOG_PID=");
-  setup.sources = sources.data();
-  setup.source_count = static_cast<int>(sources.size());
   setup.directory = plan.directory.empty() ? nullptr : plan.directory.c_str();
   setup.credentials = credentials ? &*credentials : nullptr;
-  setup.stdio[0] = block->dev_null();
-  setup.stdio[1] = plan.stdout_fd >= 0 ? *output++ : -1;
-  setup.stdio[2] = plan.stderr_fd >= 0 ? *output++ : -1;
-  setup.own_fds_below = block->end();
 
   rlimit nofile{};
   if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0) {
-    block->unstage();
     return tl::make_unexpected(StartFailure{"getrlimit", errno});
   }
   setup.fd_scan_limit = static_cast<int>(std::min(nofile.rlim_cur, fallback_fd_scan_limit));
@@ -191,32 +99,27 @@ tl::expected<Process, StartFailure> Process::spawn(const SpawnPlan& plan,
   }
   setup.parent_pid = ::getpid();
 
-  auto child = clone_child(setup, stack);
-  block->unstage();  // the child has its own table (or is gone): the duplicates are done with
+  auto child = launch_child(setup, plan.fds, plan.stdout_fd, plan.stderr_fd);
   if (!child) {
     return tl::make_unexpected(child.error());
   }
-  // The child has exec'd or ended: its report is final.
-  const ChildReport& report = setup.report;
-  const bool waitable_pidfd = child->pidfd && pidfd_waits_work();
-  Process process(child->pid, std::move(child->pidfd), waitable_pidfd);
-  if (report.failed) {
-    process.exec_state_ = ExecState::failed;
-    process.exec_failure_ = StartFailure{step_name(report.step), report.error};
-  } else if (!report.reaching_exec) {
-    process.exec_state_ = ExecState::died_before_exec;
-  }
+  Process process(child->pid, std::move(child->pidfd), std::move(child->exec_status));
+  process.reaped_through_pidfd_ = process.pidfd_ && pidfd_waits_work();
+  process.exec_state_ = child->exec_state;
+  process.exec_failure_ = std::move(child->exec_failure);
   return process;
 }
 
-Process::Process(pid_t pid, Fd pidfd, bool reaped_through_pidfd)
-    : pid_(pid), pidfd_(std::move(pidfd)), reaped_through_pidfd_(reaped_through_pidfd) {}
+Process::Process(pid_t pid, Fd pidfd, Fd exec_status)
+    : pid_(pid), pidfd_(std::move(pidfd)), exec_status_(std::move(exec_status)) {}
 
 Process::Process(Process&& other) noexcept
     : pid_(std::exchange(other.pid_, -1)),
       pidfd_(std::move(other.pidfd_)),
       reaped_through_pidfd_(other.reaped_through_pidfd_),
+      exec_status_(std::move(other.exec_status_)),
       exec_state_(other.exec_state_),
+      reaching_exec_(other.reaching_exec_),
       exec_failure_(std::move(other.exec_failure_)),
       reaped_(other.reaped_) {}
 
@@ -226,7 +129,9 @@ Process& Process::operator=(Process&& other) noexcept {
     pid_ = std::exchange(other.pid_, -1);
     pidfd_ = std::move(other.pidfd_);
     reaped_through_pidfd_ = other.reaped_through_pidfd_;
+    exec_status_ = std::move(other.exec_status_);
     exec_state_ = other.exec_state_;
+    reaching_exec_ = other.reaching_exec_;
     exec_failure_ = std::move(other.exec_failure_);
     reaped_ = other.reaped_;
   }
@@ -250,6 +155,34 @@ Process::~Process() {
                                     pid_);
   *end.out = '\0';
   std::fputs(line, stderr);
+}
+
+ExecState Process::read_exec_status() {
+  while (exec_state_ == ExecState::pending && exec_status_) {
+    ExecStatusRecord record;
+    const ssize_t got = retry_on_eintr([&] { return ::read(exec_status_.get(), &record, sizeof record); });
+    if (got < 0) {
+      if (errno == EAGAIN) {
+        return exec_state_;
+      }
+      exec_failure_ = StartFailure{"read exec status", errno};
+      exec_state_ = ExecState::failed;
+    } else if (got == 0) {
+      // The kernel closed the child's close-on-exec write end: execve succeeded if the child said
+      // it was reaching it; otherwise it died during its setup (killed by a signal, say).
+      exec_state_ = reaching_exec_ ? ExecState::succeeded : ExecState::died_before_exec;
+    } else if (static_cast<std::size_t>(got) != sizeof record) {
+      // Cannot happen with atomic writes of whole records; reported rather than trusted.
+      exec_failure_ = StartFailure{"read exec status", EPROTO};
+      exec_state_ = ExecState::failed;
+    } else if (record.step == reaching_exec_record.step && record.error == reaching_exec_record.error) {
+      reaching_exec_ = true;  // read on: a failed execve follows with its own record
+    } else {
+      exec_failure_ = StartFailure{step_name(record.step), record.error};
+      exec_state_ = ExecState::failed;
+    }
+  }
+  return exec_state_;
 }
 
 std::optional<siginfo_t> Process::exited() const {

@@ -13,6 +13,7 @@
 
 #include <tl/expected.hpp>
 
+#include "child_launch.h"
 #include "credentials.h"
 #include "fd.h"
 #include "spawn_plan.h"
@@ -23,20 +24,17 @@ namespace clusterd {
 // Credentials (the ids a worker runs as) live in credentials.h, next to the code that
 // resolves them in the parent: the child may not call NSS.
 
-// How the child's exec went, known when spawn() returns. died_before_exec: the child ended
-// during its setup without a failure of its own (a signal killed it); its exit says how.
-enum class ExecState { succeeded, failed, died_before_exec };
+// How the child's exec went: ExecState, in child_launch.h.
 
 // A child process clusterd started. Move-only. It does not reap by itself: the daemon calls
 // reap() once it learned of the exit. A Process destroyed before that (an exception path, a
 // test) SIGKILLs its group and reaps it, because a forgotten child would keep the listeners open.
 class Process {
  public:
-  // clone + child setup (protocols §3.2) + execve. The child shares clusterd's memory and, until
-  // its first step, its fd table (CLONE_VM | CLONE_VFORK | CLONE_FILES, as posix_spawn), so a
-  // spawn copies neither the address space nor the fd table of a large pool; clusterd waits
-  // until the child has exec'd or ended, so exec_state() is final when this returns. Fails only
-  // when no child was created (an fd could not be staged, or clone failed).
+  // Starts the child (child_launch.h) for the child setup (protocols §3.2) and execve. A child
+  // that shares clusterd's memory until its exec has a final exec_state() when this returns; a
+  // forked one (it changes ids) is `pending` until its exec-status pipe says. Fails only when no
+  // child was created.
   static tl::expected<Process, StartFailure> spawn(const SpawnPlan& plan,
                                                   const std::optional<Credentials>& credentials);
 
@@ -53,10 +51,23 @@ class Process {
   ExecState exec_state() const { return exec_state_; }
   // Why the child's setup or exec failed, with exec_state() failed.
   const std::optional<StartFailure>& exec_failure() const { return exec_failure_; }
+  // While `pending`: readable (an epoll source) once exec succeeded (EOF) or failed (a record).
+  // EOF also comes when the child was killed before exec; the reap tells which. Remove it from
+  // epoll once read_exec_status() is no longer `pending`, then close it (close_exec_status).
+  int exec_status_fd() const { return exec_status_.get(); }
+  // Reads the exec-status pipe without blocking; the state known so far.
+  ExecState read_exec_status();
+  // A long-running worker then costs clusterd one fd (its pidfd), not two.
+  void close_exec_status() noexcept {
+    if (exec_state_ != ExecState::pending) {
+      exec_status_.reset();
+    }
+  }
 
-  // Sends `signal` to the worker's process group (it is its own group leader; a child whose
-  // setsid failed is not, and then gets it alone). Nothing is sent once the child is reaped
-  // (its pid may be reused).
+  // Sends `signal` to the worker's process group (it is its own group leader). Before a forked
+  // child's setsid() the group does not exist yet; the signal then goes to the child alone,
+  // which still has the signals clusterd blocks blocked, so it is delivered right before exec.
+  // Nothing is sent once the child is reaped (its pid may be reused).
   void signal_group(int signal) const noexcept;
   // Sends `signal` to the worker process alone (its pidfd where there is one).
   void signal_leader(int signal) const noexcept;
@@ -71,12 +82,14 @@ class Process {
   void reap() noexcept;
 
  private:
-  Process(pid_t pid, Fd pidfd, bool reaped_through_pidfd);
+  Process(pid_t pid, Fd pidfd, Fd exec_status);
 
   pid_t pid_ = -1;
   Fd pidfd_;
   bool reaped_through_pidfd_ = false;
-  ExecState exec_state_ = ExecState::succeeded;
+  Fd exec_status_;
+  ExecState exec_state_ = ExecState::pending;
+  bool reaching_exec_ = false;  // the forked child said it was about to call execve
   std::optional<StartFailure> exec_failure_;
   bool reaped_ = false;
 };

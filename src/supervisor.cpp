@@ -41,6 +41,7 @@ std::vector<Action> Supervisor::handle(std::span<const Event> events, TimePoint 
     const std::set<std::uint64_t> in_use = generations_in_use();
     std::erase_if(configs_, [&](const auto& entry) { return !in_use.contains(entry.first); });
   }
+  next_deadline_ = nearest_deadline();
   return std::exchange(actions_, {});
 }
 
@@ -375,11 +376,10 @@ void Supervisor::replenish_slots(TimePoint now) {
   if (spawn_more_at_) {
     return;  // the loop's turn first
   }
-  const std::vector<bool> primary = slots_served_by(Role::primary);
-  const std::vector<bool> replacement = slots_served_by(Role::replacement);
+  const std::vector<bool> served = slots_served();
   int budget = spawn_budget;
   for (std::size_t index = 0; index < slots_.size() && static_cast<int>(index) < wanted_; ++index) {
-    if (!primary[index] && !replacement[index] && slots_[index].state == SlotState::running) {
+    if (!served[index] && slots_[index].state == SlotState::running) {
       if (budget == 0) {
         spawn_more_at_ = now + spawn_pause;
         return;
@@ -480,10 +480,10 @@ Supervisor::Worker* Supervisor::worker_in(int slot, Role role) {
   return found == workers_.end() ? nullptr : &*found;
 }
 
-std::vector<bool> Supervisor::slots_served_by(Role role) const {
+std::vector<bool> Supervisor::slots_served() const {
   std::vector<bool> served(slots_.size(), false);
   for (const Worker& worker : workers_) {
-    if (worker.role == role && worker.id.slot >= 0 && static_cast<std::size_t>(worker.id.slot) < served.size()) {
+    if (worker.role != Role::retiring && worker.id.slot >= 0 && static_cast<std::size_t>(worker.id.slot) < served.size()) {
       served[static_cast<std::size_t>(worker.id.slot)] = true;
     }
   }

@@ -203,8 +203,9 @@ class Supervisor {
   std::vector<Action> handle(std::span<const Event> events, TimePoint now);
 
   // The nearest time at which a Tick has something to do: the minimum of the one list of
-  // deadlines (supervisor_deadlines.cpp). nullopt: nothing until an event.
-  std::optional<TimePoint> next_deadline() const;
+  // deadlines (supervisor_deadlines.cpp), taken when the last handle() ended (only handle()
+  // changes them). nullopt: nothing until an event.
+  std::optional<TimePoint> next_deadline() const { return next_deadline_; }
 
   StatusSnapshot status(TimePoint now) const;
 
@@ -343,6 +344,7 @@ class Supervisor {
   void scale_to(int workers, const std::string& by);
   // supervisor_deadlines.cpp: the one list of deadlines, and acting on those that are due.
   std::vector<Deadline> deadlines() const;
+  std::optional<TimePoint> nearest_deadline() const;
   void act_on_due(TimePoint now);
   void act_on(const Deadline& deadline, TimePoint now);
   // supervisor_worker.cpp: one worker's life.
@@ -381,8 +383,9 @@ class Supervisor {
   Worker* find_instance(std::uint64_t instance);
   std::optional<Worker> take_worker(const WorkerId& id);  // removed from the live workers
   Worker* worker_in(int slot, Role role);
-  // served[slot]: a worker of `role` is in that slot. One pass, for loops over every slot.
-  std::vector<bool> slots_served_by(Role role) const;
+  // served[slot]: the slot has a primary or a replacement worker (one starting or serving it).
+  // One pass, for loops over every slot.
+  std::vector<bool> slots_served() const;
   Slot& slot_of(const WorkerId& id) { return slots_.at(static_cast<std::size_t>(id.slot)); }
   int ready_primaries() const;
   void log(LogSeverity severity, std::string message);
@@ -407,6 +410,7 @@ class Supervisor {
   std::vector<Slot> slots_;
   std::vector<Worker> workers_;
   std::vector<Action> actions_;  // filled while handling one event
+  std::optional<TimePoint> next_deadline_;  // nearest_deadline() after the last handle()
 };
 
 // "slot=0 gen=1 pid=1234": how every log line names a worker.

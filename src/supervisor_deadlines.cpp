@@ -16,13 +16,12 @@ std::vector<Supervisor::Deadline> Supervisor::deadlines() const {
     return list;
   }
   if (!stopping_) {
-    const std::vector<bool> primary = slots_served_by(Role::primary);
-    const std::vector<bool> replacement = slots_served_by(Role::replacement);
+    const std::vector<bool> served = slots_served();
     for (std::size_t index = 0; index < slots_.size() && static_cast<int>(index) < wanted_; ++index) {
       const Slot& slot = slots_[index];
       const int number = static_cast<int>(index);
       // A slot whose new worker of a reload is starting waits for that worker, not its backoff.
-      if (slot.state == SlotState::backoff && slot.restart_at && !primary[index] && !replacement[index]) {
+      if (slot.state == SlotState::backoff && slot.restart_at && !served[index]) {
         list.push_back({*slot.restart_at, Due::restart, number, 0});
       }
       if (slot.recycle_reason && slot.recycle_retry_at) {
@@ -66,7 +65,7 @@ std::vector<Supervisor::Deadline> Supervisor::deadlines() const {
   return list;
 }
 
-std::optional<TimePoint> Supervisor::next_deadline() const {
+std::optional<TimePoint> Supervisor::nearest_deadline() const {
   const std::vector<Deadline> list = deadlines();
   const auto nearest = std::min_element(list.begin(), list.end(),
                                         [](const Deadline& a, const Deadline& b) { return a.at < b.at; });

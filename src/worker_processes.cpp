@@ -78,9 +78,13 @@ void WorkerProcesses::spawn(const Spawn& spawn, const WorkerSpec& generation) {
                      LineFormat{spawn.id.slot, pid, stream, config.output.timestamps});
     }
   }
-  // A failed exec is reported with the child's exit, when it is reaped (reap()).
+  // A failed exec is reported with the child's exit, when it is reaped (worker_ended).
   const bool execed = process->exec_state() == ExecState::succeeded;
   const auto entry = workers_.emplace(pid, RunningWorker{spawn.id, std::move(*process), std::move(notify_socket)}).first;
+  if (entry->second.process.exec_state() == ExecState::pending) {
+    loop_.add(entry->second.process.exec_status_fd(), EPOLLIN, [this, pid](std::uint32_t) { on_exec_status(pid); });
+    entry->second.exec_status_watched = true;
+  }
   if (entry->second.process.reaped_through_pidfd()) {
     loop_.add(entry->second.process.pidfd(), EPOLLIN, [this, pid](std::uint32_t) { on_pidfd(pid); });
   }
@@ -172,10 +176,10 @@ void WorkerProcesses::probe_listening(const ProbeListening& probe, const std::se
   }
 }
 
-void WorkerProcesses::reap(const ReceivedSignal& sigchld) {
+bool WorkerProcesses::reap(const ReceivedSignal& sigchld) {
   // The kernel keeps one SIGCHLD pending however many children exit before clusterd reads it:
-  // the others are workers, whose pidfds report them (on_pidfd), or orphans, which wait for the
-  // next SIGCHLD that does not name a worker (at the latest the stop's, may_exit).
+  // the others are workers, whose pidfds report them (on_pidfd), or orphans, which the sweep the
+  // caller owes then reaps.
   const bool from_kernel = sigchld.code == CLD_EXITED || sigchld.code == CLD_KILLED || sigchld.code == CLD_DUMPED;
   if (from_kernel) {
     const auto found = workers_.find(sigchld.sender);
@@ -183,18 +187,20 @@ void WorkerProcesses::reap(const ReceivedSignal& sigchld) {
       if (const auto info = found->second.process.exited()) {
         worker_ended(found, *info);
       }
-      return;
+      return false;
     }
     siginfo_t info{};
     if (found == workers_.end() && ::waitid(P_PID, static_cast<id_t>(sigchld.sender), &info,
                                             WEXITED | WNOHANG | WNOWAIT | __WALL) != 0 && errno == ECHILD) {
-      return;  // a worker its pidfd already reported: reaped this very loop turn
+      return false;  // a worker its pidfd already reported: reaped this very loop turn
     }
   }
   reap_all();
+  return true;
 }
 
-void WorkerProcesses::reap_all() {
+int WorkerProcesses::reap_all() {
+  int orphans = 0;
   for (;;) {
     siginfo_t info{};
     // WNOWAIT first: the zombie keeps its pid (and so its process group id) reserved while we
@@ -209,10 +215,12 @@ void WorkerProcesses::reap_all() {
       siginfo_t reaped{};
       retry_on_eintr([&] { return ::waitid(P_PID, static_cast<id_t>(pid), &reaped, WEXITED); });
       spdlog::debug("reaped orphan pid={}", pid);
+      ++orphans;
       continue;
     }
     worker_ended(found, info);
   }
+  return orphans;
 }
 
 void WorkerProcesses::on_pidfd(pid_t pid) {
@@ -231,9 +239,14 @@ void WorkerProcesses::worker_ended(std::map<pid_t, RunningWorker>::iterator foun
   worker.process.signal_group(SIGKILL);  // while the zombie still pins the group id
   worker.process.reap();
   WorkerExit exit = exit_from(info);
-  // An exec failure is reported as such, never as a plain exit 127.
-  if (worker.process.exec_state() == ExecState::failed && worker.process.exec_failure()) {
+  // The child is gone, so a forked one's exec-status pipe is final: read it now rather than wait
+  // for epoll. An exec failure is reported as such, never as a plain exit 127.
+  const bool was_pending = worker.process.exec_state() == ExecState::pending;
+  const ExecState exec_state = worker.process.read_exec_status();
+  if (exec_state == ExecState::failed && worker.process.exec_failure()) {
     exit = *worker.process.exec_failure();
+  } else if (exec_state == ExecState::succeeded && was_pending) {
+    events_.push_back(Execed{worker.id});
   }
   if (worker.notify) {
     on_notify(pid);  // a READY=1 or STATUS= sent just before the exit still counts
@@ -255,6 +268,7 @@ std::optional<std::vector<pid_t>> WorkerProcesses::orphans() const {
 
 void WorkerProcesses::forget_worker(std::map<pid_t, RunningWorker>::iterator found) {
   RunningWorker& worker = found->second;
+  unwatch_exec_status(worker);
   if (worker.process.reaped_through_pidfd()) {
     loop_.remove(worker.process.pidfd());
   }
@@ -279,8 +293,34 @@ void WorkerProcesses::on_notify(pid_t pid) {
                   worker.id.slot, pid, dropped);
   }
 }
+void WorkerProcesses::on_exec_status(pid_t pid) {
+  auto found = workers_.find(pid);
+  if (found == workers_.end()) {
+    return;
+  }
+  RunningWorker& worker = found->second;
+  const ExecState state = worker.process.read_exec_status();
+  if (state == ExecState::pending) {
+    return;
+  }
+  unwatch_exec_status(worker);
+  if (state == ExecState::succeeded) {
+    events_.push_back(Execed{worker.id});
+  }
+  // A failure is reported with the exit, when the child is reaped (worker_ended).
+}
 
-// Only to workers whose program runs: one whose exec failed is about to exit.
+void WorkerProcesses::unwatch_exec_status(RunningWorker& worker) {
+  if (worker.exec_status_watched) {
+    loop_.remove(worker.process.exec_status_fd());
+    worker.exec_status_watched = false;
+    worker.process.close_exec_status();
+  }
+}
+
+// Only to workers whose program runs: a forked child still setting up has the signal blocked,
+// and would take it (its default action, death) the moment it unblocks it, before it ever
+// became the worker; one whose exec failed is about to exit.
 void WorkerProcesses::forward(int signal) {
   std::size_t sent = 0;
   for (const auto& [pid, worker] : workers_) {

@@ -57,11 +57,13 @@ class WorkerProcesses {
   void probe_listening(const ProbeListening& probe, const std::set<std::uint64_t>& socket_inodes);
   // SIGCHLD, about `sigchld.sender`: a worker is reaped through its pidfd; for any other sender
   // (an orphan, a worker without a waitable pidfd, a SIGCHLD a process sent) every child that
-  // exited is (reap_all). A reaped worker is an Exited event.
-  void reap(const ReceivedSignal& sigchld);
+  // exited is (reap_all). A reaped worker is an Exited event. False when it did not sweep: the
+  // SIGCHLDs of other children that exited meanwhile (a dead worker's helpers, killed with its
+  // group) were merged into this one, so a sweep is still owed.
+  bool reap(const ReceivedSignal& sigchld);
   // Reaps every child that exited: waitid(P_ALL), which walks all of clusterd's children (about
-  // 150 µs at 4,096 on 2 CPUs), hence only when a SIGCHLD does not name the child.
-  void reap_all();
+  // 150 µs at 4,096 on 2 CPUs), hence not for every SIGCHLD. Returns how many orphans it reaped.
+  int reap_all();
 
   // clusterd's children that are not workers: processes a worker left behind that were
   // re-parented to clusterd (a child subreaper) when their parent exited. nullopt: /proc cannot
@@ -78,6 +80,7 @@ class WorkerProcesses {
     WorkerId id;
     Process process;
     std::optional<WorkerNotifySocket> notify;
+    bool exec_status_watched = false;  // a forked worker's exec-status pipe is registered with the loop
   };
 
   // nullopt without ready.mode = notify or auto; a StartFailure when the socket cannot be made
@@ -85,6 +88,8 @@ class WorkerProcesses {
   tl::expected<std::optional<NotifySettings>, StartFailure> notify_settings_for(
       const WorkerSpec& generation, const WorkerId& id, std::optional<WorkerNotifySocket>& socket);
   void on_notify(pid_t pid);
+  void on_exec_status(pid_t pid);
+  void unwatch_exec_status(RunningWorker& worker);
   void on_pidfd(pid_t pid);
   // The worker's zombie `info` is reaped, its last notify messages and output read, its Exited
   // event queued and the worker forgotten.

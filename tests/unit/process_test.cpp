@@ -487,6 +487,46 @@ TEST(Process, WorkerGetsTheUsersIds) {
   wait_exit(process);
 }
 
+// A child that changes ids is forked: one that shared clusterd's memory would hold clusterd until
+// its exec, and the worker user may stop it (SIGSTOP) between its setuid and its exec. Its exec
+// is then reported later, through its exec-status pipe.
+ExecState wait_exec_status(Process& process) {
+  const auto deadline = Clock::now() + patience;
+  for (;;) {
+    const ExecState state = process.read_exec_status();
+    if (state != ExecState::pending || !wait_readable(process.exec_status_fd(), deadline)) {
+      return state;
+    }
+  }
+}
+
+TEST(Process, AChildThatChangesIdsIsForkedAndReportsItsExecThroughItsPipe) {
+  if (::geteuid() != 0) {
+    GTEST_SKIP() << "needs root";
+  }
+  const Credentials nobody{65534, 65534, {65534}};
+  auto process = spawn_ok(shell_plan("exit 0"), nobody);
+  ASSERT_GE(process.exec_status_fd(), 0) << "a child that changes ids has its exec-status pipe";
+  EXPECT_EQ(wait_exec_status(process), ExecState::succeeded);
+  wait_exit(process);
+
+  SpawnPlan missing = shell_plan("");
+  missing.executable = "/nonexistent/clusterd-test-program";
+  auto failing = spawn_ok(missing, nobody);
+  EXPECT_EQ(wait_exec_status(failing), ExecState::failed);
+  EXPECT_EQ(failing.exec_failure(), (StartFailure{"exec", ENOENT}));
+  wait_exit(failing);
+}
+
+// Without an id change the child shares clusterd's memory until its exec: how the exec went is
+// known when spawn returns, and there is no pipe to watch.
+TEST(Process, AChildThatKeepsClusterdsIdsIsDoneWithItsExecWhenSpawnReturns) {
+  auto process = spawn_ok(shell_plan("exit 0"));
+  EXPECT_EQ(process.exec_state(), ExecState::succeeded);
+  EXPECT_EQ(process.exec_status_fd(), -1);
+  wait_exit(process);
+}
+
 TEST(Process, WorkerGetsBackTheFdLimitClusterdStartedWith) {
   // Lower our soft limit first, so the remembered value differs from the hard limit when this
   // is the first call in the test binary; later calls keep the first value either way.
