@@ -182,9 +182,9 @@ tl::expected<LaunchedChild, StartFailure> launch_forked(ChildSetup& setup, std::
 void prepare_launches() { shared_launch().ready(); }
 
 tl::expected<LaunchedChild, StartFailure> launch_child(ChildSetup& setup, std::span<const int> fds, int stdout_fd,
-                                                       int stderr_fd) {
+                                                       int stderr_fd, bool may_share) {
   SharedLaunch& launch = shared_launch();
-  if (setup.credentials == nullptr && launch.ready()) {
+  if (may_share && setup.credentials == nullptr && launch.ready()) {
     return launch_shared(setup, launch, fds, stdout_fd, stderr_fd);
   }
   return launch_forked(setup, fds, stdout_fd, stderr_fd);

@@ -38,11 +38,12 @@ void prepare_launches();
 // from `fds` (placed at 3, 4, …), `stdout_fd` and `stderr_fd` (-1: clusterd's own). Fails only
 // when no child was created.
 //
-// The child shares clusterd's memory and fd table (CLONE_VM | CLONE_VFORK | CLONE_FILES) unless
-// it changes ids: a worker user could stop it with SIGSTOP between its setuid and its exec, and
-// clusterd, waiting for that exec, would hang. Sharing, clusterd waits until the child exec'd or
-// ended, and the result is final; forked, it is `pending` and the exec-status pipe tells.
+// The child shares clusterd's memory and fd table (CLONE_VM | CLONE_VFORK | CLONE_FILES), and
+// clusterd waits until it exec'd or ended, so the result is final. It is forked instead, the
+// result `pending` until the exec-status pipe tells, wherever that wait could last: when the
+// child changes ids (the worker user could stop it with SIGSTOP between its setuid and its
+// exec), and when `may_share` is false (its exec or chdir may wait on a network file system).
 tl::expected<LaunchedChild, StartFailure> launch_child(ChildSetup& setup, std::span<const int> fds, int stdout_fd,
-                                                       int stderr_fd);
+                                                       int stderr_fd, bool may_share);
 
 }  // namespace clusterd

@@ -15,6 +15,7 @@
 
 #include "control_protocol.h"
 #include "logging.h"
+#include "mount_table.h"
 
 extern char** environ;
 
@@ -67,6 +68,7 @@ Daemon::Daemon(DaemonSetup setup)
     generation.listeners.emplace_back(config, std::move(sockets));
   }
   warn_about_per_slot_scale_down(generation.listeners);
+  generation.launch_may_hang = launch_may_hang(generation.executable, generation.config->directory);
   generations_.emplace(1, std::move(generation));
 
   if (systemd_.problem()) {

@@ -11,6 +11,7 @@
 
 #include "control_protocol.h"
 #include "metrics_text.h"
+#include "mount_table.h"
 #include "process_tree.h"
 #include "version.h"
 
@@ -142,8 +143,9 @@ void Daemon::reload(std::optional<RequestId> request) {
   const std::uint64_t generation = next_generation_++;
   const std::optional<int> setting = prepared->config.workers;
   auto config = std::make_shared<const Config>(std::move(prepared->config));
+  const bool may_hang = launch_may_hang(prepared->executable, config->directory);
   generations_.emplace(generation, Generation{{config, std::move(prepared->executable), std::move(prepared->user),
-                                               std::move(*listeners)},
+                                               std::move(*listeners), may_hang},
                                               setting, false, std::move(restart_needed)});
   if (metrics->changed) {
     // clusterd's own endpoint, not the workers': it moves when the reload is accepted.

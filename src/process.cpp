@@ -99,7 +99,7 @@ tl::expected<Process, StartFailure> Process::spawn(const SpawnPlan& plan,
   }
   setup.parent_pid = ::getpid();
 
-  auto child = launch_child(setup, plan.fds, plan.stdout_fd, plan.stderr_fd);
+  auto child = launch_child(setup, plan.fds, plan.stdout_fd, plan.stderr_fd, !plan.may_hang_before_exec);
   if (!child) {
     return tl::make_unexpected(child.error());
   }

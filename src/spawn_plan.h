@@ -56,6 +56,9 @@ struct SpawnPlan {
   // worker's output pipes; -1 leaves clusterd's own stdout/stderr. make_spawn_plan leaves -1.
   int stdout_fd = -1;
   int stderr_fd = -1;
+  // Set by the daemon: the exec or chdir may wait on a network file system or FUSE, so the child
+  // must be forked, never share clusterd's memory until its exec (child_launch.h).
+  bool may_hang_before_exec = false;
 };
 
 inline constexpr std::size_t pid_slot_width = 20;

@@ -64,6 +64,7 @@ void WorkerProcesses::spawn(const Spawn& spawn, const WorkerSpec& generation) {
     plan.stdout_fd = stdout_pipe->write_end.get();
     plan.stderr_fd = stderr_pipe->write_end.get();
   }
+  plan.may_hang_before_exec = generation.launch_may_hang;
   auto process = Process::spawn(plan, generation.user.credentials);
   if (!process) {
     events_.push_back(SpawnFailed{spawn.id, process.error()});

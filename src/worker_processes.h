@@ -37,6 +37,9 @@ struct WorkerSpec {
   std::string executable;
   WorkerUser user;
   GenerationListeners listeners;
+  // The program or directory is on a file system that may hang (mount_table.h): its workers are
+  // forked, so clusterd never waits for their exec (child_launch.h).
+  bool launch_may_hang = false;
 };
 
 class WorkerProcesses {

@@ -518,6 +518,17 @@ TEST(Process, AChildThatChangesIdsIsForkedAndReportsItsExecThroughItsPipe) {
   wait_exit(failing);
 }
 
+// A program or directory on a network file system or FUSE could make the exec wait as long as the
+// server does not answer: such a child is forked, so clusterd never waits with it.
+TEST(Process, AChildWhoseExecMayHangIsForked) {
+  SpawnPlan plan = shell_plan("exit 0");
+  plan.may_hang_before_exec = true;
+  auto process = spawn_ok(plan);
+  ASSERT_GE(process.exec_status_fd(), 0) << "forked, with its exec-status pipe";
+  EXPECT_EQ(wait_exec_status(process), ExecState::succeeded);
+  wait_exit(process);
+}
+
 // Without an id change the child shares clusterd's memory until its exec: how the exec went is
 // known when spawn returns, and there is no pipe to watch.
 TEST(Process, AChildThatKeepsClusterdsIdsIsDoneWithItsExecWhenSpawnReturns) {
