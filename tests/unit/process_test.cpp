@@ -284,6 +284,7 @@ TEST(Process, ChildSeesOnlyStdioAndItsListeners) {
 // staged on, so its fd table is the smallest the kernel allocates (64 slots) however many fds
 // clusterd holds. FDSize (proc(5)) is the size of the table, which the exec does not shrink.
 TEST(Process, ChildCopiesOnlyTheBottomOfALargeFdTable) {
+  prepare_launches();  // as clusterd does at start, before its fd table fills up
   std::vector<Fd> many;
   for (int i = 0; i < 900; ++i) {
     many.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
