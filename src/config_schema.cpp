@@ -65,6 +65,27 @@ constexpr std::array<KnownKey, 51> known_keys{{
     {"metrics", "listen", true},
 }};
 
+// Names people write for a key that has another name here: what they meant is the key of the
+// same section, not a key of that name in another one (`[metrics] address` is not
+// `listen.address`, which a listener's address is).
+struct MeantKey {
+  std::string_view section;
+  std::string_view written;
+  std::string_view meant;
+};
+constexpr std::array<MeantKey, 10> meant_keys{{
+    {"metrics", "address", "listen"},
+    {"metrics", "bind", "listen"},
+    {"metrics", "port", "listen"},
+    {"control", "path", "socket"},
+    {"control", "address", "socket"},
+    {"log", "path", "file"},
+    {"output", "path", "file"},
+    {"", "cwd", "directory"},
+    {"", "working_directory", "directory"},
+    {"", "processes", "workers"},
+}};
+
 }  // namespace
 
 const KnownKey* find_known(std::string_view section, std::string_view name) {
@@ -85,6 +106,11 @@ bool is_section(std::string_view name) {
 std::string unknown_key_message(std::string_view section, std::string_view name,
                                 std::string_view shown_prefix) {
   std::string message = "unknown key \"" + std::string(name) + "\"";
+  for (const auto& meant : meant_keys) {
+    if (meant.section == section && meant.written == name) {
+      return message + "; did you mean \"" + std::string(shown_prefix) + std::string(meant.meant) + "\"?";
+    }
+  }
   std::vector<std::string_view> names;
   for (const auto& known : known_keys) {
     if (known.section == section) {

@@ -95,6 +95,14 @@ TEST(ConfigErrors, KeyUnderTheWrongSectionSuggestsItsSection) {
               ElementsAre("c.toml:3:1: restart.grace: unknown key \"grace\"; did you mean \"stop.grace\"?"));
 }
 
+// [metrics] has no "address": its address is "listen". A listener's "address" is another key.
+TEST(ConfigErrors, AnotherNameForASectionsKeySuggestsThatSectionsKey) {
+  EXPECT_THAT(errors(with_command("[metrics]\naddress = \"127.0.0.1:9100\"\n")),
+              ElementsAre("c.toml:3:1: metrics.address: unknown key \"address\"; did you mean \"metrics.listen\"?"));
+  EXPECT_THAT(errors(with_command("[control]\npath = \"/run/x.sock\"\n")),
+              ElementsAre("c.toml:3:1: control.path: unknown key \"path\"; did you mean \"control.socket\"?"));
+}
+
 TEST(ConfigErrors, TopLevelKeyAfterASectionHeaderSaysSo) {
   EXPECT_THAT(errors(with_command("[log]\nworkers = 4\n")),
               ElementsAre("c.toml:3:1: log.workers: unknown key \"workers\"; did you mean \"workers\" at the "
@@ -232,8 +240,6 @@ TEST(ConfigMetrics, RefusesAUnixPathAndABarePortSayingHowToWriteIt) {
     EXPECT_THAT(errors(with_command("[metrics]\nlisten = " + value + "\n")),
                 ElementsAre("c.toml:3:10: metrics.listen: " + error));
   }
-  EXPECT_THAT(errors(with_command("[metrics]\naddress = \"127.0.0.1:9100\"\n")),
-              ElementsAre("c.toml:3:1: metrics.address: unknown key \"address\"; did you mean \"listen.address\"?"));
 }
 
 TEST(ConfigMetrics, EveryAddressIsAWarning) {
