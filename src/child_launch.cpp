@@ -15,12 +15,10 @@
 #include <vector>
 
 #include "spawn_fds.h"
+#include "pidfd.h"
 
 namespace clusterd {
 namespace {
-
-// glibc 2.36's <sys/pidfd.h> cannot be linked from C++ (process.cpp): the raw system call.
-int open_pidfd(pid_t pid) noexcept { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)); }
 
 constexpr std::size_t child_stack_size = 256 * 1024;
 constexpr std::size_t guard_size = 4096;
@@ -122,7 +120,7 @@ tl::expected<LaunchedChild, StartFailure> launch_shared(ChildSetup& setup, Share
     return tl::make_unexpected(StartFailure{"clone", error});
   }
   // clone + pidfd_open is race-free: the pid cannot be reused before we reap it (pidfd_open(2)).
-  child.pidfd = Fd(pidfd >= 0 ? pidfd : open_pidfd(child.pid));
+  child.pidfd = pidfd >= 0 ? Fd(pidfd) : open_pidfd(child.pid);
   // The child has exec'd or ended: its report is final.
   const ChildReport& report = setup.report;
   if (report.failed) {
@@ -173,7 +171,7 @@ tl::expected<LaunchedChild, StartFailure> launch_forked(ChildSetup& setup, std::
   }
   // Only the child may hold the write end, or EOF would never come (protocols §3.3).
   status_write.reset();
-  child.pidfd = Fd(open_pidfd(child.pid));
+  child.pidfd = open_pidfd(child.pid);
   return child;
 }
 

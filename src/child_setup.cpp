@@ -18,12 +18,6 @@
 namespace clusterd {
 namespace {
 
-// Where the child says how its setup went: its report, and its exec-status pipe when forked.
-struct Reporter {
-  ChildReport& report;
-  const int& status_pipe;  // the setup's, which the fd layout may move
-};
-
 void write_record(int status_pipe, const ExecStatusRecord& record) noexcept {
   if (status_pipe >= 0) {
     while (::write(status_pipe, &record, sizeof record) < 0 && errno == EINTR) {
@@ -31,11 +25,12 @@ void write_record(int status_pipe, const ExecStatusRecord& record) noexcept {
   }
 }
 
-[[noreturn]] void child_fail(const Reporter& reporter, ChildStep step, int error) noexcept {
-  reporter.report.step = static_cast<std::int32_t>(step);
-  reporter.report.error = error;
-  reporter.report.failed = true;
-  write_record(reporter.status_pipe, ExecStatusRecord{static_cast<std::int32_t>(step), error});
+// Says how the setup went: in the report, and on the exec-status pipe when forked.
+[[noreturn]] void child_fail(ChildSetup& setup, ChildStep step, int error) noexcept {
+  setup.report.step = static_cast<std::int32_t>(step);
+  setup.report.error = error;
+  setup.report.failed = true;
+  write_record(setup.status_pipe, ExecStatusRecord{static_cast<std::int32_t>(step), error});
   // _exit, not exit: atexit handlers and stdio buffers belong to clusterd, not to this child.
   ::_exit(127);
 }
@@ -78,10 +73,10 @@ void write_decimal(char* out, pid_t value) noexcept {
 
 // Moves `fd` to the lowest free number ≥ `floor`, close-on-exec; the old number stays open
 // (close-on-exec as well, or overwritten by a later dup2).
-int move_above(int fd, int floor, const Reporter& report) noexcept {
+int move_above(int fd, int floor, ChildSetup& setup) noexcept {
   const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, floor);
   if (moved < 0) {
-    child_fail(report, ChildStep::dup2, errno);
+    child_fail(setup, ChildStep::dup2, errno);
   }
   return moved;
 }
@@ -89,10 +84,10 @@ int move_above(int fd, int floor, const Reporter& report) noexcept {
 // Puts `source` at `target` for the program to inherit. dup2 clears FD_CLOEXEC on the new fd,
 // but dup2(x, x) does nothing at all, so an fd already in place gets its flag cleared by hand
 // (dup(2), protocols §1.2).
-void place_fd(int source, int target, ChildStep step, const Reporter& report) noexcept {
+void place_fd(int source, int target, ChildStep step, ChildSetup& setup) noexcept {
   const int result = source == target ? ::fcntl(target, F_SETFD, 0) : ::dup2(source, target);
   if (result < 0) {
-    child_fail(report, step, errno);
+    child_fail(setup, step, errno);
   }
 }
 
@@ -131,14 +126,13 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
 }
 
 [[noreturn]] void run_child(ChildSetup& setup) noexcept {
-  const Reporter report{setup.report, setup.status_pipe};
   // 0. A table of its own before any fd changes: until then every dup2 and close would be
   // clusterd's. CLOSE_RANGE_UNSHARE copies only the numbers below the range it closes, where
   // the spawn put every fd the child needs (spawn_fds.h); a kernel before 5.9 copies it all.
   if (setup.own_fds_below >= 0 &&
       ::close_range(static_cast<unsigned>(setup.own_fds_below), ~0U, CLOSE_RANGE_UNSHARE) != 0 &&
       ::unshare(CLONE_FILES) != 0) {
-    child_fail(report, ChildStep::unshare, errno);
+    child_fail(setup, ChildStep::unshare, errno);
   }
 
   // 1. Default dispositions: ignored signals (clusterd ignores SIGPIPE) survive execve
@@ -156,34 +150,34 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
   // 2. Own session and process group, so kill(-pid) reaches the worker and its helpers
   // (protocols §3.5).
   if (::setsid() < 0) {
-    child_fail(report, ChildStep::setsid, errno);
+    child_fail(setup, ChildStep::setsid, errno);
   }
 
   // 3. fd layout. Every fd still needed below 3+n that is not already where it belongs is
   // first moved above the range, so no dup2 of the layout can overwrite it (protocols §1.2).
   const int range_end = 3 + setup.source_count;
   if (setup.status_pipe >= 0 && setup.status_pipe < range_end) {
-    setup.status_pipe = move_above(setup.status_pipe, range_end, report);
+    setup.status_pipe = move_above(setup.status_pipe, range_end, setup);
   }
   for (int target = 0; target < 3; ++target) {
     int& source = setup.stdio[target];
     if (source >= 0 && source != target && source < range_end) {
-      source = move_above(source, range_end, report);
+      source = move_above(source, range_end, setup);
     }
   }
   for (int i = 0; i < setup.source_count; ++i) {
     int& source = setup.sources[i];
     if (source < range_end && source != 3 + i) {
-      source = move_above(source, range_end, report);
+      source = move_above(source, range_end, setup);
     }
   }
   for (int target = 0; target < 3; ++target) {
     if (setup.stdio[target] >= 0) {
-      place_fd(setup.stdio[target], target, ChildStep::stdio, report);
+      place_fd(setup.stdio[target], target, ChildStep::stdio, setup);
     }
   }
   for (int i = 0; i < setup.source_count; ++i) {
-    place_fd(setup.sources[i], 3 + i, ChildStep::dup2, report);
+    place_fd(setup.sources[i], 3 + i, ChildStep::dup2, setup);
   }
 
   // 4. Everything above the layout is closed by execve. CLOSE_RANGE_CLOEXEC marks rather than
@@ -200,26 +194,26 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
   // 5. The soft fd limit clusterd started with: select()-based programs break above 1024
   // (protocols §3.8). Then the working directory.
   if (setup.restore_nofile && ::setrlimit(RLIMIT_NOFILE, &setup.nofile) != 0) {
-    child_fail(report, ChildStep::setrlimit, errno);
+    child_fail(setup, ChildStep::setrlimit, errno);
   }
   if (setup.directory != nullptr && ::chdir(setup.directory) != 0) {
-    child_fail(report, ChildStep::chdir, errno);
+    child_fail(setup, ChildStep::chdir, errno);
   }
 
   // 6. Privileges: groups first, then gid, then uid; after setuid nothing else can be changed
   // (protocols §3.9, setgroups(2)). Verified, because a partial drop must not run the worker.
   if (const Credentials* wanted = setup.credentials) {
     if (raw_setgroups(wanted->groups) != 0) {
-      child_fail(report, ChildStep::setgroups, errno);
+      child_fail(setup, ChildStep::setgroups, errno);
     }
     if (raw_setgid(wanted->gid) != 0) {
-      child_fail(report, ChildStep::setgid, errno);
+      child_fail(setup, ChildStep::setgid, errno);
     }
     if (::getgid() != wanted->gid || ::getegid() != wanted->gid) {
-      child_fail(report, ChildStep::setgid, EPERM);
+      child_fail(setup, ChildStep::setgid, EPERM);
     }
     if (raw_setuid(wanted->uid) != 0) {
-      child_fail(report, ChildStep::setuid, errno);
+      child_fail(setup, ChildStep::setuid, errno);
     }
     // A clusterd that is not root changes ids with CAP_SETUID/CAP_SETGID, and setuid() from one
     // non-zero uid to another keeps every capability (capabilities(7)): drop them all (the
@@ -229,22 +223,22 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
       __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
       __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = {};
       if (::syscall(SYS_capset, &header, none) != 0) {
-        child_fail(report, ChildStep::setuid, errno);
+        child_fail(setup, ChildStep::setuid, errno);
       }
     }
     if (::getuid() != wanted->uid || ::geteuid() != wanted->uid ||
         (wanted->uid != 0 && raw_setuid(0) == 0)) {
-      child_fail(report, ChildStep::setuid, EPERM);
+      child_fail(setup, ChildStep::setuid, EPERM);
     }
   }
 
   // 7. Parent-death signal after the id change, which clears it (prctl(2)); then make sure
   // the parent did not die before it was set, since then no signal will ever come.
   if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) {
-    child_fail(report, ChildStep::pdeathsig, errno);
+    child_fail(setup, ChildStep::pdeathsig, errno);
   }
   if (::getppid() != setup.parent_pid) {
-    child_fail(report, ChildStep::getppid, ESRCH);
+    child_fail(setup, ChildStep::getppid, ESRCH);
   }
 
   // 8. Fill LISTEN_PID in the child: only it knows its pid (protocols §1.2).
@@ -261,14 +255,14 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
   sigset_t empty;
   ::sigemptyset(&empty);
   if (::sigprocmask(SIG_SETMASK, &empty, nullptr) != 0) {
-    child_fail(report, ChildStep::sigprocmask, errno);
+    child_fail(setup, ChildStep::sigprocmask, errno);
   }
 
   // 10. "Reaching exec", then the program.
   setup.report.reaching_exec = true;
   write_record(setup.status_pipe, reaching_exec_record);
   ::execve(setup.executable, setup.argv, setup.envp);
-  child_fail(report, ChildStep::exec, errno);
+  child_fail(setup, ChildStep::exec, errno);
 }
 
 int clone_entry(void* setup) noexcept { run_child(*static_cast<ChildSetup*>(setup)); }

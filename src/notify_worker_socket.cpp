@@ -25,6 +25,7 @@
 
 #include "decimal.h"
 #include "errno_text.h"
+#include "pidfd.h"
 #include "umask_scope.h"
 
 namespace clusterd {
@@ -91,9 +92,6 @@ bool is_descendant(pid_t sender, pid_t worker) {
   return false;
 }
 
-// The raw system call, as in process.cpp: glibc 2.36's pidfd_open cannot be linked from C++.
-// The fd is close-on-exec (pidfd_open(2)). -1 before Linux 5.3: strangers are then not kept.
-Fd open_pidfd(pid_t pid) { return Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U))); }
 
 // A pidfd turns readable when its process has exited (pidfd_open(2)); until then the pid is
 // still that process's, whatever was reaped meanwhile.

@@ -30,6 +30,7 @@
 
 #include "child_setup.h"
 #include "child_launch.h"
+#include "pidfd.h"
 #include "text_file.h"
 
 namespace clusterd {
@@ -40,12 +41,6 @@ namespace {
 // once at start by raise_nofile_limit(), read by every spawn.
 std::optional<rlim_t> original_nofile_soft;
 
-// glibc 2.36's <sys/pidfd.h> declares its wrappers without extern "C" (fixed in 2.37), so a
-// C++ program cannot link against them; the raw system calls do the same (pidfd_open(2),
-// pidfd_send_signal(2)).
-int send_signal_to_pidfd(int pidfd, int signal) noexcept {
-  return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0U));
-}
 
 // waitid(P_PIDFD) (Linux 5.4) works: asked once with a number that is no fd, which a kernel
 // that knows P_PIDFD refuses with EBADF and an older one with EINVAL.

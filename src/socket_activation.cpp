@@ -28,6 +28,7 @@
 #include "address.h"
 #include "decimal.h"
 #include "errno_text.h"
+#include "pidfd.h"
 #include "socket_address.h"
 
 namespace clusterd {
@@ -49,9 +50,8 @@ std::optional<std::string> environment(const char* name) {
 
 // Whether LISTEN_PIDFDID names this process, checked as libsystemd checks it (sd-daemon.c):
 // only where pidfds have inode numbers of their own (pidfs); elsewhere LISTEN_PID decides.
-// The raw system call, as in process.cpp: glibc 2.36's pidfd_open cannot be linked from C++.
 bool pidfd_id_is_ours(std::uint64_t expected) {
-  const Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0U)));
+  const Fd pidfd = open_pidfd(::getpid());
   struct statfs filesystem {};
   struct stat status {};
   if (!pidfd || ::fstatfs(pidfd.get(), &filesystem) != 0 ||
