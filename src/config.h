@@ -47,7 +47,9 @@ struct ListenerConfig {
   int backlog = 4096;
   unsigned mode = 0660;    // unix sockets only
   bool ipv6_only = false;  // true for [V6]:PORT unless set; false for :PORT (dual stack)
-  ReusePort reuseport = ReusePort::shared;
+  // Unset: per-slot for a TCP address when clusterd can steer connections to the slots whose
+  // worker accepts (reuseport_in_effect, reuseport_steering.h), else shared.
+  std::optional<ReusePort> reuseport;
 };
 
 // When a new worker counts as ready. automatic: it sent READY=1, or it waits for connections on

@@ -76,7 +76,11 @@ std::string to_toml(const Config& config) {
       line("ipv6_only", listener.ipv6_only ? "true" : "false");
     }
     if (listener.address.family != AddressFamily::unix_path) {
-      line("reuseport", quote(listener.reuseport == ReusePort::per_slot ? "per-slot" : "shared"));
+      optional_line("reuseport",
+                    listener.reuseport
+                        ? std::optional(quote(*listener.reuseport == ReusePort::per_slot ? "per-slot" : "shared"))
+                        : std::nullopt,
+                    "unset (per-slot where clusterd can steer connections, else shared)");
     }
   }
 

@@ -361,6 +361,7 @@ std::string status_reply(const InstanceStatus& status) {
       // Only for per-slot listeners: a shared listener's entry stays what it always was.
       entry["reuseport"] = "per-slot";
       entry["sockets"] = listener.sockets;
+      entry["steered"] = listener.steered;
     }
     listeners.push_back(std::move(entry));
   }

@@ -84,6 +84,7 @@ struct ListenerStatus {
   int fd = 3;             // the fd number workers get it on
   bool per_slot = false;  // reuseport = "per-slot": each slot's workers get their slot's own socket
   int sockets = 1;        // sockets open now: one per slot that has one, for a per-slot listener
+  bool steered = false;   // per-slot: new connections go only to slots whose worker is ready
 };
 
 // What a worker's process tree costs, read when `status` was asked (process_tree.h).

@@ -183,6 +183,9 @@ std::string header(const Json& reply) {
       if (text_field(listener, "reuseport") == "per-slot") {
         const std::string sockets = text_field(listener, "sockets");
         fd += ", per-slot: " + sockets + (sockets == "1" ? " socket" : " sockets");
+        if (text_field(listener, "steered") == "false") {
+          fd += ", unsteered";
+        }
       }
       listening += (listening.empty() ? "" : ", ") + text_field(listener, "name") + " " +
                    text_field(listener, "address") + " (" + fd + ")";

@@ -221,7 +221,7 @@ void Daemon::drain_events() {
     }
   }
   prune_generations();
-  close_unneeded_slot_sockets();
+  steer_and_close_slot_sockets();
 }
 
 void Daemon::execute(const std::vector<Action>& actions) {
@@ -380,23 +380,28 @@ void Daemon::check_listeners(std::span<const int> slots) {
   }
 }
 
-void Daemon::close_unneeded_slot_sockets() {
-  std::optional<StatusSnapshot> status;  // only with a per-slot listener: it is not free
+void Daemon::steer_and_close_slot_sockets() {
+  std::optional<std::vector<SlotActivity>> activity;  // only with a per-slot listener
   for (ListenerSockets* listener : open_listeners_now()) {
     if (listener->per_slot()) {
-      if (!status) {
-        status = supervisor_.status(Clock::now());
+      if (!activity) {
+        activity = supervisor_.slot_activity();
       }
-      listener->close_unneeded(
-          [&](int slot) { return slot_socket_needed(*status, supervisor_.workers_wanted(), slot); });
+      // Steered away first: a socket closed next hands its queue to the slots that accept.
+      listener->steer(*activity);
+      listener->close_unneeded([&](int slot) {
+        return slot_socket_needed(*activity, supervisor_.workers_wanted(), slot, listener->steered());
+      });
     }
   }
 }
 
 void Daemon::warn_about_per_slot_scale_down(const GenerationListeners& listeners) {
-  const bool any_per_slot = std::any_of(listeners.begin(), listeners.end(),
-                                        [](const auto& entry) { return entry.second->per_slot(); });
-  if (any_per_slot && !tcp_migrate_req_checked_) {
+  // A steered group's program moves a closed socket's queue whatever the sysctl says.
+  const bool any_unsteered = std::any_of(listeners.begin(), listeners.end(), [](const auto& entry) {
+    return entry.second->per_slot() && !entry.second->steered();
+  });
+  if (any_unsteered && !tcp_migrate_req_checked_) {
     tcp_migrate_req_checked_ = true;  // once: it is the system's setting, not the file's
     warn_about_tcp_migrate_req();
   }

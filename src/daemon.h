@@ -93,7 +93,9 @@ class Daemon {
   void check_listeners(std::span<const int> slots);
   // reap_all, and the listeners an orphan it reaped may have stopped.
   void sweep_children();
-  void close_unneeded_slot_sockets();
+  // Per-slot listeners: new connections to the slots that accept; sockets of slots that no
+  // longer need one closed (listener_sockets.h).
+  void steer_and_close_slot_sockets();
   void warn_about_per_slot_scale_down(const GenerationListeners& listeners);
   void drain_events();
   // A stop began (quick: SIGQUIT, a second SIGTERM): the orphans' stop begins or speeds up.

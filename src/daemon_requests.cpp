@@ -20,10 +20,13 @@ namespace {
 
 // Two listener configurations stand for the same sockets when they bind the same thing the same
 // way. Port 0 binds a different port each time, so such listeners are told apart by their names.
-bool same_socket(const ListenerConfig& a, const ListenerConfig& b) {
-  const bool kernel_port = a.address.family != AddressFamily::unix_path && a.address.port == 0;
-  return a.address == b.address && a.ipv6_only == b.ipv6_only && a.reuseport == b.reuseport &&
-         (!kernel_port || a.name == b.name);
+// A wanted reuseport left unset leaves the choice to clusterd, and keeping the sockets that run
+// is its choice (sockets systemd passed stay shared).
+bool same_socket(const ListenerConfig& running, const ListenerConfig& wanted) {
+  const bool kernel_port = running.address.family != AddressFamily::unix_path && running.address.port == 0;
+  const bool same_reuseport = !wanted.reuseport || reuseport_in_effect(running) == reuseport_in_effect(wanted);
+  return running.address == wanted.address && running.ipv6_only == wanted.ipv6_only && same_reuseport &&
+         (!kernel_port || running.name == wanted.name);
 }
 
 // What a running clusterd cannot change in place: where it logs (log.level is applied when the
@@ -293,7 +296,7 @@ InstanceStatus Daemon::instance_status_now(bool pss) {
   int fd = 3;
   for (const auto& [listener_config, listener] : generation.listeners) {
     status.listeners.push_back({listener_config.name, listener->bound_address(), fd++, listener->per_slot(),
-                                static_cast<int>(listener->socket_count())});
+                                static_cast<int>(listener->socket_count()), listener->steered()});
   }
   const TimePoint now = Clock::now();
   status.snapshot = supervisor_.status(now);

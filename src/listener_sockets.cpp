@@ -19,7 +19,29 @@ ListenerSockets::ListenerSockets(ListenerConfig config, Listener first)
       name_(first.name()),
       bound_address_(first.bound_address()),
       backlog_(first.backlog()) {
+  const int first_fd = first.fd();
   sockets_.emplace(0, std::move(first));
+  if (!per_slot()) {
+    return;
+  }
+  auto steering = ReuseportSteering::create(max_steered_slots);
+  auto attached = steering ? steering->attach(first_fd) : tl::make_unexpected(steering.error());
+  if (attached) {
+    steering_ = std::move(*steering);
+  } else {
+    spdlog::warn("per-slot listener without steering name={} address={}: {}; connections are hashed over "
+                 "every slot's socket, one whose worker is in backoff included",
+                 name_, bound_address_, attached.error());
+  }
+}
+
+void ListenerSockets::adopt_slot_socket(int slot, Listener socket) {
+  if (steering_) {
+    // The group's program is attached once, to the group; attaching it again on every new
+    // socket keeps it on a group that was emptied and formed anew.
+    static_cast<void>(steering_->attach(socket.fd()));
+  }
+  sockets_.emplace(slot, std::move(socket));
 }
 
 std::vector<int> ListenerSockets::open_slots() const {
@@ -47,7 +69,7 @@ void ListenerSockets::open_slots(int count) {
   }
   for (int slot = 0; slot < count; ++slot) {
     if (!sockets_.contains(slot)) {
-      sockets_.emplace(slot, open_slot_socket(config_, bound_address_));
+      adopt_slot_socket(slot, open_slot_socket(config_, bound_address_));
     }
   }
   spdlog::info("listening per slot name={} address={} sockets={}", name_, bound_address_, sockets_.size());
@@ -61,9 +83,9 @@ tl::expected<int, SlotSocketFailure> ListenerSockets::fd_for(int slot) {
     return found->second.fd();
   }
   try {
-    const auto [entry, inserted] = sockets_.emplace(slot, open_slot_socket(config_, bound_address_));
+    adopt_slot_socket(slot, open_slot_socket(config_, bound_address_));
     spdlog::info("per-slot socket opened name={} slot={} address={}", name_, slot, bound_address_);
-    return entry->second.fd();
+    return sockets_.at(slot).fd();
   } catch (const ListenError& error) {
     spdlog::error("cannot open the per-slot socket of a worker name={} slot={} address={} error=\"{}\"", name_,
                   slot, bound_address_, error.what());
@@ -79,7 +101,7 @@ std::vector<int> ListenerSockets::close_unneeded(const std::function<bool(int)>&
     return closed;
   }
   for (auto entry = sockets_.begin(); entry != sockets_.end();) {
-    if (needed(entry->first)) {
+    if (needed(entry->first) || sockets_.size() == 1) {
       ++entry;
       continue;
     }
@@ -109,12 +131,44 @@ void ListenerSockets::ensure_listening(std::span<const int> slots) {
     }
     return;
   }
+  bool relistened = false;
   for (const int slot : slots) {
     const auto found = sockets_.find(slot);
     if (found != sockets_.end() && found->second.ensure_listening()) {
       spdlog::error("listener stopped by a worker; listening again name={} address={} slot={}", name_,
                     bound_address_, slot);
+      if (steering_) {
+        steering_->forget(slot);  // the kernel took it out of the steering when it stopped
+        relistened = true;
+      }
     }
+  }
+  if (relistened) {
+    accepting_.clear();  // steered again at the next steer()
+  }
+}
+
+void ListenerSockets::steer(const std::vector<SlotActivity>& activity) {
+  if (!steering_) {
+    return;
+  }
+  std::vector<bool> accepting(activity.size());
+  for (std::size_t slot = 0; slot < activity.size(); ++slot) {
+    accepting[slot] = activity[slot].accepting;
+  }
+  if (accepting == accepting_) {
+    return;
+  }
+  accepting_ = std::move(accepting);
+  std::vector<SteeringTarget> targets;
+  for (const auto& [slot, socket] : sockets_) {
+    if (static_cast<std::size_t>(slot) < accepting_.size() && accepting_[static_cast<std::size_t>(slot)]) {
+      targets.push_back({slot, socket.fd()});
+    }
+  }
+  for (const int refused : steering_->steer_to(targets)) {
+    spdlog::warn("per-slot socket not steered to name={} slot={} address={}: it does not listen", name_, refused,
+                 bound_address_);
   }
 }
 
@@ -137,27 +191,22 @@ std::shared_ptr<ListenerSockets> open_listener_sockets(const ListenerConfig& con
 
 std::optional<std::string> reuseport_change_problem(const ListenerConfig& running, const ListenerConfig& wanted) {
   const bool kernel_port = wanted.address.family != AddressFamily::unix_path && wanted.address.port == 0;
-  if (kernel_port || running.address != wanted.address || running.reuseport == wanted.reuseport) {
+  if (kernel_port || running.address != wanted.address || !wanted.reuseport ||
+      reuseport_in_effect(running) == reuseport_in_effect(wanted)) {
     return std::nullopt;  // port 0 binds a port of its own each time
   }
   const auto mode = [](ReusePort reuseport) { return reuseport == ReusePort::per_slot ? "per-slot" : "shared"; };
   return "listener \"" + wanted.name + "\" (" + format_address(wanted.address) + "): reuseport cannot change from \"" +
-         mode(running.reuseport) + "\" to \"" + mode(wanted.reuseport) +
+         mode(reuseport_in_effect(running)) + "\" to \"" + mode(reuseport_in_effect(wanted)) +
          "\" in a reload while the old socket holds the port; restart clusterd instead";
 }
 
-bool slot_socket_needed(const StatusSnapshot& status, int workers_wanted, int slot) {
-  if (slot < 0 || static_cast<std::size_t>(slot) >= status.slots.size()) {
+bool slot_socket_needed(const std::vector<SlotActivity>& activity, int workers_wanted, int slot, bool steered) {
+  if (slot < 0 || static_cast<std::size_t>(slot) >= activity.size()) {
     return slot < workers_wanted;  // a slot the Supervisor is about to add
   }
-  const SlotStatus& entry = status.slots[static_cast<std::size_t>(slot)];
-  const bool serving = std::any_of(entry.workers.begin(), entry.workers.end(), [](const WorkerStatus& worker) {
-    return worker.state != WorkerState::stopping;
-  });
-  if (serving) {
-    return true;
-  }
-  return slot < workers_wanted && entry.state != SlotState::failed && entry.state != SlotState::done;
+  const SlotActivity& entry = activity[static_cast<std::size_t>(slot)];
+  return entry.running || (!steered && slot < workers_wanted && entry.may_run);
 }
 
 std::optional<std::string> tcp_migrate_req_warning(const std::optional<std::string>& sysctl_value) {

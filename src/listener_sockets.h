@@ -14,6 +14,7 @@
 #include <tl/expected.hpp>
 
 #include "config.h"
+#include "reuseport_steering.h"
 #include "sockets.h"
 #include "supervisor.h"
 
@@ -26,12 +27,14 @@ struct SlotSocketFailure {
 };
 
 // Owns the sockets of one listener. A per-slot listener keeps slot k's socket while slot k
-// exists, whoever runs in it: the worker that crashed and the one that restarts it, the old and
-// the new worker of a reload, all get the same socket, so a slot's accept queue outlives its
-// workers. A slot's socket is bound when the slot first needs it and closed when the daemon says
-// the slot is gone (close_unneeded); every socket of a group is bound to the address the first
-// one got (the kernel's port, for port 0). Move-only; the daemon shares one between the
-// generations that keep the listener (std::shared_ptr).
+// needs it, whoever runs in it: the worker that crashed and the one that restarts it, the old and
+// the new worker of a reload, all get the same socket. A slot's socket is bound when the slot
+// first needs it and closed when the daemon says the slot no longer does (close_unneeded); every
+// socket of a group is bound to the address the first one got (the kernel's port, for port 0).
+// When the kernel lets clusterd steer (reuseport_steering.h), new connections go only to the
+// sockets of slots whose worker accepts, in turn, and a closed socket's queued connections move
+// to those. Move-only; the daemon shares one between the generations that keep the listener
+// (std::shared_ptr).
 class ListenerSockets {
  public:
   // `first`: the listener's socket as open_listeners or socket activation opened it. For a
@@ -44,7 +47,9 @@ class ListenerSockets {
 
   const ListenerConfig& config() const { return config_; }
   const std::string& name() const { return name_; }
-  bool per_slot() const { return config_.reuseport == ReusePort::per_slot; }
+  bool per_slot() const { return reuseport_in_effect(config_) == ReusePort::per_slot; }
+  // Per-slot, with the steering program attached: connections go to accepting slots only.
+  bool steered() const { return steering_.has_value(); }
   // What every socket of the listener is bound to, as logged at start ("127.0.0.1:43121").
   const std::string& bound_address() const { return bound_address_; }
   int backlog() const { return backlog_; }
@@ -63,9 +68,14 @@ class ListenerSockets {
   // socket was closed). Opening and failing to open are logged. Never throws.
   tl::expected<int, SlotSocketFailure> fd_for(int slot);
 
+  // Steered: new connections go to the sockets of the slots whose activity says accepting, and
+  // to every socket, hashed, while there is none. Changes only what differs from the last call.
+  void steer(const std::vector<SlotActivity>& activity);
+
   // Per-slot: closes the socket of every slot for which `needed(slot)` is false, logging each
-  // (clusterd's copy only: a worker still running keeps its own until it exits). Returns the
-  // slots closed. A shared listener is never closed here.
+  // (clusterd's copy only: a worker still running keeps its own until it exits), but never the
+  // last one: it holds the port, and new connections wait in its queue for a worker. Returns
+  // the slots closed. A shared listener is never closed here.
   std::vector<int> close_unneeded(const std::function<bool(int)>& needed);
 
   // Why a reload must not keep this listener: its unix socket file's directory is no longer
@@ -87,11 +97,16 @@ class ListenerSockets {
   void ensure_every_socket_listening();
 
  private:
+  static constexpr int max_steered_slots = 4096;  // the most workers a pool can have
+  void adopt_slot_socket(int slot, Listener socket);
+
   ListenerConfig config_;
   std::string name_;
   std::string bound_address_;
   int backlog_ = 0;
   std::map<int, Listener> sockets_;  // by slot; a shared listener has one, at 0
+  std::optional<ReuseportSteering> steering_;
+  std::vector<bool> accepting_;  // by slot, as steer() was last told
 };
 
 // Opens a listener a reload added: its first socket (open_listeners), logged as `listening name=
@@ -107,11 +122,13 @@ std::optional<std::string> reuseport_change_problem(const ListenerConfig& runnin
 
 // Whether slot `slot` still needs its per-slot socket, by the Supervisor's status and the worker
 // count wanted (a reload's target while one is under way). A slot needs it while a worker of it
-// runs that is not stopping, or while it is within the wanted count and may run one again (not
-// failed for good, not done: a socket no worker will ever accept on would hold its share of new
-// connections forever). So scale-down closes a removed slot's socket once its worker is asked to
-// stop, and a crashed slot in backoff keeps its socket, with its queue, for the restart.
-bool slot_socket_needed(const StatusSnapshot& status, int workers_wanted, int slot);
+// runs that is not stopping. Unsteered, also while it is within the wanted count and may run one
+// again (not failed for good, not done: a socket no worker will ever accept on would hold its
+// share of new connections forever), so a crashed slot in backoff keeps its socket, with its
+// queue, for the restart. Steered, a slot in backoff needs none: closing it hands its queued
+// connections to the slots that accept, and its next worker gets a new socket. Either way
+// scale-down closes a removed slot's socket once its worker is asked to stop.
+bool slot_socket_needed(const std::vector<SlotActivity>& activity, int workers_wanted, int slot, bool steered);
 
 // The warning for a start with a per-slot listener, by the content of
 // /proc/sys/net/ipv4/tcp_migrate_req (nullopt: the file is missing, before Linux 5.14): without

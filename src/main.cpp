@@ -132,6 +132,10 @@ void open_or_adopt_listeners(const Config& config, DaemonSetup& setup) {
   setup.listeners = adopt_listeners(std::move(inherited), config.listeners);
   if (!config.listeners.empty()) {
     setup.listener_configs = config.listeners;
+    for (ListenerConfig& adopted : setup.listener_configs) {
+      // systemd passed one socket: an unset reuseport shares it (an explicit "per-slot" was refused).
+      adopted.reuseport = ReusePort::shared;
+    }
     return;
   }
   // No [[listen]]: every inherited socket is passed on as it is, under its own name.
@@ -139,6 +143,7 @@ void open_or_adopt_listeners(const Config& config, DaemonSetup& setup) {
     ListenerConfig adopted;
     adopted.name = listener.name();
     adopted.address = parse_address(listener.bound_address()).value_or(Address{});
+    adopted.reuseport = ReusePort::shared;
     setup.listener_configs.push_back(std::move(adopted));
   }
 }

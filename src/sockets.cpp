@@ -22,6 +22,7 @@
 #include <spdlog/spdlog.h>
 
 #include "errno_text.h"
+#include "reuseport_steering.h"
 #include "socket_address.h"
 #include "trusted_path.h"
 #include "umask_scope.h"
@@ -44,7 +45,11 @@ void set_int_option(int fd, int level, int option, int value, std::string_view n
   }
 }
 
-Listener open_tcp(const ListenerConfig& config) {
+// How a TCP socket relates to SO_REUSEPORT: none (a shared listener), the first socket of a
+// per-slot group, or one more member of a group already listening.
+enum class Reuse { none, group_first, group_member };
+
+Listener open_tcp(const ListenerConfig& config, Reuse reuse) {
   Address address = config.address;
   std::string shown = format_address(address);
   Fd fd(::socket(address.family == AddressFamily::ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -65,11 +70,11 @@ Listener open_tcp(const ListenerConfig& config) {
   // Lets a restarted clusterd bind while old connections sit in TIME_WAIT; a socket that is
   // still listening on the address is refused all the same (protocols §4.1).
   set_int_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", shown);
-  if (config.reuseport == ReusePort::per_slot) {
-    // Before bind(), on every socket of the group: the kernel lets a socket join a port's
-    // SO_REUSEPORT group only if it and every socket already there have it, with the same
-    // effective uid (socket(7)). A shared listener never sets it, so no other process can
-    // quietly bind the port beside clusterd's socket and take a share of its connections.
+  if (reuse == Reuse::group_member) {
+    // Before bind(): the kernel lets a socket join a port's SO_REUSEPORT group only if it and
+    // every socket already there have it, with the same effective uid (socket(7)). A shared
+    // listener never sets it, so no other process can quietly bind the port beside clusterd's
+    // socket and take a share of its connections.
     set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT", shown);
   }
   if (address.family == AddressFamily::ipv6) {
@@ -79,6 +84,12 @@ Listener open_tcp(const ListenerConfig& config) {
   SocketAddress socket_address = to_socket_address(address);
   if (::bind(fd.get(), socket_address.get(), socket_address.length) != 0) {
     fail("bind", shown, errno);
+  }
+  if (reuse == Reuse::group_first) {
+    // After bind(), so the bind fails like a shared listener's while anything else holds the
+    // port (another clusterd's group of the same user included: joining it would split its
+    // connections with ours); before listen(), which forms the group the others join.
+    set_int_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT", shown);
   }
   const int backlog = effective_backlog(config.backlog);
   if (::listen(fd.get(), backlog) != 0) {
@@ -402,7 +413,7 @@ bool Listener::replace_unix_socket() {
 
 Listener open_slot_socket(const ListenerConfig& config, const std::string& group_address) {
   const auto address = parse_address(group_address);
-  if (!address || address->family == AddressFamily::unix_path || config.reuseport != ReusePort::per_slot) {
+  if (!address || address->family == AddressFamily::unix_path || reuseport_in_effect(config) != ReusePort::per_slot) {
     throw ListenError("listener \"" + config.name + "\": " + group_address +
                       ": not the TCP address of a per-slot listener");
   }
@@ -413,7 +424,7 @@ Listener open_slot_socket(const ListenerConfig& config, const std::string& group
   slot.address = *address;
   slot.ipv6_only = address->family == AddressFamily::ipv6 && config.ipv6_only;
   try {
-    return open_tcp(slot);
+    return open_tcp(slot, Reuse::group_member);
   } catch (const ListenError& error) {
     throw ListenError("listener \"" + config.name + "\": " + error.what(), error.error());
   }
@@ -427,7 +438,8 @@ std::vector<Listener> open_listeners(const std::vector<ListenerConfig>& listener
       if (config.address.family == AddressFamily::unix_path) {
         opened.push_back(open_unix(config));
       } else {
-        opened.push_back(open_tcp(config));
+        opened.push_back(open_tcp(
+            config, reuseport_in_effect(config) == ReusePort::per_slot ? Reuse::group_first : Reuse::none));
       }
     } catch (const ListenError& error) {
       // Name the listener as the operator wrote it, so "which one?" needs no guessing.

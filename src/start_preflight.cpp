@@ -25,6 +25,7 @@
 #include "executable_path.h"
 #include "fd.h"
 #include "program_format.h"
+#include "reuseport_steering.h"
 #include "socket_address.h"
 #include "text_file.h"
 #include "trusted_path.h"
@@ -144,7 +145,7 @@ int probe_tcp(const ListenerConfig& config) {
     return errno;
   }
   set_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1);
-  if (config.reuseport == ReusePort::per_slot) {
+  if (reuseport_in_effect(config) == ReusePort::per_slot) {
     set_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1);
   }
   if (address.family == AddressFamily::ipv6) {

@@ -172,6 +172,13 @@ struct Counters {
   std::optional<Duration> last_reload;    // how long the last finished or abandoned one took
 };
 
+// What a slot's per-slot sockets depend on (listener_sockets.h), without the cost of status().
+struct SlotActivity {
+  bool accepting = false;  // a worker of it is ready and not stopping: new connections may go there
+  bool running = false;    // a worker of it runs that is not stopping (starting or ready)
+  bool may_run = true;     // not failed for good, not done: it may run a worker again
+};
+
 struct StatusSnapshot {
   std::uint64_t generation = 1;  // the last finished generation
   std::optional<std::uint64_t> reloading_to;
@@ -208,6 +215,8 @@ class Supervisor {
   std::optional<TimePoint> next_deadline() const { return next_deadline_; }
 
   StatusSnapshot status(TimePoint now) const;
+  // Every slot's activity, in slot order: one pass over the slots and one over the workers.
+  std::vector<SlotActivity> slot_activity() const;
 
   // Generations whose configuration the shell must keep: those of live workers, of slots (a
   // restart uses its slot's generation) and of a reload under way or queued.

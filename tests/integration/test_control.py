@@ -89,7 +89,9 @@ def test_status_lists_exactly_the_children_of_clusterd(start_clusterd):
     assert status["generation"] == 1
     assert status["workers_wanted"] == 3
     assert status["config"] is None
-    assert status["listeners"] == [{"name": "http", "address": clusterd.address("http"), "fd": 3}]
+    # --listen leaves reuseport unset: per-slot and steered, as root (test_reuseport.py).
+    assert status["listeners"] == [{"name": "http", "address": clusterd.address("http"), "fd": 3,
+                                    "reuseport": "per-slot", "sockets": 3, "steered": True}]
     assert worker_pids(status) == set(clusterd.children())
     assert sorted(w["slot"] for w in status["workers"]) == [0, 1, 2]
     for entry in status["workers"]:
@@ -103,7 +105,7 @@ def test_status_lists_exactly_the_children_of_clusterd(start_clusterd):
     assert (code, err) == (0, ""), err
     lines = out.splitlines()
     assert lines[0].startswith("python3: pid %d, generation 1, 3/3 workers ready" % clusterd.pid)
-    assert "  listening: http %s (fd 3)" % clusterd.address("http") in lines
+    assert "  listening: http %s (fd 3, per-slot: 3 sockets)" % clusterd.address("http") in lines
     header = next(l for l in lines if l.startswith("SLOT"))
     assert re.match(r"SLOT +PID +GEN +STATE +UPTIME +CPU +MEM +RESTARTS +LAST EXIT$", header)
     rows = lines[lines.index(header) + 1:]

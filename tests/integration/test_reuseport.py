@@ -1,8 +1,11 @@
-"""reuseport = "per-slot" with the real binary (interface §2.1, §3, §7; protocols §4.1 model B):
-each slot's workers get an SO_REUSEPORT socket of their own on one port, bound and kept by
-clusterd, so a crashed worker's queue waits for its replacement and a reload hands the new worker
-the same socket; scaling opens and closes slots' sockets; a worker's shutdown() of its socket is
-repaired; a unix or socket-activated per-slot listener is refused; the tcp_migrate_req warning.
+"""Per-slot listeners with the real binary (interface §2.1, §3, §7; protocols §4.1 model B): each
+slot's workers get an SO_REUSEPORT socket of their own on one port, bound and kept by clusterd, the
+default for TCP where clusterd can load its steering program (root here). Steered, new connections
+go in turn to ready workers only, and a slot in backoff hands its queue to the others; unsteered
+(CAP_BPF dropped), a crashed worker's queue waits for its replacement. A reload hands the new
+worker the same socket; scaling opens and closes slots' sockets; a worker's shutdown() of its
+socket is repaired; a unix or socket-activated per-slot listener is refused; the tcp_migrate_req
+warning.
 """
 import json
 import os
@@ -11,6 +14,8 @@ import signal
 import socket
 import subprocess
 import time
+
+import pytest
 
 import harness
 from harness import PYTHON, http_get, serving_pids, socket_inodes, wait_until, worker
@@ -99,24 +104,28 @@ def test_each_slot_gets_its_own_socket_on_one_port_and_every_slot_serves(start_c
 
     status = clusterd.status()
     assert status["listeners"] == [{"name": "http", "address": address, "fd": 3, "reuseport": "per-slot",
-                                    "sockets": 2}]
+                                    "sockets": 2, "steered": True}]
     code, out, err = clusterd.control("status")
     assert code == 0, err
     assert "  listening: http %s (fd 3, per-slot: 2 sockets)" % address in out.splitlines()
 
 
-def test_a_killed_workers_slot_keeps_its_socket_no_connection_is_refused(start_clusterd, tmpdir_short):
-    clusterd, address, port = start_per_slot(start_clusterd, tmpdir_short, 2)
+@pytest.mark.parametrize("steered", [True, False])
+def test_a_killed_workers_slot_keeps_its_socket_no_connection_is_refused(start_clusterd, tmpdir_short, steered):
+    config = write_config(tmpdir_short, 2)
+    clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short, wrapper=() if steered else WITHOUT_BPF)
+    address = clusterd.address("http")
+    port = int(address.rpartition(":")[2])
     slots = serving_slots(clusterd, 2)
     kept = socket_inode(slots[1])
     os.kill(slots[1], signal.SIGKILL)
     # A zombie has closed its fds: from here on nothing of the old worker can accept.
     wait_until(lambda: not harness.pid_alive(slots[1]), 10.0, "the killed worker gone")
 
-    # Connections made right away, while slot 1 has no worker: those hashed to its socket wait in
-    # its queue for the replacement (the first restart of a streak is immediate; a Python worker
-    # takes far longer to start than this loop), the others go to slot 0. None is refused, and
-    # each gets its answer. Bounded: 40 connections, 10 s.
+    # Connections made right away, while slot 1 has no ready worker (the first restart of a streak
+    # is immediate; a Python worker takes far longer to start than this loop). Steered, they all go
+    # to slot 0; unsteered, those hashed to slot 1's socket wait in its queue for the replacement.
+    # None is refused, and each gets its answer. Bounded: 40 connections, 10 s.
     refused = 0
     clients = []
     deadline = time.monotonic() + 10.0
@@ -138,10 +147,11 @@ def test_a_killed_workers_slot_keeps_its_socket_no_connection_is_refused(start_c
 
     replacement = serving_slots(clusterd, 2)[1]
     assert replacement != slots[1]
-    # The ones slot 1's socket got were accepted by the replacement: they had waited in its queue
-    # (a hash sends each of 40 connections to either socket; none to slot 1 is 2^-40 likely).
+    # Unsteered, the ones slot 1's socket got were accepted by the replacement: they had waited in
+    # its queue (a hash sends each of 40 connections to either socket; none to slot 1 is 2^-40
+    # likely).
     answered_by = [json.loads(answer.split(b"\r\n\r\n", 1)[1])["pid"] for answer in answers]
-    assert set(answered_by) == {slots[0], replacement}
+    assert set(answered_by) == ({slots[0]} if steered else {slots[0], replacement})
     assert socket_inode(replacement) == kept                   # the same socket, queue and all
     assert held_on_port(clusterd.pid, port) == {socket_inode(slots[0]), kept}
 
@@ -255,8 +265,24 @@ def migrate_req():
         return None
 
 
-def test_tcp_migrate_req_warning_exactly_when_it_is_off(start_clusterd, tmpdir_short):
-    clusterd, address, port = start_per_slot(start_clusterd, tmpdir_short, 1)
+# Root without CAP_BPF and CAP_SYS_ADMIN (dropped from the bounding set, so exec cannot give them
+# back): the kernel refuses the steering program, as it does for an unprivileged clusterd.
+WITHOUT_BPF = ["setpriv", "--bounding-set", "-bpf,-sys_admin", "--"]
+
+
+def test_per_slot_without_steering_says_so_and_warns_exactly_when_migration_is_off(start_clusterd, tmpdir_short):
+    config = write_config(tmpdir_short, 2)
+    clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short, wrapper=WITHOUT_BPF)
+    address = clusterd.address("http")
+    serving_slots(clusterd, 2)
+    clusterd.wait_for_log(r"per-slot listener without steering name=http address=%s: cannot create the steering "
+                          r"state map \(bpf BPF_MAP_CREATE\): Operation not permitted; connections are hashed over "
+                          r"every slot's socket, one whose worker is in backoff included$" % re.escape(address))
+    assert clusterd.status()["listeners"][0]["steered"] is False
+    code, out, err = clusterd.control("status")
+    assert code == 0, err
+    assert "  listening: http %s (fd 3, per-slot: 2 sockets, unsteered)" % address in out.splitlines()
+
     warnings = clusterd.matches(r"net\.ipv4\.tcp_migrate_req")
     assert all(harness.log_level(match.string) == "warn" for match in warnings), warnings
     value = migrate_req()
@@ -269,6 +295,16 @@ def test_tcp_migrate_req_warning_exactly_when_it_is_off(start_clusterd, tmpdir_s
         assert warnings == []
 
 
+def test_an_unset_reuseport_without_steering_is_one_shared_socket(start_clusterd, tmpdir_short):
+    config = write_steering_config(tmpdir_short, 2, None, HTTP_WORKER)
+    clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short, wrapper=WITHOUT_BPF)
+    address = clusterd.address("http")
+    slots = serving_slots(clusterd, 2)
+    assert socket_inode(slots[0]) == socket_inode(slots[1])
+    assert clusterd.status()["listeners"] == [{"name": "http", "address": address, "fd": 3}]
+    assert clusterd.count(r"without steering|tcp_migrate_req|listening per slot") == 0
+
+
 def test_no_tcp_migrate_req_warning_without_a_per_slot_listener(start_clusterd, tmpdir_short):
     config = write_config(tmpdir_short, 1, reuseport="shared")
     clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
@@ -276,3 +312,120 @@ def test_no_tcp_migrate_req_warning_without_a_per_slot_listener(start_clusterd, 
     assert clusterd.count(r"tcp_migrate_req") == 0
     assert clusterd.count(r"listening per slot") == 0
     assert "reuseport" not in clusterd.status()["listeners"][0]
+
+
+# ----- steering: the default for TCP where clusterd can load a reuseport program (root here)
+
+def write_steering_config(directory, workers, reuseport, command, restart=""):
+    text = "workers = %d\ncommand = [%s]\n%s[[listen]]\nname = \"http\"\naddress = \"127.0.0.1:0\"\n" % (
+        workers, ", ".join(harness.toml_string(part) for part in command), restart)
+    if reuseport is not None:
+        text += "reuseport = %s\n" % harness.toml_string(reuseport)
+    return harness.write_file(directory, "clusterd.toml", text)
+
+
+def crash_once_then_fail(marker):
+    """A worker that serves; in slot 1, once `marker` exists, each new one exits 1 at once (so the
+    slot goes into backoff after its worker is killed)."""
+    script = ('if [ "$CLUSTERD_WORKER_ID" = 1 ] && [ -e %s ]; then exit 1; fi; exec "$@"'
+              % harness.toml_string(marker)[1:-1])
+    return ["/bin/sh", "-c", script, "sh"] + HTTP_WORKER
+
+
+def ask(address, timeout):
+    """One request on a fresh connection: the answering pid, or the exception it met."""
+    try:
+        sock = harness.connect(address, timeout=timeout)
+    except OSError as error:
+        return error
+    try:
+        sock.settimeout(timeout)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        answer = harness.read_until_closed(sock)
+        return json.loads(answer.split(b"\r\n\r\n", 1)[1])["pid"]
+    except (OSError, ValueError, IndexError) as error:
+        return error
+    finally:
+        sock.close()
+
+
+def test_an_unset_reuseport_is_per_slot_and_steered_as_root(start_clusterd, tmpdir_short):
+    assert os.geteuid() == 0, "the test suite runs as root, as CI does"
+    config = write_steering_config(tmpdir_short, 2, None, HTTP_WORKER)
+    clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
+    address = clusterd.address("http")
+    slots = serving_slots(clusterd, 2)
+    assert socket_inode(slots[0]) != socket_inode(slots[1])
+    assert clusterd.status()["listeners"] == [{"name": "http", "address": address, "fd": 3,
+                                               "reuseport": "per-slot", "sockets": 2, "steered": True}]
+    code, out, err = clusterd.control("status")
+    assert code == 0, err
+    assert "  listening: http %s (fd 3, per-slot: 2 sockets)" % address in out.splitlines()
+    assert clusterd.count(r"without steering") == 0
+    assert clusterd.count(r"tcp_migrate_req") == 0   # the program moves queues, whatever the sysctl
+
+
+def test_connections_are_dealt_to_ready_workers_in_turn(start_clusterd, tmpdir_short):
+    # Long-lived connections (HTTP/2, WebSockets) stay where they land: a shared socket lets one
+    # worker take most of them; steering deals them out in turn.
+    config = write_steering_config(tmpdir_short, 2, None, HTTP_WORKER)
+    clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
+    address = clusterd.address("http")
+    slots = serving_slots(clusterd, 2)
+    answered = [ask(address, 5.0) for _ in range(40)]
+    assert sorted(answered.count(pid) for pid in slots.values()) == [20, 20], answered
+
+
+def start_with_slot_1_in_backoff(start_clusterd, directory, reuseport, stop_slot_1_first=False):
+    """clusterd with 2 workers whose slot 1 is then killed and goes into a 10-20 s backoff.
+    Returns (clusterd, address, slot 0's pid, the clients connected while slot 1's worker was
+    stopped, if asked)."""
+    marker = os.path.join(directory, "fail-slot-1")
+    restart = '[restart]\ndelay = "20s"\nmax_delay = "20s"\n'
+    config = write_steering_config(directory, 2, reuseport, crash_once_then_fail(marker), restart)
+    clusterd = start_clusterd(["-c", config], tmpdir=directory)
+    address = clusterd.address("http")
+    slots = serving_slots(clusterd, 2)
+    queued = []
+    if stop_slot_1_first:
+        # Still ready to clusterd but accepting nothing: its turns queue on its socket.
+        os.kill(slots[1], signal.SIGSTOP)
+        for _ in range(10):
+            sock = harness.connect(address, timeout=5.0)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            queued.append(sock)
+    harness.write_file(directory, "fail-slot-1", "")
+    os.kill(slots[1], signal.SIGKILL)
+
+    def in_backoff():
+        return any(w["slot"] == 1 and w["state"] == "backoff" for w in clusterd.status()["workers"])
+    wait_until(in_backoff, 10.0, "slot 1 in backoff", describe=clusterd.log_tail)
+    return clusterd, address, slots[0], queued
+
+
+@pytest.mark.parametrize("reuseport", [None, "per-slot"])
+def test_a_slot_in_backoff_gets_no_new_connections(start_clusterd, tmpdir_short, reuseport):
+    clusterd, address, serving, _ = start_with_slot_1_in_backoff(start_clusterd, tmpdir_short, reuseport)
+    # Unsteered, about half of these would wait in slot 1's queue for its 10-20 s backoff.
+    answered = [ask(address, 5.0) for _ in range(30)]
+    assert answered == [serving] * 30, answered
+    assert "backoff" in [w["state"] for w in clusterd.status()["workers"]]   # still: nothing waited for it
+
+
+def test_connections_queued_on_a_slot_that_goes_into_backoff_move_to_the_others(start_clusterd, tmpdir_short):
+    clusterd, address, serving, queued = start_with_slot_1_in_backoff(
+        start_clusterd, tmpdir_short, "per-slot", stop_slot_1_first=True)
+    # Slot 1's socket is closed once its slot is in backoff; the program hands its queue to slot
+    # 0 (with tcp_migrate_req = 0 too). Unsteered they would wait for the restart, or be reset.
+    clusterd.wait_for_log(r"per-slot socket closed name=http slot=1 address=%s$" % re.escape(address))
+    answers = []
+    try:
+        for sock in queued:
+            sock.settimeout(5.0)
+            answers.append(harness.read_until_closed(sock))
+    finally:
+        for sock in queued:
+            sock.close()
+    pids = [json.loads(answer.split(b"\r\n\r\n", 1)[1])["pid"] for answer in answers]
+    assert pids == [serving] * len(queued), [a[:80] for a in answers]
+    assert len(queued) == 10

@@ -967,7 +967,7 @@ TEST(Config, Ipv6OnlyDefaultsByAddressForm) {
   EXPECT_EQ(config.listeners[0].name, "fd3");
 }
 
-TEST(Config, ReuseportDefaultsToSharedAndReadsPerSlot) {
+TEST(Config, ReuseportIsLeftToClusterdUnlessSet) {
   const Config config = build(with_command(
       "[[listen]]\naddress = \"127.0.0.1:0\"\nreuseport = \"per-slot\"\n"
       "[[listen]]\naddress = \"[::1]:81\"\nreuseport = \"shared\"\n"
@@ -976,7 +976,7 @@ TEST(Config, ReuseportDefaultsToSharedAndReadsPerSlot) {
   ASSERT_EQ(config.listeners.size(), 4u);
   EXPECT_EQ(config.listeners[0].reuseport, ReusePort::per_slot);
   EXPECT_EQ(config.listeners[1].reuseport, ReusePort::shared);
-  EXPECT_EQ(config.listeners[2].reuseport, ReusePort::shared);
+  EXPECT_EQ(config.listeners[2].reuseport, std::nullopt);  // reuseport_in_effect decides
   EXPECT_EQ(config.listeners[3].reuseport, ReusePort::shared);
 }
 
@@ -1215,7 +1215,7 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
             "address = \":80\"\n"
             "backlog = 4096\n"
             "ipv6_only = false\n"
-            "reuseport = \"shared\"\n"
+            "# reuseport: unset (per-slot where clusterd can steer connections, else shared)\n"
             "\n[env]\n"
             "\n[restart]\n"
             "policy = \"always\"\n"
@@ -1280,7 +1280,7 @@ TEST(ToToml, RoundTripsThroughBuildConfig) {
   EXPECT_EQ(second.restart.burst, 10);
   ASSERT_EQ(second.listeners.size(), 4u);
   EXPECT_EQ(second.listeners[0].reuseport, ReusePort::per_slot);
-  EXPECT_EQ(second.listeners[2].reuseport, ReusePort::shared);
+  EXPECT_EQ(second.listeners[2].reuseport, std::nullopt);
   EXPECT_NE(written.find("address = \"0.0.0.0:8000\"\nbacklog = 128\nreuseport = \"per-slot\"\n"), std::string::npos);
   EXPECT_FALSE(second.listeners[2].ipv6_only);
   EXPECT_TRUE(second.listeners[3].ipv6_only);

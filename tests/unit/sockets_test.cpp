@@ -39,9 +39,12 @@ using ::testing::StartsWith;
 // A deadline for events that must already have happened; reaching it fails the test.
 constexpr int event_timeout_ms = 10'000;
 
+// A shared listener unless a test says otherwise (left unset, a TCP listener is per-slot where
+// clusterd can steer: UnsetReuseport below).
 ListenerConfig listener_config(std::string_view address_text, std::string name = "fd3") {
   ListenerConfig config;
   config.name = std::move(name);
+  config.reuseport = ReusePort::shared;
   auto address = parse_address(address_text);
   EXPECT_TRUE(address.has_value()) << address_text;
   config.address = address.value_or(Address{});
@@ -706,6 +709,14 @@ TEST(OpenListeners, APerSlotListenerCannotBindAPortASharedSocketHolds) {
             "listener \"http\": bind " + plain.bound_address() + ": Address already in use");
 }
 
+TEST(OpenListeners, APerSlotListenerCannotJoinAnotherPerSlotGroupOnItsPort) {
+  // A second clusterd of the same user on the same port: SO_REUSEPORT would let it join the
+  // first one's group and split its connections, so the group's first socket binds without it.
+  ListenerSockets first = per_slot_group(per_slot_config("127.0.0.1:0", "first"), 2);
+  EXPECT_EQ(listen_error_of({per_slot_config(first.bound_address())}),
+            "listener \"http\": bind " + first.bound_address() + ": Address already in use");
+}
+
 TEST(ListenerSockets, APerSlotGroupBindsOneReusePortSocketPerSlotOnOnePort) {
   ListenerSockets group = per_slot_group(per_slot_config("127.0.0.1:0"), 4);
   ASSERT_EQ(group.socket_count(), 4u);
@@ -806,59 +817,45 @@ TEST(ListenerSockets, EnsureListeningListensAgainOnASlotsSocketAWorkerShutDown) 
 
 // ----- which slots keep their per-slot socket
 
-WorkerStatus worker_in(int slot, WorkerState state) {
-  WorkerStatus worker;
-  worker.id = WorkerId{slot, 1, 1};
-  worker.pid = 100 + slot;
-  worker.state = state;
-  return worker;
+SlotActivity accepting() { return {.accepting = true, .running = true, .may_run = true}; }
+SlotActivity starting() { return {.accepting = false, .running = true, .may_run = true}; }
+// No worker, or only one asked to stop: in backoff, or about to be restarted or removed.
+SlotActivity down() { return {.accepting = false, .running = false, .may_run = true}; }
+SlotActivity never_again() { return {.accepting = false, .running = false, .may_run = false}; }
+
+TEST(SlotSocketNeeded, UnsteeredASlotWithinTheCountKeepsItsSocketWhileItsWorkerIsDown) {
+  const std::vector<SlotActivity> activity{accepting(), down()};
+  EXPECT_TRUE(slot_socket_needed(activity, 2, 0, false));
+  EXPECT_TRUE(slot_socket_needed(activity, 2, 1, false));  // its queue waits for the restart
 }
 
-SlotStatus slot_status(int slot, SlotState state, std::vector<WorkerStatus> workers) {
-  SlotStatus entry;
-  entry.slot = slot;
-  entry.state = state;
-  entry.workers = std::move(workers);
-  return entry;
-}
-
-TEST(SlotSocketNeeded, ASlotWithinTheCountKeepsItsSocketWhileItsWorkerIsDown) {
-  StatusSnapshot status;
-  status.slots = {slot_status(0, SlotState::running, {worker_in(0, WorkerState::ready)}),
-                  slot_status(1, SlotState::backoff, {})};
-  EXPECT_TRUE(slot_socket_needed(status, 2, 0));
-  EXPECT_TRUE(slot_socket_needed(status, 2, 1));  // its queue waits for the restart
+TEST(SlotSocketNeeded, SteeredASlotWhoseWorkerIsDownLetsGoSoItsQueueMoves) {
+  const std::vector<SlotActivity> activity{accepting(), down(), starting()};
+  EXPECT_TRUE(slot_socket_needed(activity, 3, 0, true));
+  EXPECT_FALSE(slot_socket_needed(activity, 3, 1, true));  // its next worker gets a new socket
+  EXPECT_TRUE(slot_socket_needed(activity, 3, 2, true));
 }
 
 TEST(SlotSocketNeeded, ARemovedSlotLetsGoOnceItsWorkerIsStopping) {
-  StatusSnapshot status;
-  status.slots = {slot_status(0, SlotState::running, {worker_in(0, WorkerState::ready)}),
-                  slot_status(1, SlotState::running, {worker_in(1, WorkerState::ready)}),
-                  slot_status(2, SlotState::running, {worker_in(2, WorkerState::stopping)})};
-  EXPECT_TRUE(slot_socket_needed(status, 1, 0));
-  EXPECT_TRUE(slot_socket_needed(status, 1, 1));   // not asked to stop yet (a reload to fewer, say)
-  EXPECT_FALSE(slot_socket_needed(status, 1, 2));  // asked to stop: the worker's own copy is enough
-  EXPECT_FALSE(slot_socket_needed(status, 1, 3));  // no such slot
+  const std::vector<SlotActivity> activity{accepting(), accepting(), down()};
+  for (const bool steered : {false, true}) {
+    EXPECT_TRUE(slot_socket_needed(activity, 1, 0, steered));
+    EXPECT_TRUE(slot_socket_needed(activity, 1, 1, steered));   // not asked to stop yet (a reload to fewer, say)
+    EXPECT_FALSE(slot_socket_needed(activity, 1, 2, steered));  // asked to stop: the worker's own copy is enough
+    EXPECT_FALSE(slot_socket_needed(activity, 1, 3, steered));  // no such slot
+  }
 }
 
 TEST(SlotSocketNeeded, ASlotOfTheReloadTargetNotAddedYetKeepsItsSocket) {
-  StatusSnapshot status;
-  status.slots = {slot_status(0, SlotState::running, {worker_in(0, WorkerState::ready)})};
-  EXPECT_TRUE(slot_socket_needed(status, 3, 2));
-}
-
-TEST(SlotSocketNeeded, AStoppingWorkerOfASlotThatRestartsKeepsTheSocket) {
-  StatusSnapshot status;  // not ready in time: stopped, then restarted in the same slot
-  status.slots = {slot_status(0, SlotState::running, {worker_in(0, WorkerState::stopping)})};
-  EXPECT_TRUE(slot_socket_needed(status, 1, 0));
+  const std::vector<SlotActivity> activity{accepting()};
+  EXPECT_TRUE(slot_socket_needed(activity, 3, 2, false));
+  EXPECT_TRUE(slot_socket_needed(activity, 3, 2, true));
 }
 
 TEST(SlotSocketNeeded, ASlotThatWillNeverRunAgainLetsGo) {
-  StatusSnapshot status;
-  status.slots = {slot_status(0, SlotState::running, {worker_in(0, WorkerState::ready)}),
-                  slot_status(1, SlotState::failed, {}), slot_status(2, SlotState::done, {})};
-  EXPECT_FALSE(slot_socket_needed(status, 3, 1));
-  EXPECT_FALSE(slot_socket_needed(status, 3, 2));
+  const std::vector<SlotActivity> activity{accepting(), never_again(), never_again()};
+  EXPECT_FALSE(slot_socket_needed(activity, 3, 1, false));
+  EXPECT_FALSE(slot_socket_needed(activity, 3, 2, false));
 }
 
 // ----- the tcp_migrate_req warning

@@ -1,0 +1,82 @@
+// Steers the connections of a per-slot listener's SO_REUSEPORT group: a reuseport BPF program
+// sends each new connection, and each queued connection of a socket clusterd closes, to the next
+// socket, in turn, of the slots whose worker accepts. Without it the kernel hashes every
+// connection over every socket of the group, a slot in backoff included.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <tl/expected.hpp>
+
+#include "config.h"
+#include "fd.h"
+
+namespace clusterd {
+
+// One slot's socket as the steering sees it.
+struct SteeringTarget {
+  int slot = 0;
+  int fd = -1;
+  bool operator==(const SteeringTarget&) const = default;
+};
+
+// Owns one group's program and its two maps: the sockets to choose from (a
+// REUSEPORT_SOCKARRAY, positions 0..count-1) and {turn, count}. The program takes the next turn
+// modulo count and selects that position's socket; with no target, or a position whose socket
+// the kernel dropped (it stopped listening), it selects nothing and the kernel hashes over the
+// group as it would without a program. It is attached as SELECT_OR_MIGRATE, so a socket that
+// stops listening hands its queued connections to a target even with net.ipv4.tcp_migrate_req
+// = 0. Move-only.
+class ReuseportSteering {
+ public:
+  // Creates the maps and loads the program, for at most `capacity` targets. The error says
+  // which step the kernel refused and why (no CAP_BPF or CAP_SYS_ADMIN, Linux before 5.14).
+  static tl::expected<ReuseportSteering, std::string> create(int capacity);
+
+  ReuseportSteering(ReuseportSteering&&) noexcept = default;
+  ReuseportSteering& operator=(ReuseportSteering&&) noexcept = default;
+
+  // Makes the program the one of `socket_fd`'s reuseport group (any socket of it, before or after
+  // listen()). Returns the errno text on failure.
+  tl::expected<void, std::string> attach(int socket_fd) const;
+
+  // Makes `targets` (any order; a slot at most once) the sockets connections go to, changing
+  // only the positions that differ from the last call: a slot that left is replaced by the last
+  // position, a new one is appended. A socket the kernel refuses (it does not listen) is left out
+  // and its slot reported in the result, so the next call tries it again.
+  std::vector<int> steer_to(std::span<const SteeringTarget> targets);
+
+  // Forget `slot`'s position without touching the maps: its socket stopped listening, so the
+  // kernel already took it out; steer_to adds it again when it is a target.
+  void forget(int slot);
+
+  // The slots connections go to now, in position order.
+  std::vector<int> target_slots() const;
+
+ private:
+  ReuseportSteering(Fd state, Fd sockets, Fd program, int capacity);
+  bool put(std::uint32_t position, int fd);
+  void write_count();
+
+  Fd state_;
+  Fd sockets_;
+  Fd program_;
+  int capacity_ = 0;
+  std::vector<SteeringTarget> positions_;  // what the sockets map holds, by position
+};
+
+// Whether this clusterd can steer at all (probed once, then remembered): nullopt when it can,
+// otherwise why not, for the log.
+const std::optional<std::string>& reuseport_steering_problem();
+
+// The mode a listener runs in: its reuseport when set; unset, per-slot for a TCP address when
+// clusterd can steer (reuseport_steering_problem), shared otherwise and for unix sockets.
+ReusePort reuseport_in_effect(const ListenerConfig& config);
+
+}  // namespace clusterd
