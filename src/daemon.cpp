@@ -10,6 +10,7 @@
 #include <iterator>
 #include <random>
 #include <set>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -65,7 +66,9 @@ Daemon::Daemon(DaemonSetup setup)
     } catch (const ListenError& error) {
       spdlog::error("cannot open every per-slot socket; their slots retry at each start: {}", error.what());
     }
-    generation.listeners.emplace_back(config, std::move(sockets));
+    ListenerConfig stored = config;  // with the mode its sockets have (listeners_for says why)
+    stored.reuseport = sockets->per_slot() ? ReusePort::per_slot : ReusePort::shared;
+    generation.listeners.emplace_back(std::move(stored), std::move(sockets));
   }
   warn_about_per_slot_scale_down(generation.listeners);
   generation.launch_may_hang = launch_may_hang(generation.executable, generation.config->directory);
@@ -201,7 +204,9 @@ void Daemon::drain_events() {
   // The events of one loop turn go to the Supervisor together (one reconciliation for all).
   // Actions may produce events (Spawned, SpawnFailed); they are queued, not handled
   // recursively, and make the next batch.
+  bool handled = false;
   while (!pending_.empty()) {
+    handled = true;
     const std::vector<Event> batch(std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.end()));
     pending_.clear();
     const TimePoint now = Clock::now();
@@ -221,7 +226,11 @@ void Daemon::drain_events() {
     }
   }
   prune_generations();
-  steer_and_close_slot_sockets();
+  if (handled || std::exchange(slot_sockets_changed_, false)) {
+    // Only events change which workers run, are ready or hold which sockets: a turn that only
+    // served a control request or read workers' output has nothing to steer or close.
+    steer_and_close_slot_sockets();
+  }
 }
 
 void Daemon::execute(const std::vector<Action>& actions) {
@@ -371,6 +380,7 @@ void Daemon::sweep_children() {
     for (ListenerSockets* listener : open_listeners_now()) {
       listener->ensure_every_socket_listening();
     }
+    slot_sockets_changed_ = true;  // a socket that listens again is steered to again
   }
 }
 
@@ -381,18 +391,28 @@ void Daemon::check_listeners(std::span<const int> slots) {
 }
 
 void Daemon::steer_and_close_slot_sockets() {
-  std::optional<std::vector<SlotActivity>> activity;  // only with a per-slot listener
   for (ListenerSockets* listener : open_listeners_now()) {
-    if (listener->per_slot()) {
-      if (!activity) {
-        activity = supervisor_.slot_activity();
-      }
-      // Steered away first: a socket closed next hands its queue to the slots that accept.
-      listener->steer(*activity);
-      listener->close_unneeded([&](int slot) {
-        return slot_socket_needed(*activity, supervisor_.workers_wanted(), slot, listener->steered());
-      });
+    if (!listener->per_slot()) {
+      continue;
     }
+    // Only the workers of generations that hold this listener have its sockets: after a reload
+    // that moved or dropped it, the other generation's ready workers accept none of its
+    // connections.
+    std::set<std::uint64_t> holders;
+    for (const auto& [number, generation] : generations_) {
+      for (const auto& entry : generation.listeners) {
+        if (entry.second.get() == listener) {
+          holders.insert(number);
+        }
+      }
+    }
+    const std::vector<SlotActivity> activity =
+        supervisor_.slot_activity([&](std::uint64_t generation) { return holders.contains(generation); });
+    // Steered away first: a socket closed next hands its queue to the slots that accept.
+    listener->steer(activity);
+    listener->close_unneeded([&](int slot) {
+      return slot_socket_needed(activity, supervisor_.workers_wanted(), slot, listener->steered());
+    });
   }
 }
 

@@ -138,7 +138,10 @@ void ListenerSockets::ensure_listening(std::span<const int> slots) {
       spdlog::error("listener stopped by a worker; listening again name={} address={} slot={}", name_,
                     bound_address_, slot);
       if (steering_) {
-        steering_->forget(slot);  // the kernel took it out of the steering when it stopped
+        // The kernel took it out of the steering when it stopped; and when every socket of the
+        // group had stopped, the group it listens in now is a new one, without the program.
+        static_cast<void>(steering_->attach(found->second.fd()));
+        steering_->forget(slot);
         relistened = true;
       }
     }
@@ -166,9 +169,17 @@ void ListenerSockets::steer(const std::vector<SlotActivity>& activity) {
       targets.push_back({slot, socket.fd()});
     }
   }
-  for (const int refused : steering_->steer_to(targets)) {
-    spdlog::warn("per-slot socket not steered to name={} slot={} address={}: it does not listen", name_, refused,
-                 bound_address_);
+  const std::vector<int> refused = steering_->steer_to(targets);
+  for (const int slot : refused) {
+    if (unsteered_slots_.insert(slot).second) {
+      spdlog::warn("per-slot socket not steered to name={} slot={} address={}: the kernel refused it; tried again "
+                   "at every event until it takes it",
+                   name_, slot, bound_address_);
+    }
+  }
+  std::erase_if(unsteered_slots_, [&](int slot) { return std::find(refused.begin(), refused.end(), slot) == refused.end(); });
+  if (!refused.empty()) {
+    accepting_.clear();  // the next steer() tries them again
   }
 }
 

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <vector>
@@ -107,6 +108,7 @@ class ListenerSockets {
   std::map<int, Listener> sockets_;  // by slot; a shared listener has one, at 0
   std::optional<ReuseportSteering> steering_;
   std::vector<bool> accepting_;  // by slot, as steer() was last told
+  std::set<int> unsteered_slots_;  // refused by the kernel, warned about once
 };
 
 // Opens a listener a reload added: its first socket (open_listeners), logged as `listening name=

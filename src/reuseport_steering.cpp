@@ -1,4 +1,4 @@
-// The reuseport program, written as eBPF instructions (it is 30 of them: no compiler or loader
+// The reuseport program, written as eBPF instructions (it is 31 of them: no compiler or loader
 // library for that), its maps, and the minimal map changes when the targets change.
 #include "reuseport_steering.h"
 
@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <optional>
 #include <set>
@@ -49,6 +50,9 @@ constexpr bpf_insn store_word_register(std::uint8_t base, std::int16_t offset, s
 }
 constexpr bpf_insn load_word(std::uint8_t dst, std::uint8_t base, std::int16_t offset) {
   return instruction(BPF_LDX | BPF_MEM | BPF_W, dst, base, offset, 0);
+}
+constexpr bpf_insn load_double_word(std::uint8_t dst, std::uint8_t base, std::int16_t offset) {
+  return instruction(BPF_LDX | BPF_MEM | BPF_DW, dst, base, offset, 0);
 }
 // src = fetch-and-add(*(u32*)(base + offset), src), atomically across CPUs.
 constexpr bpf_insn fetch_add_word(std::uint8_t base, std::int16_t offset, std::uint8_t src) {
@@ -96,6 +100,9 @@ std::vector<bpf_insn> program(int state_fd, int sockets_fd) {
   };
 
   add(move_register(BPF_REG_6, BPF_REG_1));
+  // Unused, but the verifier refuses the field before Linux 5.14, where an SK_REUSEPORT program
+  // cannot migrate: such a kernel gets no steering rather than steering that resets queues.
+  add(load_double_word(BPF_REG_2, BPF_REG_6, static_cast<std::int16_t>(offsetof(sk_reuseport_md, migrating_sk))));
   lookup_state(count_key);
   jump_to_pass_if_zero(BPF_REG_0);
   add(load_word(BPF_REG_7, BPF_REG_0, 0));
@@ -207,28 +214,30 @@ std::vector<int> ReuseportSteering::steer_to(std::span<const SteeringTarget> tar
   for (const SteeringTarget& target : targets) {
     wanted.emplace(target.slot, target.fd);
   }
-  // Leaving: a slot no longer wanted, or wanted with another socket (added again below). The
-  // last position fills the hole. The count shrinks first, so no connection is sent to the last
-  // position while it moves; the leaving socket may get one until its position is overwritten.
+  const auto kept = [&](const SteeringTarget& target) {
+    const auto found = wanted.find(target.slot);
+    return target.fd >= 0 && found != wanted.end() && found->second == target.fd;
+  };
+  // Leaving: a slot no longer wanted, wanted with another socket (added again below), or a hole
+  // (fd -1). The last position fills the place. The count shrinks first, so no connection is
+  // sent to the last position while it moves; the leaving socket may get one until its place is
+  // overwritten.
   for (std::size_t position = positions_.size(); position-- > 0;) {
-    const auto found = wanted.find(positions_[position].slot);
-    if (found != wanted.end() && found->second == positions_[position].fd) {
-      continue;
-    }
-    const std::size_t last = positions_.size() - 1;
-    const SteeringTarget moved = positions_[last];
-    positions_.pop_back();
-    write_count();
-    // A socket is in one position at a time (EBUSY), so it leaves the last before it moves.
-    erase(sockets_.get(), static_cast<std::uint32_t>(last));
-    if (position != last) {
-      SteeringTarget kept = moved;
-      if (!put(static_cast<std::uint32_t>(position), kept.fd)) {
-        // It stopped listening meanwhile: a hole the kernel hashes over, refilled next call.
-        erase(sockets_.get(), static_cast<std::uint32_t>(position));
-        kept.fd = -1;
+    while (position < positions_.size() && !kept(positions_[position])) {
+      const std::size_t last = positions_.size() - 1;
+      SteeringTarget moved = positions_[last];
+      positions_.pop_back();
+      write_count();
+      // A socket is in one position at a time (EBUSY), so it leaves the last before it moves.
+      erase(sockets_.get(), static_cast<std::uint32_t>(last));
+      if (position == last) {
+        break;
       }
-      positions_[position] = kept;
+      if (moved.fd >= 0 && !put(static_cast<std::uint32_t>(position), moved.fd)) {
+        erase(sockets_.get(), static_cast<std::uint32_t>(position));
+        moved.fd = -1;  // it stopped listening meanwhile: a hole, filled by the next turn of this loop
+      }
+      positions_[position] = moved;
     }
   }
   std::set<int> present;

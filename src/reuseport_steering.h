@@ -53,7 +53,8 @@ class ReuseportSteering {
   std::vector<int> steer_to(std::span<const SteeringTarget> targets);
 
   // Forget `slot`'s position without touching the maps: its socket stopped listening, so the
-  // kernel already took it out; steer_to adds it again when it is a target.
+  // kernel already took it out; steer_to fills the hole and adds the slot again when it is a
+  // target.
   void forget(int slot);
 
   // The slots connections go to now, in position order.

@@ -25,7 +25,6 @@
 #include "executable_path.h"
 #include "fd.h"
 #include "program_format.h"
-#include "reuseport_steering.h"
 #include "socket_address.h"
 #include "text_file.h"
 #include "trusted_path.h"
@@ -128,10 +127,9 @@ int unprivileged_port_start() {
 
 void set_option(int fd, int level, int option, int value) { ::setsockopt(fd, level, option, &value, sizeof value); }
 
-// Binds a socket to the listener's address as open_tcp (sockets.cpp) would, with the same
-// options, and closes it again. Never listen(): a bound socket that does not listen is handed
-// no connection, not even when it joins a SO_REUSEPORT group of the running instance. Returns
-// 0 or the errno of the failure.
+// Binds a socket to the listener's address as open_tcp (sockets.cpp) binds a listener's first
+// socket, with the same options (never SO_REUSEPORT before bind(), per-slot or not), and closes
+// it again. Never listen(). Returns 0 or the errno of the failure.
 int probe_tcp(const ListenerConfig& config) {
   Address address = config.address;
   Fd fd(::socket(address.family == AddressFamily::ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -145,9 +143,6 @@ int probe_tcp(const ListenerConfig& config) {
     return errno;
   }
   set_option(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1);
-  if (reuseport_in_effect(config) == ReusePort::per_slot) {
-    set_option(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1);
-  }
   if (address.family == AddressFamily::ipv6) {
     set_option(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, config.ipv6_only ? 1 : 0);
   }

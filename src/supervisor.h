@@ -215,8 +215,10 @@ class Supervisor {
   std::optional<TimePoint> next_deadline() const { return next_deadline_; }
 
   StatusSnapshot status(TimePoint now) const;
-  // Every slot's activity, in slot order: one pass over the slots and one over the workers.
-  std::vector<SlotActivity> slot_activity() const;
+  // Every slot's activity, in slot order, counting only the workers of the generations for which
+  // `counted` is true (those that hold a given listener): one pass over the slots and one over
+  // the workers.
+  std::vector<SlotActivity> slot_activity(const std::function<bool(std::uint64_t generation)>& counted) const;
 
   // Generations whose configuration the shell must keep: those of live workers, of slots (a
   // restart uses its slot's generation) and of a reload under way or queued.

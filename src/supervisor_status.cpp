@@ -46,14 +46,15 @@ StatusSnapshot Supervisor::status(TimePoint now) const {
   return snapshot;
 }
 
-std::vector<SlotActivity> Supervisor::slot_activity() const {
+std::vector<SlotActivity> Supervisor::slot_activity(
+    const std::function<bool(std::uint64_t generation)>& counted) const {
   std::vector<SlotActivity> activity(slots_.size());
   for (std::size_t index = 0; index < slots_.size(); ++index) {
     activity[index].may_run = slots_[index].state != SlotState::failed && slots_[index].state != SlotState::done;
   }
   for (const Worker& worker : workers_) {
     if (worker.id.slot < 0 || static_cast<std::size_t>(worker.id.slot) >= activity.size() ||
-        worker.state == WorkerState::stopping) {
+        worker.state == WorkerState::stopping || !counted(worker.id.generation)) {
       continue;
     }
     SlotActivity& slot = activity[static_cast<std::size_t>(worker.id.slot)];

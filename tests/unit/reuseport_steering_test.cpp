@@ -176,6 +176,23 @@ TEST_F(ReuseportSteeringTest, AForgottenSlotIsPutBackWithItsNewSocket) {
   EXPECT_THAT(accept_all(group), ElementsAre(2, 2));
 }
 
+TEST_F(ReuseportSteeringTest, ASocketThatListensAgainOnTheSameFdIsPutBackInItsHole) {
+  Group group = open_group(3);
+  auto steering = attached_steering(group);
+  std::vector<SteeringTarget> all{{0, group.sockets[0].get()}, {1, group.sockets[1].get()}, {2, group.sockets[2].get()}};
+  steering.steer_to(all);
+
+  // Slot 1 (position 1; bound to the port by number, so it keeps it) stops and listens again on
+  // the same fd: the kernel emptied its position.
+  ASSERT_EQ(::shutdown(group.sockets[1].get(), SHUT_RD), 0);
+  ASSERT_EQ(::listen(group.sockets[1].get(), 64), 0);
+  steering.forget(1);
+  EXPECT_THAT(steering.steer_to(all), IsEmpty());
+  EXPECT_THAT(steering.target_slots(), UnorderedElementsAre(0, 1, 2));
+  const auto clients = connect_clients(group, 9);
+  EXPECT_THAT(accept_all(group), ElementsAre(3, 3, 3));
+}
+
 TEST(UnsetReuseport, IsPerSlotForTcpWhereClusterdCanSteerElseShared) {
   ListenerConfig tcp;
   tcp.address.host = "127.0.0.1";

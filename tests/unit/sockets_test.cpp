@@ -798,6 +798,43 @@ TEST(ListenerSockets, CloseUnneededClosesOnlyTheSlotsNoLongerNeeded) {
   EXPECT_EQ(local_port(fd_of(group, 1)), local_port(kept));
 }
 
+// How many connections each of the group's sockets has queued, by accepting them all.
+std::vector<int> accept_all(ListenerSockets& group, int slots) {
+  std::vector<int> counts;
+  for (int slot = 0; slot < slots; ++slot) {
+    const int fd = fd_of(group, slot);
+    int accepted = 0;
+    while (has_a_queued_connection(fd)) {
+      Fd(::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC));
+      ++accepted;
+    }
+    counts.push_back(accepted);
+  }
+  return counts;
+}
+
+TEST(ListenerSockets, ASteeredGroupWhoseEverySocketStoppedIsSteeredAgain) {
+  if (reuseport_steering_problem()) {
+    GTEST_SKIP() << "this kernel or user cannot steer: " << *reuseport_steering_problem();
+  }
+  // Every worker shut its socket down (a server that does so on SIGTERM, in a reload of all at
+  // once): the sockets that listen again form a new kernel group, which has no program.
+  ListenerSockets group = per_slot_group(per_slot_config("127.0.0.1:0"), 2);
+  ASSERT_TRUE(group.steered());
+  for (int slot = 0; slot < 2; ++slot) {
+    ASSERT_EQ(::shutdown(fd_of(group, slot), SHUT_RDWR), 0);
+  }
+  CapturedLog log;
+  group.ensure_listening(std::vector<int>{0, 1});
+  group.steer({SlotActivity{.accepting = false, .running = true}, SlotActivity{.accepting = true, .running = true}});
+
+  std::vector<Fd> clients;
+  for (int i = 0; i < 10; ++i) {
+    clients.push_back(connect_to(group.bound_address()));
+  }
+  EXPECT_EQ(accept_all(group, 2), (std::vector<int>{0, 10}));  // hashed, 2^-10 likely
+}
+
 TEST(ListenerSockets, EnsureListeningListensAgainOnASlotsSocketAWorkerShutDown) {
   ListenerSockets group = per_slot_group(per_slot_config("127.0.0.1:0"), 2);
   const int fd = fd_of(group, 1);

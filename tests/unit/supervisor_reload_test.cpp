@@ -35,6 +35,30 @@ TEST(Reload, EachOldWorkerIsStoppedOnlyAfterItsReplacementIsReady) {
   EXPECT_EQ(driver.supervisor().generation(), 2u);
 }
 
+TEST(Reload, SlotActivityCountsOnlyTheGenerationsAskedFor) {
+  // What the per-slot sockets of a listener only one generation holds depend on.
+  Driver driver(notify_config(), 2);
+  driver.start_ready();
+  const auto both = [](std::uint64_t) { return true; };
+  const auto second = [](std::uint64_t generation) { return generation == 2; };
+  driver.reload(2);
+  const WorkerId new0 = driver.spawned[2];
+
+  auto activity = driver.supervisor().slot_activity(second);
+  EXPECT_TRUE(activity[0].running);      // the new worker of slot 0 starts
+  EXPECT_FALSE(activity[0].accepting);   // not ready yet
+  EXPECT_FALSE(activity[1].running);     // only generation 1 runs there
+  EXPECT_TRUE(driver.supervisor().slot_activity(both)[1].accepting);
+
+  driver.ready(new0);  // the old worker of slot 0 is asked to stop
+  activity = driver.supervisor().slot_activity(second);
+  EXPECT_TRUE(activity[0].accepting);
+  EXPECT_FALSE(activity[1].accepting);
+  activity = driver.supervisor().slot_activity([](std::uint64_t generation) { return generation == 1; });
+  EXPECT_FALSE(activity[0].running);     // stopping: it no longer counts
+  EXPECT_TRUE(activity[1].accepting);
+}
+
 TEST(Reload, BatchReplacesThatManySlotsAtOnce) {
   Config config = notify_config();
   config.reload.batch = 2;
