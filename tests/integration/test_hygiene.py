@@ -2,6 +2,7 @@
 expanded argv, /dev/null stdin; orphans are reaped; `--workers auto` counts usable CPUs.
 """
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -399,3 +400,32 @@ def test_workers_auto_is_the_mask_capped_by_the_cgroup_quota(cpu_cgroups, start_
               "affinity": "affinity"}[applies]
     clusterd = start_auto(start_clusterd, tmpdir_short, cpus, wrapper=CpuCgroups.enter(own))
     assert_auto_started(clusterd, tmpdir_short, workers, cpus, logged_quota, source)
+
+
+def test_a_worker_writing_to_clusterds_terminal_with_tostop_is_not_stopped(tmpdir_short):
+    # Why a worker gets a session, not only a process group (docs/benchmarks.md): in clusterd's
+    # session, a worker's process group would be a background one of the terminal, and with
+    # `stty tostop` its first write there would stop it with SIGTTOU, with it the pool.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    script = ('echo "worker $CLUSTERD_WORKER_ID writes to the terminal"; exec "$@"')
+    command = ("stty tostop && RUNTIME_DIRECTORY=%s exec %s --workers 2 --listen 127.0.0.1:%d -- /bin/sh -c %s sh %s %s"
+               % (shlex.quote(tmpdir_short), shlex.quote(harness.BIN), port, shlex.quote(script),
+                  shlex.quote(PYTHON), shlex.quote(worker("http_worker.py"))))
+    terminal = harness.Terminal(tmpdir_short, ["/bin/sh", "-c", command])
+    try:
+        terminal.wait_for_screen(lambda lines: all(any("worker %d writes to the terminal" % slot in line
+                                                       for line in lines) for slot in (0, 1)),
+                                 "both workers' lines on the terminal")
+        pids = {http_get("127.0.0.1:%d" % port)["pid"] for _ in range(4)}
+        assert len(pids) == 2
+        for pid in pids:
+            assert harness.proc_stat(pid)["state"] != "T"   # not stopped
+        [clusterd] = {harness.proc_stat(pid)["ppid"] for pid in pids}
+        os.kill(clusterd, signal.SIGTERM)
+        screens, code = terminal.watch_until_exit()
+        assert code == 0, screens[-1]
+        assert all(harness.pid_gone(pid) for pid in pids)
+    finally:
+        terminal.close()
