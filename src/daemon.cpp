@@ -204,9 +204,7 @@ void Daemon::drain_events() {
   // The events of one loop turn go to the Supervisor together (one reconciliation for all).
   // Actions may produce events (Spawned, SpawnFailed); they are queued, not handled
   // recursively, and make the next batch.
-  bool handled = false;
   while (!pending_.empty()) {
-    handled = true;
     const std::vector<Event> batch(std::make_move_iterator(pending_.begin()), std::make_move_iterator(pending_.end()));
     pending_.clear();
     const TimePoint now = Clock::now();
@@ -226,9 +224,10 @@ void Daemon::drain_events() {
     }
   }
   prune_generations();
-  if (handled || std::exchange(slot_sockets_changed_, false)) {
-    // Only events change which workers run, are ready or hold which sockets: a turn that only
-    // served a control request or read workers' output has nothing to steer or close.
+  const bool activity_changed = supervisor_.take_activity_change();
+  if (activity_changed || std::exchange(slot_sockets_changed_, false)) {
+    // Only when a worker started, became ready, was asked to stop or ended (or a socket listens
+    // again): a start of thousands is probed every millisecond, and most turns change nothing.
     steer_and_close_slot_sockets();
   }
 }
@@ -248,13 +247,20 @@ void Daemon::execute_one(const Spawn& spawn) { workers_.spawn(spawn, generations
 void Daemon::execute_one(const SendSignal& send) { workers_.signal(send); }
 
 void Daemon::execute_one(const ProbeListening& probe) {
-  std::set<std::uint64_t> inodes;
+  // Rebuilt only when a listener's sockets changed: a start of thousands probes every
+  // millisecond, and a per-slot listener has a socket per slot.
+  std::vector<std::uint64_t> versions;
   for (const ListenerSockets* listener : open_listeners_now()) {
-    for (const std::uint64_t inode : listener->socket_inodes()) {
-      inodes.insert(inode);
-    }
+    versions.push_back(listener->version());
   }
-  workers_.probe_listening(probe, inodes);
+  if (versions != probe_inodes_versions_) {
+    probe_inodes_.clear();
+    for (const ListenerSockets* listener : open_listeners_now()) {
+      probe_inodes_.insert(listener->socket_inodes().begin(), listener->socket_inodes().end());
+    }
+    probe_inodes_versions_ = std::move(versions);
+  }
+  workers_.probe_listening(probe, probe_inodes_);
 }
 
 void Daemon::execute_one(const SampleRss& sample) { workers_.sample_rss(sample); }

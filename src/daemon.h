@@ -145,6 +145,8 @@ class Daemon {
   // it): made then, at most once per orphan_sweep_delay, so restarts never walk every child each.
   std::optional<TimePoint> orphan_sweep_at_;
   static constexpr Duration orphan_sweep_delay = std::chrono::milliseconds(100);
+  std::set<std::uint64_t> probe_inodes_;             // every listener's socket inodes, for the probes
+  std::vector<std::uint64_t> probe_inodes_versions_;  // the listeners' versions they were read at
   bool slot_sockets_changed_ = false;  // outside a batch of events: steer_and_close_slot_sockets owed
   bool tcp_migrate_req_checked_ = false;  // the per-slot scale-down warning is given once
   std::deque<Event> pending_;

@@ -21,6 +21,7 @@ ListenerSockets::ListenerSockets(ListenerConfig config, Listener first)
       backlog_(first.backlog()) {
   const int first_fd = first.fd();
   sockets_.emplace(0, std::move(first));
+  changed();
   if (!per_slot()) {
     return;
   }
@@ -42,6 +43,7 @@ void ListenerSockets::adopt_slot_socket(int slot, Listener socket) {
     static_cast<void>(steering_->attach(socket.fd()));
   }
   sockets_.emplace(slot, std::move(socket));
+  changed();
 }
 
 std::vector<int> ListenerSockets::open_slots() const {
@@ -52,15 +54,23 @@ std::vector<int> ListenerSockets::open_slots() const {
   return slots;
 }
 
-std::vector<std::uint64_t> ListenerSockets::socket_inodes() const {
-  std::vector<std::uint64_t> inodes;
-  for (const auto& [slot, socket] : sockets_) {
-    struct stat status {};
-    if (::fstat(socket.fd(), &status) == 0) {
-      inodes.push_back(status.st_ino);
+const std::vector<std::uint64_t>& ListenerSockets::socket_inodes() const {
+  if (!inodes_) {
+    inodes_.emplace();
+    for (const auto& [slot, socket] : sockets_) {
+      struct stat status {};
+      if (::fstat(socket.fd(), &status) == 0) {
+        inodes_->push_back(status.st_ino);
+      }
     }
   }
-  return inodes;
+  return *inodes_;
+}
+
+void ListenerSockets::changed() {
+  static std::uint64_t last_version = 0;  // one loop thread: no two listeners change at once
+  version_ = ++last_version;
+  inodes_.reset();
 }
 
 void ListenerSockets::open_slots(int count) {
@@ -108,6 +118,7 @@ std::vector<int> ListenerSockets::close_unneeded(const std::function<bool(int)>&
     closed.push_back(entry->first);
     spdlog::info("per-slot socket closed name={} slot={} address={}", name_, entry->first, bound_address_);
     entry = sockets_.erase(entry);
+    changed();
   }
   return closed;
 }
@@ -127,6 +138,7 @@ void ListenerSockets::ensure_listening(std::span<const int> slots) {
       if (socket.ensure_listening()) {
         spdlog::error("listener stopped by a worker; listening again name={} address={}", name_,
                       socket.bound_address());
+        changed();  // a unix listener is a new socket now
       }
     }
     return;
@@ -137,6 +149,7 @@ void ListenerSockets::ensure_listening(std::span<const int> slots) {
     if (found != sockets_.end() && found->second.ensure_listening()) {
       spdlog::error("listener stopped by a worker; listening again name={} address={} slot={}", name_,
                     bound_address_, slot);
+      changed();
       if (steering_) {
         // The kernel took it out of the steering when it stopped; and when every socket of the
         // group had stopped, the group it listens in now is a new one, without the program.

@@ -85,8 +85,13 @@ class ListenerSockets {
   std::optional<std::string> unix_directory_problem() const;
 
   // The sockfs inode number of each socket open now, as /proc/PID/fd shows them ("socket:[N]"):
-  // how a worker's waits on them are recognised (listen_probe.h).
-  std::vector<std::uint64_t> socket_inodes() const;
+  // how a worker's waits on them are recognised (listen_probe.h). Kept from one change of the
+  // sockets to the next: a pool of thousands of slots is probed many times a second while it
+  // starts.
+  const std::vector<std::uint64_t>& socket_inodes() const;
+  // Changes whenever a socket is opened, closed or listens again; unique among all listeners of
+  // the process, so a cache of several listeners' inodes can tell whether it is still right.
+  std::uint64_t version() const { return version_; }
 
   // Listener::ensure_listening after workers of `slots` exited: a worker's shutdown() stops a
   // socket for every holder (interface §7). A shared listener checks its one socket; a per-slot
@@ -109,6 +114,9 @@ class ListenerSockets {
   std::optional<ReuseportSteering> steering_;
   std::vector<bool> accepting_;  // by slot, as steer() was last told
   std::set<int> unsteered_slots_;  // refused by the kernel, warned about once
+  std::uint64_t version_ = 0;
+  mutable std::optional<std::vector<std::uint64_t>> inodes_;  // socket_inodes(), until a change
+  void changed();
 };
 
 // Opens a listener a reload added: its first socket (open_listeners), logged as `listening name=

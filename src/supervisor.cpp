@@ -318,6 +318,7 @@ void Supervisor::on_event(const RestartRequested& event, TimePoint) {
     if (was != nullptr) {
       // replenish_slots starts it in this round.
       slot.state = SlotState::running;
+      activity_changed_ = true;
       slot.restart_at.reset();
       log(LogSeverity::info, fmt::format("slot restart requested slot={} was={}{}", index, was, by));
     } else {
@@ -471,6 +472,7 @@ std::optional<Supervisor::Worker> Supervisor::take_worker(const WorkerId& id) {
   }
   Worker worker = *found;
   workers_.erase(found);
+  activity_changed_ = true;
   return worker;
 }
 

@@ -11,6 +11,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -219,6 +220,9 @@ class Supervisor {
   // `counted` is true (those that hold a given listener): one pass over the slots and one over
   // the workers.
   std::vector<SlotActivity> slot_activity(const std::function<bool(std::uint64_t generation)>& counted) const;
+  // Whether slot_activity() may say something else than at the last call of this: a worker was
+  // started, became ready, was asked to stop or ended, or a slot changed state. Clears it.
+  bool take_activity_change() { return std::exchange(activity_changed_, false); }
 
   // Generations whose configuration the shell must keep: those of live workers, of slots (a
   // restart uses its slot's generation) and of a reload under way or queued.
@@ -422,6 +426,7 @@ class Supervisor {
   std::vector<Worker> workers_;
   std::vector<Action> actions_;  // filled while handling one event
   std::optional<TimePoint> next_deadline_;  // nearest_deadline() after the last handle()
+  bool activity_changed_ = true;            // take_activity_change()
 };
 
 // "slot=0 gen=1 pid=1234": how every log line names a worker.

@@ -92,6 +92,7 @@ void Supervisor::act_on(const Deadline& deadline, TimePoint now) {
   if (deadline.what == Due::restart) {
     Slot& slot = slots_.at(static_cast<std::size_t>(deadline.slot));
     slot.state = SlotState::running;  // replenish_slots spawns it
+    activity_changed_ = true;
     slot.restart_at.reset();
     ++slot.restarts;
     ++counters_.restarts;

@@ -151,6 +151,7 @@ void Supervisor::promote(Worker& replacement, TimePoint now) {
     slot.backoff.set_config(config_of(slot.generation).restart);
   }
   slot.state = SlotState::running;
+  activity_changed_ = true;
   slot.restart_at.reset();
   const bool by_reload = reload_ && replacement.id.generation == reload_->generation;
   if (!by_reload && slot.recycle_reason) {
@@ -220,6 +221,7 @@ void Supervisor::scale_down(TimePoint now) {
       break;
     }
     slots_.pop_back();
+    activity_changed_ = true;
   }
 }
 
@@ -250,6 +252,7 @@ void Supervisor::resize_slots(int count) {
   const std::uint64_t generation = reload_ ? reload_->generation : generation_;
   while (static_cast<int>(slots_.size()) < count) {
     slots_.emplace_back(config_of(generation).restart, generation);
+    activity_changed_ = true;
   }
 }
 

@@ -58,6 +58,7 @@ WorkerId Supervisor::spawn(int slot, std::uint64_t generation, Role role, TimePo
   worker.role = role;
   worker.started_at = now;
   workers_.push_back(worker);
+  activity_changed_ = true;
   const int workers = reload_ && generation == reload_->generation ? reload_->target : wanted_;
   actions_.push_back(Spawn{worker.id, workers});
   return worker.id;
@@ -65,6 +66,7 @@ WorkerId Supervisor::spawn(int slot, std::uint64_t generation, Role role, TimePo
 
 void Supervisor::mark_ready(Worker& worker, TimePoint now, const std::string& sign) {
   worker.state = WorkerState::ready;
+  activity_changed_ = true;
   worker.ready_deadline.reset();
   worker.ready_after.reset();
   worker.probe_at.reset();
@@ -109,6 +111,7 @@ void Supervisor::stop_worker(Worker& worker, StopReason reason, TimePoint now) {
   const StopConfig& stop = config_of(worker.id.generation).stop;
   worker.stopping = Stopping{reason, now + stop.grace, false};
   worker.state = WorkerState::stopping;
+  activity_changed_ = true;
   actions_.push_back(SendSignal{worker.id, stop.signal});
 }
 
@@ -123,6 +126,7 @@ void Supervisor::kill_worker(Worker& worker, StopReason reason) {
   worker.stopping->kill_at.reset();
   worker.stopping->killed = true;
   worker.state = WorkerState::stopping;
+  activity_changed_ = true;
   actions_.push_back(SendSignal{worker.id, SIGKILL});
 }
 
@@ -172,11 +176,13 @@ void Supervisor::start_failed(const Worker& worker, const StartFailure& failure,
   const RestartVerdict verdict = slot.backoff.on_failure(now, Duration{0}, uniform01_());
   if (verdict.failed_for_good) {
     slot.state = SlotState::failed;
+    activity_changed_ = true;
     slot.restart_at.reset();
     log(LogSeverity::error, fmt::format("cannot start worker {}; slot failed for good", what));
     return;
   }
   slot.state = SlotState::backoff;
+  activity_changed_ = true;
   slot.restart_at = now + verdict.delay;
   log(LogSeverity::error, fmt::format("cannot start worker {} next_restart_in={}", what, seconds(verdict.delay)));
 }
@@ -185,6 +191,7 @@ void Supervisor::start_failed(const Worker& worker, const StartFailure& failure,
 // cannot be made): tried again every max_delay, reported once rather than by every slot each time.
 void Supervisor::retry_slowly(Slot& slot, const Config& config, const std::string& message, TimePoint now) {
   slot.state = SlotState::backoff;
+  activity_changed_ = true;
   slot.restart_at = now + config.restart.max_delay;
   log(start_failure_reported_ ? LogSeverity::debug : LogSeverity::error, message);
   start_failure_reported_ = true;
@@ -250,6 +257,7 @@ void Supervisor::primary_ended(const Worker& worker, const WorkerExit& exit, Dur
   }
   if (!policy_restarts(config.restart.policy, exit)) {
     slot.state = SlotState::done;
+    activity_changed_ = true;
     log(is_clean_exit(exit) ? LogSeverity::info : LogSeverity::warn,
         fmt::format("worker exited {} restart=no{}", fields, hint));
     return;
@@ -257,6 +265,7 @@ void Supervisor::primary_ended(const Worker& worker, const WorkerExit& exit, Dur
   const RestartVerdict verdict = slot.backoff.on_failure(now, uptime, uniform01_());
   if (verdict.failed_for_good) {
     slot.state = SlotState::failed;
+    activity_changed_ = true;
     slot.restart_at.reset();
     log(LogSeverity::warn, fmt::format("worker exited {}{}", fields, hint));
     log(LogSeverity::error, fmt::format("worker slot failed for good slot={} burst={} interval={}", worker.id.slot,
@@ -264,6 +273,7 @@ void Supervisor::primary_ended(const Worker& worker, const WorkerExit& exit, Dur
     return;
   }
   slot.state = SlotState::backoff;
+  activity_changed_ = true;
   slot.restart_at = now + verdict.delay;
   log(is_clean_exit(exit) ? LogSeverity::info : LogSeverity::warn,
       fmt::format("worker exited {} next_restart_in={}{}", fields, seconds(verdict.delay), hint));
