@@ -143,7 +143,6 @@ void ListenerSockets::ensure_listening(std::span<const int> slots) {
     }
     return;
   }
-  bool relistened = false;
   for (const int slot : slots) {
     const auto found = sockets_.find(slot);
     if (found != sockets_.end() && found->second.ensure_listening()) {
@@ -154,13 +153,12 @@ void ListenerSockets::ensure_listening(std::span<const int> slots) {
         // The kernel took it out of the steering when it stopped; and when every socket of the
         // group had stopped, the group it listens in now is a new one, without the program.
         static_cast<void>(steering_->attach(found->second.fd()));
-        steering_->forget(slot);
-        relistened = true;
+        steering_->remove(slot);
+        if (static_cast<std::size_t>(slot) < accepting_.size()) {
+          accepting_[static_cast<std::size_t>(slot)] = false;  // so the next steer() adds it again
+        }
       }
     }
-  }
-  if (relistened) {
-    accepting_.clear();  // steered again at the next steer()
   }
 }
 
@@ -175,15 +173,27 @@ void ListenerSockets::steer(const std::vector<SlotActivity>& activity) {
   if (accepting == accepting_) {
     return;
   }
-  accepting_ = std::move(accepting);
-  std::vector<SteeringTarget> targets;
-  for (const auto& [slot, socket] : sockets_) {
-    if (static_cast<std::size_t>(slot) < accepting_.size() && accepting_[static_cast<std::size_t>(slot)]) {
-      targets.push_back({slot, socket.fd()});
+  // Only the slots that changed: a restart in a pool of thousands costs a few map updates.
+  const std::size_t slots = std::max(accepting.size(), accepting_.size());
+  const auto was = [&](std::size_t slot) { return slot < accepting_.size() && accepting_[slot]; };
+  const auto now = [&](std::size_t slot) { return slot < accepting.size() && accepting[slot]; };
+  for (std::size_t slot = 0; slot < slots; ++slot) {
+    if (was(slot) && !now(slot)) {
+      steering_->remove(static_cast<int>(slot));
     }
   }
-  const std::vector<int> refused = steering_->steer_to(targets);
+  std::vector<int> refused;
+  for (std::size_t slot = 0; slot < slots; ++slot) {
+    if (now(slot) && !was(slot)) {
+      const auto found = sockets_.find(static_cast<int>(slot));
+      if (found == sockets_.end() || !steering_->add(static_cast<int>(slot), found->second.fd())) {
+        refused.push_back(static_cast<int>(slot));
+      }
+    }
+  }
+  accepting_ = std::move(accepting);
   for (const int slot : refused) {
+    accepting_[static_cast<std::size_t>(slot)] = false;  // tried again at the next steer()
     if (unsteered_slots_.insert(slot).second) {
       spdlog::warn("per-slot socket not steered to name={} slot={} address={}: the kernel refused it; tried again "
                    "at every event until it takes it",
@@ -191,9 +201,6 @@ void ListenerSockets::steer(const std::vector<SlotActivity>& activity) {
     }
   }
   std::erase_if(unsteered_slots_, [&](int slot) { return std::find(refused.begin(), refused.end(), slot) == refused.end(); });
-  if (!refused.empty()) {
-    accepting_.clear();  // the next steer() tries them again
-  }
 }
 
 void ListenerSockets::ensure_every_socket_listening() {

@@ -13,7 +13,6 @@
 #include <cstddef>
 #include <cstring>
 #include <optional>
-#include <set>
 
 #include "errno_text.h"
 
@@ -189,7 +188,11 @@ tl::expected<ReuseportSteering, std::string> ReuseportSteering::create(int capac
 }
 
 ReuseportSteering::ReuseportSteering(Fd state, Fd sockets, Fd program, int capacity)
-    : state_(std::move(state)), sockets_(std::move(sockets)), program_(std::move(program)), capacity_(capacity) {}
+    : state_(std::move(state)),
+      sockets_(std::move(sockets)),
+      program_(std::move(program)),
+      capacity_(capacity),
+      position_of_(static_cast<std::size_t>(capacity), -1) {}
 
 tl::expected<void, std::string> ReuseportSteering::attach(int socket_fd) const {
   const int program_fd = program_.get();
@@ -199,9 +202,9 @@ tl::expected<void, std::string> ReuseportSteering::attach(int socket_fd) const {
   return {};
 }
 
-bool ReuseportSteering::put(std::uint32_t position, int fd) {
+bool ReuseportSteering::put(std::size_t position, int fd) {
   const auto value = static_cast<std::uint64_t>(fd);
-  return update(sockets_.get(), position, &value);
+  return update(sockets_.get(), static_cast<std::uint32_t>(position), &value);
 }
 
 void ReuseportSteering::write_count() {
@@ -209,64 +212,46 @@ void ReuseportSteering::write_count() {
   update(state_.get(), count_key, &count);
 }
 
-std::vector<int> ReuseportSteering::steer_to(std::span<const SteeringTarget> targets) {
-  std::map<int, int> wanted;  // slot → fd
-  for (const SteeringTarget& target : targets) {
-    wanted.emplace(target.slot, target.fd);
+bool ReuseportSteering::add(int slot, int fd) {
+  if (slot < 0 || slot >= capacity_) {
+    return false;
   }
-  const auto kept = [&](const SteeringTarget& target) {
-    const auto found = wanted.find(target.slot);
-    return target.fd >= 0 && found != wanted.end() && found->second == target.fd;
-  };
-  // Leaving: a slot no longer wanted, wanted with another socket (added again below), or a hole
-  // (fd -1). The last position fills the place. The count shrinks first, so no connection is
-  // sent to the last position while it moves; the leaving socket may get one until its place is
-  // overwritten.
-  for (std::size_t position = positions_.size(); position-- > 0;) {
-    while (position < positions_.size() && !kept(positions_[position])) {
-      const std::size_t last = positions_.size() - 1;
-      SteeringTarget moved = positions_[last];
-      positions_.pop_back();
-      write_count();
-      // A socket is in one position at a time (EBUSY), so it leaves the last before it moves.
-      erase(sockets_.get(), static_cast<std::uint32_t>(last));
-      if (position == last) {
-        break;
-      }
-      if (moved.fd >= 0 && !put(static_cast<std::uint32_t>(position), moved.fd)) {
-        erase(sockets_.get(), static_cast<std::uint32_t>(position));
-        moved.fd = -1;  // it stopped listening meanwhile: a hole, filled by the next turn of this loop
-      }
-      positions_[position] = moved;
+  if (const int position = position_of_[static_cast<std::size_t>(slot)]; position >= 0) {
+    if (positions_[static_cast<std::size_t>(position)].fd == fd) {
+      return true;
     }
+    remove(slot);
   }
-  std::set<int> present;
-  for (const SteeringTarget& target : positions_) {
-    present.insert(target.slot);
+  if (!put(positions_.size(), fd)) {
+    return false;
   }
-  std::vector<int> refused;
-  for (const auto& [slot, fd] : wanted) {
-    if (present.contains(slot)) {
-      continue;
-    }
-    if (positions_.size() >= static_cast<std::size_t>(capacity_) ||
-        !put(static_cast<std::uint32_t>(positions_.size()), fd)) {
-      refused.push_back(slot);
-      continue;
-    }
-    positions_.push_back({slot, fd});
-    write_count();
-  }
-  return refused;
+  position_of_[static_cast<std::size_t>(slot)] = static_cast<int>(positions_.size());
+  positions_.push_back({slot, fd});
+  write_count();
+  return true;
 }
 
-void ReuseportSteering::forget(int slot) {
-  // The kernel emptied its position; the program finds nothing there and lets the kernel hash
-  // until steer_to fills it, by moving the last position into it.
-  const auto found = std::find_if(positions_.begin(), positions_.end(),
-                                  [&](const SteeringTarget& target) { return target.slot == slot; });
-  if (found != positions_.end()) {
-    found->fd = -1;  // never equal to a wanted fd: steer_to replaces it
+void ReuseportSteering::remove(int slot) {
+  if (slot < 0 || slot >= capacity_ || position_of_[static_cast<std::size_t>(slot)] < 0) {
+    return;
+  }
+  const auto position = static_cast<std::size_t>(position_of_[static_cast<std::size_t>(slot)]);
+  position_of_[static_cast<std::size_t>(slot)] = -1;
+  const std::size_t last = positions_.size() - 1;
+  const SteeringTarget moved = positions_[last];
+  positions_.pop_back();
+  write_count();
+  // A socket is in one position at a time (EBUSY), so it leaves the last before it moves.
+  erase(sockets_.get(), static_cast<std::uint32_t>(last));
+  if (position == last) {
+    return;
+  }
+  positions_[position] = moved;
+  position_of_[static_cast<std::size_t>(moved.slot)] = static_cast<int>(position);
+  if (!put(position, moved.fd)) {
+    // It stopped listening meanwhile: out as well, and the new last takes the place.
+    erase(sockets_.get(), static_cast<std::uint32_t>(position));
+    remove(moved.slot);
   }
 }
 

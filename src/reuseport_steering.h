@@ -5,9 +5,7 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <optional>
-#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,13 +17,6 @@
 
 namespace clusterd {
 
-// One slot's socket as the steering sees it.
-struct SteeringTarget {
-  int slot = 0;
-  int fd = -1;
-  bool operator==(const SteeringTarget&) const = default;
-};
-
 // Owns one group's program and its two maps: the sockets to choose from (a
 // REUSEPORT_SOCKARRAY, positions 0..count-1) and {turn, count}. The program takes the next turn
 // modulo count and selects that position's socket; with no target, or a position whose socket
@@ -34,6 +25,11 @@ struct SteeringTarget {
 // stops listening hands its queued connections to a target even with net.ipv4.tcp_migrate_req
 // = 0. Move-only.
 class ReuseportSteering {
+  struct SteeringTarget {
+    int slot = 0;
+    int fd = -1;
+  };
+
  public:
   // Creates the maps and loads the program, for at most `capacity` targets. The error says
   // which step the kernel refused and why (no CAP_BPF or CAP_SYS_ADMIN, Linux before 5.14).
@@ -46,23 +42,25 @@ class ReuseportSteering {
   // listen()). Returns the errno text on failure.
   tl::expected<void, std::string> attach(int socket_fd) const;
 
-  // Makes `targets` (any order; a slot at most once) the sockets connections go to, changing
-  // only the positions that differ from the last call: a slot that left is replaced by the last
-  // position, a new one is appended. A socket the kernel refuses (it does not listen) is left out
-  // and its slot reported in the result, so the next call tries it again.
-  std::vector<int> steer_to(std::span<const SteeringTarget> targets);
+  // Makes `slot`'s socket, `fd`, a target: it takes the next position (or, for a slot that is
+  // one already with another socket, its place is given up first). False when the kernel
+  // refuses the socket (it does not listen) or `slot` is not below the capacity; true at once
+  // for a slot that is a target with that socket already. Two map updates.
+  bool add(int slot, int fd);
 
-  // Forget `slot`'s position without touching the maps: its socket stopped listening, so the
-  // kernel already took it out; steer_to fills the hole and adds the slot again when it is a
-  // target.
-  void forget(int slot);
+  // `slot` is no longer a target: the last position takes its place. The count shrinks first,
+  // so no connection is sent to the last position while it moves; the leaving socket may get
+  // one until its place is overwritten. Also what to do when the slot's socket stopped
+  // listening (the kernel then already emptied its position). Nothing for a slot that is not a
+  // target. At most four map updates.
+  void remove(int slot);
 
   // The slots connections go to now, in position order.
   std::vector<int> target_slots() const;
 
  private:
   ReuseportSteering(Fd state, Fd sockets, Fd program, int capacity);
-  bool put(std::uint32_t position, int fd);
+  bool put(std::size_t position, int fd);
   void write_count();
 
   Fd state_;
@@ -70,6 +68,7 @@ class ReuseportSteering {
   Fd program_;
   int capacity_ = 0;
   std::vector<SteeringTarget> positions_;  // what the sockets map holds, by position
+  std::vector<int> position_of_;           // by slot: its position, or -1
 };
 
 // Whether this clusterd can steer at all (probed once, then remembered): nullopt when it can,

@@ -98,11 +98,18 @@ class ReuseportSteeringTest : public ::testing::Test {
   }
 };
 
+// Makes every socket of `group` a target, in slot order.
+void add_all(ReuseportSteering& steering, const Group& group) {
+  for (std::size_t slot = 0; slot < group.sockets.size(); ++slot) {
+    ASSERT_TRUE(steering.add(static_cast<int>(slot), group.sockets[slot].get())) << "slot " << slot;
+  }
+}
+
 TEST_F(ReuseportSteeringTest, NewConnectionsGoOnlyToTargetsInTurn) {
   Group group = open_group(3);
   auto steering = attached_steering(group);
-  EXPECT_THAT(steering.steer_to(std::vector<SteeringTarget>{{1, group.sockets[1].get()}, {2, group.sockets[2].get()}}),
-              IsEmpty());
+  EXPECT_TRUE(steering.add(1, group.sockets[1].get()));
+  EXPECT_TRUE(steering.add(2, group.sockets[2].get()));
 
   const auto clients = connect_clients(group, 10);
   EXPECT_THAT(accept_all(group), ElementsAre(0, 5, 5));
@@ -111,19 +118,22 @@ TEST_F(ReuseportSteeringTest, NewConnectionsGoOnlyToTargetsInTurn) {
 TEST_F(ReuseportSteeringTest, ATargetThatLeavesGetsNothingMoreAndTheOthersKeepTheirPlace) {
   Group group = open_group(3);
   auto steering = attached_steering(group);
-  std::vector<SteeringTarget> all{{0, group.sockets[0].get()}, {1, group.sockets[1].get()}, {2, group.sockets[2].get()}};
-  steering.steer_to(all);
+  add_all(steering, group);
   EXPECT_THAT(steering.target_slots(), ElementsAre(0, 1, 2));
 
-  steering.steer_to(std::vector<SteeringTarget>{all[1], all[2]});
+  steering.remove(0);
   EXPECT_THAT(steering.target_slots(), ElementsAre(2, 1));  // the last filled the hole
   const auto clients = connect_clients(group, 6);
   EXPECT_THAT(accept_all(group), ElementsAre(0, 3, 3));
 
-  steering.steer_to(all);  // slot 0 is back, at the end
+  EXPECT_TRUE(steering.add(0, group.sockets[0].get()));  // back, at the end
   EXPECT_THAT(steering.target_slots(), ElementsAre(2, 1, 0));
   const auto more = connect_clients(group, 6);
   EXPECT_THAT(accept_all(group), ElementsAre(2, 2, 2));
+
+  steering.remove(0);  // the last one leaves: nothing moves
+  steering.remove(0);  // not a target: nothing to do
+  EXPECT_THAT(steering.target_slots(), ElementsAre(2, 1));
 }
 
 TEST_F(ReuseportSteeringTest, WithoutTargetsTheKernelSpreadsOverTheWholeGroup) {
@@ -138,11 +148,12 @@ TEST_F(ReuseportSteeringTest, WithoutTargetsTheKernelSpreadsOverTheWholeGroup) {
 TEST_F(ReuseportSteeringTest, AClosedSocketsQueuedConnectionsMoveToATarget) {
   Group group = open_group(3);
   auto steering = attached_steering(group);
-  steering.steer_to(std::vector<SteeringTarget>{{2, group.sockets[2].get()}});
+  EXPECT_TRUE(steering.add(2, group.sockets[2].get()));
   const auto queued = connect_clients(group, 4);  // all on slot 2's socket
 
   // Slot 2 leaves and its socket closes: without a migration its 4 clients would be reset.
-  steering.steer_to(std::vector<SteeringTarget>{{1, group.sockets[1].get()}});
+  EXPECT_TRUE(steering.add(1, group.sockets[1].get()));
+  steering.remove(2);
   group.sockets[2].reset();
   for (const Fd& client : queued) {
     pollfd reset{client.get(), POLLIN, 0};
@@ -151,46 +162,57 @@ TEST_F(ReuseportSteeringTest, AClosedSocketsQueuedConnectionsMoveToATarget) {
   EXPECT_THAT(accept_all(group), ElementsAre(0, 4, 0));
 }
 
-TEST_F(ReuseportSteeringTest, ASocketThatDoesNotListenIsRefusedAndTriedAgain) {
+TEST_F(ReuseportSteeringTest, ASocketThatDoesNotListenIsRefused) {
   Group group = open_group(2);
   auto steering = attached_steering(group);
   Fd unbound(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  EXPECT_THAT(steering.steer_to(std::vector<SteeringTarget>{{0, group.sockets[0].get()}, {1, unbound.get()}}),
-              ElementsAre(1));
+  EXPECT_TRUE(steering.add(0, group.sockets[0].get()));
+  EXPECT_FALSE(steering.add(1, unbound.get()));
+  EXPECT_FALSE(steering.add(8, group.sockets[1].get()));  // beyond the capacity
   EXPECT_THAT(steering.target_slots(), ElementsAre(0));
-  EXPECT_THAT(steering.steer_to(std::vector<SteeringTarget>{{0, group.sockets[0].get()}, {1, group.sockets[1].get()}}),
-              IsEmpty());
-  EXPECT_THAT(steering.target_slots(), UnorderedElementsAre(0, 1));
+  EXPECT_TRUE(steering.add(1, group.sockets[1].get()));
+  EXPECT_TRUE(steering.add(1, group.sockets[1].get()));  // already: nothing changes
+  EXPECT_THAT(steering.target_slots(), ElementsAre(0, 1));
 }
 
-TEST_F(ReuseportSteeringTest, AForgottenSlotIsPutBackWithItsNewSocket) {
+TEST_F(ReuseportSteeringTest, ASlotWithANewSocketTakesItsTurnsWithIt) {
   Group group = open_group(2);
   auto steering = attached_steering(group);
-  steering.steer_to(std::vector<SteeringTarget>{{0, group.sockets[0].get()}, {1, group.sockets[1].get()}});
+  add_all(steering, group);
 
   ASSERT_EQ(::shutdown(group.sockets[1].get(), SHUT_RD), 0);  // as a worker may: the kernel drops it
   group.sockets[1] = reuseport_socket(group.address);
-  steering.forget(1);
-  steering.steer_to(std::vector<SteeringTarget>{{0, group.sockets[0].get()}, {1, group.sockets[1].get()}});
+  EXPECT_TRUE(steering.add(1, group.sockets[1].get()));
   const auto clients = connect_clients(group, 4);
   EXPECT_THAT(accept_all(group), ElementsAre(2, 2));
 }
 
-TEST_F(ReuseportSteeringTest, ASocketThatListensAgainOnTheSameFdIsPutBackInItsHole) {
+TEST_F(ReuseportSteeringTest, ASocketThatListensAgainOnTheSameFdIsRemovedAndAddedBack) {
   Group group = open_group(3);
   auto steering = attached_steering(group);
-  std::vector<SteeringTarget> all{{0, group.sockets[0].get()}, {1, group.sockets[1].get()}, {2, group.sockets[2].get()}};
-  steering.steer_to(all);
+  add_all(steering, group);
 
   // Slot 1 (position 1; bound to the port by number, so it keeps it) stops and listens again on
   // the same fd: the kernel emptied its position.
   ASSERT_EQ(::shutdown(group.sockets[1].get(), SHUT_RD), 0);
   ASSERT_EQ(::listen(group.sockets[1].get(), 64), 0);
-  steering.forget(1);
-  EXPECT_THAT(steering.steer_to(all), IsEmpty());
-  EXPECT_THAT(steering.target_slots(), UnorderedElementsAre(0, 1, 2));
+  steering.remove(1);
+  EXPECT_TRUE(steering.add(1, group.sockets[1].get()));
+  EXPECT_THAT(steering.target_slots(), ElementsAre(0, 2, 1));
   const auto clients = connect_clients(group, 9);
   EXPECT_THAT(accept_all(group), ElementsAre(3, 3, 3));
+}
+
+TEST_F(ReuseportSteeringTest, AMovedSocketThatStoppedListeningLeavesToo) {
+  Group group = open_group(3);
+  auto steering = attached_steering(group);
+  add_all(steering, group);
+  group.sockets[2].reset();  // the kernel empties position 2; the steering does not know yet
+
+  steering.remove(0);  // position 2 would move into 0, but its socket is gone
+  EXPECT_THAT(steering.target_slots(), ElementsAre(1));
+  const auto clients = connect_clients(group, 4);
+  EXPECT_THAT(accept_all(group), ElementsAre(0, 4, 0));
 }
 
 TEST(UnsetReuseport, IsPerSlotForTcpWhereClusterdCanSteerElseShared) {
