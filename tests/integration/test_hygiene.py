@@ -418,8 +418,9 @@ def test_a_worker_writing_to_clusterds_terminal_with_tostop_is_not_stopped(tmpdi
         terminal.wait_for_screen(lambda lines: all(any("worker %d writes to the terminal" % slot in line
                                                        for line in lines) for slot in (0, 1)),
                                  "both workers' lines on the terminal")
-        pids = {http_get("127.0.0.1:%d" % port)["pid"] for _ in range(4)}
-        assert len(pids) == 2
+        # Both answer once both are ready (connections go to ready workers only).
+        pids = wait_until(lambda: (lambda seen: seen if len(seen) == 2 else None)(
+            {http_get("127.0.0.1:%d" % port)["pid"] for _ in range(4)}), 10.0, "both workers answering")
         for pid in pids:
             assert harness.proc_stat(pid)["state"] != "T"   # not stopped
         [clusterd] = {harness.proc_stat(pid)["ppid"] for pid in pids}
