@@ -23,6 +23,11 @@ ListenerSockets::ListenerSockets(ListenerConfig config, Listener first)
   sockets_.emplace(0, std::move(first));
   changed();
   if (!per_slot()) {
+    if (!config_.reuseport && config_.address.family != AddressFamily::unix_path && reuseport_steering_problem()) {
+      spdlog::info("one shared socket name={} address={}: per-slot sockets, the default for TCP, need the steering "
+                   "program: {}",
+                   name_, bound_address_, *reuseport_steering_problem());
+    }
     return;
   }
   auto steering = ReuseportSteering::create(max_steered_slots);

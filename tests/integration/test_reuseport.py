@@ -306,6 +306,9 @@ def test_an_unset_reuseport_without_steering_is_one_shared_socket(start_clusterd
     assert socket_inode(slots[0]) == socket_inode(slots[1])
     assert clusterd.status()["listeners"] == [{"name": "http", "address": address, "fd": 3}]
     assert clusterd.count(r"without steering|tcp_migrate_req|listening per slot") == 0
+    clusterd.wait_for_log(r"one shared socket name=http address=%s: per-slot sockets, the default for TCP, "
+                          r"need the steering program: cannot create the steering state map \(bpf BPF_MAP_CREATE\): "
+                          r"Operation not permitted$" % re.escape(address))
 
 
 def test_no_tcp_migrate_req_warning_without_a_per_slot_listener(start_clusterd, tmpdir_short):
