@@ -235,7 +235,14 @@ address = "127.0.0.1:80"
     assert code == 0, out + err
     assert clusterd.wait_exit(timeout=15.0) == 0, clusterd.log_tail()
     assert not [p for p in second if harness.pid_alive(p)]
-    assert "Operation not permitted" not in clusterd.log(), clusterd.log_tail()
+    # Nothing clusterd needs was refused. The unit leaves out CAP_BPF and bpf() on purpose
+    # (install.md): the listener is one shared socket, and clusterd says so once.
+    steering = [line for line in clusterd.log().splitlines() if "one shared socket name=http" in line]
+    assert len(steering) == 1 and steering[0].endswith(
+        "need the steering program: cannot create the steering state map (bpf BPF_MAP_CREATE): "
+        "Operation not permitted"), clusterd.log_tail()
+    others = [line for line in clusterd.log().splitlines() if line not in steering]
+    assert not [line for line in others if "Operation not permitted" in line], clusterd.log_tail()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: setpriv, unshare and mount")
