@@ -66,9 +66,7 @@ Daemon::Daemon(DaemonSetup setup)
     } catch (const ListenError& error) {
       spdlog::error("cannot open every per-slot socket; their slots retry at each start: {}", error.what());
     }
-    ListenerConfig stored = config;  // with the mode its sockets have (listeners_for says why)
-    stored.reuseport = sockets->per_slot() ? ReusePort::per_slot : ReusePort::shared;
-    generation.listeners.emplace_back(std::move(stored), std::move(sockets));
+    generation.listeners.emplace_back(as_running(config, *sockets), std::move(sockets));
   }
   warn_about_per_slot_scale_down(generation.listeners);
   generation.launch_may_hang = launch_may_hang(generation.executable, generation.config->directory);
@@ -238,30 +236,11 @@ void Daemon::execute(const std::vector<Action>& actions) {
   }
 }
 
-
-
-
-
 void Daemon::execute_one(const Spawn& spawn) { workers_.spawn(spawn, generations_.at(spawn.id.generation)); }
 
 void Daemon::execute_one(const SendSignal& send) { workers_.signal(send); }
 
-void Daemon::execute_one(const ProbeListening& probe) {
-  // Rebuilt only when a listener's sockets changed: a start of thousands probes every
-  // millisecond, and a per-slot listener has a socket per slot.
-  std::vector<std::uint64_t> versions;
-  for (const ListenerSockets* listener : open_listeners_now()) {
-    versions.push_back(listener->version());
-  }
-  if (versions != probe_inodes_versions_) {
-    probe_inodes_.clear();
-    for (const ListenerSockets* listener : open_listeners_now()) {
-      probe_inodes_.insert(listener->socket_inodes().begin(), listener->socket_inodes().end());
-    }
-    probe_inodes_versions_ = std::move(versions);
-  }
-  workers_.probe_listening(probe, probe_inodes_);
-}
+void Daemon::execute_one(const ProbeListening& probe) { workers_.probe_listening(probe, listener_inodes()); }
 
 void Daemon::execute_one(const SampleRss& sample) { workers_.sample_rss(sample); }
 
@@ -363,73 +342,12 @@ void Daemon::on_signal() {
   }
 }
 
-
-
-
-
-
-
-
-
-std::set<ListenerSockets*> Daemon::open_listeners_now() const {
-  std::set<ListenerSockets*> open;  // a listener kept by several generations counts once
-  for (const auto& [key, generation] : generations_) {
-    for (const auto& [listener_config, listener] : generation.listeners) {
-      open.insert(listener.get());
-    }
-  }
-  return open;
-}
-
 void Daemon::sweep_children() {
   if (workers_.reap_all() > 0) {
     for (ListenerSockets* listener : open_listeners_now()) {
       listener->ensure_every_socket_listening();
     }
     slot_sockets_changed_ = true;  // a socket that listens again is steered to again
-  }
-}
-
-void Daemon::check_listeners(std::span<const int> slots) {
-  for (ListenerSockets* listener : open_listeners_now()) {
-    listener->ensure_listening(slots);
-  }
-}
-
-void Daemon::steer_and_close_slot_sockets() {
-  for (ListenerSockets* listener : open_listeners_now()) {
-    if (!listener->per_slot()) {
-      continue;
-    }
-    // Only the workers of generations that hold this listener have its sockets: after a reload
-    // that moved or dropped it, the other generation's ready workers accept none of its
-    // connections.
-    std::set<std::uint64_t> holders;
-    for (const auto& [number, generation] : generations_) {
-      for (const auto& entry : generation.listeners) {
-        if (entry.second.get() == listener) {
-          holders.insert(number);
-        }
-      }
-    }
-    const std::vector<SlotActivity> activity =
-        supervisor_.slot_activity([&](std::uint64_t generation) { return holders.contains(generation); });
-    // Steered away first: a socket closed next hands its queue to the slots that accept.
-    listener->steer(activity);
-    listener->close_unneeded([&](int slot) {
-      return slot_socket_needed(activity, supervisor_.workers_wanted(), slot, listener->steered());
-    });
-  }
-}
-
-void Daemon::warn_about_per_slot_scale_down(const GenerationListeners& listeners) {
-  // A steered group's program moves a closed socket's queue whatever the sysctl says.
-  const bool any_unsteered = std::any_of(listeners.begin(), listeners.end(), [](const auto& entry) {
-    return entry.second->per_slot() && !entry.second->steered();
-  });
-  if (any_unsteered && !tcp_migrate_req_checked_) {
-    tcp_migrate_req_checked_ = true;  // once: it is the system's setting, not the file's
-    warn_about_tcp_migrate_req();
   }
 }
 

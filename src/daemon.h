@@ -87,7 +87,10 @@ class Daemon {
   void execute_one(const ExitDaemon& exit);
 
   void on_signal();
+  // daemon_listeners.cpp: the listeners of every generation.
   std::set<ListenerSockets*> open_listeners_now() const;
+  // Every open listener's socket inodes (the probes' set), kept until a listener's sockets change.
+  const std::set<std::uint64_t>& listener_inodes();
   // After workers of `slots` exited: a worker's shutdown() may have stopped a listener
   // (interface §7); listen again so the next workers are served.
   void check_listeners(std::span<const int> slots);

@@ -342,11 +342,7 @@ tl::expected<GenerationListeners, std::string> Daemon::listeners_for(const Confi
       // the file there is clusterd's to replace and remove (sockets.h).
       return tl::make_unexpected(std::move(*problem));
     }
-    // Stored with the mode its sockets really have, so a later reload compares with that, not
-    // with what an unset reuseport would mean today.
-    ListenerConfig stored = wanted;
-    stored.reuseport = found->per_slot() ? ReusePort::per_slot : ReusePort::shared;
-    listeners.emplace_back(std::move(stored), std::move(found));
+    listeners.emplace_back(as_running(wanted, *found), std::move(found));
   }
   if (config.listeners.empty()) {
     // Sockets inherited from systemd with no [[listen]] configured stay what they were.

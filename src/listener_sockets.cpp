@@ -216,6 +216,11 @@ void ListenerSockets::ensure_every_socket_listening() {
   ensure_listening(slots);
 }
 
+ListenerConfig as_running(ListenerConfig config, const ListenerSockets& sockets) {
+  config.reuseport = sockets.per_slot() ? ReusePort::per_slot : ReusePort::shared;
+  return config;
+}
+
 std::shared_ptr<ListenerSockets> open_listener_sockets(const ListenerConfig& config, int workers) {
   std::vector<Listener> opened = open_listeners({config});
   auto sockets = std::make_shared<ListenerSockets>(config, std::move(opened.front()));

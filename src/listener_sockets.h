@@ -119,6 +119,10 @@ class ListenerSockets {
   void changed();
 };
 
+// `config` as a generation keeps it beside `sockets`: with the reuseport its sockets really have,
+// so a later reload compares with that, not with what an unset reuseport would mean then.
+ListenerConfig as_running(ListenerConfig config, const ListenerSockets& sockets);
+
 // Opens a listener a reload added: its first socket (open_listeners), logged as `listening name=
 // address= backlog=`, and for a per-slot listener the sockets of slots 0..workers-1. Throws
 // ListenError.

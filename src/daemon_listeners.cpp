@@ -1,0 +1,81 @@
+// The daemon's listeners across generations: which sockets are open now, their inodes for the
+// readiness probes, the steering and closing of per-slot sockets, and the migration warning.
+#include "daemon.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace clusterd {
+
+std::set<ListenerSockets*> Daemon::open_listeners_now() const {
+  std::set<ListenerSockets*> open;  // a listener kept by several generations counts once
+  for (const auto& [key, generation] : generations_) {
+    for (const auto& [listener_config, listener] : generation.listeners) {
+      open.insert(listener.get());
+    }
+  }
+  return open;
+}
+
+const std::set<std::uint64_t>& Daemon::listener_inodes() {
+  // Rebuilt only when a listener's sockets changed: a start of thousands probes every
+  // millisecond, and a per-slot listener has a socket per slot.
+  const std::set<ListenerSockets*> listeners = open_listeners_now();
+  std::vector<std::uint64_t> versions;
+  for (const ListenerSockets* listener : listeners) {
+    versions.push_back(listener->version());
+  }
+  if (versions != probe_inodes_versions_) {
+    probe_inodes_.clear();
+    for (const ListenerSockets* listener : listeners) {
+      probe_inodes_.insert(listener->socket_inodes().begin(), listener->socket_inodes().end());
+    }
+    probe_inodes_versions_ = std::move(versions);
+  }
+  return probe_inodes_;
+}
+
+void Daemon::check_listeners(std::span<const int> slots) {
+  for (ListenerSockets* listener : open_listeners_now()) {
+    listener->ensure_listening(slots);
+  }
+}
+
+void Daemon::steer_and_close_slot_sockets() {
+  for (ListenerSockets* listener : open_listeners_now()) {
+    if (!listener->per_slot()) {
+      continue;
+    }
+    // Only the workers of generations that hold this listener have its sockets: after a reload
+    // that moved or dropped it, the other generation's ready workers accept none of its
+    // connections.
+    std::set<std::uint64_t> holders;
+    for (const auto& [number, generation] : generations_) {
+      for (const auto& entry : generation.listeners) {
+        if (entry.second.get() == listener) {
+          holders.insert(number);
+        }
+      }
+    }
+    const std::vector<SlotActivity> activity =
+        supervisor_.slot_activity([&](std::uint64_t generation) { return holders.contains(generation); });
+    // Steered away first: a socket closed next hands its queue to the slots that accept.
+    listener->steer(activity);
+    listener->close_unneeded([&](int slot) {
+      return slot_socket_needed(activity, supervisor_.workers_wanted(), slot, listener->steered());
+    });
+  }
+}
+
+void Daemon::warn_about_per_slot_scale_down(const GenerationListeners& listeners) {
+  // A steered group's program moves a closed socket's queue whatever the sysctl says.
+  const bool any_unsteered = std::any_of(listeners.begin(), listeners.end(), [](const auto& entry) {
+    return entry.second->per_slot() && !entry.second->steered();
+  });
+  if (any_unsteered && !tcp_migrate_req_checked_) {
+    tcp_migrate_req_checked_ = true;  // once: it is the system's setting, not the file's
+    warn_about_tcp_migrate_req();
+  }
+}
+
+}  // namespace clusterd
