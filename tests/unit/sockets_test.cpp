@@ -835,6 +835,28 @@ TEST(ListenerSockets, ASteeredGroupWhoseEverySocketStoppedIsSteeredAgain) {
   EXPECT_EQ(accept_all(group, 2), (std::vector<int>{0, 10}));  // hashed, 2^-10 likely
 }
 
+TEST(ListenerSockets, ASlotTheKernelRefusedIsSteeredToOnceItCanBe) {
+  if (reuseport_steering_problem()) {
+    GTEST_SKIP() << "this kernel or user cannot steer: " << *reuseport_steering_problem();
+  }
+  ListenerSockets group = per_slot_group(per_slot_config("127.0.0.1:0"), 2);
+  const std::vector<SlotActivity> both{SlotActivity{.accepting = true, .running = true},
+                                       SlotActivity{.accepting = true, .running = true}};
+  const int fd = fd_of(group, 1);
+  ASSERT_EQ(::shutdown(fd, SHUT_RD), 0);  // not listening: the kernel refuses it to the steering
+  CapturedLog log;
+  group.steer(both);
+  EXPECT_THAT(log.text(), HasSubstr("warning per-slot socket not steered to name=http slot=1"));
+  ASSERT_EQ(::listen(fd, 16), 0);  // bound by port number: back in the group
+
+  group.steer(both);  // the same readiness as before: slot 1 is still tried again
+  std::vector<Fd> clients;
+  for (int i = 0; i < 10; ++i) {
+    clients.push_back(connect_to(group.bound_address()));
+  }
+  EXPECT_EQ(accept_all(group, 2), (std::vector<int>{5, 5}));
+}
+
 TEST(ListenerSockets, EnsureListeningListensAgainOnASlotsSocketAWorkerShutDown) {
   ListenerSockets group = per_slot_group(per_slot_config("127.0.0.1:0"), 2);
   const int fd = fd_of(group, 1);
