@@ -138,7 +138,8 @@ def test_a_recycle_whose_replacement_never_becomes_ready_keeps_the_old_worker_an
     # Retried after restart.max_delay, not at once.
     assert log_time(retried.string) - log_time(failed.string) >= 0.95
     assert http_get(address)["pid"] == pid
-    assert live_children(clusterd)[0] == pid
+    # The old worker still runs beside the retry's replacement (pids wrap: not the lowest one).
+    assert pid in live_children(clusterd)
     assert clusterd.count(r"worker (exited|stopped) slot=0 gen=1 pid=%d " % pid) == 0
     assert clusterd.count(r"worker recycled") == 0
 
