@@ -109,6 +109,7 @@ const char* step_name(std::int32_t step) {
     case ChildStep::getppid: return "getppid";
     case ChildStep::sigprocmask: return "sigprocmask";
     case ChildStep::exec: return "exec";
+    case ChildStep::cgroup: return "cgroup";
   }
   return "child setup";
 }
@@ -126,6 +127,13 @@ char* pid_slot_digits(std::vector<std::string>& env, const std::optional<std::si
 }
 
 [[noreturn]] void run_child(ChildSetup& setup) noexcept {
+  // Into the worker's own cgroup first, while the fd is still reachable through clusterd's table
+  // (a shared child) and before the program can start anything that would be left outside it.
+  // "0" is the writer itself (cgroup v2 `cgroup.procs`).
+  if (setup.cgroup_procs >= 0 && ::write(setup.cgroup_procs, "0", 1) != 1) {
+    child_fail(setup, ChildStep::cgroup, errno);
+  }
+
   // 0. A table of its own before any fd changes: until then every dup2 and close would be
   // clusterd's. CLOSE_RANGE_UNSHARE copies only the numbers below the range it closes, where
   // the spawn put every fd the child needs (spawn_fds.h); a kernel before 5.9 copies it all.

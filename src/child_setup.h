@@ -34,6 +34,7 @@ enum class ChildStep : std::int32_t {
   getppid,
   sigprocmask,
   exec,
+  cgroup,
 };
 
 // "setsid", "chdir", "exec", …: a step's name in StartFailure.
@@ -78,6 +79,7 @@ struct ChildSetup {
   int source_count = 0;
   int stdio[3] = {-1, -1, -1};  // what goes to 0, 1, 2; -1 leaves it alone
   int status_pipe = -1;  // a forked child's exec-status pipe; -1: it shares clusterd's memory
+  int cgroup_procs = -1;  // the worker's cgroup's cgroup.procs, written first; -1: no cgroup
   // The child shares clusterd's fd table (CLONE_FILES) until its first step copies the numbers
   // below this one (where every fd it needs was put) into a table of its own; -1: it already
   // has its own table.

@@ -136,6 +136,9 @@ class Validator {
     if (const auto* table = read_.section(root, "recycle")) {
       read_recycle(*table, read_, config.recycle);
     }
+    if (const auto* table = read_.section(root, "cgroup")) {
+      cgroup(*table, config.cgroup);
+    }
     if (const auto* table = read_.section(root, "control")) {
       control(*table, config.control);
     }
@@ -296,6 +299,14 @@ class Validator {
 
   // ----- sections
 
+  void cgroup(const toml::table& table, CgroupConfig& cgroup) {
+    if (const auto* node = table.get("mode")) {
+      if (auto index = read_.choice(*node, "cgroup.mode", {"auto", "on", "off"})) {
+        cgroup.mode = std::array{CgroupMode::automatic, CgroupMode::on, CgroupMode::off}[*index];
+      }
+    }
+  }
+
   void restart(const toml::table& table, RestartConfig& restart) {
     if (const auto* node = table.get("policy")) {
       if (auto index = read_.choice(*node, "restart.policy", {"always", "on-failure", "never"})) {
@@ -368,6 +379,29 @@ class Validator {
     }
     if (const auto* node = table.get("grace")) {
       stop.grace = read_.duration(*node, "stop.grace", false).value_or(stop.grace);
+    }
+    if (const auto* node = table.get("dump_signal")) {
+      constexpr std::string_view expected = "a signal name such as \"ABRT\" or \"QUIT\"";
+      if (auto text = read_.string(*node, "stop.dump_signal", expected)) {
+        if (auto number = parse_signal(*text); number && *number != SIGKILL && *number != SIGSTOP) {
+          stop.dump_signal = *number;
+        } else {
+          report_.bad_value(*node, "stop.dump_signal", expected);
+        }
+      }
+    }
+    if (const auto* node = table.get("dump_before")) {
+      if (auto value = read_.duration(*node, "stop.dump_before", true)) {
+        if (!table.get("dump_signal")) {
+          report_.at(node->source(), "stop.dump_before",
+                     "is set without stop.dump_signal; set the signal that asks for the dump (\"ABRT\")");
+        } else if (*value >= stop.grace) {
+          report_.bad_value(*node, "stop.dump_before",
+                            "a duration less than stop.grace (" + quote(format_duration(stop.grace)) + ")");
+        } else {
+          stop.dump_before = *value;
+        }
+      }
     }
   }
 

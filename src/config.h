@@ -34,6 +34,23 @@ struct RestartConfig {
 struct StopConfig {
   int signal = SIGTERM;
   Duration grace = std::chrono::seconds(30);
+  // The stop ladder: a worker still running `dump_before` ahead of its SIGKILL gets this signal,
+  // which makes most runtimes leave a stack dump or a core (ABRT; QUIT for Go and the JVM).
+  std::optional<int> dump_signal;
+  std::optional<Duration> dump_before;  // unset: 5s, or half of `grace` when that is shorter
+
+  Duration dump_lead() const {
+    return dump_before.value_or(std::min<Duration>(std::chrono::seconds(5), grace / 2));
+  }
+};
+
+// Whether each worker gets a cgroup v2 of its own (worker_cgroups.h): `automatic` where clusterd
+// may create them and says once why not elsewhere; `on` refuses to start without them; `off`
+// leaves the workers in clusterd's cgroup.
+enum class CgroupMode { automatic, on, off };
+
+struct CgroupConfig {
+  CgroupMode mode = CgroupMode::automatic;
 };
 
 // How the workers share a listener (interface §7, protocols §4.1): one socket clusterd opens and
@@ -139,6 +156,7 @@ struct Config {
   ReadyConfig ready;
   ReloadConfig reload;
   RecycleConfig recycle;
+  CgroupConfig cgroup;
   ControlConfig control;
   MetricsConfig metrics;
   LogConfig log;

@@ -11,7 +11,7 @@
 namespace clusterd::config_detail {
 namespace {
 
-constexpr std::array<KnownKey, 51> known_keys{{
+constexpr std::array<KnownKey, 55> known_keys{{
     {"", "name", true},
     {"", "workers", false},
     {"", "command", false},
@@ -27,6 +27,7 @@ constexpr std::array<KnownKey, 51> known_keys{{
     {"", "stop", false},
     {"", "reload", false},
     {"", "recycle", false},
+    {"", "cgroup", false},
     {"", "control", false},
     {"", "log", false},
     {"", "metrics", false},
@@ -49,10 +50,13 @@ constexpr std::array<KnownKey, 51> known_keys{{
     {"ready", "watchdog", true},
     {"stop", "signal", true},
     {"stop", "grace", true},
+    {"stop", "dump_signal", true},
+    {"stop", "dump_before", true},
     {"reload", "batch", false},
     {"recycle", "max_lifetime", true},
     {"recycle", "max_rss", true},
     {"recycle", "check_interval", true},
+    {"cgroup", "mode", true},
     {"output", "mode", true},
     {"output", "file", true},
     {"output", "timestamps", false},
@@ -99,7 +103,7 @@ const KnownKey* find_known(std::string_view section, std::string_view name) {
 
 bool is_section(std::string_view name) {
   return name == "listen" || name == "env" || name == "restart" || name == "ready" || name == "stop" ||
-         name == "reload" || name == "recycle" || name == "control" || name == "log" ||
+         name == "reload" || name == "recycle" || name == "cgroup" || name == "control" || name == "log" ||
          name == "metrics" || name == "output";
 }
 

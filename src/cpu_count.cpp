@@ -214,6 +214,19 @@ std::optional<CpuCgroup> find_cpu_cgroup(std::string_view proc_self_cgroup, std:
   return std::nullopt;
 }
 
+std::optional<CpuCgroup> find_cgroup_v2(std::string_view proc_self_cgroup, std::string_view mountinfo) {
+  for (const auto line : split(proc_self_cgroup, '\n')) {
+    if (!line.starts_with("0::")) {
+      continue;
+    }
+    const auto path = line.substr(3);
+    if (const auto mount = find_mount(mountinfo, CgroupVersion::v2, path)) {
+      return CpuCgroup{CgroupVersion::v2, mount->mount_point, directory_under(*mount, path)};
+    }
+  }
+  return std::nullopt;
+}
+
 std::vector<std::string> cgroup_directories(const CpuCgroup& cgroup) {
   std::vector<std::string> directories;
   std::string directory = cgroup.directory;

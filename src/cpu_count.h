@@ -37,6 +37,12 @@ struct CpuCgroup {
 // controller); otherwise the `0::` v2 entry. nullopt: no such hierarchy is mounted here.
 std::optional<CpuCgroup> find_cpu_cgroup(std::string_view proc_self_cgroup, std::string_view mountinfo);
 
+// The process's cgroup v2 (the `0::` line) whatever the controllers, for the workers' cgroups
+// (worker_cgroups.h); nullopt without that line or a cgroup2 mount. A directory equal to the
+// mount point is the root of the hierarchy as this process sees it (the host's, or a cgroup
+// namespace's).
+std::optional<CpuCgroup> find_cgroup_v2(std::string_view proc_self_cgroup, std::string_view mountinfo);
+
 // The directory and each ancestor up to and including the mount point, leaf first: every
 // level whose quota applies (protocols §5).
 std::vector<std::string> cgroup_directories(const CpuCgroup& cgroup);

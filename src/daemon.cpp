@@ -47,6 +47,9 @@ Daemon::Daemon(DaemonSetup setup)
       worker_logs_(supervisor_.config_of(1).output.recent_lines),
       workers_(loop_, pending_, current_environment()) {
   workers_.outputs().set_observer([this](const WorkerLine& line) { worker_logs_.on_line(line); });
+  if (setup.cgroups) {
+    workers_.use_cgroups(std::move(*setup.cgroups));
+  }
   if (setup.output_file) {
     const OutputConfig& output = supervisor_.config_of(1).output;
     workers_.outputs().write_to_file(std::move(*setup.output_file),

@@ -56,6 +56,8 @@ struct DaemonSetup {
   std::optional<Listener> metrics;
   // output.file, opened by main; nullopt: workers' lines go to clusterd's stdout and stderr.
   std::optional<OpenedOutputFile> output_file;
+  // Where each worker's cgroup is made (cgroup.mode); nullopt: the workers stay in clusterd's.
+  std::optional<WorkerCgroups> cgroups;
 };
 
 class Daemon {

@@ -37,6 +37,9 @@ std::vector<std::string> keys_needing_restart(const Config& running, const Confi
   if (running.log.file != next.log.file) {
     keys.push_back("log.file");
   }
+  if (running.cgroup.mode != next.cgroup.mode) {
+    keys.push_back("cgroup.mode");
+  }
   // output.file is opened at start and written to whatever a reload says (SIGUSR1 reopens it):
   // compared with what is open, not with the last file read.
   const std::optional<std::string> open_path = output_file ? std::optional(output_file->path) : std::nullopt;

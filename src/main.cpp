@@ -209,6 +209,17 @@ int run_supervisor(const CliOptions& options, PreparedConfig prepared) {
     }
     setup.output_file = std::move(*file);
   }
+  if (config.cgroup.mode != CgroupMode::off) {
+    auto cgroups = WorkerCgroups::set_up(config.cgroup.mode == CgroupMode::on);
+    if (cgroups) {
+      spdlog::info("a cgroup per worker parent={}", cgroups->parent());
+      setup.cgroups.emplace(std::move(*cgroups));
+    } else if (config.cgroup.mode == CgroupMode::on) {
+      return refuse_start("cgroup.mode = \"on\": " + cgroups.error());
+    } else {
+      spdlog::info("the workers stay in clusterd's cgroup: {}", cgroups.error());
+    }
+  }
   for (const Listener& listener : setup.listeners) {
     spdlog::info("listening name={} address={} backlog={}", listener.name(), listener.bound_address(),
                  listener.backlog());

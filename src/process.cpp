@@ -93,6 +93,7 @@ tl::expected<Process, StartFailure> Process::spawn(const SpawnPlan& plan,
     setup.nofile.rlim_max = nofile.rlim_max;
   }
   setup.parent_pid = ::getpid();
+  setup.cgroup_procs = plan.cgroup_procs_fd;
 
   auto child = launch_child(setup, plan.fds, plan.stdout_fd, plan.stderr_fd, !plan.may_hang_before_exec);
   if (!child) {

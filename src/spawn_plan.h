@@ -59,6 +59,9 @@ struct SpawnPlan {
   // Set by the daemon: the exec or chdir may wait on a network file system or FUSE, so the child
   // must be forked, never share clusterd's memory until its exec (child_launch.h).
   bool may_hang_before_exec = false;
+  // Set by the daemon: the worker's own cgroup's `cgroup.procs`, open for writing; the child moves
+  // itself there before anything else, so all it ever starts is in it (worker_cgroups.h). -1: none.
+  int cgroup_procs_fd = -1;
 };
 
 inline constexpr std::size_t pid_slot_width = 20;

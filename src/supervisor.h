@@ -267,6 +267,7 @@ class Supervisor {
   struct Stopping {
     StopReason reason = StopReason::retire;
     std::optional<TimePoint> kill_at;  // SIGKILL then, unless it exited; nullopt once sent
+    std::optional<TimePoint> dump_at;  // stop.dump_signal then (the stop ladder); nullopt once sent
     bool killed = false;               // clusterd sent SIGKILL
   };
 
@@ -321,6 +322,7 @@ class Supervisor {
     recycle_retry,
     rss_sample,
     spawn_more,
+    dump,
     kill,
     probe,
     ready_after,

@@ -38,6 +38,9 @@ std::vector<Supervisor::Deadline> Supervisor::deadlines() const {
   for (const Worker& worker : workers_) {
     const std::uint64_t instance = worker.id.instance;
     if (worker.stopping) {
+      if (worker.stopping->dump_at) {
+        list.push_back({*worker.stopping->dump_at, Due::dump, worker.id.slot, instance});
+      }
       if (worker.stopping->kill_at) {
         list.push_back({*worker.stopping->kill_at, Due::kill, worker.id.slot, instance});
       }
@@ -112,6 +115,16 @@ void Supervisor::act_on(const Deadline& deadline, TimePoint now) {
   }
   Worker& worker = *find_instance(deadline.instance);
   switch (deadline.what) {
+    case Due::dump: {
+      const StopConfig& stop = config_of(worker.id.generation).stop;
+      worker.stopping->dump_at.reset();
+      log(LogSeverity::warn,
+          fmt::format("worker did not stop; asking for a stack dump {} signal={} kill_in={}",
+                      worker_fields(worker.id, worker.pid), signal_name(*stop.dump_signal),
+                      format_duration(stop.dump_lead())));
+      actions_.push_back(SendSignal{worker.id, *stop.dump_signal});
+      return;
+    }
     case Due::kill:
       log(LogSeverity::warn, fmt::format("worker did not stop within grace; killing {} grace={}",
                                          worker_fields(worker.id, worker.pid),

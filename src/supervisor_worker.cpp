@@ -109,7 +109,10 @@ void Supervisor::stop_worker(Worker& worker, StopReason reason, TimePoint now) {
     return;
   }
   const StopConfig& stop = config_of(worker.id.generation).stop;
-  worker.stopping = Stopping{reason, now + stop.grace, false};
+  worker.stopping = Stopping{reason, now + stop.grace, std::nullopt, false};
+  if (stop.dump_signal && stop.dump_lead() > Duration{0}) {
+    worker.stopping->dump_at = now + stop.grace - stop.dump_lead();
+  }
   worker.state = WorkerState::stopping;
   activity_changed_ = true;
   actions_.push_back(SendSignal{worker.id, stop.signal});
@@ -121,9 +124,10 @@ void Supervisor::kill_worker(Worker& worker, StopReason reason) {
     return;
   }
   if (!worker.stopping) {
-    worker.stopping = Stopping{reason, std::nullopt, false};
+    worker.stopping = Stopping{reason, std::nullopt, std::nullopt, false};
   }
   worker.stopping->kill_at.reset();
+  worker.stopping->dump_at.reset();
   worker.stopping->killed = true;
   worker.state = WorkerState::stopping;
   activity_changed_ = true;

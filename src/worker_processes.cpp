@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "errno_text.h"
 #include "listen_probe.h"
 #include "proc_status.h"
 #include "text_file.h"
@@ -65,10 +66,23 @@ void WorkerProcesses::spawn(const Spawn& spawn, const WorkerSpec& generation) {
     plan.stderr_fd = stderr_pipe->write_end.get();
   }
   plan.may_hang_before_exec = generation.launch_may_hang;
+  std::optional<WorkerCgroup> cgroup;
+  if (cgroups_) {
+    auto made = cgroups_->create(spawn.id.slot, spawn.id.generation, spawn.id.instance);
+    if (!made) {
+      events_.push_back(SpawnFailed{spawn.id, StartFailure{"cgroup", made.error(), cgroups_->parent()}});
+      return;
+    }
+    cgroup.emplace(std::move(*made));
+    plan.cgroup_procs_fd = cgroup->procs_fd();
+  }
   auto process = Process::spawn(plan, generation.user.credentials);
   if (!process) {
     events_.push_back(SpawnFailed{spawn.id, process.error()});
     return;
+  }
+  if (cgroup) {
+    cgroup->close_procs();
   }
   const pid_t pid = process->pid();
   // The write ends close here, when the pipes go: from now on only the worker (and what it
@@ -81,7 +95,10 @@ void WorkerProcesses::spawn(const Spawn& spawn, const WorkerSpec& generation) {
   }
   // A failed exec is reported with the child's exit, when it is reaped (worker_ended).
   const bool execed = process->exec_state() == ExecState::succeeded;
-  const auto entry = workers_.emplace(pid, RunningWorker{spawn.id, std::move(*process), std::move(notify_socket)}).first;
+  const auto entry =
+      workers_.emplace(pid, RunningWorker{spawn.id, std::move(*process), std::move(notify_socket), false,
+                                          std::move(cgroup)})
+          .first;
   if (entry->second.process.exec_state() == ExecState::pending) {
     loop_.add(entry->second.process.exec_status_fd(), EPOLLIN, [this, pid](std::uint32_t) { on_exec_status(pid); });
     entry->second.exec_status_watched = true;
@@ -143,10 +160,24 @@ tl::expected<std::optional<NotifySettings>, StartFailure> WorkerProcesses::notif
 }
 
 void WorkerProcesses::signal(const SendSignal& send) {
+  // A SIGKILL ends the worker with all it started, wherever they went: its whole cgroup.
+  const auto kill_cgroup = [&](const WorkerCgroup& cgroup) {
+    if (!cgroup.kill()) {
+      spdlog::warn("cannot kill cgroup={} slot={} error=\"{}\"", cgroup.path(), send.id.slot, errno_text(errno));
+    }
+  };
   for (const auto& [pid, worker] : workers_) {
     if (worker.id == send.id) {
       worker.process.signal_group(send.signal);
+      if (send.signal == SIGKILL && worker.cgroup) {
+        kill_cgroup(*worker.cgroup);
+      }
       return;
+    }
+  }
+  for (const auto& [fd, left] : left_behind_) {
+    if (left.id == send.id && send.signal == SIGKILL) {
+      kill_cgroup(left.cgroup);
     }
   }
 }
@@ -255,8 +286,44 @@ void WorkerProcesses::worker_ended(std::map<pid_t, RunningWorker>::iterator foun
   if (!outputs_.empty()) {
     outputs_.drain_of(pid);  // what it wrote last is written out before its exit is logged
   }
-  events_.push_back(Exited{worker.id, exit});
+  const WorkerId id = worker.id;
+  std::optional<WorkerCgroup> cgroup = std::move(worker.cgroup);
   forget_worker(found);
+  worker_gone(id, pid, std::move(exit), std::move(cgroup));
+}
+
+void WorkerProcesses::worker_gone(const WorkerId& id, pid_t pid, WorkerExit exit,
+                                  std::optional<WorkerCgroup> cgroup) {
+  if (!cgroup || !cgroup->populated()) {
+    events_.push_back(Exited{id, std::move(exit)});
+    return;  // the cgroup, if any, is removed here
+  }
+  // A daemonized helper (setsid, a double fork) would keep the listening sockets and serve on
+  // its own; the worker is its process, so what it left goes with it. (Its process group was
+  // just sent SIGKILL too, and may still be dying.)
+  spdlog::info("worker exited, killing what is left in its cgroup slot={} gen={} pid={} cgroup={}", id.slot,
+               id.generation, pid, cgroup->path());
+  if (!cgroup->kill()) {
+    spdlog::warn("cannot kill cgroup={} slot={} error=\"{}\"", cgroup->path(), id.slot, errno_text(errno));
+  }
+  // Read after the kill: a change from here on makes the events fd readable (EPOLLPRI).
+  if (!cgroup->populated()) {
+    events_.push_back(Exited{id, std::move(exit)});
+    return;
+  }
+  const int events_fd = cgroup->events_fd();
+  left_behind_.emplace(events_fd, LeftBehind{id, std::move(exit), std::move(*cgroup)});
+  loop_.add(events_fd, EPOLLPRI, [this, events_fd](std::uint32_t) { on_cgroup_events(events_fd); });
+}
+
+void WorkerProcesses::on_cgroup_events(int events_fd) {
+  const auto found = left_behind_.find(events_fd);
+  if (found == left_behind_.end() || found->second.cgroup.populated()) {
+    return;
+  }
+  loop_.remove(events_fd);
+  events_.push_back(Exited{found->second.id, std::move(found->second.exit)});
+  left_behind_.erase(found);
 }
 
 std::optional<std::vector<pid_t>> WorkerProcesses::orphans() const {

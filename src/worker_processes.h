@@ -24,6 +24,7 @@
 #include "process.h"
 #include "spawn_plan.h"
 #include "supervisor.h"
+#include "worker_cgroups.h"
 
 namespace clusterd {
 
@@ -49,6 +50,12 @@ class WorkerProcesses {
   WorkerProcesses(EventLoop& loop, std::deque<Event>& events, std::vector<std::string> parent_env);
   WorkerProcesses(const WorkerProcesses&) = delete;
   WorkerProcesses& operator=(const WorkerProcesses&) = delete;
+
+  // From now on each worker starts in a cgroup of its own there (worker_cgroups.h): a SIGKILL
+  // for it is cgroup.kill, and its exit counts only once nothing is left in that cgroup (what
+  // it left behind is killed).
+  void use_cgroups(WorkerCgroups cgroups) { cgroups_.emplace(std::move(cgroups)); }
+  const std::optional<WorkerCgroups>& cgroups() const { return cgroups_; }
 
   // Starts the worker (Spawned), or says why it could not (SpawnFailed).
   void spawn(const Spawn& spawn, const WorkerSpec& generation);
@@ -84,6 +91,14 @@ class WorkerProcesses {
     Process process;
     std::optional<WorkerNotifySocket> notify;
     bool exec_status_watched = false;  // a forked worker's exec-status pipe is registered with the loop
+    std::optional<WorkerCgroup> cgroup;
+  };
+  // A worker whose process exited while others remained in its cgroup: they were killed, and its
+  // Exited waits until the cgroup is empty.
+  struct LeftBehind {
+    WorkerId id;
+    WorkerExit exit;
+    WorkerCgroup cgroup;
   };
 
   // nullopt without ready.mode = notify or auto; a StartFailure when the socket cannot be made
@@ -98,13 +113,19 @@ class WorkerProcesses {
   // event queued and the worker forgotten.
   void worker_ended(std::map<pid_t, RunningWorker>::iterator found, const siginfo_t& info);
   void forget_worker(std::map<pid_t, RunningWorker>::iterator found);
+  // The Exited of a worker that ended, at once or (something else still in its cgroup) once the
+  // rest was killed and the cgroup is empty.
+  void worker_gone(const WorkerId& id, pid_t pid, WorkerExit exit, std::optional<WorkerCgroup> cgroup);
+  void on_cgroup_events(int events_fd);
 
   EventLoop& loop_;
   std::deque<Event>& events_;
   std::vector<std::string> parent_env_;
   std::optional<NotifyDirectory> notify_directory_;
   bool notify_unavailable_reported_ = false;
+  std::optional<WorkerCgroups> cgroups_;  // before the workers: their cgroups are made in it
   std::map<pid_t, RunningWorker> workers_;
+  std::map<int, LeftBehind> left_behind_;  // by the cgroup.events fd
   // output = "prefix": the workers' output pipes and clusterd's stdout and stderr they feed.
   OutputRouter outputs_;
 };

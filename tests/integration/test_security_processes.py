@@ -43,9 +43,11 @@ def orphan_pids(directory, kind=None):
 
 
 def start_orphan_workers(start_clusterd, tmpdir, workers, *extra, listen="127.0.0.1:0"):
-    # The workers hold the socket but never accept on it: ready at their exec.
-    clusterd = start_clusterd(["--workers", str(workers), "--listen", listen, "--ready", "exec", *extra, "--",
-                               *ORPHAN_WORKER],
+    # The workers hold the socket but never accept on it: ready at their exec. Without a cgroup per
+    # worker, which kills what a worker leaves when it exits (test_cgroup.py): these are the orphans
+    # of a clusterd that cannot make cgroups (a unit without Delegate=yes, a container).
+    clusterd = start_clusterd(["--workers", str(workers), "--listen", listen, "--ready", "exec",
+                               "--set", "cgroup.mode=off", *extra, "--", *ORPHAN_WORKER],
                               tmpdir=tmpdir, env={"ORPHAN_DIR": tmpdir})
     address = clusterd.address()
     pids = clusterd.ready_pids(workers)

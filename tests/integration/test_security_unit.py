@@ -30,9 +30,10 @@ INSTALL_DOC = os.path.join(harness.SOURCE_DIR, "docs", "install.md")
 SANDBOX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "unit_sandbox.py")
 NODE = "/usr/bin/node"
 
-# The exposure `systemd-analyze security --offline=yes` (systemd 252) gives the unit: 2.6 "OK".
-# A change that opens the sandbox further must raise this on purpose, and say why in the docs.
-MAX_EXPOSURE = 2.6
+# The exposure `systemd-analyze security --offline=yes` (systemd 252) gives the unit: 2.8 "OK".
+# A change that opens the sandbox further must raise this on purpose, and say why in the docs:
+# 2.6 → 2.8 for Delegate=yes and ProtectControlGroups=no, a cgroup per worker (issue 18).
+MAX_EXPOSURE = 2.8
 
 # What issue #13 asks the unit to close, at least.
 REQUIRED = {"CapabilityBoundingSet", "ProtectSystem", "ProtectHome", "RestrictAddressFamilies",

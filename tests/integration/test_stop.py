@@ -61,6 +61,27 @@ def test_worker_ignoring_the_stop_signal_is_killed_after_grace(start_clusterd):
     assert "stopped code=0" in log
 
 
+def test_the_stop_ladder_asks_a_hung_worker_for_a_dump_before_the_sigkill(start_clusterd, tmpdir_short):
+    noted = os.path.join(tmpdir_short, "signals")
+    clusterd, _, [pid] = start_workers(start_clusterd, 1, "--grace", "2s", "--set", "stop.dump_signal=ABRT",
+                                       "--set", "stop.dump_before=1s",
+                                       worker_args=["--ignore-term", "--note-signal", "ABRT:" + noted])
+    started = time.monotonic()
+    clusterd.signal(signal.SIGTERM)
+    assert clusterd.wait_exit(15.0) == 0, clusterd.log_tail()
+    [dump] = clusterd.wait_for_log(r"worker did not stop; asking for a stack dump slot=0 gen=1 pid=%d signal=ABRT "
+                                   r"kill_in=1s$" % pid)
+    [kill] = clusterd.wait_for_log(r"worker did not stop within grace; killing slot=0 gen=1 pid=%d grace=2s" % pid)
+    assert clusterd.count(r"worker stopped slot=0 gen=1 pid=%d status=signal:KILL" % pid) == 1
+    # The worker got the dump signal, 1 s into the 2 s grace, and lived on until the SIGKILL.
+    with open(noted) as f:
+        [line] = f.read().splitlines()
+    name, at, noted_pid = line.split()
+    assert (name, int(noted_pid)) == ("ABRT", pid)
+    assert 0.9 <= float(at) - started < 2.0, float(at) - started
+    assert harness.log_time(kill.string) - harness.log_time(dump.string) >= 0.9
+
+
 def test_second_sigterm_during_grace_kills_at_once(start_clusterd):
     clusterd, _, [pid] = start_workers(start_clusterd, 1, "--grace", "60s",
                                        worker_args=["--ignore-term"])

@@ -503,6 +503,36 @@ TEST(ConfigErrors, UnknownPolicy) {
                   "\"sometimes\""));
 }
 
+TEST(ConfigErrors, UnknownCgroupMode) {
+  EXPECT_THAT(errors(with_command("[cgroup]\nmode = \"yes\"\n")),
+              ElementsAre("c.toml:3:8: cgroup.mode: expected \"auto\", \"on\" or \"off\", found \"yes\""));
+  EXPECT_THAT(errors(with_command("[cgroup]\nmemory = \"1G\"\n")), ElementsAre(::testing::HasSubstr("cgroup.memory")));
+}
+
+TEST(ConfigErrors, StopLadder) {
+  EXPECT_THAT(errors(with_command("[stop]\ndump_signal = \"KILL\"\n")),
+              ElementsAre("c.toml:3:15: stop.dump_signal: expected a signal name such as \"ABRT\" or \"QUIT\", "
+                          "found \"KILL\""));
+  EXPECT_THAT(errors(with_command("[stop]\ngrace = \"3s\"\ndump_signal = \"ABRT\"\ndump_before = \"3s\"\n")),
+              ElementsAre("c.toml:5:15: stop.dump_before: expected a duration less than stop.grace (\"3s\"), "
+                          "found \"3s\""));
+  EXPECT_THAT(errors(with_command("[stop]\ndump_before = \"1s\"\n")),
+              ElementsAre(::testing::HasSubstr("stop.dump_before: is set without stop.dump_signal")));
+}
+
+TEST(Config, StopLadder) {
+  const Config config = build("command = [\"x\"]\n[stop]\ndump_signal = \"QUIT\"\ndump_before = \"10s\"\n");
+  EXPECT_EQ(config.stop.dump_signal, SIGQUIT);
+  EXPECT_EQ(config.stop.dump_before, std::chrono::seconds(10));
+  EXPECT_EQ(build("command = [\"x\"]\n").stop.dump_signal, std::nullopt);
+}
+
+TEST(Config, CgroupModes) {
+  EXPECT_EQ(build("command = [\"x\"]\n").cgroup.mode, CgroupMode::automatic);
+  EXPECT_EQ(build("command = [\"x\"]\n[cgroup]\nmode = \"on\"\n").cgroup.mode, CgroupMode::on);
+  EXPECT_EQ(build("command = [\"x\"]\n[cgroup]\nmode = \"off\"\n").cgroup.mode, CgroupMode::off);
+}
+
 TEST(ConfigErrors, UnknownSignal) {
   EXPECT_THAT(
       errors(with_command("[stop]\nsignal = \"TERMINATE\"\n")),

@@ -118,6 +118,18 @@ TEST(FindCpuCgroup, CgroupV2WithABindMountedSubtree) {
   EXPECT_EQ(cgroup, (CpuCgroup{CgroupVersion::v2, "/sys/fs/cgroup", "/sys/fs/cgroup"}));
 }
 
+TEST(FindCgroupV2, TheUnifiedEntryEvenWhereV1HoldsTheCpuController) {
+  // A hybrid host: cpu is on v1, but the workers' cgroups go in the unified hierarchy.
+  const auto cgroup = find_cgroup_v2(
+      "4:cpu,cpuacct:/user.slice\n0::/user.slice/session-2.scope\n",
+      mountinfo_with("30 22 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct\n"
+                     "31 22 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"));
+  EXPECT_EQ(cgroup, (CpuCgroup{CgroupVersion::v2, "/sys/fs/cgroup/unified",
+                               "/sys/fs/cgroup/unified/user.slice/session-2.scope"}));
+  EXPECT_EQ(find_cgroup_v2("4:cpu,cpuacct:/user.slice\n", mountinfo_with("")), std::nullopt);
+  EXPECT_EQ(find_cgroup_v2("0::/\n", mountinfo_with("")), std::nullopt);  // no cgroup2 mount
+}
+
 TEST(FindCpuCgroup, CgroupV1HostWithCombinedCpuController) {
   const auto cgroup = find_cpu_cgroup(
       "12:pids:/user.slice/user-1000.slice\n"

@@ -25,6 +25,55 @@ TEST(Stop, GracefulStopSignalsEveryWorkerThenKillsAfterGrace) {
   EXPECT_THAT(effects(harness.exit_slot(1, KilledBySignal{SIGKILL})), ElementsAre("exit 0"));
 }
 
+TEST(Stop, TheStopLadderAsksForADumpAheadOfTheKill) {
+  Config config = exec_config();  // stop.grace 5s
+  config.stop.dump_signal = SIGABRT;
+  config.stop.dump_before = 2s;
+  Driver harness(config, 1);
+  harness.send(Start{});
+  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 0/1 15"));
+  EXPECT_EQ(harness.supervisor().next_deadline(), harness.now + 3s);
+  harness.now += 3s;
+  const auto dump = harness.send(Tick{});
+  EXPECT_THAT(effects(dump), ElementsAre("signal 0/1 6"));
+  EXPECT_THAT(logs(dump), HasSubstr("worker did not stop; asking for a stack dump slot=0 gen=1 pid="));
+  EXPECT_THAT(logs(dump), HasSubstr(" signal=ABRT kill_in=2s"));
+  EXPECT_EQ(harness.supervisor().next_deadline(), harness.now + 2s);
+  harness.now += 2s;
+  EXPECT_THAT(effects(harness.send(Tick{})), ElementsAre("signal 0/1 9"));
+}
+
+TEST(Stop, AWorkerThatStopsInTimeGetsNoDump) {
+  Config config = exec_config();
+  config.stop.dump_signal = SIGQUIT;
+  Driver harness(config, 1);
+  harness.send(Start{});
+  harness.send(StopRequested{});
+  EXPECT_EQ(harness.supervisor().next_deadline(), harness.now + 2500ms);  // half the 5s grace
+  harness.now += 1s;
+  EXPECT_THAT(effects(harness.exit_slot(0, KilledBySignal{SIGTERM})), ElementsAre("exit 0"));
+}
+
+TEST(Stop, AQuickStopKillsWithoutADump) {
+  Config config = exec_config();
+  config.stop.dump_signal = SIGABRT;
+  Driver harness(config, 1);
+  harness.send(Start{});
+  harness.send(StopRequested{});
+  EXPECT_THAT(effects(harness.send(StopRequested{})), ElementsAre("signal 0/1 9"));
+  harness.now += 10s;
+  EXPECT_THAT(effects(harness.send(Tick{})), IsEmpty());
+}
+
+TEST(StopConfig, TheDumpLeadIsFiveSecondsOrHalfTheGrace) {
+  StopConfig stop;
+  EXPECT_EQ(stop.dump_lead(), 5s);  // grace 30s
+  stop.grace = 4s;
+  EXPECT_EQ(stop.dump_lead(), 2s);
+  stop.dump_before = 1s;
+  EXPECT_EQ(stop.dump_lead(), 1s);
+}
+
 TEST(Stop, WorkersStoppedByClusterdAreNotRestarted) {
   Driver harness(exec_config(), 1);
   harness.send(Start{});

@@ -9,6 +9,9 @@ got, so tests can assert identity, replacement and hygiene.
 Options:
   --name NAME        serve the listener of that LISTEN_FDNAMES entry (default: the first)
   --ignore-term      ignore SIGTERM (to test the grace period and SIGKILL)
+  --note-signal SIG:FILE
+                     on signal SIG (a name: ABRT, QUIT) append "SIG MONOTONIC_TIME PID" to FILE and
+                     go on, as a runtime that writes a stack dump does (the stop ladder)
   --exit-after SECS  exit with --exit-code after SECS (crash-loop tests)
   --exit-code N      exit status for --exit-after (default 1)
   --shutdown-listener-once FILE
@@ -268,7 +271,16 @@ def main():
     parser.add_argument("--shutdown-listener-once")
     parser.add_argument("--all-listeners", action="store_true")
     parser.add_argument("--graceful", action="store_true")
+    parser.add_argument("--note-signal")
     options = parser.parse_args()
+
+    if options.note_signal:
+        name, path = options.note_signal.split(":", 1)
+
+        def note(signum, _frame):
+            with open(path, "a") as f:
+                f.write("%s %f %d\n" % (name, time.monotonic(), os.getpid()))
+        signal.signal(getattr(signal, "SIG" + name), note)
 
     if options.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
