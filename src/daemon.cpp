@@ -78,6 +78,7 @@ Daemon::Daemon(DaemonSetup setup)
   if (systemd_.problem()) {
     spdlog::warn("NOTIFY_SOCKET is not usable, systemd will not hear from clusterd: {}", *systemd_.problem());
   }
+  keep_listeners_in_systemd();
   if (const auto timeout = systemd_.watchdog_timeout()) {
     next_systemd_ping_ = Clock::now();
     spdlog::info("systemd watchdog enabled timeout={} ping_every={}",

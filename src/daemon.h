@@ -102,6 +102,10 @@ class Daemon {
   // longer need one closed (listener_sockets.h).
   void steer_and_close_slot_sockets();
   void warn_about_per_slot_scale_down(const GenerationListeners& listeners);
+  // Under systemd, the open shared listeners are kept in its fd store (FDSTORE=1, named), so they
+  // outlive a clusterd that is killed: systemd passes them back to the next start, and clients
+  // wait in the backlog meanwhile. A listener no generation uses any more is taken out again.
+  void keep_listeners_in_systemd();
   void drain_events();
   // A stop began (quick: SIGQUIT, a second SIGTERM): the orphans' stop begins or speeds up.
   void stop_orphans(const StopRequested& request, TimePoint now);
@@ -154,6 +158,8 @@ class Daemon {
   std::vector<std::uint64_t> probe_inodes_versions_;  // the listeners' versions they were read at
   bool slot_sockets_changed_ = false;  // outside a batch of events: steer_and_close_slot_sockets owed
   bool tcp_migrate_req_checked_ = false;  // the per-slot scale-down warning is given once
+  std::map<std::string, std::uint64_t> fd_store_;  // in systemd's fd store: name → socket inode
+  bool per_slot_not_stored_said_ = false;
   std::deque<Event> pending_;
   std::optional<int> exit_code_;
   // The processes re-parented to clusterd, stopped with it; untouched before the stop begins.

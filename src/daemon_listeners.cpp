@@ -3,7 +3,11 @@
 #include "daemon.h"
 
 #include <algorithm>
+#include <map>
+#include <string>
 #include <utility>
+
+#include <spdlog/spdlog.h>
 
 namespace clusterd {
 
@@ -33,6 +37,51 @@ const std::set<std::uint64_t>& Daemon::listener_inodes() {
     probe_inodes_versions_ = std::move(versions);
   }
   return probe_inodes_;
+}
+
+void Daemon::keep_listeners_in_systemd() {
+  if (!systemd_.enabled()) {
+    return;
+  }
+  std::map<std::string, std::uint64_t> open;
+  for (ListenerSockets* listener : open_listeners_now()) {
+    if (listener->per_slot()) {
+      if (!per_slot_not_stored_said_) {
+        per_slot_not_stored_said_ = true;
+        spdlog::info("per-slot sockets are not kept in systemd's fd store name={}; with reuseport = \"shared\" "
+                     "a listener outlives a clusterd that is killed",
+                     listener->name());
+      }
+      continue;
+    }
+    const auto fd = listener->fd_for(0);
+    if (!fd || listener->socket_inodes().empty()) {
+      continue;
+    }
+    const std::uint64_t inode = listener->socket_inodes().front();
+    open.emplace(listener->name(), inode);
+    const auto stored = fd_store_.find(listener->name());
+    if (stored != fd_store_.end() && stored->second == inode) {
+      continue;
+    }
+    if (stored != fd_store_.end()) {
+      (void)systemd_.send("FDSTOREREMOVE=1\nFDNAME=" + listener->name());
+    }
+    const int fds[] = {*fd};
+    if (const auto problem = systemd_.send("FDSTORE=1\nFDNAME=" + listener->name(), fds)) {
+      spdlog::warn("cannot keep listener name={} in systemd's fd store: {}", listener->name(), *problem);
+      continue;
+    }
+    fd_store_[listener->name()] = inode;
+  }
+  for (auto stored = fd_store_.begin(); stored != fd_store_.end();) {
+    if (open.contains(stored->first)) {
+      ++stored;
+      continue;
+    }
+    (void)systemd_.send("FDSTOREREMOVE=1\nFDNAME=" + stored->first);
+    stored = fd_store_.erase(stored);
+  }
 }
 
 void Daemon::check_listeners(std::span<const int> slots) {

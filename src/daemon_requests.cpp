@@ -157,6 +157,7 @@ void Daemon::reload(std::optional<RequestId> request) {
     // clusterd's own endpoint, not the workers': it moves when the reload is accepted.
     serve_metrics(config->metrics.listen, std::move(metrics->listener));
   }
+  keep_listeners_in_systemd();
   pending_.push_back(ReloadRequested{generation, std::move(config), workers, request});
 }
 
@@ -370,6 +371,7 @@ void Daemon::prune_generations() {
     // Removed listeners close here, once no generation that uses them is left.
     entry = generations_.erase(entry);
   }
+  keep_listeners_in_systemd();
 }
 
 }  // namespace clusterd

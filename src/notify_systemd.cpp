@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <system_error>
+#include <vector>
 
 #include "decimal.h"
 #include "notify_message.h"
@@ -88,7 +89,7 @@ SystemdNotifier SystemdNotifier::from_environment() {
   return notifier;
 }
 
-std::optional<std::string> SystemdNotifier::send(std::string_view message) {
+std::optional<std::string> SystemdNotifier::send(std::string_view message, std::span<const int> fds) {
   if (!enabled()) {
     return std::nullopt;
   }
@@ -96,10 +97,24 @@ std::optional<std::string> SystemdNotifier::send(std::string_view message) {
     return "message to NOTIFY_SOCKET=" + shown_ + " is " + std::to_string(message.size()) +
            " bytes, systemd drops more than " + std::to_string(notify_buffer_max);
   }
-  const ssize_t sent = retry_on_eintr([&] {
-    return ::sendto(fd_.get(), message.data(), message.size(), MSG_NOSIGNAL,
-                    reinterpret_cast<const sockaddr*>(&address_), address_length_);
-  });
+  iovec data{const_cast<char*>(message.data()), message.size()};
+  msghdr header{};
+  header.msg_name = &address_;
+  header.msg_namelen = address_length_;
+  header.msg_iov = &data;
+  header.msg_iovlen = 1;
+  std::vector<char> control;
+  if (!fds.empty()) {
+    control.resize(CMSG_SPACE(sizeof(int) * fds.size()));
+    header.msg_control = control.data();
+    header.msg_controllen = control.size();
+    cmsghdr* rights = CMSG_FIRSTHDR(&header);
+    rights->cmsg_level = SOL_SOCKET;
+    rights->cmsg_type = SCM_RIGHTS;
+    rights->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(rights), fds.data(), sizeof(int) * fds.size());
+  }
+  const ssize_t sent = retry_on_eintr([&] { return ::sendmsg(fd_.get(), &header, MSG_NOSIGNAL); });
   if (sent < 0) {
     const int error = errno;
     if (error == EAGAIN || error == EWOULDBLOCK) {

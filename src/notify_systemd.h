@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -30,7 +31,8 @@ class SystemdNotifier {
   // receiver that does not read for a second must not freeze clusterd's loop for longer.
   // nullopt on success or when disabled; otherwise the error, for the caller to log once.
   // Messages over 4096 bytes are refused: systemd would drop them (protocols §2.1).
-  std::optional<std::string> send(std::string_view message);
+  // `fds` go with it as SCM_RIGHTS (FDSTORE=1: systemd keeps them for the unit's next start).
+  std::optional<std::string> send(std::string_view message, std::span<const int> fds = {});
 
   // WATCHDOG_USEC, when enabled, positive, and WATCHDOG_PID is unset or our pid
   // (sd_watchdog_enabled(3)). clusterd pings at half of it from its event loop.

@@ -230,7 +230,7 @@ class Clusterd:
     """One clusterd process started by a test, in its own session, with its log in a temp dir."""
 
     def __init__(self, args, cwd=None, env=None, tmpdir=None, stdin=subprocess.DEVNULL,
-                 close_stdio=False, wrapper=(), private_runtime=False):
+                 close_stdio=False, wrapper=(), private_runtime=False, pass_fds=()):
         """stdin: what clusterd gets as fd 0. close_stdio: start it with fds 0, 1 and 2 closed
         (its log then goes to --log-file, the same log_path). wrapper: a command that execs
         clusterd in place, such as ["taskset", "-c", "0"] (the pid stays clusterd's).
@@ -262,7 +262,7 @@ class Clusterd:
         with open(self.log_path, "wb") as log, open(self.stdout_path, "wb") as out:
             self.process = subprocess.Popen(
                 self.args, stdin=stdin, stdout=out, stderr=log,
-                cwd=cwd or self.tmpdir, env=full_env, start_new_session=True,
+                cwd=cwd or self.tmpdir, env=full_env, start_new_session=True, pass_fds=pass_fds,
             )
         self.pid = self.process.pid
 

@@ -5,6 +5,8 @@ STATUS= lines, WATCHDOG=1 pings at half the interval. Workers never see systemd'
 Socket activation: under systemd-socket-activate clusterd adopts the socket instead of binding,
 and the shipped config takes the shipped socket unit's socket by its FileDescriptorName=.
 """
+import array
+import http.client
 import os
 import re
 import signal
@@ -51,6 +53,7 @@ class FakeSystemd:
         self.path = os.path.join(directory, "systemd-notify.sock")
         self.log_path = log_path
         self.datagrams = []
+        self.fd_store = {}   # FDNAME: [fd, ...], as systemd's FileDescriptorStoreMax= keeps them
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.sock.bind(self.path)
@@ -62,16 +65,39 @@ class FakeSystemd:
     def receive(self):
         while not self.closed.is_set():
             try:
-                data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+                data, ancillary, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12) + socket.CMSG_SPACE(4 * 64))
             except socket.timeout:
                 continue
             except OSError:
                 return
             pid = None
+            fds = []
             for level, kind, payload in ancillary:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
                     pid = struct.unpack("iII", payload[:12])[0]
-            self.datagrams.append(Datagram(data.decode(), pid, self.log_line_count()))
+                elif level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds += list(array.array("i", payload[:len(payload) - len(payload) % 4]))
+            datagram = Datagram(data.decode(), pid, self.log_line_count())
+            self.keep(datagram.fields(), fds)
+            self.datagrams.append(datagram)
+
+    def keep(self, fields, fds):
+        """The fd store: FDSTORE=1 keeps the fds under FDNAME (one already kept, the same socket, is
+        not kept twice), FDSTOREREMOVE=1 closes that name's; every other fd is closed."""
+        name = fields.get("FDNAME", "stored")
+        if fields.get("FDSTORE") == "1":
+            kept = self.fd_store.setdefault(name, [])
+            for fd in fds:
+                if any(os.fstat(fd).st_ino == os.fstat(old).st_ino for old in kept):
+                    os.close(fd)
+                else:
+                    kept.append(fd)
+            return
+        if fields.get("FDSTOREREMOVE") == "1":
+            for fd in self.fd_store.pop(name, []):
+                os.close(fd)
+        for fd in fds:
+            os.close(fd)
 
     def log_line_count(self):
         try:
@@ -110,6 +136,9 @@ class FakeSystemd:
         self.closed.set()
         self.thread.join(5.0)
         self.sock.close()
+        for fds in self.fd_store.values():
+            for fd in fds:
+                os.close(fd)
 
 
 @pytest.fixture
@@ -411,3 +440,97 @@ def test_shipped_config_takes_the_shipped_socket_units_socket_by_its_name(start_
 
     clusterd.signal(signal.SIGTERM)
     assert clusterd.wait_exit(40.0) == 0, clusterd.log_tail()
+
+
+# ---- the fd store: listening sockets that outlive a killed clusterd
+
+
+class RefusalCounter(threading.Thread):
+    """New connections with one GET each, until stopped (at most 60 s, 20,000 requests): counts
+    the answers, the refused connections and the other failures (a connection the killed worker
+    had accepted)."""
+
+    def __init__(self, address):
+        super().__init__(daemon=True)
+        self.host, self.port = harness.split_host_port(address)
+        self.answered, self.refused, self.failed = [], 0, []
+        self.stop_now = threading.Event()
+
+    def run(self):
+        deadline = time.monotonic() + 60.0
+        for _ in range(20000):
+            if self.stop_now.is_set() or time.monotonic() > deadline:
+                return
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=20.0)
+            try:
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                self.answered.append((time.monotonic(), response.getheader("X-Worker-Pid") or response.read()))
+            except ConnectionRefusedError:
+                self.refused += 1
+            except (OSError, http.client.HTTPException) as error:
+                self.failed.append(repr(error))
+            finally:
+                connection.close()
+
+    def stop(self):
+        self.stop_now.set()
+        self.join(30.0)
+
+
+def started_with_stored_sockets(systemd, names):
+    """A wrapper that starts clusterd as systemd does after a restart: the fds of the fd store at
+    3, 4, … with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID; and those fds, for pass_fds."""
+    fds = [fd for name in names for fd in systemd.fd_store[name]]
+    script = ("import os, sys\n"
+              "fds = [int(fd) for fd in sys.argv[1].split(',')]\n"
+              "for index, fd in enumerate(fds):\n"
+              "    os.dup2(fd, 3 + index)\n"
+              "for fd in fds:\n"
+              "    if fd >= 3 + len(fds):\n"
+              "        os.close(fd)\n"
+              "os.environ.update(LISTEN_FDS=str(len(fds)), LISTEN_FDNAMES=sys.argv[2], LISTEN_PID=str(os.getpid()))\n"
+              "os.execv(sys.argv[3], sys.argv[3:])\n")
+    return [PYTHON, "-c", script, ",".join(map(str, fds)), ":".join(names)], fds
+
+
+def test_a_killed_clusterds_listening_socket_waits_in_systemds_fd_store(systemd, start_clusterd, tmpdir_short):
+    config = harness.write_file(tmpdir_short, "clusterd.toml", """
+workers = 2
+command = [%s]
+
+[[listen]]
+name = "http"
+address = "127.0.0.1:0"
+reuseport = "shared"
+""" % ", ".join(harness.toml_string(part) for part in [PYTHON, worker("http_worker.py")]))
+    first = start_clusterd(["-c", config], tmpdir=tmpdir_short, env=systemd.env())
+    address = first.address("http")
+    first_pids = first.ready_pids(2)
+    systemd.wait_for(r"^FDSTORE=1\nFDNAME=http$")
+    [stored] = wait_until(lambda: systemd.fd_store.get("http"), 10.0, "the socket in the fd store")
+    assert os.fstat(stored).st_ino in listeners_held(first.pid, first.control_path())
+
+    load = RefusalCounter(address)
+    load.start()
+    try:
+        wait_until(lambda: len(load.answered) >= 20, 10.0, "answers before the kill")
+        first.signal(signal.SIGKILL)
+        first.wait_exit()
+        wait_until(lambda: all(not harness.pid_alive(pid) for pid in first_pids), 10.0, "the workers gone with it")
+        killed_at = time.monotonic()
+        # As systemd's Restart=on-failure: a new clusterd gets the stored socket back by its name.
+        wrapper, fds = started_with_stored_sockets(systemd, ["http"])
+        second = start_clusterd(["-c", config], tmpdir=tmpdir_short, env=systemd.env(), wrapper=wrapper, pass_fds=fds)
+        second_pids = second.ready_pids(2)
+        assert second.address("http") == address
+        wait_until(lambda: len([a for a in load.answered if a[0] > killed_at]) >= 20, 20.0, "answers after the restart")
+    finally:
+        load.stop()
+    assert load.refused == 0, (load.refused, load.failed)
+    # At most the requests the killed workers had accepted fail; none waits in vain.
+    assert len(load.failed) <= 2, load.failed
+    second.seen_pids.update(second_pids)
+    # The second clusterd keeps the same socket in the store: still one.
+    systemd.wait_for(r"^FDSTORE=1\nFDNAME=http$", count=2)
+    assert len(systemd.fd_store["http"]) == 1
