@@ -160,6 +160,15 @@ void add_cost_fields(Json& entry, const WorkerCost* cost, std::optional<double> 
   entry["rss_bytes"] = cost != nullptr ? Json(cost->tree.rss_bytes) : Json(nullptr);
   entry["pss_bytes"] = cost != nullptr && cost->tree.pss_bytes ? Json(*cost->tree.pss_bytes) : Json(nullptr);
   entry["processes"] = cost != nullptr ? Json(cost->tree.processes) : Json(nullptr);
+  if (cost != nullptr && cost->cgroup) {
+    const CgroupCost& cgroup = *cost->cgroup;
+    entry["cgroup"] = {{"path", cgroup.path},
+                       {"cpu_s", rounded(cgroup.cpu_seconds, 2)},
+                       {"processes", cgroup.processes},
+                       {"memory_bytes", cgroup.memory_bytes ? Json(*cgroup.memory_bytes) : Json(nullptr)}};
+  } else {
+    entry["cgroup"] = nullptr;
+  }
   entry["started_at"] = started_at ? Json(rounded(*started_at, 3)) : Json(nullptr);
 }
 

@@ -20,6 +20,7 @@
 
 #include "duration.h"
 #include "process_tree.h"
+#include "worker_cgroups.h"
 #include "supervisor.h"
 
 namespace clusterd {
@@ -91,6 +92,7 @@ struct ListenerStatus {
 struct WorkerCost {
   double cpu_percent = 0;  // of one core, since the previous request (cpu_rates.h)
   ProcessTreeCost tree;
+  std::optional<CgroupCost> cgroup;  // with a cgroup per worker: what the cgroup counted
 };
 
 // What `status` shows about the instance besides the Supervisor's snapshot.

@@ -314,7 +314,11 @@ InstanceStatus Daemon::instance_status_now(bool pss) {
       }
       if (const auto tree = trees.read(worker.pid)) {
         live.insert(worker.pid);
-        status.costs[worker.pid] = {cpu_rates_.sample(worker.pid, tree->cpu_seconds, now, worker.uptime), *tree};
+        auto cgroup = workers_.cgroup_cost(worker.pid);
+        // The cgroup's count also keeps the CPU of processes that are gone: a steadier rate.
+        const double cpu_seconds = cgroup ? cgroup->cpu_seconds : tree->cpu_seconds;
+        status.costs[worker.pid] = {cpu_rates_.sample(worker.pid, cpu_seconds, now, worker.uptime), *tree,
+                                    std::move(cgroup)};
       }
     }
   }

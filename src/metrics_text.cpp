@@ -146,6 +146,20 @@ std::string metrics_text(const InstanceStatus& status) {
                  out.sample("clusterd_worker_proportional_memory_bytes", entry.labels, *entry.cost->tree.pss_bytes);
                }
              });
+  per_worker("clusterd_worker_cgroup_cpu_seconds_total", "counter",
+             "CPU time of everything the worker ran in its cgroup, processes that are gone included.",
+             [&](const Entry& entry) {
+               if (entry.cost != nullptr && entry.cost->cgroup) {
+                 out.sample("clusterd_worker_cgroup_cpu_seconds_total", entry.labels, entry.cost->cgroup->cpu_seconds);
+               }
+             });
+  per_worker("clusterd_worker_cgroup_memory_bytes", "gauge",
+             "memory.current of the worker's cgroup (page cache included), where the memory controller is enabled.",
+             [&](const Entry& entry) {
+               if (entry.cost != nullptr && entry.cost->cgroup && entry.cost->cgroup->memory_bytes) {
+                 out.sample("clusterd_worker_cgroup_memory_bytes", entry.labels, *entry.cost->cgroup->memory_bytes);
+               }
+             });
   per_worker("clusterd_worker_processes", "gauge", "Processes in the worker's tree: it and its descendants.",
              [&](const Entry& entry) {
                if (entry.cost != nullptr) {

@@ -8,6 +8,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <string>
@@ -173,6 +174,26 @@ std::optional<bool> parse_populated(std::string_view events) {
   return std::nullopt;
 }
 
+std::optional<double> parse_cpu_usage(std::string_view cpu_stat) {
+  constexpr std::string_view key = "usage_usec ";
+  std::size_t start = 0;
+  while (start < cpu_stat.size()) {
+    const std::size_t end = std::min(cpu_stat.find('\n', start), cpu_stat.size());
+    const std::string_view line = cpu_stat.substr(start, end - start);
+    if (line.starts_with(key)) {
+      std::uint64_t usec = 0;
+      const std::string_view digits = line.substr(key.size());
+      const auto [last, error] = std::from_chars(digits.data(), digits.data() + digits.size(), usec);
+      if (error != std::errc() || last != digits.data() + digits.size()) {
+        return std::nullopt;
+      }
+      return static_cast<double>(usec) / 1e6;
+    }
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
 std::string worker_cgroup_name(int slot, std::uint64_t generation, std::uint64_t instance) {
   return fmt::format("{}{}.{}.{}", worker_prefix, slot, generation, instance);
 }
@@ -208,6 +229,26 @@ bool WorkerCgroup::populated() const {
 bool WorkerCgroup::kill() const {
   const Fd directory(::openat(parent_fd_, name_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   return directory && write_at(directory.get(), "cgroup.kill", "1").has_value();
+}
+
+std::optional<CgroupCost> WorkerCgroup::cost() const {
+  const auto cpu = read_text_file(path_ + "/cpu.stat");
+  const auto usage = cpu ? parse_cpu_usage(*cpu) : std::nullopt;
+  if (!usage) {
+    return std::nullopt;
+  }
+  CgroupCost cost{path_, *usage, 0, std::nullopt};
+  if (const auto procs = read_text_file(path_ + "/cgroup.procs")) {
+    cost.processes = static_cast<int>(std::count(procs->begin(), procs->end(), '\n'));
+  }
+  if (const auto memory = read_text_file(path_ + "/memory.current")) {
+    std::uint64_t bytes = 0;
+    const std::string_view text = *memory;
+    if (std::from_chars(text.data(), text.data() + text.size(), bytes).ec == std::errc()) {
+      cost.memory_bytes = bytes;
+    }
+  }
+  return cost;
 }
 
 // ---- WorkerCgroups

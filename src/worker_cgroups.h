@@ -43,6 +43,17 @@ tl::expected<CgroupPlan, std::string> plan_worker_cgroups(const std::optional<Cp
 // populated line.
 std::optional<bool> parse_populated(std::string_view events);
 
+// The `usage_usec` line of a cgroup's `cpu.stat`, in seconds; nullopt without one.
+std::optional<double> parse_cpu_usage(std::string_view cpu_stat);
+
+// What a worker's cgroup says it costs: everything it ran there, processes that are gone included.
+struct CgroupCost {
+  std::string path;
+  double cpu_seconds = 0;                     // cpu.stat usage_usec
+  int processes = 0;                          // cgroup.procs
+  std::optional<std::uint64_t> memory_bytes;  // memory.current, where the memory controller is enabled
+};
+
 // "worker.SLOT.GENERATION.INSTANCE": the cgroup of one worker, unique among the live ones.
 std::string worker_cgroup_name(int slot, std::uint64_t generation, std::uint64_t instance);
 
@@ -70,6 +81,8 @@ class WorkerCgroup {
   // SIGKILL to every process in it, its descendants' cgroups included (cgroup.kill, Linux 5.14).
   // False, with errno, when the file could not be written.
   bool kill() const;
+  // Read now; nullopt when cpu.stat cannot be read (the cgroup is gone).
+  std::optional<CgroupCost> cost() const;
 
  private:
   friend class WorkerCgroups;

@@ -326,6 +326,14 @@ void WorkerProcesses::on_cgroup_events(int events_fd) {
   left_behind_.erase(found);
 }
 
+std::optional<CgroupCost> WorkerProcesses::cgroup_cost(pid_t pid) const {
+  const auto found = workers_.find(pid);
+  if (found == workers_.end() || !found->second.cgroup) {
+    return std::nullopt;
+  }
+  return found->second.cgroup->cost();
+}
+
 std::optional<std::vector<pid_t>> WorkerProcesses::orphans() const {
   auto children = list_children();
   if (children) {

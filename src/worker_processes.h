@@ -81,6 +81,8 @@ class WorkerProcesses {
   std::optional<std::vector<pid_t>> orphans() const;
 
   std::size_t size() const { return workers_.size(); }
+  // What the cgroup of the worker `pid` costs (worker_cgroups.h); nullopt without one.
+  std::optional<CgroupCost> cgroup_cost(pid_t pid) const;
 
   // output = "prefix": where the workers' lines go and who else sees them (output_router.h).
   OutputRouter& outputs() { return outputs_; }

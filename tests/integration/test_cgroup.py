@@ -275,3 +275,32 @@ def test_a_killed_clusterds_cgroups_are_removed_by_the_next_start(cgroups, start
                        % (re.escape(mount), killed.pid))
     assert not os.path.exists(left)
     assert os.path.isdir(os.path.join(container, "clusterd.%d" % again.pid))
+
+
+def test_status_shows_each_workers_cgroup_and_what_it_counted(cgroups, start_clusterd, tmpdir_short):
+    # The worker's child burns 0.3 s of CPU and exits: gone from the process tree, still counted
+    # by the cgroup.
+    unit = cgroups.create(delegated=True)
+    done = os.path.join(tmpdir_short, "done")
+    clusterd = start_in(start_clusterd, tmpdir_short, unit,
+                        ["--workers", "1", "--listen", "127.0.0.1:0", "--", harness.PYTHON,
+                         worker("costly_worker.py"), "--child-mib", "1", "--child-cpu", "0.3", "--done", done,
+                         "--child-exits"])
+    [pid] = clusterd.ready_pids(1)
+    wait_until(lambda: os.path.exists(done), 20.0, "the child done")
+    wait_until(lambda: clusterd.status()["workers"][0]["processes"] == 1, 10.0, "the child gone")
+    [entry] = clusterd.status()["workers"]
+    assert entry["pid"] == pid
+    cgroup = entry["cgroup"]
+    assert cgroup["path"] == os.path.join(cgroups.mount, cgroup_of(pid).lstrip("/"))
+    assert cgroup["processes"] == 1
+    assert cgroup["cpu_s"] >= 0.3 > entry["cpu_s"], entry
+    has_memory = os.path.exists(os.path.join(cgroup["path"], "memory.current"))
+    assert (cgroup["memory_bytes"] is not None) == has_memory, entry
+
+
+def test_without_cgroups_status_says_null(start_clusterd, tmpdir_short):
+    clusterd = start_clusterd(["--set", "cgroup.mode=off", "--workers", "1", "--ready", "exec", "--",
+                               "/bin/sleep", "1000"], tmpdir=tmpdir_short)
+    clusterd.ready_pids(1)
+    assert clusterd.status()["workers"][0]["cgroup"] is None

@@ -199,7 +199,8 @@ InstanceStatus sample_status() {
   failed.last_exit = StartFailure{"exec", ENOENT};
   snapshot.slots = {ready, backoff, failed};
   status.now_unix = 1800000012.75;
-  status.costs[4121] = WorkerCost{12.34, ProcessTreeCost{3.456, 52428800, 31457280, 3}};
+  status.costs[4121] = WorkerCost{12.34, ProcessTreeCost{3.456, 52428800, 31457280, 3},
+                                  CgroupCost{"/sys/fs/cgroup/shop.service/worker.0.2.7", 4.567, 4, 61440000}};
   return status;
 }
 
@@ -227,7 +228,9 @@ TEST(ControlReply, StatusHasOneEntryPerWorkerWithEveryField) {
   EXPECT_EQ(json["workers"][0].dump(),
             R"({"slot":0,"pid":4121,"generation":2,"state":"ready","uptime_s":12.5,"restarts":0,)"
             R"("last_exit":null,"next_restart_in_s":null,"notify_status":"serving \"ok\"","cpu_percent":12.3,)"
-            R"("cpu_s":3.46,"rss_bytes":52428800,"pss_bytes":31457280,"processes":3,"started_at":1800000000.25})");
+            R"("cpu_s":3.46,"rss_bytes":52428800,"pss_bytes":31457280,"processes":3,)"
+            R"("cgroup":{"path":"/sys/fs/cgroup/shop.service/worker.0.2.7","cpu_s":4.57,"processes":4,)"
+            R"("memory_bytes":61440000},"started_at":1800000000.25})");
 }
 
 TEST(ControlReply, ASlotWithoutAProcessIsOneEntryWithPidNull) {
@@ -235,7 +238,7 @@ TEST(ControlReply, ASlotWithoutAProcessIsOneEntryWithPidNull) {
   EXPECT_EQ(json["workers"][1].dump(),
             R"({"slot":1,"pid":null,"generation":null,"state":"backoff","uptime_s":null,"restarts":3,)"
             R"("last_exit":{"signal":"KILL"},"next_restart_in_s":1.6,"notify_status":null,"cpu_percent":null,)"
-            R"("cpu_s":null,"rss_bytes":null,"pss_bytes":null,"processes":null,"started_at":null})");
+            R"("cpu_s":null,"rss_bytes":null,"pss_bytes":null,"processes":null,"cgroup":null,"started_at":null})");
   EXPECT_EQ(json["workers"][2]["state"], "failed");
   EXPECT_EQ(json["workers"][2]["pid"], nullptr);
   EXPECT_EQ(json["workers"][2]["last_exit"].dump(), R"({"exec_error":"No such file or directory"})");
@@ -285,7 +288,7 @@ TEST(ControlReply, AWorkerWithASigkillPendingSaysWhenOnlyThen) {
             R"({"slot":0,"pid":100,"generation":1,"state":"stopping","uptime_s":5.0,"restarts":0,)"
             R"("last_exit":null,"next_restart_in_s":null,"notify_status":null,"kill_in_s":7.25,)"
             R"("cpu_percent":null,"cpu_s":null,"rss_bytes":null,"pss_bytes":null,"processes":null,)"
-            R"("started_at":1795.0})");
+            R"("cgroup":null,"started_at":1795.0})");
   EXPECT_FALSE(json["workers"][1].contains("kill_in_s"));
 }
 

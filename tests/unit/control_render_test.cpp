@@ -41,8 +41,8 @@ Json status_json() {
   starting.last_exit = KilledBySignal{SIGKILL};
   starting.workers = {WorkerStatus{{12, 2, 9}, 41234, WorkerState::starting, 400ms, std::nullopt, std::nullopt}};
   snapshot.slots = {ready, backoff, starting};
-  status.costs[4121] = WorkerCost{1.23, ProcessTreeCost{2.5, 60 << 20, 24536678, 2}};            // PSS shown
-  status.costs[41234] = WorkerCost{37.25, ProcessTreeCost{0.2, 812 << 10, std::nullopt, 1}};  // else RSS
+  status.costs[4121] = WorkerCost{1.23, ProcessTreeCost{2.5, 60 << 20, 24536678, 2}, std::nullopt};            // PSS shown
+  status.costs[41234] = WorkerCost{37.25, ProcessTreeCost{0.2, 812 << 10, std::nullopt, 1}, std::nullopt};  // else RSS
   return Json::parse(status_reply(status));
 }
 

@@ -27,7 +27,8 @@ InstanceStatus sample() {
   backoff.slot = 1;
   backoff.state = SlotState::backoff;
   snapshot.slots = {ready, backoff};
-  status.costs[4121] = WorkerCost{12.5, ProcessTreeCost{3.25, 52428800, 31457280, 3}};
+  status.costs[4121] = WorkerCost{12.5, ProcessTreeCost{3.25, 52428800, 31457280, 3},
+                                  CgroupCost{"/sys/fs/cgroup/worker.0.3.7", 4.5, 4, std::nullopt}};
   return status;
 }
 
@@ -53,6 +54,10 @@ TEST(MetricsText, OneSeriesPerWorkerProcessNoneForASlotWithout) {
   EXPECT_THAT(text, HasSubstr("clusterd_worker_resident_memory_bytes{" + labels + "} 52428800\n"));
   EXPECT_THAT(text, HasSubstr("clusterd_worker_proportional_memory_bytes{" + labels + "} 31457280\n"));
   EXPECT_THAT(text, HasSubstr("clusterd_worker_processes{" + labels + "} 3\n"));
+  EXPECT_THAT(text, HasSubstr("clusterd_worker_cgroup_cpu_seconds_total{" + labels + "} 4.5\n"));
+  // No memory controller in the worker's cgroup: no sample, the family is still declared.
+  EXPECT_THAT(text, Not(HasSubstr("clusterd_worker_cgroup_memory_bytes{")));
+  EXPECT_THAT(text, HasSubstr("# TYPE clusterd_worker_cgroup_memory_bytes gauge\n"));
   EXPECT_THAT(text, HasSubstr("clusterd_worker_start_time_seconds{" + labels + "} 750\n"));
   EXPECT_THAT(text, HasSubstr("clusterd_worker_state{" + labels + ",state=\"ready\"} 1\n"));
   EXPECT_THAT(text, HasSubstr("clusterd_worker_state{" + labels + ",state=\"starting\"} 0\n"));

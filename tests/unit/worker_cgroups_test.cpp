@@ -76,6 +76,13 @@ TEST(ParsePopulated, AnythingElseIsUnknown) {
   EXPECT_EQ(parse_populated("populated_x 0\n"), std::nullopt);
 }
 
+TEST(ParseCpuUsage, TheUsageLineInSeconds) {
+  EXPECT_EQ(parse_cpu_usage("usage_usec 1250000\nuser_usec 1000000\nsystem_usec 250000\n"), 1.25);
+  EXPECT_EQ(parse_cpu_usage("nr_periods 0\nusage_usec 7"), 0.000007);
+  EXPECT_EQ(parse_cpu_usage("user_usec 5\n"), std::nullopt);
+  EXPECT_EQ(parse_cpu_usage("usage_usec x\n"), std::nullopt);
+}
+
 TEST(WorkerCgroupName, SlotGenerationInstance) { EXPECT_EQ(worker_cgroup_name(3, 2, 17), "worker.3.2.17"); }
 
 }  // namespace
