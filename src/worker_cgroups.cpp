@@ -129,6 +129,20 @@ void clear_stale_instance_cgroups(const std::string& root, const std::string& ow
   }
 }
 
+// The value of `key` in a cgroup "flat keyed" file ("KEY VALUE" lines: cgroup.events, cpu.stat).
+std::optional<std::string_view> flat_keyed_value(std::string_view text, std::string_view key) {
+  std::size_t start = 0;
+  while (start < text.size()) {
+    const std::size_t end = std::min(text.find('\n', start), text.size());
+    const std::string_view line = text.substr(start, end - start);
+    if (line.size() > key.size() && line.starts_with(key) && line[key.size()] == ' ') {
+      return line.substr(key.size() + 1);
+    }
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 tl::expected<CgroupPlan, std::string> plan_worker_cgroups(const std::optional<CpuCgroup>& own,
@@ -157,41 +171,24 @@ tl::expected<CgroupPlan, std::string> plan_worker_cgroups(const std::optional<Cp
 }
 
 std::optional<bool> parse_populated(std::string_view events) {
-  constexpr std::string_view key = "populated ";
-  std::size_t start = 0;
-  while (start < events.size()) {
-    const std::size_t end = std::min(events.find('\n', start), events.size());
-    const std::string_view line = events.substr(start, end - start);
-    if (line.starts_with(key)) {
-      const std::string_view value = line.substr(key.size());
-      if (value == "0" || value == "1") {
-        return value == "1";
-      }
-      return std::nullopt;
-    }
-    start = end + 1;
+  const auto value = flat_keyed_value(events, "populated");
+  if (value == "0" || value == "1") {
+    return value == "1";
   }
   return std::nullopt;
 }
 
 std::optional<double> parse_cpu_usage(std::string_view cpu_stat) {
-  constexpr std::string_view key = "usage_usec ";
-  std::size_t start = 0;
-  while (start < cpu_stat.size()) {
-    const std::size_t end = std::min(cpu_stat.find('\n', start), cpu_stat.size());
-    const std::string_view line = cpu_stat.substr(start, end - start);
-    if (line.starts_with(key)) {
-      std::uint64_t usec = 0;
-      const std::string_view digits = line.substr(key.size());
-      const auto [last, error] = std::from_chars(digits.data(), digits.data() + digits.size(), usec);
-      if (error != std::errc() || last != digits.data() + digits.size()) {
-        return std::nullopt;
-      }
-      return static_cast<double>(usec) / 1e6;
-    }
-    start = end + 1;
+  const auto digits = flat_keyed_value(cpu_stat, "usage_usec");
+  std::uint64_t usec = 0;
+  if (!digits) {
+    return std::nullopt;
   }
-  return std::nullopt;
+  const auto [last, error] = std::from_chars(digits->data(), digits->data() + digits->size(), usec);
+  if (error != std::errc() || last != digits->data() + digits->size()) {
+    return std::nullopt;
+  }
+  return static_cast<double>(usec) / 1e6;
 }
 
 std::string worker_cgroup_name(int slot, std::uint64_t generation, std::uint64_t instance) {
