@@ -220,7 +220,10 @@ std::optional<CpuCgroup> find_cgroup_v2(std::string_view proc_self_cgroup, std::
       continue;
     }
     const auto path = line.substr(3);
-    if (const auto mount = find_mount(mountinfo, CgroupVersion::v2, path)) {
+    // A path outside what the mount shows (a cgroup namespace's "/.." forms, another subtree
+    // bind-mounted): where the process is cannot be told, and its directory must not be guessed.
+    const auto mount = find_mount(mountinfo, CgroupVersion::v2, path);
+    if (mount && within(mount->root, path) && path.find("/..") == std::string_view::npos) {
       return CpuCgroup{CgroupVersion::v2, mount->mount_point, directory_under(*mount, path)};
     }
   }

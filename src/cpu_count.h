@@ -38,7 +38,7 @@ struct CpuCgroup {
 std::optional<CpuCgroup> find_cpu_cgroup(std::string_view proc_self_cgroup, std::string_view mountinfo);
 
 // The process's cgroup v2 (the `0::` line) whatever the controllers, for the workers' cgroups
-// (worker_cgroups.h); nullopt without that line or a cgroup2 mount. A directory equal to the
+// (worker_cgroups.h); nullopt without that line, or without a cgroup2 mount that shows it. A directory equal to the
 // mount point is the root of the hierarchy as this process sees it (the host's, or a cgroup
 // namespace's).
 std::optional<CpuCgroup> find_cgroup_v2(std::string_view proc_self_cgroup, std::string_view mountinfo);

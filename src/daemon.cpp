@@ -17,6 +17,7 @@
 #include "control_protocol.h"
 #include "logging.h"
 #include "mount_table.h"
+#include "socket_activation.h"
 
 extern char** environ;
 
@@ -77,6 +78,11 @@ Daemon::Daemon(DaemonSetup setup)
 
   if (systemd_.problem()) {
     spdlog::warn("NOTIFY_SOCKET is not usable, systemd will not hear from clusterd: {}", *systemd_.problem());
+  }
+  socket_unit_ = setup.socket_unit;
+  for (const std::string& name : setup.unused_stored) {
+    spdlog::info("closing a socket systemd's fd store kept that no listener takes now name={}", name);
+    (void)systemd_.send("FDSTOREREMOVE=1\nFDNAME=" + std::string(stored_fd_prefix) + name);
   }
   keep_listeners_in_systemd();
   if (const auto timeout = systemd_.watchdog_timeout()) {

@@ -58,6 +58,10 @@ struct DaemonSetup {
   std::optional<OpenedOutputFile> output_file;
   // Where each worker's cgroup is made (cgroup.mode); nullopt: the workers stay in clusterd's.
   std::optional<WorkerCgroups> cgroups;
+  // The listeners came from a socket unit (LISTEN_FDS): systemd holds them already.
+  bool socket_unit = false;
+  // Names of sockets systemd's fd store passed back that no listener took: removed from it.
+  std::vector<std::string> unused_stored;
 };
 
 class Daemon {
@@ -159,6 +163,7 @@ class Daemon {
   bool slot_sockets_changed_ = false;  // outside a batch of events: steer_and_close_slot_sockets owed
   bool tcp_migrate_req_checked_ = false;  // the per-slot scale-down warning is given once
   std::map<std::string, std::uint64_t> fd_store_;  // in systemd's fd store: name → socket inode
+  bool socket_unit_ = false;                        // DaemonSetup::socket_unit
   bool per_slot_not_stored_said_ = false;
   std::deque<Event> pending_;
   std::optional<int> exit_code_;

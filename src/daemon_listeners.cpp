@@ -2,6 +2,8 @@
 // readiness probes, the steering and closing of per-slot sockets, and the migration warning.
 #include "daemon.h"
 
+#include "socket_activation.h"
+
 #include <algorithm>
 #include <map>
 #include <string>
@@ -40,7 +42,8 @@ const std::set<std::uint64_t>& Daemon::listener_inodes() {
 }
 
 void Daemon::keep_listeners_in_systemd() {
-  if (!systemd_.enabled()) {
+  // A socket unit's sockets are systemd's already: storing them again would pass them twice.
+  if (!systemd_.enabled() || socket_unit_) {
     return;
   }
   std::map<std::string, std::uint64_t> open;
@@ -65,10 +68,10 @@ void Daemon::keep_listeners_in_systemd() {
       continue;
     }
     if (stored != fd_store_.end()) {
-      (void)systemd_.send("FDSTOREREMOVE=1\nFDNAME=" + listener->name());
+      (void)systemd_.send("FDSTOREREMOVE=1\nFDNAME=" + std::string(stored_fd_prefix) + listener->name());
     }
     const int fds[] = {*fd};
-    if (const auto problem = systemd_.send("FDSTORE=1\nFDNAME=" + listener->name(), fds)) {
+    if (const auto problem = systemd_.send("FDSTORE=1\nFDNAME=" + std::string(stored_fd_prefix) + listener->name(), fds)) {
       spdlog::warn("cannot keep listener name={} in systemd's fd store: {}", listener->name(), *problem);
       continue;
     }
@@ -79,7 +82,7 @@ void Daemon::keep_listeners_in_systemd() {
       ++stored;
       continue;
     }
-    (void)systemd_.send("FDSTOREREMOVE=1\nFDNAME=" + stored->first);
+    (void)systemd_.send("FDSTOREREMOVE=1\nFDNAME=" + std::string(stored_fd_prefix) + stored->first);
     stored = fd_store_.erase(stored);
   }
 }

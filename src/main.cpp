@@ -124,10 +124,30 @@ tl::expected<PreparedConfig, Diagnostics> prepare_config(const CliOptions& optio
 // listener is bound. Either way before any worker starts. Throws ListenError.
 void open_or_adopt_listeners(const Config& config, DaemonSetup& setup) {
   std::vector<InheritedSocket> inherited = take_inherited_sockets();
+  std::vector<InheritedSocket> stored = take_stored_sockets(inherited);
+  setup.socket_unit = !inherited.empty();
   if (inherited.empty()) {
-    setup.listeners = open_listeners(config.listeners);
-    setup.listener_configs = config.listeners;
+    // After systemd restarted a clusterd that was killed: the sockets it kept are taken back, so
+    // the connections that waited in their backlog are served; the rest is bound.
+    for (const ListenerConfig& listener : config.listeners) {
+      if (auto reused = reuse_stored_socket(stored, listener)) {
+        spdlog::info("listening on the socket kept in systemd's fd store name={}", listener.name);
+        ListenerConfig shared = listener;
+        shared.reuseport = ReusePort::shared;
+        setup.listeners.push_back(std::move(*reused));
+        setup.listener_configs.push_back(std::move(shared));
+      } else {
+        setup.listeners.push_back(std::move(open_listeners({listener}).front()));
+        setup.listener_configs.push_back(listener);
+      }
+    }
+    for (const InheritedSocket& unused : stored) {
+      setup.unused_stored.push_back(unused.name);
+    }
     return;
+  }
+  for (const InheritedSocket& unused : stored) {
+    setup.unused_stored.push_back(unused.name);  // a socket unit's sockets serve instead
   }
   setup.listeners = adopt_listeners(std::move(inherited), config.listeners);
   if (!config.listeners.empty()) {

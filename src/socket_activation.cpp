@@ -29,6 +29,7 @@
 #include "decimal.h"
 #include "errno_text.h"
 #include "pidfd.h"
+#include "reuseport_steering.h"
 #include "socket_address.h"
 
 namespace clusterd {
@@ -354,6 +355,48 @@ std::vector<Listener> adopt_listeners(std::vector<InheritedSocket> inherited,
     throw ListenError(text);
   }
   return adopted;
+}
+
+std::vector<InheritedSocket> take_stored_sockets(std::vector<InheritedSocket>& inherited) {
+  std::vector<InheritedSocket> stored;
+  for (auto socket = inherited.begin(); socket != inherited.end();) {
+    if (socket->name.starts_with(stored_fd_prefix)) {
+      socket->name.erase(0, stored_fd_prefix.size());
+      stored.push_back(std::move(*socket));
+      socket = inherited.erase(socket);
+    } else {
+      ++socket;
+    }
+  }
+  return stored;
+}
+
+std::optional<Listener> reuse_stored_socket(std::vector<InheritedSocket>& stored, const ListenerConfig& config) {
+  const auto found = std::find_if(stored.begin(), stored.end(),
+                                  [&](const InheritedSocket& socket) { return socket.name == config.name; });
+  if (found == stored.end() || reuseport_in_effect(config) != ReusePort::shared || why_not_adoptable(*found)) {
+    return std::nullopt;
+  }
+  // Port 0 let the kernel pick one: the one it picked then is the listener's.
+  Address wanted = config.address;
+  SocketAddress local;
+  local.length = sizeof(local.storage);
+  if (wanted.family != AddressFamily::unix_path && wanted.port == 0 &&
+      ::getsockname(found->fd.get(), local.get(), &local.length) == 0) {
+    wanted.port = local.storage.ss_family == AF_INET6
+                      ? ntohs(reinterpret_cast<const sockaddr_in6*>(&local.storage)->sin6_port)
+                      : ntohs(reinterpret_cast<const sockaddr_in*>(&local.storage)->sin_port);
+  }
+  if (!is_bound_to(found->fd.get(), wanted)) {
+    return std::nullopt;
+  }
+  InheritedSocket socket = std::move(*found);
+  stored.erase(found);
+  const int backlog = adopted_backlog(socket.fd.get());
+  const std::string address = inherited_address_of(socket.fd.get());
+  // A unix socket file clusterd created: removed at its exit as if it had just bound it.
+  const std::string unix_path = config.address.family == AddressFamily::unix_path ? format_address(config.address) : "";
+  return Listener(config.name, address, std::move(socket.fd), backlog, unix_path, static_cast<mode_t>(config.mode));
 }
 
 }  // namespace clusterd

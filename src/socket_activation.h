@@ -2,7 +2,9 @@
 // turns them into Listeners for the configured [[listen]] entries.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config.h"
@@ -40,5 +42,19 @@ std::vector<InheritedSocket> take_inherited_sockets();
 // bind those itself). Returns the listeners in configuration order.
 std::vector<Listener> adopt_listeners(std::vector<InheritedSocket> inherited,
                                       const std::vector<ListenerConfig>& listeners);
+
+// systemd's fd store (daemon.h: keep_listeners_in_systemd): the sockets clusterd bound itself
+// are kept there as "clusterd-stored.NAME", and come back among LISTEN_FDS after systemd
+// restarted a clusterd that was killed. Never socket activation's: a socket unit's own sockets
+// are not stored.
+inline constexpr std::string_view stored_fd_prefix = "clusterd-stored.";
+
+// The stored sockets, taken out of `inherited`.
+std::vector<InheritedSocket> take_stored_sockets(std::vector<InheritedSocket>& inherited);
+
+// The stored socket of `config` (by name), taken out of `stored`, as its Listener: only while it
+// is still a listening stream socket bound to the configured address, and `config` is one
+// shared socket; nullopt otherwise (clusterd then binds the listener anew).
+std::optional<Listener> reuse_stored_socket(std::vector<InheritedSocket>& stored, const ListenerConfig& config);
 
 }  // namespace clusterd

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -51,15 +52,18 @@ bool populated_at(int directory_fd) {
   return got <= 0 || parse_populated(std::string_view(buffer, static_cast<std::size_t>(got))).value_or(true);
 }
 
+// systemd marks a cgroup it delegates with trusted.delegate=1, which only CAP_SYS_ADMIN can read
+// (the shipped units do not grant it), and user.delegate=1, which the cgroup's owner can set
+// too: trusted only on a cgroup owned by clusterd's own uid, or a user could have a root
+// clusterd take their scope for its own.
 bool has_delegate_mark(const std::string& directory) {
-  for (const char* name : {"trusted.delegate", "user.delegate"}) {
+  const auto marked = [&](const char* name) {
     char value[8];
-    const ssize_t size = ::getxattr(directory.c_str(), name, value, sizeof value);
-    if (size == 1 && value[0] == '1') {
-      return true;
-    }
-  }
-  return false;
+    return ::getxattr(directory.c_str(), name, value, sizeof value) == 1 && value[0] == '1';
+  };
+  struct stat status {};
+  return marked("trusted.delegate") ||
+         (::stat(directory.c_str(), &status) == 0 && status.st_uid == ::geteuid() && marked("user.delegate"));
 }
 
 // Calls `visit(name)` for each subdirectory of `directory_fd` (a cgroup's child cgroups).
@@ -118,6 +122,10 @@ void clear_stale_instance_cgroups(const std::string& root, const std::string& ow
   });
   for (const std::string& name : stale) {
     const Fd instance(::openat(root_fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    // Its pid is gone, but another pid namespace's live clusterd may carry the number: the lock says.
+    if (!instance || ::flock(instance.get(), LOCK_EX | LOCK_NB) != 0) {
+      continue;
+    }
     for_each_directory(instance.get(), [&](std::string_view worker) {
       ::unlinkat(instance.get(), std::string(worker).c_str(), AT_REMOVEDIR);
     });
@@ -149,7 +157,7 @@ tl::expected<CgroupPlan, std::string> plan_worker_cgroups(const std::optional<Cp
                                                           const std::function<bool(const std::string&)>& delegated,
                                                           pid_t pid) {
   if (!own) {
-    return tl::make_unexpected("no cgroup v2 hierarchy is mounted here");
+    return tl::make_unexpected("no cgroup v2 mount here shows clusterd's cgroup");
   }
   const std::string& directory = own->directory;
   if (directory == own->mount_point) {
@@ -220,6 +228,9 @@ bool WorkerCgroup::populated() const {
   char buffer[256];
   // A kernfs file is read again from its start; each read also re-arms its EPOLLPRI.
   const ssize_t got = retry_on_eintr([&] { return ::pread(events_.get(), buffer, sizeof buffer, 0); });
+  if (got < 0 && (errno == ENODEV || errno == ENOENT)) {
+    return false;  // the cgroup was removed: it was empty
+  }
   return got <= 0 || parse_populated(std::string_view(buffer, static_cast<std::size_t>(got))).value_or(true);
 }
 
@@ -285,6 +296,14 @@ tl::expected<WorkerCgroups, std::string> WorkerCgroups::set_up(bool assume_deleg
   Fd parent(::open(plan->parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!parent) {
     return failed("open the cgroup", plan->parent, errno);
+  }
+  // Held for clusterd's life: a second clusterd in the same delegated cgroup would take (and
+  // kill, as an earlier one's) this one's workers; a sweep of a killed clusterd's cgroups tells
+  // a live one by it.
+  if (::flock(parent.get(), LOCK_EX | LOCK_NB) != 0) {
+    return tl::make_unexpected(errno == EWOULDBLOCK
+                                   ? fmt::format("another clusterd makes its workers' cgroups in {}", plan->parent)
+                                   : fmt::format("cannot lock the cgroup {}: {}", plan->parent, errno_text(errno)));
   }
   WorkerCgroups cgroups(std::move(*plan), std::move(parent));  // from here removes what it made
   const CgroupPlan& made = cgroups.plan_;

@@ -4,6 +4,7 @@
 #include "worker_processes.h"
 
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -312,16 +313,41 @@ void WorkerProcesses::worker_gone(const WorkerId& id, pid_t pid, WorkerExit exit
     return;
   }
   const int events_fd = cgroup->events_fd();
-  left_behind_.emplace(events_fd, LeftBehind{id, std::move(exit), std::move(*cgroup)});
+  Fd give_up(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  itimerspec wait{};
+  wait.it_value.tv_sec = std::chrono::duration_cast<std::chrono::seconds>(left_behind_wait).count();
+  if (!give_up || ::timerfd_settime(give_up.get(), 0, &wait, nullptr) != 0) {
+    spdlog::warn("cannot wait for cgroup={} to empty error=\"{}\"; the worker counts as gone", cgroup->path(),
+                 errno_text(errno));
+    events_.push_back(Exited{id, std::move(exit)});
+    return;
+  }
+  const int timer_fd = give_up.get();
+  left_behind_.emplace(events_fd, LeftBehind{id, pid, std::move(exit), std::move(*cgroup), std::move(give_up)});
   loop_.add(events_fd, EPOLLPRI, [this, events_fd](std::uint32_t) { on_cgroup_events(events_fd); });
+  loop_.add(timer_fd, EPOLLIN, [this, events_fd](std::uint32_t) {
+    const auto found = left_behind_.find(events_fd);
+    if (found != left_behind_.end()) {
+      spdlog::warn("processes of worker slot={} pid={} outlived cgroup.kill by {}s (stuck in the kernel?); it "
+                   "counts as gone, its cgroup stays cgroup={}",
+                   found->second.id.slot, found->second.pid,
+                   std::chrono::duration_cast<std::chrono::seconds>(left_behind_wait).count(),
+                   found->second.cgroup.path());
+      left_behind_gone(found);
+    }
+  });
 }
 
 void WorkerProcesses::on_cgroup_events(int events_fd) {
   const auto found = left_behind_.find(events_fd);
-  if (found == left_behind_.end() || found->second.cgroup.populated()) {
-    return;
+  if (found != left_behind_.end() && !found->second.cgroup.populated()) {
+    left_behind_gone(found);
   }
-  loop_.remove(events_fd);
+}
+
+void WorkerProcesses::left_behind_gone(std::map<int, LeftBehind>::iterator found) {
+  loop_.remove(found->first);
+  loop_.remove(found->second.give_up.get());
   events_.push_back(Exited{found->second.id, std::move(found->second.exit)});
   left_behind_.erase(found);
 }

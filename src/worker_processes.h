@@ -99,9 +99,13 @@ class WorkerProcesses {
   // Exited waits until the cgroup is empty.
   struct LeftBehind {
     WorkerId id;
+    pid_t pid = 0;
     WorkerExit exit;
     WorkerCgroup cgroup;
+    Fd give_up;  // a timerfd: processes that outlive a SIGKILL this long are stuck in the kernel
   };
+  // How long a worker's exit waits for its cgroup to empty after cgroup.kill, as OrphanStop waits.
+  static constexpr Duration left_behind_wait = std::chrono::seconds(5);
 
   // nullopt without ready.mode = notify or auto; a StartFailure when the socket cannot be made
   // (auto does without it: nullopt, said once).
@@ -119,6 +123,8 @@ class WorkerProcesses {
   // rest was killed and the cgroup is empty.
   void worker_gone(const WorkerId& id, pid_t pid, WorkerExit exit, std::optional<WorkerCgroup> cgroup);
   void on_cgroup_events(int events_fd);
+  // The left-behind worker of `events_fd` counts as gone: its Exited is queued, its fds leave the loop.
+  void left_behind_gone(std::map<int, LeftBehind>::iterator found);
 
   EventLoop& loop_;
   std::deque<Event>& events_;

@@ -124,8 +124,10 @@ def test_a_flooding_worker_is_not_held_up_and_clusterd_keeps_answering(start_clu
     uptime = worker_entry.pop("uptime_s")
     assert isinstance(uptime, float) and uptime >= 0, uptime
     cost = {key: worker_entry.pop(key) for key in ("cpu_percent", "cpu_s", "rss_bytes", "pss_bytes",
-                                                    "processes", "started_at")}
+                                                    "processes", "started_at", "cgroup")}
     assert cost["processes"] == 1 and cost["rss_bytes"] > 0, cost
+    # A cgroup per worker where the machine gives one (root on cgroup v2), null elsewhere.
+    assert cost["cgroup"] is None or cost["cgroup"]["processes"] == 1, cost
     assert worker_entry == {"slot": 0, "pid": pid, "generation": 1, "state": "ready", "restarts": 0,
                             "last_exit": None, "next_restart_in_s": None, "notify_status": None}
     del status["workers"]

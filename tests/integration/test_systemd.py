@@ -445,6 +445,9 @@ def test_shipped_config_takes_the_shipped_socket_units_socket_by_its_name(start_
 # ---- the fd store: listening sockets that outlive a killed clusterd
 
 
+STORED_HTTP = "clusterd-stored.http"   # the FDNAME clusterd keeps listener "http" under
+
+
 class RefusalCounter(threading.Thread):
     """New connections with one GET each, until stopped (at most 60 s, 20,000 requests): counts
     the answers, the refused connections and the other failures (a connection the killed worker
@@ -507,8 +510,8 @@ reuseport = "shared"
     first = start_clusterd(["-c", config], tmpdir=tmpdir_short, env=systemd.env())
     address = first.address("http")
     first_pids = first.ready_pids(2)
-    systemd.wait_for(r"^FDSTORE=1\nFDNAME=http$")
-    [stored] = wait_until(lambda: systemd.fd_store.get("http"), 10.0, "the socket in the fd store")
+    systemd.wait_for(r"^FDSTORE=1\nFDNAME=clusterd-stored\.http$")
+    [stored] = wait_until(lambda: systemd.fd_store.get(STORED_HTTP), 10.0, "the socket in the fd store")
     assert os.fstat(stored).st_ino in listeners_held(first.pid, first.control_path())
 
     load = RefusalCounter(address)
@@ -520,10 +523,11 @@ reuseport = "shared"
         wait_until(lambda: all(not harness.pid_alive(pid) for pid in first_pids), 10.0, "the workers gone with it")
         killed_at = time.monotonic()
         # As systemd's Restart=on-failure: a new clusterd gets the stored socket back by its name.
-        wrapper, fds = started_with_stored_sockets(systemd, ["http"])
+        wrapper, fds = started_with_stored_sockets(systemd, [STORED_HTTP])
         second = start_clusterd(["-c", config], tmpdir=tmpdir_short, env=systemd.env(), wrapper=wrapper, pass_fds=fds)
         second_pids = second.ready_pids(2)
         assert second.address("http") == address
+        second.wait_for_log(r"listening on the socket kept in systemd's fd store name=http$")
         wait_until(lambda: len([a for a in load.answered if a[0] > killed_at]) >= 20, 20.0, "answers after the restart")
     finally:
         load.stop()
@@ -532,5 +536,52 @@ reuseport = "shared"
     assert len(load.failed) <= 2, load.failed
     second.seen_pids.update(second_pids)
     # The second clusterd keeps the same socket in the store: still one.
-    systemd.wait_for(r"^FDSTORE=1\nFDNAME=http$", count=2)
-    assert len(systemd.fd_store["http"]) == 1
+    systemd.wait_for(r"^FDSTORE=1\nFDNAME=clusterd-stored\.http$", count=2)
+    assert len(systemd.fd_store[STORED_HTTP]) == 1
+
+
+def test_a_stored_socket_no_listener_takes_any_more_is_dropped_and_the_start_goes_on(systemd, start_clusterd,
+                                                                                      tmpdir_short):
+    # The config changed while clusterd was down: its listener has another name now.
+    def config(name):
+        return harness.write_file(tmpdir_short, "clusterd.toml", """
+workers = 1
+command = [%s]
+
+[[listen]]
+name = "%s"
+address = "127.0.0.1:0"
+reuseport = "shared"
+""" % (", ".join(harness.toml_string(part) for part in [PYTHON, worker("http_worker.py")]), name))
+    first = start_clusterd(["-c", config("http")], tmpdir=tmpdir_short, env=systemd.env())
+    first.ready_pids(1)
+    wait_until(lambda: systemd.fd_store.get(STORED_HTTP), 10.0, "the socket in the fd store")
+    first.signal(signal.SIGKILL)
+    first.wait_exit()
+    wrapper, fds = started_with_stored_sockets(systemd, [STORED_HTTP])
+    second = start_clusterd(["-c", config("web")], tmpdir=tmpdir_short, env=systemd.env(), wrapper=wrapper,
+                            pass_fds=fds)
+    [pid] = second.ready_pids(1)
+    assert http_get(second.address("web"))["pid"] == pid
+    second.wait_for_log(r"closing a socket systemd's fd store kept that no listener takes now name=http$")
+    systemd.wait_for(r"^FDSTOREREMOVE=1\nFDNAME=clusterd-stored\.http$")
+    systemd.wait_for(r"^FDSTORE=1\nFDNAME=clusterd-stored\.web$")
+    wait_until(lambda: STORED_HTTP not in systemd.fd_store and systemd.fd_store.get("clusterd-stored.web"), 10.0,
+               "the store holding the new listener only", describe=lambda: str(systemd.fd_store))
+
+
+@pytest.mark.skipif(not os.access(SOCKET_ACTIVATE, os.X_OK), reason="needs systemd-socket-activate")
+def test_a_socket_units_sockets_are_not_stored_again(systemd, start_clusterd, tmpdir_short):
+    # systemd passes a socket unit's sockets and the fd store's together: storing the unit's would
+    # pass it twice after a restart.
+    path = os.path.join(tmpdir_short, "s.sock")
+    config = harness.write_file(tmpdir_short, "clusterd.toml", "workers = 1\ncommand = [%s]\n" % ", ".join(
+        harness.toml_string(part) for part in [PYTHON, worker("http_worker.py")]))
+    clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short,
+                              wrapper=socket_activate(path, "http", tmpdir_short) + ["-E", "NOTIFY_SOCKET=" + systemd.path])
+    wait_until(lambda: os.path.exists(path) and listeners_held(clusterd.pid), 10.0, "systemd-socket-activate listening")
+    http_get("unix:" + path, timeout=10.0)
+    clusterd.ready_pids(1)
+    systemd.wait_for(r"^READY=1")
+    assert not [d for d in systemd.messages() if "FDSTORE" in d.text], systemd.messages()
+    assert systemd.fd_store == {}

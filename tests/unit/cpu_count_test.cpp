@@ -130,6 +130,17 @@ TEST(FindCgroupV2, TheUnifiedEntryEvenWhereV1HoldsTheCpuController) {
   EXPECT_EQ(find_cgroup_v2("0::/\n", mountinfo_with("")), std::nullopt);  // no cgroup2 mount
 }
 
+TEST(FindCgroupV2, APathTheMountDoesNotShowIsNotGuessed) {
+  // A new cgroup namespace that still sees the host's mount, and a sibling of the mounted subtree:
+  // neither is the mount point itself (which would be taken for the root of the hierarchy).
+  const std::string host = mountinfo_with("31 22 0:27 / /sys/fs/cgroup rw,relatime - cgroup2 cgroup2 rw\n");
+  EXPECT_EQ(find_cgroup_v2("0::/../sibling.scope\n", host), std::nullopt);
+  const std::string bound = mountinfo_with("40 22 0:27 /kubepods/pod1 /sys/fs/cgroup ro,relatime - cgroup2 cgroup2 rw\n");
+  EXPECT_EQ(find_cgroup_v2("0::/kubepods/pod2\n", bound), std::nullopt);
+  EXPECT_EQ(find_cgroup_v2("0::/kubepods/pod1/ctr\n", bound),
+            (CpuCgroup{CgroupVersion::v2, "/sys/fs/cgroup", "/sys/fs/cgroup/ctr"}));
+}
+
 TEST(FindCpuCgroup, CgroupV1HostWithCombinedCpuController) {
   const auto cgroup = find_cpu_cgroup(
       "12:pids:/user.slice/user-1000.slice\n"

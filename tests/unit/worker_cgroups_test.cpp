@@ -60,7 +60,7 @@ TEST(PlanWorkerCgroups, ACgroupNotDelegatedIsLeftAloneAndSaysHowToDelegate) {
 TEST(PlanWorkerCgroups, NoCgroupV2HierarchySaysSo) {
   const auto plan = plan_worker_cgroups(std::nullopt, delegated({}), 1);
   ASSERT_FALSE(plan);
-  EXPECT_EQ(plan.error(), "no cgroup v2 hierarchy is mounted here");
+  EXPECT_EQ(plan.error(), "no cgroup v2 mount here shows clusterd's cgroup");
 }
 
 TEST(ParsePopulated, ReadsThePopulatedLine) {
