@@ -29,6 +29,7 @@ constexpr std::string_view usage_lines =
     "  clusterd restart SLOT|all [--json]          replace a slot's worker now, new one first; clears its "
     "backoff\n"
     "  clusterd stop [--json]                      graceful stop; returns when it is done\n"
+    "  clusterd upgrade [--binary PATH] [--json]   replace clusterd's binary in place, keeping every worker\n"
     "  clusterd ls [--json]                        every instance found in the runtime directories\n"
     "  clusterd top [--interval DURATION]          live view of the workers; keys reload, scale, restart\n"
     "  clusterd logs [--slot N] [-n LINES] [-f]    workers' recent output lines, and new ones with -f\n"
@@ -43,7 +44,7 @@ struct ClientHelp {
   std::string_view usage;
   std::string_view what;
 };
-constexpr std::array<ClientHelp, 9> client_help{{
+constexpr std::array<ClientHelp, 10> client_help{{
     {Command::status, "clusterd status [--pss] [OPTIONS]",
      "Asks a running clusterd for its state: one line per worker process, and a slot in backoff or failed.\n"
      "MEM is each worker tree's resident memory (RSS); with --pss its proportional memory (PSS: pages\n"
@@ -59,6 +60,11 @@ constexpr std::array<ClientHelp, 9> client_help{{
      "Either way the slot's restart count and last exit are cleared. Returns at once.\n"},
     {Command::stop, "clusterd stop [OPTIONS]",
      "Graceful stop: every worker gets the stop signal and its grace; returns when clusterd has exited.\n"},
+    {Command::upgrade, "clusterd upgrade [--binary PATH] [OPTIONS]",
+     "Replaces the running clusterd's binary without touching a worker: clusterd executes the binary\n"
+     "(default: the file it was started from, as installed now) in its own process and hands it its\n"
+     "sockets and workers. Returns when the new binary answers (exit 0), or with why the running one\n"
+     "goes on (exit 1): the pool is not steady, the binary is unusable, or it refused the state.\n"},
     {Command::metrics, "clusterd metrics [OPTIONS]",
      "Prints the instance's metrics in the Prometheus text format: workers wanted and ready, restarts,\n"
      "exits by reason, reloads, and each worker's CPU and memory (read now).\n"},
@@ -264,6 +270,9 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
   auto* ls = subcommand("ls", "list the instances found in the runtime directories");
   auto* top = subcommand("top", "a live view of a running clusterd's workers; keys reload, scale, restart");
   auto* logs = subcommand("logs", "print the workers' recent output lines, and follow new ones");
+  auto* upgrade = subcommand("upgrade", "replace a running clusterd's binary in place, keeping every worker");
+  upgrade->add_option("--binary", options.upgrade_binary, "the binary to run (an absolute path; default: "
+                      "the one clusterd was started from)")->type_name("PATH");
   logs->add_option("--slot", options.logs_slot, "only this slot's lines")->type_name("N");
   logs->add_option("-n,--lines", options.logs_lines, "how many recent lines (default 10)")->type_name("LINES");
   logs->add_flag("-f,--follow", options.follow, "then print new lines as they come");
@@ -271,7 +280,7 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
   scale->add_option("N", options.scale_to, "the new worker count 1-4096, or +N / -N");
   restart->add_option("SLOT", options.restart_slot, "a slot number, or all");
 
-  const std::array<std::pair<CLI::App*, Command>, 10> commands{{
+  const std::array<std::pair<CLI::App*, Command>, 11> commands{{
       {check, Command::check},
       {status, Command::status},
       {reload, Command::reload},
@@ -282,6 +291,7 @@ std::variant<Parsed, CliExit> parse_once(const std::vector<std::string>& args) {
       {ls, Command::ls},
       {top, Command::top},
       {logs, Command::logs},
+      {upgrade, Command::upgrade},
   }};
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
@@ -352,6 +362,8 @@ const char* command_name(Command command) {
       return "top";
     case Command::logs:
       return "logs";
+    case Command::upgrade:
+      return "upgrade";
   }
   return "";
 }
@@ -392,7 +404,7 @@ std::optional<CliExit> check_fits(const Parsed& parsed, bool after_marker) {
   }
   if (!client && !parsed.client_flags_given.empty()) {
     return usage_error(parsed.client_flags_given.front() +
-                       ": only for status, reload, scale, restart, stop, metrics, ls, top and logs");
+                       ": only for status, reload, scale, restart, stop, metrics, ls, top, logs and upgrade");
   }
   if (options.json && options.command == Command::top) {
     return usage_error("--json: top draws a live view for people; for JSON use 'clusterd status --json'");
@@ -415,6 +427,9 @@ std::optional<CliExit> check_fits(const Parsed& parsed, bool after_marker) {
   }
   if (options.command == Command::restart) {
     return check_request("restart", options.restart_slot);
+  }
+  if (options.command == Command::upgrade) {
+    return check_request("upgrade", options.upgrade_binary);
   }
   if (options.command == Command::logs) {
     if (options.logs_slot && (*options.logs_slot < 0 || *options.logs_slot > 4095)) {

@@ -15,7 +15,7 @@
 
 namespace clusterd {
 
-enum class Command { run, check, status, reload, scale, restart, stop, metrics, ls, top, logs };
+enum class Command { run, check, status, reload, scale, restart, stop, metrics, ls, top, logs, upgrade };
 
 struct CliOptions {
   Command command = Command::run;
@@ -25,6 +25,7 @@ struct CliOptions {
   bool pss = false;                        // status only: ask for each worker's PSS as well
   std::optional<std::string> scale_to;     // scale N|+N|-N, as written (checked by parse_cli)
   std::optional<std::string> restart_slot; // restart SLOT|all, as written (checked by parse_cli)
+  std::optional<std::string> upgrade_binary;  // upgrade --binary PATH
   Duration interval = std::chrono::seconds(1);  // top --interval: how often the view is refreshed
   // logs: the slot (nullopt: all), how many recent lines, whether to follow, with timestamps.
   std::optional<int> logs_slot;

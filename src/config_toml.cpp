@@ -127,6 +127,13 @@ std::string to_toml(const Config& config) {
   out += "\n[stop]\n";
   line("signal", quote(signal_name(config.stop.signal)));
   line("grace", quote(format_duration(config.stop.grace)));
+  optional_line("dump_signal",
+                config.stop.dump_signal ? std::optional(quote(signal_name(*config.stop.dump_signal))) : std::nullopt,
+                "unset (no stack dump before SIGKILL)");
+  if (config.stop.dump_signal) {
+    optional_line("dump_before", optional_duration(config.stop.dump_before),
+                  "unset (5s, or half of grace when that is shorter)");
+  }
 
   out += "\n[reload]\n";
   line("batch", std::to_string(config.reload.batch));
@@ -154,6 +161,10 @@ std::string to_toml(const Config& config) {
     }
     line("recent_lines", std::to_string(output.recent_lines));
   }
+
+  out += "\n[cgroup]\n";
+  constexpr std::array<std::string_view, 3> cgroup_modes{"auto", "on", "off"};
+  line("mode", quote(cgroup_modes[static_cast<std::size_t>(config.cgroup.mode)]));
 
   out += "\n[control]\n";
   if (!config.control.enabled) {

@@ -58,6 +58,8 @@ Request request_of(const CliOptions& options) {
       return StopRequest{};
     case Command::metrics:
       return MetricsRequest{};
+    case Command::upgrade:
+      return UpgradeRequest{options.upgrade_binary};
     default:
       return StatusRequest{options.pss};
   }

@@ -15,7 +15,7 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr std::string_view expected_requests =
-    "expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs";
+    "expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics, logs or upgrade";
 
 // Every reply goes through here. error_handler_t::replace: a worker's STATUS= text or a path is
 // whatever bytes it is, and a reply must still be written (the default handler throws).
@@ -262,6 +262,12 @@ tl::expected<Request, std::string> parse_request(std::string_view line) {
   if (verb == "logs") {
     return parse_logs(words);
   }
+  if (verb == "upgrade") {
+    if (words.size() > 2 || (words.size() == 2 && !words[1].starts_with('/'))) {
+      return tl::make_unexpected("upgrade: expected nothing or the binary's absolute path, found " + argument_text());
+    }
+    return UpgradeRequest{words.size() == 2 ? std::optional<std::string>(words[1]) : std::nullopt};
+  }
   if (verb == "status" && words.size() == 2 && words[1] == "pss") {
     return StatusRequest{true};
   }
@@ -301,6 +307,9 @@ std::string request_line(const Request& request) {
   }
   if (std::holds_alternative<MetricsRequest>(request)) {
     return "metrics";
+  }
+  if (const auto* upgrade = std::get_if<UpgradeRequest>(&request)) {
+    return upgrade->binary ? "upgrade " + *upgrade->binary : "upgrade";
   }
   if (const auto* logs = std::get_if<LogsRequest>(&request)) {
     std::string line = "logs";
@@ -439,6 +448,16 @@ std::string log_line_record(int slot, int pid, int stream, double time, std::str
 std::string logs_end_record() { return dump(Json{{"ok", true}, {"end", "clusterd stopped"}}); }
 
 std::string ok_reply() { return dump(Json{{"ok", true}}); }
+
+std::string upgrade_reply(int pid, std::string_view version, std::string_view from_version, int workers) {
+  Json json;
+  json["ok"] = true;
+  json["pid"] = pid;
+  json["version"] = version;
+  json["from_version"] = from_version;
+  json["workers"] = workers;
+  return dump(json);
+}
 
 std::string error_reply(std::string_view error) {
   Json json;

@@ -66,12 +66,18 @@ struct LogsRequest {
   bool follow = false;
   bool operator==(const LogsRequest&) const = default;
 };
-using Request =
-    std::variant<StatusRequest, ReloadRequest, ScaleRequest, RestartRequest, StopRequest, MetricsRequest, LogsRequest>;
+// `upgrade [BINARY]`: clusterd executes BINARY (an absolute path; default: the file it was
+// started from, as installed now) in its own process, handing its workers over (upgrade_exec.h).
+struct UpgradeRequest {
+  std::optional<std::string> binary;
+  bool operator==(const UpgradeRequest&) const = default;
+};
+using Request = std::variant<StatusRequest, ReloadRequest, ScaleRequest, RestartRequest, StopRequest, MetricsRequest,
+                             LogsRequest, UpgradeRequest>;
 
 // One request line without its '\n': words separated by spaces or tabs; a trailing '\r' (from
 // `nc -C` and telnet) and surrounding blanks are ignored. The error is what the reply's "error"
-// says (`unknown request "frob"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs`).
+// says (`unknown request "frob"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics, logs or upgrade`).
 tl::expected<Request, std::string> parse_request(std::string_view line);
 
 // The line a client sends for `request`, without the '\n'.
@@ -147,6 +153,8 @@ std::string logs_end_record();
 std::string ok_reply();
 // `{"ok":false,"error":"…"}`.
 std::string error_reply(std::string_view error);
+// `{"ok":true,"pid":…,"version":…,"from_version":…,"workers":N}`: sent by the new binary.
+std::string upgrade_reply(int pid, std::string_view version, std::string_view from_version, int workers);
 
 // "starting", "ready", "stopping": a worker's state as status and metrics name it.
 const char* state_name(WorkerState state);

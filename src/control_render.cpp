@@ -246,6 +246,10 @@ std::string render_reply(const Request& request, const Json& reply) {
     }
     return out;
   }
+  if (std::holds_alternative<UpgradeRequest>(request)) {
+    return "upgraded in place to " + text_field(reply, "version") + " (from " + text_field(reply, "from_version") +
+           "): pid " + text_field(reply, "pid") + ", " + text_field(reply, "workers") + " workers kept\n";
+  }
   if (std::holds_alternative<ScaleRequest>(request)) {
     return "workers wanted: " + text_field(reply, "workers_wanted") + "\n";
   }

@@ -237,6 +237,15 @@ void ControlServer::take_line(std::uint64_t id, std::string line) {
   dispatching_ = outer;
 }
 
+int ControlServer::connection_fd(RequestId id) const {
+  for (const auto& [key, connection] : connections_) {
+    if (connection.pending == id && !connection.write_closed) {
+      return connection.fd.get();
+    }
+  }
+  return -1;
+}
+
 std::string ControlServer::peer_of(RequestId id) const {
   const auto request = pending_.find(id);
   if (request == pending_.end()) {

@@ -62,6 +62,10 @@ class ControlServer {
   ~ControlServer();
 
   const std::string& path() const { return socket_.path(); }
+  // For `clusterd upgrade`: the listening socket, and the connection waiting for request `id`'s
+  // answer (-1 when it has closed).
+  int socket_fd() const { return socket_.fd(); }
+  int connection_fd(RequestId id) const;
 
   // Answers request `id` with one JSON line (without the '\n'). Dropped when the connection has
   // closed meanwhile. May call the handler for that connection's next buffered request.

@@ -67,6 +67,14 @@ std::optional<std::string> clear_the_path(const std::string& path, const sockadd
 
 }  // namespace
 
+ControlSocket ControlSocket::adopt(Fd fd, const std::string& path) {
+  struct stat status {};
+  if (::lstat(path.c_str(), &status) != 0) {
+    status = {};  // gone: nothing of ours to remove at exit
+  }
+  return ControlSocket(std::move(fd), path, status.st_dev, status.st_ino);
+}
+
 tl::expected<ControlSocket, std::string> ControlSocket::open(const std::string& path) {
   const auto address = unix_address(path);
   if (!address) {

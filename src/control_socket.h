@@ -23,6 +23,9 @@ class ControlSocket {
   // socket PATH answers)`. One that refuses it was left by an instance that was killed, and is
   // replaced. Any other file there is an error. Errors are one line for stderr (then exit 2).
   static tl::expected<ControlSocket, std::string> open(const std::string& path);
+  // The listening socket `fd` an earlier clusterd of this process bound at `path` (`clusterd
+  // upgrade`); its file is ours if `path` still names that socket.
+  static ControlSocket adopt(Fd fd, const std::string& path);
 
   ControlSocket(ControlSocket&& other) noexcept;
   ControlSocket& operator=(ControlSocket&& other) noexcept;

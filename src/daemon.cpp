@@ -59,9 +59,16 @@ Daemon::Daemon(DaemonSetup setup)
   Generation generation{{supervisor_.shared_config_of(1), std::move(setup.prepared.executable),
                          std::move(setup.prepared.user), {}},
                         supervisor_.config_of(1).workers, false, {}};
+  const std::uint64_t first_generation = setup.upgraded ? setup.upgraded->generation : 1;
+  next_generation_ = first_generation + 1;
   for (std::size_t index = 0; index < setup.listeners.size(); ++index) {
     const ListenerConfig& config = setup.listener_configs.at(index);
     auto sockets = std::make_shared<ListenerSockets>(config, std::move(setup.listeners[index]));
+    if (index < setup.more_slot_sockets.size()) {
+      for (auto& [slot, socket] : setup.more_slot_sockets[index]) {
+        sockets->adopt_slot(slot, std::move(socket));
+      }
+    }
     // Every slot's socket before any worker starts. A failure here (the port is ours already, so
     // only a lack of fds or memory) is not fatal: that slot's spawn tries again, and fails as a
     // spawn that backs off.
@@ -74,7 +81,7 @@ Daemon::Daemon(DaemonSetup setup)
   }
   warn_about_per_slot_scale_down(generation.listeners);
   generation.launch_may_hang = launch_may_hang(generation.executable, generation.config->directory);
-  generations_.emplace(1, std::move(generation));
+  generations_.emplace(first_generation, std::move(generation));
 
   if (systemd_.problem()) {
     spdlog::warn("NOTIFY_SOCKET is not usable, systemd will not hear from clusterd: {}", *systemd_.problem());
@@ -106,10 +113,15 @@ Daemon::Daemon(DaemonSetup setup)
   if (metrics && setup.metrics) {
     serve_metrics(*metrics, std::move(setup.metrics));
   }
+  if (setup.upgraded) {
+    take_over(*setup.upgraded, setup.upgrade_refused);
+  }
 }
 
 int Daemon::run() {
-  pending_.push_back(Start{});
+  if (!taken_over_) {  // a pool taken over from the binary before this one runs already
+    pending_.push_back(Start{});
+  }
   drain_events();
   while (!may_exit(Clock::now())) {
     loop_.arm_timer(next_wakeup());
@@ -126,6 +138,9 @@ int Daemon::run() {
       sweep_children();
     }
     drain_events();
+    if (auto wanted = std::exchange(upgrade_wanted_, std::nullopt)) {
+      upgrade(wanted->first, wanted->second.binary);
+    }
   }
   return *exit_code_;
 }

@@ -25,6 +25,7 @@
 #include "output_file.h"
 #include "sockets.h"
 #include "supervisor.h"
+#include "upgrade_state.h"
 #include "worker_logs.h"
 #include "worker_processes.h"
 
@@ -62,6 +63,12 @@ struct DaemonSetup {
   bool socket_unit = false;
   // Names of sockets systemd's fd store passed back that no listener took: removed from it.
   std::vector<std::string> unused_stored;
+  // `clusterd upgrade`: the state the binary before this one handed over. `listeners` then
+  // holds each listener's lowest slot's socket, and `more_slot_sockets` (by listener) the rest.
+  std::optional<UpgradeState> upgraded;
+  std::vector<std::map<int, Listener>> more_slot_sockets;
+  // This binary runs again because the one it upgraded to refused the state: why.
+  std::optional<std::string> upgrade_refused;
 };
 
 class Daemon {
@@ -123,6 +130,13 @@ class Daemon {
   // abandoned, or at once when it is refused.
   void reload(std::optional<RequestId> request = std::nullopt);
   void on_control_request(RequestId id, const Request& request);
+  // daemon_upgrade.cpp: `clusterd upgrade`: this process executes `binary` with its state, or
+  // answers why not. Returns only when it did not.
+  void upgrade(RequestId id, const std::optional<std::string>& binary);
+  UpgradeState upgrade_state(RequestId id);
+  // The new binary's side: the workers and notify directory of `state` taken over, the client
+  // that asked answered.
+  void take_over(const UpgradeState& state, const std::optional<std::string>& refused);
   void answer_logs(RequestId id, const LogsRequest& request);
   // What `status` and `metrics` show, each worker's process tree cost read now (process_tree.h):
   // the only time clusterd samples. `pss`: the trees' proportional memory as well.
@@ -165,6 +179,9 @@ class Daemon {
   std::map<std::string, std::uint64_t> fd_store_;  // in systemd's fd store: name → socket inode
   bool socket_unit_ = false;                        // DaemonSetup::socket_unit
   bool per_slot_not_stored_said_ = false;
+  bool taken_over_ = false;
+  // An `upgrade` request, carried out once the events of the loop's turn are handled.
+  std::optional<std::pair<RequestId, UpgradeRequest>> upgrade_wanted_;  // the pool came from the binary before this one (take_over)
   std::deque<Event> pending_;
   std::optional<int> exit_code_;
   // The processes re-parented to clusterd, stopped with it; untouched before the stop begins.

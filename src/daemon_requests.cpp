@@ -220,6 +220,14 @@ void Daemon::on_control_request(RequestId id, const Request& request) {
     answer_logs(id, *logs);
     return;
   }
+  if (const auto* upgrade = std::get_if<UpgradeRequest>(&request)) {
+    if (upgrade_wanted_) {
+      control_->reply(id, error_reply("upgrade refused: another upgrade is under way"));
+    } else {
+      upgrade_wanted_.emplace(id, *upgrade);
+    }
+    return;
+  }
   if (std::holds_alternative<ReloadRequest>(request)) {
     spdlog::info("reload requested over the control socket");
     reload(id);  // answered when it finished, was abandoned or was refused

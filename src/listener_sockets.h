@@ -54,6 +54,10 @@ class ListenerSockets {
   // What every socket of the listener is bound to, as logged at start ("127.0.0.1:43121").
   const std::string& bound_address() const { return bound_address_; }
   int backlog() const { return backlog_; }
+  // The open sockets by slot (a shared listener's at 0), for `clusterd upgrade` to hand over.
+  const std::map<int, Listener>& sockets() const { return sockets_; }
+  // A socket of `slot` an earlier clusterd of this process held (`clusterd upgrade`).
+  void adopt_slot(int slot, Listener socket) { adopt_slot_socket(slot, std::move(socket)); }
   // Sockets open now: 1 for a shared listener; one per slot that has its socket, per-slot.
   std::size_t socket_count() const { return sockets_.size(); }
   // The slots that have a socket (per-slot), in order; {0} for a shared listener.

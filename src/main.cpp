@@ -32,6 +32,7 @@
 #include "sockets.h"
 #include "start_preflight.h"
 #include "top_client.h"
+#include "upgrade_exec.h"
 
 namespace clusterd {
 namespace {
@@ -257,6 +258,98 @@ int run_supervisor(const CliOptions& options, PreparedConfig prepared) {
   return daemon.run();
 }
 
+// The binary `clusterd upgrade` executed in clusterd's process: the configuration, sockets and
+// workers of the state taken over, nothing bound or started. A state this binary cannot take goes
+// back to the binary that handed it (give_upgrade_back), which then runs on as before.
+int run_upgraded(const CliOptions& options, tl::expected<UpgradeState, std::string> handed) {
+  const auto give_back = [](const std::string& why) {
+    std::cerr << "clusterd: cannot take over the running clusterd's state: " << why << '\n';
+    std::cerr << "clusterd: " << give_upgrade_back(why) << '\n';
+    return exit_runtime_failure;
+  };
+  if (!handed) {
+    return give_back(handed.error());
+  }
+  UpgradeState& state = *handed;
+  auto config = build_config(ConfigText{state.config_file.value_or("(the running configuration)"), state.config},
+                             ConfigOverrides{}, nullptr);
+  if (!config) {
+    return give_back("its configuration: " + config.error().front().to_string());
+  }
+  if (!state.config_file) {
+    config->file.reset();
+  }
+  StartChecks checks = check_start(*config, options);
+  if (!checks.diagnostics.empty()) {
+    return give_back(checks.diagnostics.front().to_string());
+  }
+  const std::optional<std::string> refused = take_upgrade_refusal();
+  keep_from_workers(state);
+  try {
+    setup_logging(config->log.level, config->log.file);
+  } catch (const spdlog::spdlog_ex&) {
+    setup_logging(config->log.level, std::nullopt);  // the file was writable a moment ago: say why on stderr
+    spdlog::error("log.file: cannot open \"{}\" after the upgrade", config->log.file.value_or(""));
+  }
+  raise_nofile_limit();
+  prepare_launches();
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+  DaemonSetup setup;
+  if (state.control_fd && state.control_path) {
+    setup.control = ControlSocket::adopt(Fd(*state.control_fd), *state.control_path);
+  }
+  for (HandedListener& handed_listener : state.listeners) {
+    ListenerConfig listener_config;
+    const auto configured = std::find_if(config->listeners.begin(), config->listeners.end(),
+                                         [&](const ListenerConfig& c) { return c.name == handed_listener.name; });
+    if (configured != config->listeners.end()) {
+      listener_config = *configured;
+    } else {
+      listener_config.name = handed_listener.name;
+      listener_config.address = parse_address(handed_listener.bound_address).value_or(Address{});
+    }
+    listener_config.reuseport = handed_listener.per_slot ? ReusePort::per_slot : ReusePort::shared;
+    std::map<int, Listener> sockets;
+    for (const HandedSocket& socket : handed_listener.sockets) {
+      sockets.emplace(socket.slot, Listener(handed_listener.name, handed_listener.bound_address, Fd(socket.fd),
+                                            handed_listener.backlog, socket.slot == 0 ? handed_listener.unix_path : "",
+                                            static_cast<mode_t>(handed_listener.unix_mode)));
+    }
+    if (sockets.empty()) {
+      return give_back("listener " + handed_listener.name + " has no socket");
+    }
+    auto first = sockets.extract(sockets.begin());
+    setup.listeners.push_back(std::move(first.mapped()));
+    setup.listener_configs.push_back(std::move(listener_config));
+    setup.more_slot_sockets.push_back(std::move(sockets));
+  }
+  if (state.metrics_fd) {
+    setup.metrics.emplace("metrics", state.metrics_address, Fd(*state.metrics_fd), 0, "");
+  }
+  if (config->output.file) {
+    auto file = open_output_file(*config->output.file, ::geteuid());
+    if (file) {
+      setup.output_file = std::move(*file);
+    } else {
+      spdlog::error("output.file: {}; the workers' output goes to clusterd's stdout and stderr", file.error());
+    }
+  }
+  if (state.cgroup_parent && state.cgroup_parent_fd) {
+    setup.cgroups.emplace(
+        WorkerCgroups::adopt(*state.cgroup_parent, state.cgroup_parent_created, Fd(*state.cgroup_parent_fd)));
+  }
+  setup.socket_unit = state.socket_unit;
+  setup.worker_count = static_cast<int>(state.workers.size());
+  setup.reload_loader = [&options] { return prepare_config(options); };
+  setup.resolve_worker_count = worker_count_of;
+  setup.prepared = PreparedConfig{std::move(*config), std::move(checks.executable), std::move(checks.user)};
+  setup.upgraded = std::move(state);
+  setup.upgrade_refused = refused;
+  Daemon daemon(std::move(setup));
+  return daemon.run();
+}
+
 int run_main(const std::vector<std::string>& args) {
   auto parsed = parse_cli(args);
   if (auto* done = std::get_if<CliExit>(&parsed)) {
@@ -267,6 +360,11 @@ int run_main(const std::vector<std::string>& args) {
     return done->code;
   }
   const CliOptions& options = std::get<CliOptions>(parsed);
+  if (options.command == Command::run) {
+    if (auto handed = take_upgrade_state()) {
+      return run_upgraded(options, std::move(*handed));
+    }
+  }
   if (options.command != Command::run && options.command != Command::check) {
     // A client is an ordinary command: Ctrl-C must end a `reload` or `stop` that waits.
     const sigset_t handled = handled_signals();

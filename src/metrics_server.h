@@ -58,6 +58,7 @@ class MetricsServer {
 
   const Address& configured() const { return configured_; }
   const std::string& bound_address() const { return listener_.bound_address(); }
+  const Listener& listener() const { return listener_; }  // for `clusterd upgrade`
 
   // The nearest connection deadline (or accept retry); nullopt with no connection open.
   std::optional<TimePoint> next_deadline() const;

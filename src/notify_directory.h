@@ -45,6 +45,10 @@ class NotifyDirectory {
   static tl::expected<NotifyDirectory, std::string> create(const std::string& name, std::optional<uid_t> worker_uid,
                                                            DefaultDirectories bases);
 
+  // The directory an earlier clusterd of this process made, with its lock (`clusterd upgrade`).
+  static NotifyDirectory adopt(std::string path, Fd lock) { return NotifyDirectory(std::move(path), std::move(lock)); }
+  int lock_fd() const { return lock_.get(); }
+
   NotifyDirectory(NotifyDirectory&& other) noexcept;
   NotifyDirectory& operator=(NotifyDirectory&& other) noexcept;
   NotifyDirectory(const NotifyDirectory&) = delete;

@@ -109,6 +109,17 @@ bool watch_readable(int epoll_fd, int fd) {
 
 }  // namespace
 
+tl::expected<WorkerNotifySocket, std::string> WorkerNotifySocket::adopt(Fd socket, std::string path) {
+  Fd events(::epoll_create1(EPOLL_CLOEXEC));
+  if (!events) {
+    return tl::make_unexpected("epoll_create1 for " + path + ": " + errno_text(errno));
+  }
+  if (!watch_readable(events.get(), socket.get())) {
+    return tl::make_unexpected("epoll_ctl for " + path + ": " + errno_text(errno));
+  }
+  return WorkerNotifySocket(std::move(socket), std::move(events), std::move(path));
+}
+
 tl::expected<WorkerNotifySocket, std::string> WorkerNotifySocket::open(const std::string& path,
                                                                        std::optional<uid_t> owner,
                                                                        std::optional<gid_t> group) {

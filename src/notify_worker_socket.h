@@ -30,6 +30,11 @@ class WorkerNotifySocket {
   static tl::expected<WorkerNotifySocket, std::string> open(const std::string& path, std::optional<uid_t> owner,
                                                             std::optional<gid_t> group);
 
+  // The bound socket `socket` an earlier clusterd of this process made at `path` (`clusterd
+  // upgrade`), read from now on; the error names the step.
+  static tl::expected<WorkerNotifySocket, std::string> adopt(Fd socket, std::string path);
+  int socket_fd() const { return socket_.get(); }
+
   WorkerNotifySocket(WorkerNotifySocket&& other) noexcept;
   WorkerNotifySocket& operator=(WorkerNotifySocket&& other) noexcept;
   WorkerNotifySocket(const WorkerNotifySocket&) = delete;

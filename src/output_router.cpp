@@ -127,6 +127,16 @@ void OutputRouter::on_readable(int fd) {
 }
 
 // When a worker has exited, what it wrote last is written out before its exit is logged.
+std::map<int, int> OutputRouter::read_ends_of(pid_t pid) const {
+  std::map<int, int> ends;
+  for (const auto& [fd, stream] : streams_) {
+    if (stream.output.pid() == pid) {
+      ends[stream.output.stream()] = fd;
+    }
+  }
+  return ends;
+}
+
 void OutputRouter::drain_of(pid_t pid) {
   std::vector<int> fds;
   for (const auto& [fd, stream] : streams_) {

@@ -59,6 +59,9 @@ class OutputRouter {
   // far as its sink has room.
   void drain_of(pid_t pid);
 
+  // The read ends of the worker `pid`'s pipes, by stream (1, 2), for `clusterd upgrade`.
+  std::map<int, int> read_ends_of(pid_t pid) const;
+
   bool empty() const { return streams_.empty(); }
   std::size_t streams() const { return streams_.size(); }
 

@@ -106,6 +106,22 @@ tl::expected<Process, StartFailure> Process::spawn(const SpawnPlan& plan,
   return process;
 }
 
+tl::expected<Process, int> Process::adopt(pid_t pid) {
+  Fd pidfd = open_pidfd(pid);
+  if (!pidfd) {
+    return tl::make_unexpected(errno);
+  }
+  siginfo_t info{};
+  // A zombie of ours (exited meanwhile) is still ours to reap; anything else is no child.
+  if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+    return tl::make_unexpected(errno);
+  }
+  Process process(pid, std::move(pidfd), Fd());
+  process.reaped_through_pidfd_ = pidfd_waits_work();
+  process.exec_state_ = ExecState::succeeded;
+  return process;
+}
+
 Process::Process(pid_t pid, Fd pidfd, Fd exec_status)
     : pid_(pid), pidfd_(std::move(pidfd)), exec_status_(std::move(exec_status)) {}
 

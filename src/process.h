@@ -38,6 +38,11 @@ class Process {
   static tl::expected<Process, StartFailure> spawn(const SpawnPlan& plan,
                                                   const std::optional<Credentials>& credentials);
 
+  // A child an earlier clusterd of this process started and did not reap (`clusterd upgrade`):
+  // its pid is still its own until reaped, so the pidfd opened now names it. Fails without a
+  // pidfd (ENOSYS) or when `pid` is no child of ours.
+  static tl::expected<Process, int> adopt(pid_t pid);
+
   Process(Process&& other) noexcept;
   Process& operator=(Process&& other) noexcept;
   Process(const Process&) = delete;

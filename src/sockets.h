@@ -50,7 +50,9 @@ class Listener {
   const std::string& bound_address() const { return bound_address_; }
   // May change after ensure_listening() returned true: read it at each spawn.
   int fd() const { return fd_.get(); }
-  int backlog() const { return backlog_; }  // the effective one, capped by net.core.somaxconn
+  int backlog() const { return backlog_; }
+  const std::string& unix_path() const { return unix_path_; }  // the file clusterd made; empty otherwise
+  mode_t unix_mode() const { return unix_mode_; }  // the effective one, capped by net.core.somaxconn
 
   // For a unix socket whose file clusterd created: why its directory is not (or no longer) one
   // clusterd may create, replace or remove a file in, because a user other than root or

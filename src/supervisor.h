@@ -190,6 +190,22 @@ struct StatusSnapshot {
   Counters counters;
 };
 
+// A worker as `clusterd upgrade` hands it to the new binary: running, ready, in its slot.
+struct HandedOverWorker {
+  WorkerId id;
+  int pid = 0;
+  Duration uptime{0};
+  int restarts = 0;  // its slot's
+  std::optional<std::string> notify_status;
+};
+struct HandedOverPool {
+  std::uint64_t generation = 1;
+  std::uint64_t next_instance = 1;
+  Counters counters;
+  int slots = 0;
+  std::vector<HandedOverWorker> workers;  // one per slot, in slot order (a slot without one starts one)
+};
+
 // Decides everything from events and the time it is told. Contract with the shell:
 // every Spawn is answered by Spawned or SpawnFailed before the next event of another worker;
 // every Spawned worker is answered by exactly one Exited; Tick is sent at next_deadline().
@@ -243,6 +259,17 @@ class Supervisor {
   // last of those forks was answered (Spawned), however long the forks took, so a start or
   // `scale` of thousands gives the daemon's loop a turn (signals, control requests, reaps) after
   // every spawn_budget forks.
+  // supervisor_upgrade.cpp: `clusterd upgrade`. Why the pool cannot be handed over now (a
+  // reload or stop under way, a slot whose worker is not ready); nullopt when it can: every slot
+  // has one worker, ready and not asked to stop.
+  std::optional<std::string> upgrade_blocker() const;
+  HandedOverPool hand_over(TimePoint now) const;
+  // Instead of Start: the pool an earlier clusterd of this process handed over, each worker ready
+  // in its slot, its uptime and its slot's restarts kept. The configuration given at
+  // construction is the pool's generation's. Nothing is spawned or signalled; the actions are
+  // log lines.
+  std::vector<Action> adopt(const HandedOverPool& pool, TimePoint now);
+
   static constexpr int spawn_budget = 32;
   static constexpr Duration spawn_pause = std::chrono::milliseconds(1);
 

@@ -331,6 +331,22 @@ tl::expected<WorkerCgroups, std::string> WorkerCgroups::set_up(bool assume_deleg
   return cgroups;
 }
 
+WorkerCgroups WorkerCgroups::adopt(std::string parent, bool created_parent, Fd parent_fd) {
+  return WorkerCgroups(CgroupPlan{std::move(parent), created_parent, std::nullopt}, std::move(parent_fd));
+}
+
+tl::expected<WorkerCgroup, int> WorkerCgroups::adopt_worker(const std::string& name) const {
+  if (name.empty() || name.find('/') != std::string::npos || name.starts_with(".")) {
+    return tl::make_unexpected(EINVAL);
+  }
+  const Fd directory(::openat(parent_.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  Fd events(directory ? ::openat(directory.get(), "cgroup.events", O_RDONLY | O_CLOEXEC) : -1);
+  if (!events) {
+    return tl::make_unexpected(errno);
+  }
+  return WorkerCgroup(parent_.get(), name, plan_.parent + "/" + name, Fd(), std::move(events));
+}
+
 tl::expected<WorkerCgroup, int> WorkerCgroups::create(int slot, std::uint64_t generation,
                                                       std::uint64_t instance) const {
   std::string name = worker_cgroup_name(slot, generation, instance);

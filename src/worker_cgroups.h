@@ -69,6 +69,7 @@ class WorkerCgroup {
   ~WorkerCgroup();
 
   const std::string& path() const { return path_; }
+  const std::string& name() const { return name_; }  // in the parent: worker.SLOT.GENERATION.INSTANCE
   // `cgroup.procs`, for the child to write itself into (SpawnPlan::cgroup_procs_fd); close it once
   // the child was started.
   int procs_fd() const { return procs_.get(); }
@@ -114,6 +115,14 @@ class WorkerCgroups {
   ~WorkerCgroups();
 
   const std::string& parent() const { return plan_.parent; }
+  // For `clusterd upgrade`: the parent's fd (its flock held), and whether clusterd made it.
+  int parent_fd() const { return parent_.get(); }
+  bool created_parent() const { return plan_.create_parent; }
+  // The parent an earlier clusterd of this process set up, with its locked fd (`clusterd upgrade`):
+  // nothing is swept or moved.
+  static WorkerCgroups adopt(std::string parent, bool created_parent, Fd parent_fd);
+  // The cgroup `name` an earlier clusterd of this process made for a worker that still runs.
+  tl::expected<WorkerCgroup, int> adopt_worker(const std::string& name) const;
   // Makes the cgroup of a worker about to start; the error is errno.
   tl::expected<WorkerCgroup, int> create(int slot, std::uint64_t generation, std::uint64_t instance) const;
 

@@ -61,6 +61,7 @@ class WorkerOutput {
 
   int fd() const { return read_end_.get(); }
   pid_t pid() const { return format_.pid; }
+  int stream() const { return format_.stream; }
   OutputSink& sink() const { return *sink_; }
   void set_sink(OutputSink& sink) { sink_ = &sink; }
 

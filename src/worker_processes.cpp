@@ -116,6 +116,73 @@ void WorkerProcesses::spawn(const Spawn& spawn, const WorkerSpec& generation) {
   }
 }
 
+void WorkerProcesses::hand_over(UpgradeState& state) const {
+  if (notify_directory_) {
+    state.notify_directory = notify_directory_->path();
+    state.notify_directory_lock = notify_directory_->lock_fd();
+  }
+  for (HandedWorker& handed : state.workers) {
+    const auto found = workers_.find(handed.pid);
+    if (found == workers_.end()) {
+      continue;
+    }
+    const RunningWorker& worker = found->second;
+    if (worker.notify) {
+      handed.notify_fd = worker.notify->socket_fd();
+      handed.notify_path = worker.notify->path();
+    }
+    const std::map<int, int> ends = outputs_.read_ends_of(handed.pid);
+    if (const auto out = ends.find(STDOUT_FILENO); out != ends.end()) {
+      handed.stdout_fd = out->second;
+    }
+    if (const auto err = ends.find(STDERR_FILENO); err != ends.end()) {
+      handed.stderr_fd = err->second;
+    }
+    if (worker.cgroup) {
+      handed.cgroup = worker.cgroup->name();
+    }
+  }
+}
+
+tl::expected<void, std::string> WorkerProcesses::adopt(const HandedWorker& handed, bool timestamps) {
+  const pid_t pid = handed.pid;
+  auto process = Process::adopt(pid);
+  if (!process) {
+    return tl::make_unexpected(fmt::format("pid {} is no child of this clusterd: {}", pid, errno_text(process.error())));
+  }
+  std::optional<WorkerNotifySocket> notify;
+  if (handed.notify_fd && handed.notify_path) {
+    auto adopted = WorkerNotifySocket::adopt(Fd(*handed.notify_fd), *handed.notify_path);
+    if (!adopted) {
+      return tl::make_unexpected(adopted.error());
+    }
+    notify.emplace(std::move(*adopted));
+  }
+  std::optional<WorkerCgroup> cgroup;
+  if (handed.cgroup && cgroups_) {
+    auto adopted = cgroups_->adopt_worker(*handed.cgroup);
+    if (!adopted) {
+      return tl::make_unexpected(fmt::format("cgroup {}: {}", *handed.cgroup, errno_text(adopted.error())));
+    }
+    cgroup.emplace(std::move(*adopted));
+  }
+  for (const auto& [fd, stream] : {std::pair{handed.stdout_fd, STDOUT_FILENO}, std::pair{handed.stderr_fd, STDERR_FILENO}}) {
+    if (fd) {
+      outputs_.watch(Fd(*fd), stream, LineFormat{handed.id.slot, pid, stream, timestamps});
+    }
+  }
+  const auto entry =
+      workers_.emplace(pid, RunningWorker{handed.id, std::move(*process), std::move(notify), false, std::move(cgroup)})
+          .first;
+  if (entry->second.process.reaped_through_pidfd()) {
+    loop_.add(entry->second.process.pidfd(), EPOLLIN, [this, pid](std::uint32_t) { on_pidfd(pid); });
+  }
+  if (entry->second.notify) {
+    loop_.add(entry->second.notify->fd(), EPOLLIN, [this, pid](std::uint32_t) { on_notify(pid); });
+  }
+  return {};
+}
+
 tl::expected<std::optional<NotifySettings>, StartFailure> WorkerProcesses::notify_settings_for(
     const WorkerSpec& generation, const WorkerId& id, std::optional<WorkerNotifySocket>& socket) {
   const Config& config = *generation.config;

@@ -24,6 +24,7 @@
 #include "process.h"
 #include "spawn_plan.h"
 #include "supervisor.h"
+#include "upgrade_state.h"
 #include "worker_cgroups.h"
 
 namespace clusterd {
@@ -79,6 +80,15 @@ class WorkerProcesses {
   // re-parented to clusterd (a child subreaper) when their parent exited. nullopt: /proc cannot
   // tell (list_children).
   std::optional<std::vector<pid_t>> orphans() const;
+
+  // `clusterd upgrade`: what the state names of the workers (their NOTIFY_SOCKETs, output pipes
+  // and cgroups, by pid) and of the notify directory, all left open for the exec.
+  void hand_over(UpgradeState& state) const;
+  // The notify directory an earlier clusterd of this process made.
+  void adopt_notify_directory(NotifyDirectory directory) { notify_directory_.emplace(std::move(directory)); }
+  // A worker an earlier clusterd of this process started, with the fds the state names: it is
+  // signalled, reaped and read from as if spawned here. The error says why it cannot be.
+  tl::expected<void, std::string> adopt(const HandedWorker& worker, bool timestamps);
 
   std::size_t size() const { return workers_.size(); }
   // What the cgroup of the worker `pid` costs (worker_cgroups.h); nullopt without one.

@@ -304,14 +304,14 @@ def test_junk_is_answered_or_cut_off_and_status_still_answers(start_clusterd):
     unknown = RawClient(path)
     unknown.send(b"frobnicate\n")
     assert unknown.line() == {"ok": False, "error": 'unknown request "frobnicate"; expected status, reload, '
-                                                   'scale N|+N|-N, restart SLOT|all, stop, metrics or logs'}
+                                                   'scale N|+N|-N, restart SLOT|all, stop, metrics, logs or upgrade'}
     unknown.send(b"scale 5000\nscale x\n")
     expected = "scale: expected a worker count 1-4096, or +N or -N to change it by N, found "
     assert unknown.line()["error"] == expected + '"5000"'
     assert unknown.line()["error"] == expected + '"x"'
     unknown.send(b"\x00\xff\xfe binary \x01\n")
     assert unknown.line() == {"ok": False, "error": "request is not plain text; expected status, reload, "
-                                                   "scale N|+N|-N, restart SLOT|all, stop, metrics or logs"}
+                                                   "scale N|+N|-N, restart SLOT|all, stop, metrics, logs or upgrade"}
     unknown.send(b"status\n")                       # the same connection still works
     assert unknown.line()["pid"] == clusterd.pid
     unknown.close()

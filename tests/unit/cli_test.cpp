@@ -264,7 +264,7 @@ TEST(CliUsageError, ReadyFlagsWithoutTheirValue) {
 
 TEST(CliUsageError, ClientOptionsWithRunOrCheck) {
   EXPECT_EQ(exit_of({"--json", "./srv"}).text,
-            usage_error("--json: only for status, reload, scale, restart, stop, metrics, ls, top and logs"));
+            usage_error("--json: only for status, reload, scale, restart, stop, metrics, ls, top, logs and upgrade"));
 }
 
 TEST(CliUsageError, ConfigOptionsWithAClientSubcommand) {

@@ -1263,6 +1263,7 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
             "\n[stop]\n"
             "signal = \"TERM\"\n"
             "grace = \"30s\"\n"
+            "# dump_signal: unset (no stack dump before SIGKILL)\n"
             "\n[reload]\n"
             "batch = 1\n"
             "\n[recycle]\n"
@@ -1271,6 +1272,8 @@ TEST(ToToml, WritesEveryKeyWithDefaults) {
             "check_interval = \"10s\"\n"
             "\n[output]\n"
             "mode = \"inherit\"\n"
+            "\n[cgroup]\n"
+            "mode = \"auto\"\n"
             "\n[control]\n"
             "# socket: unset (NAME.sock in $RUNTIME_DIRECTORY, else in $XDG_RUNTIME_DIR/clusterd, else in "
             "/run/clusterd as root or /tmp/clusterd-UID)\n"
@@ -1293,8 +1296,9 @@ TEST(ToToml, RoundTripsThroughBuildConfig) {
       "[restart]\npolicy = \"never\"\ndelay = \"250ms\"\nmax_delay = \"1m\"\nmultiplier = 1.5\n"
       "reset_after = \"1m30s\"\nburst = 10\ninterval = \"2m\"\n"
       "[ready]\nmode = \"notify\"\ntimeout = \"90s\"\nwatchdog = \"10s\"\n"
-      "[stop]\nsignal = \"USR2\"\ngrace = \"0s\"\n"
+      "[stop]\nsignal = \"USR2\"\ngrace = \"20s\"\ndump_signal = \"QUIT\"\ndump_before = \"3s\"\n"
       "[reload]\nbatch = 2\n"
+      "[cgroup]\nmode = \"off\"\n"
       "[recycle]\nmax_lifetime = \"24h\"\nmax_rss = \"1536MiB\"\ncheck_interval = \"30s\"\n"
       "[control]\nsocket = \"/run/shop/ctl.sock\"\n"
       "[metrics]\nlisten = \"[::1]:9100\"\n"
@@ -1308,6 +1312,9 @@ TEST(ToToml, RoundTripsThroughBuildConfig) {
   EXPECT_EQ(second.output.mode, OutputMode::prefix);
   EXPECT_EQ(second.restart.multiplier, 1.5);
   EXPECT_EQ(second.restart.burst, 10);
+  EXPECT_EQ(second.stop.dump_signal, SIGQUIT);
+  EXPECT_EQ(second.stop.dump_before, std::chrono::seconds(3));
+  EXPECT_EQ(second.cgroup.mode, CgroupMode::off);
   ASSERT_EQ(second.listeners.size(), 4u);
   EXPECT_EQ(second.listeners[0].reuseport, ReusePort::per_slot);
   EXPECT_EQ(second.listeners[2].reuseport, std::nullopt);

@@ -116,26 +116,26 @@ TEST(ControlRequest, LogsOfASlotOrAllWithACountAndFollow) {
 }
 
 TEST(ControlRequest, UnknownWordsAndArguments) {
-  EXPECT_EQ(error_of("frob"), "unknown request \"frob\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
-  EXPECT_EQ(error_of("STATUS"), "unknown request \"STATUS\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
+  EXPECT_EQ(error_of("frob"), "unknown request \"frob\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics, logs or upgrade");
+  EXPECT_EQ(error_of("STATUS"), "unknown request \"STATUS\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics, logs or upgrade");
   EXPECT_EQ(error_of("status now"), "status takes no argument but pss, found \"now\"");
   EXPECT_EQ(error_of("status pss pss"), "status takes no argument but pss, found \"pss\"");
   EXPECT_EQ(error_of("stop 1"), "stop takes no argument, found \"1\"");
-  EXPECT_EQ(error_of(""), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
-  EXPECT_EQ(error_of("   \t"), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
+  EXPECT_EQ(error_of(""), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics, logs or upgrade");
+  EXPECT_EQ(error_of("   \t"), "empty request; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics, logs or upgrade");
 }
 
 TEST(ControlRequest, AnUnknownLongWordIsShownCut) {
   const std::string word(100, 'a');
   EXPECT_EQ(error_of(word), "unknown request \"" + std::string(40, 'a') +
-                                "...\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
+                                "...\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics, logs or upgrade");
 }
 
 TEST(ControlRequest, BinaryIsNeverEchoed) {
   const std::string binary("sta\0tus\xff\x01", 9);
-  EXPECT_EQ(error_of(binary), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
-  EXPECT_EQ(error_of("st\x1b[2Jatus"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
-  EXPECT_EQ(error_of("statüs"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs");
+  EXPECT_EQ(error_of(binary), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics, logs or upgrade");
+  EXPECT_EQ(error_of("st\x1b[2Jatus"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics, logs or upgrade");
+  EXPECT_EQ(error_of("statüs"), "request is not plain text; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics, logs or upgrade");
 }
 
 TEST(ControlRequest, LongerThan4KiB) {

@@ -292,7 +292,7 @@ TEST_F(ServerTest, SeveralRequestsOnOneConnectionAnsweredInOrder) {
   });
   EXPECT_EQ(got,
             "{\"ok\":true,\"n\":1}\n{\"ok\":true,\"n\":2}\n"
-            "{\"ok\":false,\"error\":\"unknown request \\\"bogus\\\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics or logs\"}\n"
+            "{\"ok\":false,\"error\":\"unknown request \\\"bogus\\\"; expected status, reload, scale N|+N|-N, restart SLOT|all, stop, metrics, logs or upgrade\"}\n"
             "{\"ok\":true,\"n\":3}\n");
   EXPECT_TRUE(server_->next_deadline().has_value());  // a connection: its idle limit
 }

@@ -1,0 +1,86 @@
+// The Supervisor's part of `clusterd upgrade`: whether the pool can be handed to a new binary,
+// what is handed, and the pool taken over by the new binary.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "supervisor.h"
+
+namespace clusterd {
+
+std::optional<std::string> Supervisor::upgrade_blocker() const {
+  if (stopping_ || exiting_) {
+    return "clusterd is stopping";
+  }
+  if (reloading()) {
+    return "a reload is under way; upgrade once it has finished";
+  }
+  if (!started_) {
+    return "clusterd is starting";
+  }
+  if (static_cast<int>(slots_.size()) != wanted_ || spawn_more_at_) {
+    return "the pool is being scaled; upgrade once it is done";
+  }
+  std::vector<int> workers_in_slot(slots_.size(), 0);
+  for (const Worker& worker : workers_) {
+    if (worker.role != Role::primary || worker.stopping) {
+      return fmt::format("worker {} is being replaced or stopped; upgrade once it is done",
+                         worker_fields(worker.id, worker.pid));
+    }
+    if (worker.state != WorkerState::ready) {
+      return fmt::format("worker {} is not ready yet; upgrade once every worker is ready",
+                         worker_fields(worker.id, worker.pid));
+    }
+    ++workers_in_slot.at(static_cast<std::size_t>(worker.id.slot));
+  }
+  for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
+    if (workers_in_slot[slot] != 1 || slots_[slot].state != SlotState::running) {
+      return fmt::format("slot {} has no running worker (backoff, failed or exited); upgrade once every slot "
+                         "runs one, or restart or scale it first",
+                         slot);
+    }
+  }
+  return std::nullopt;
+}
+
+HandedOverPool Supervisor::hand_over(TimePoint now) const {
+  HandedOverPool pool{generation_, next_instance_, counters_, static_cast<int>(slots_.size()), {}};
+  for (const Worker& worker : workers_) {
+    pool.workers.push_back({worker.id, worker.pid, std::chrono::duration_cast<Duration>(now - worker.started_at),
+                            slots_.at(static_cast<std::size_t>(worker.id.slot)).restarts, worker.notify_status});
+  }
+  std::sort(pool.workers.begin(), pool.workers.end(),
+            [](const HandedOverWorker& a, const HandedOverWorker& b) { return a.id.slot < b.id.slot; });
+  return pool;
+}
+
+std::vector<Action> Supervisor::adopt(const HandedOverPool& pool, TimePoint now) {
+  actions_.clear();
+  auto config = configs_.begin()->second;
+  configs_.clear();
+  configs_.emplace(pool.generation, config);
+  generation_ = pool.generation;
+  next_instance_ = pool.next_instance;
+  counters_ = pool.counters;
+  started_ = true;
+  ready_reported_ = true;  // the service manager heard READY=1 from this process already
+  wanted_ = pool.slots;
+  resize_slots(wanted_);
+  for (const HandedOverWorker& handed : pool.workers) {
+    Slot& slot = slots_.at(static_cast<std::size_t>(handed.id.slot));
+    slot.restarts = handed.restarts;
+    Worker worker;
+    worker.id = handed.id;
+    worker.pid = handed.pid;
+    worker.started_at = now - handed.uptime;
+    worker.execed_at = worker.started_at;
+    worker.notify_status = handed.notify_status;
+    workers_.push_back(worker);
+    mark_ready(workers_.back(), now, "upgrade");
+  }
+  activity_changed_ = true;
+  next_deadline_ = nearest_deadline();
+  return std::move(actions_);
+}
+
+}  // namespace clusterd

@@ -1,0 +1,155 @@
+"""`clusterd upgrade`: clusterd executes a binary in its own process and hands it its sockets and
+workers; no worker is touched and no request fails. A binary that cannot run, or cannot take the
+state, leaves the running clusterd as it was."""
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+
+import harness
+from harness import BIN, PYTHON, Load, http_get, wait_until, worker
+
+
+def http_pool(start_clusterd, workers=2):
+    clusterd = start_clusterd(["--workers", str(workers), "--listen", "127.0.0.1:0", "--",
+                               PYTHON, worker("http_worker.py"), "--graceful"])
+    pids = clusterd.ready_pids(workers)
+    return clusterd, clusterd.address(), sorted(pids)
+
+
+def worker_view(status):
+    """What a user sees of each worker that an upgrade must keep."""
+    return sorted((w["slot"], w["pid"], w["generation"], w["state"], w["restarts"]) for w in status["workers"])
+
+
+def private_copy_of_clusterd():
+    """A copy of the binary in a directory only root can write (as an installed one is)."""
+    directory = tempfile.mkdtemp(prefix="cd-bin-")
+    os.chmod(directory, 0o755)
+    copy = os.path.join(directory, "clusterd-next")
+    shutil.copy(BIN, copy)
+    os.chmod(copy, 0o755)
+    return directory, copy
+
+
+def test_an_upgrade_under_load_keeps_every_worker_and_fails_no_request(start_clusterd):
+    clusterd, address, pids = http_pool(start_clusterd)
+    before = clusterd.status()
+    directory, binary = private_copy_of_clusterd()
+    try:
+        load = Load(address, http_get, limit=5000)
+        wait_until(lambda: load.answered >= 20, 10, "answers before the upgrade")
+        code, out, err = clusterd.control("upgrade", "--binary", binary, "--json")
+        assert code == 0, (out, err, clusterd.log_tail())
+        reply = json.loads(out)
+        assert reply["ok"] and reply["pid"] == clusterd.pid and reply["workers"] == 2, reply
+        answered_at_upgrade = load.answered
+        wait_until(lambda: load.answered >= answered_at_upgrade + 50, 10, "answers after the upgrade")
+        answered, failed = load.stop()
+        assert failed == [], failed[:5]
+        after = clusterd.status()
+        # The same process runs the new binary, with the same workers: no signal, no restart.
+        assert after["pid"] == before["pid"] == clusterd.pid
+        assert os.readlink("/proc/%d/exe" % clusterd.pid) == binary
+        assert worker_view(after) == worker_view(before)
+        assert sorted(w["pid"] for w in after["workers"]) == pids
+        assert all(harness.pid_alive(pid) for pid in pids)
+        assert len(clusterd.matches(r"upgraded in place from_version=\S+ version=\S+ pid=%d workers=2" % clusterd.pid)) == 1
+        # The upgraded clusterd supervises them as before: a killed worker is replaced.
+        os.kill(pids[0], 9)
+        wait_until(lambda: pids[0] not in [w["pid"] for w in clusterd.status()["workers"]]
+                   and clusterd.status()["workers_ready"] == 2, 15, "the killed worker replaced",
+                   describe=clusterd.log_tail)
+        # and stops them as before.
+        code, out, err = clusterd.control("stop")
+        assert code == 0, (out, err)
+        assert clusterd.process.wait(timeout=30) == 0
+        assert not any(harness.pid_alive(pid) for pid in pids[1:])
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_an_upgrade_to_a_file_that_is_not_executable_leaves_clusterd_serving(start_clusterd):
+    clusterd, address, pids = http_pool(start_clusterd)
+    directory = tempfile.mkdtemp(prefix="cd-bin-")
+    os.chmod(directory, 0o755)
+    try:
+        not_executable = os.path.join(directory, "clusterd-next")
+        shutil.copy(BIN, not_executable)
+        os.chmod(not_executable, 0o644)
+        code, out, err = clusterd.control("upgrade", "--binary", not_executable)
+        assert code == 1, (out, err)
+        assert "upgrade refused: the binary %s is not executable" % not_executable in err, err
+        # A relative path is refused by the client before anything is sent.
+        code, out, err = clusterd.control("upgrade", "--binary", "clusterd-next")
+        assert code == 2 and "absolute path" in err, (code, err)
+        assert http_get(address)["pid"] in pids
+        assert sorted(w["pid"] for w in clusterd.status()["workers"]) == pids
+        assert os.readlink("/proc/%d/exe" % clusterd.pid) == os.path.realpath(BIN)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_an_upgrade_to_a_binary_another_user_could_change_is_refused(start_clusterd):
+    clusterd, address, pids = http_pool(start_clusterd, workers=1)
+    directory, binary = private_copy_of_clusterd()
+    try:
+        os.chmod(binary, 0o777)
+        code, out, err = clusterd.control("upgrade", "--binary", binary)
+        assert code == 1 and "upgrade refused" in err and binary in err, err
+        assert sorted(w["pid"] for w in clusterd.status()["workers"]) == pids
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+# A binary that cannot read the state it is handed: this one hands clusterd a state of a format
+# from the future in place of the real one, as a binary of a later clusterd would see a format it
+# does not know. The real state stays where the fallback names it.
+FUTURE_STATE_WRAPPER = r'''#!%(python)s
+import json, os, sys
+fd = int(os.environ["CLUSTERD_UPGRADE_STATE"])
+state = json.loads(os.pread(fd, 1 << 24, 0))
+state["format"] = 99
+future = os.memfd_create("future-state", 0)
+os.write(future, json.dumps(state).encode())
+os.environ["CLUSTERD_UPGRADE_STATE"] = str(future)
+os.execv(%(binary)r, sys.argv)
+'''
+
+
+def test_a_binary_that_refuses_the_state_gives_it_back_and_nothing_changes(start_clusterd):
+    clusterd, address, pids = http_pool(start_clusterd)
+    before = clusterd.status()
+    directory, binary = private_copy_of_clusterd()
+    try:
+        wrapper = os.path.join(directory, "clusterd-future")
+        with open(wrapper, "w") as f:
+            f.write(FUTURE_STATE_WRAPPER % {"python": sys.executable, "binary": binary})
+        os.chmod(wrapper, 0o755)
+        load = Load(address, http_get, limit=5000)
+        wait_until(lambda: load.answered >= 20, 10, "answers before the upgrade")
+        code, out, err = clusterd.control("upgrade", "--binary", wrapper)
+        answered, failed = load.stop()
+        assert code == 1, (out, err, clusterd.log_tail())
+        assert "upgrade refused by the new binary, the running clusterd goes on: format 99 is not one this " \
+               "clusterd reads" in err, err
+        assert failed == [], failed[:5]
+        after = clusterd.status()
+        assert after["pid"] == clusterd.pid
+        assert worker_view(after) == worker_view(before)
+        assert os.readlink("/proc/%d/exe" % clusterd.pid) == os.path.realpath(BIN)
+        assert http_get(address)["pid"] in pids
+        clusterd.wait_for_log(r"upgrade refused by the new binary, this one goes on: format 99")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_an_upgrade_waits_for_a_steady_pool(start_clusterd):
+    # A worker that never becomes ready (auto readiness: it never waits on its socket).
+    clusterd = start_clusterd(["--workers", "1", "--listen", "127.0.0.1:0", "--ready-timeout", "60s", "--",
+                               "/bin/sleep", "600"])
+    clusterd.wait_for_log(r"worker spawned|control socket path")
+    code, out, err = clusterd.control("upgrade")
+    assert code == 1 and "upgrade refused: worker slot=0 gen=1 pid=" in err and "is not ready yet" in err, err
