@@ -69,6 +69,9 @@ Daemon::Daemon(DaemonSetup setup)
         sockets->adopt_slot(slot, std::move(socket));
       }
     }
+    if (index < setup.steering.size() && setup.steering[index]) {
+      sockets->adopt_steering(*setup.steering[index]);
+    }
     // Every slot's socket before any worker starts. A failure here (the port is ours already, so
     // only a lack of fds or memory) is not fatal: that slot's spawn tries again, and fails as a
     // spawn that backs off.
@@ -90,6 +93,16 @@ Daemon::Daemon(DaemonSetup setup)
   for (const std::string& name : setup.unused_stored) {
     spdlog::info("closing a socket systemd's fd store kept that no listener takes now name={}", name);
     (void)systemd_.send("FDSTOREREMOVE=1\nFDNAME=" + std::string(stored_fd_prefix) + name);
+  }
+  if (setup.upgraded) {
+    // What the binary before this one kept in systemd's fd store is there still: the same sockets.
+    const std::vector<std::string>& stored = setup.upgraded->fd_store;
+    for (ListenerSockets* listener : open_listeners_now()) {
+      if (std::find(stored.begin(), stored.end(), listener->name()) != stored.end() &&
+          !listener->socket_inodes().empty()) {
+        fd_store_[listener->name()] = listener->socket_inodes().front();
+      }
+    }
   }
   keep_listeners_in_systemd();
   if (const auto timeout = systemd_.watchdog_timeout()) {

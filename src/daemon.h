@@ -67,6 +67,7 @@ struct DaemonSetup {
   // holds each listener's lowest slot's socket, and `more_slot_sockets` (by listener) the rest.
   std::optional<UpgradeState> upgraded;
   std::vector<std::map<int, Listener>> more_slot_sockets;
+  std::vector<std::optional<ReuseportSteering::Handover>> steering;  // by listener
   // This binary runs again because the one it upgraded to refused the state: why.
   std::optional<std::string> upgrade_refused;
 };

@@ -46,6 +46,7 @@ UpgradeState Daemon::upgrade_state(RequestId id) {
       listener.unix_mode = socket.unix_mode();
       listener.sockets.push_back({slot, socket.fd()});
     }
+    listener.steering = sockets->steering_handover();
     state.listeners.push_back(std::move(listener));
   }
   state.socket_unit = socket_unit_;
@@ -105,9 +106,6 @@ void Daemon::take_over(const UpgradeState& state, const std::optional<std::strin
   taken_over_ = true;
   if (state.notify_directory && state.notify_directory_lock) {
     workers_.adopt_notify_directory(NotifyDirectory::adopt(*state.notify_directory, Fd(*state.notify_directory_lock)));
-  }
-  for (const auto& name : state.fd_store) {
-    fd_store_.emplace(name, 0);
   }
   HandedOverPool pool{state.generation, state.next_instance, state.counters, static_cast<int>(state.workers.size()), {}};
   const bool timestamps = supervisor_.config_of(1).output.timestamps;

@@ -51,6 +51,30 @@ void ListenerSockets::adopt_slot_socket(int slot, Listener socket) {
   changed();
 }
 
+std::optional<ReuseportSteering::Handover> ListenerSockets::steering_handover() const {
+  if (!steering_) {
+    return std::nullopt;
+  }
+  return steering_->handover();
+}
+
+void ListenerSockets::adopt_steering(const ReuseportSteering::Handover& handed) {
+  ReuseportSteering adopted = ReuseportSteering::adopt(handed);
+  // The program made at construction replaced the group's: the one whose maps hold the sockets
+  // takes its place again.
+  if (auto attached = adopted.attach(sockets_.begin()->second.fd()); !attached) {
+    spdlog::warn("per-slot listener name={} address={}: {}; connections are hashed over every slot's socket", name_,
+                 bound_address_, attached.error());
+  }
+  steering_ = std::move(adopted);
+  accepting_.assign(static_cast<std::size_t>(handed.capacity), false);
+  for (const auto& [slot, fd] : handed.targets) {
+    if (slot >= 0 && static_cast<std::size_t>(slot) < accepting_.size()) {
+      accepting_[static_cast<std::size_t>(slot)] = true;
+    }
+  }
+}
+
 std::vector<int> ListenerSockets::open_slots() const {
   std::vector<int> slots;
   for (const auto& [slot, socket] : sockets_) {

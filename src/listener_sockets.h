@@ -58,6 +58,11 @@ class ListenerSockets {
   const std::map<int, Listener>& sockets() const { return sockets_; }
   // A socket of `slot` an earlier clusterd of this process held (`clusterd upgrade`).
   void adopt_slot(int slot, Listener socket) { adopt_slot_socket(slot, std::move(socket)); }
+  // Its steering, for `clusterd upgrade`; nullopt when not steered.
+  std::optional<ReuseportSteering::Handover> steering_handover() const;
+  // The steering an earlier clusterd of this process attached to the group, in place of the one
+  // made at construction (`clusterd upgrade`).
+  void adopt_steering(const ReuseportSteering::Handover& handed);
   // Sockets open now: 1 for a shared listener; one per slot that has its socket, per-slot.
   std::size_t socket_count() const { return sockets_.size(); }
   // The slots that have a socket (per-slot), in order; {0} for a shared listener.

@@ -323,6 +323,7 @@ int run_upgraded(const CliOptions& options, tl::expected<UpgradeState, std::stri
     setup.listeners.push_back(std::move(first.mapped()));
     setup.listener_configs.push_back(std::move(listener_config));
     setup.more_slot_sockets.push_back(std::move(sockets));
+    setup.steering.push_back(handed_listener.steering);
   }
   if (state.metrics_fd) {
     setup.metrics.emplace("metrics", state.metrics_address, Fd(*state.metrics_fd), 0, "");

@@ -255,6 +255,26 @@ void ReuseportSteering::remove(int slot) {
   }
 }
 
+ReuseportSteering::Handover ReuseportSteering::handover() const {
+  Handover handed{state_.get(), sockets_.get(), program_.get(), capacity_, {}};
+  for (const SteeringTarget& target : positions_) {
+    handed.targets.emplace_back(target.slot, target.fd);
+  }
+  return handed;
+}
+
+ReuseportSteering ReuseportSteering::adopt(const Handover& handed) {
+  ReuseportSteering steering(Fd(handed.state_fd), Fd(handed.sockets_fd), Fd(handed.program_fd),
+                             std::max(handed.capacity, 1));
+  for (const auto& [slot, fd] : handed.targets) {
+    if (slot >= 0 && slot < steering.capacity_) {
+      steering.position_of_[static_cast<std::size_t>(slot)] = static_cast<int>(steering.positions_.size());
+      steering.positions_.push_back({slot, fd});
+    }
+  }
+  return steering;
+}
+
 std::vector<int> ReuseportSteering::target_slots() const {
   std::vector<int> slots;
   for (const SteeringTarget& target : positions_) {

@@ -58,6 +58,19 @@ class ReuseportSteering {
   // The slots connections go to now, in position order.
   std::vector<int> target_slots() const;
 
+  // `clusterd upgrade`: the maps and program by fd, and each position's slot and socket fd. The
+  // binary executed in clusterd's process takes them over with the same fd numbers (a socket is
+  // in one REUSEPORT_SOCKARRAY at a time, so a new map could not take the group's sockets).
+  struct Handover {
+    int state_fd = -1;
+    int sockets_fd = -1;
+    int program_fd = -1;
+    int capacity = 0;
+    std::vector<std::pair<int, int>> targets;  // {slot, socket fd}, by position
+  };
+  Handover handover() const;
+  static ReuseportSteering adopt(const Handover& handed);
+
  private:
   ReuseportSteering(Fd state, Fd sockets, Fd program, int capacity);
   bool put(std::size_t position, int fd);

@@ -55,7 +55,20 @@ std::string write_upgrade_state(const UpgradeState& state) {
     for (const HandedSocket& socket : listener.sockets) {
       sockets.push_back({{"slot", socket.slot}, {"fd", socket.fd}});
     }
+    json steering = nullptr;
+    if (listener.steering) {
+      json targets = json::array();
+      for (const auto& [slot, fd] : listener.steering->targets) {
+        targets.push_back({slot, fd});
+      }
+      steering = {{"state_fd", listener.steering->state_fd},
+                  {"sockets_fd", listener.steering->sockets_fd},
+                  {"program_fd", listener.steering->program_fd},
+                  {"capacity", listener.steering->capacity},
+                  {"targets", targets}};
+    }
     listeners.push_back({{"name", listener.name},
+                         {"steering", steering},
                          {"bound_address", listener.bound_address},
                          {"backlog", listener.backlog},
                          {"unix_path", listener.unix_path},
@@ -129,6 +142,17 @@ tl::expected<UpgradeState, std::string> read_upgrade_state(std::string_view text
       for (const json& socket : entry.at("sockets")) {
         listener.sockets.push_back({socket.at("slot").get<int>(), socket.at("fd").get<int>()});
       }
+      if (const auto found = entry.find("steering"); found != entry.end() && !found->is_null()) {
+        ReuseportSteering::Handover steering;
+        steering.state_fd = found->at("state_fd").get<int>();
+        steering.sockets_fd = found->at("sockets_fd").get<int>();
+        steering.program_fd = found->at("program_fd").get<int>();
+        steering.capacity = found->at("capacity").get<int>();
+        for (const json& target : found->at("targets")) {
+          steering.targets.emplace_back(target.at(0).get<int>(), target.at(1).get<int>());
+        }
+        listener.steering = std::move(steering);
+      }
       state.listeners.push_back(std::move(listener));
     }
     state.socket_unit = document.value("socket_unit", false);
@@ -177,6 +201,9 @@ std::vector<int> handed_fds(const UpgradeState& state) {
   for (const HandedListener& listener : state.listeners) {
     for (const HandedSocket& socket : listener.sockets) {
       fds.push_back(socket.fd);
+    }
+    if (listener.steering) {
+      fds.insert(fds.end(), {listener.steering->state_fd, listener.steering->sockets_fd, listener.steering->program_fd});
     }
   }
   add(state.control_fd);

@@ -15,6 +15,7 @@
 
 #include <tl/expected.hpp>
 
+#include "reuseport_steering.h"
 #include "supervisor.h"
 
 namespace clusterd {
@@ -33,6 +34,7 @@ struct HandedListener {
   unsigned unix_mode = 0;
   bool per_slot = false;
   std::vector<HandedSocket> sockets;
+  std::optional<ReuseportSteering::Handover> steering;  // per-slot, steered
 };
 
 struct HandedWorker {

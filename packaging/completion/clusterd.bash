@@ -7,11 +7,11 @@
 # and where paths may, IFS is a newline.
 # shellcheck disable=SC2207
 
-_clusterd_subcommands='check status reload scale restart stop metrics ls top logs'
+_clusterd_subcommands='check status reload scale restart stop metrics ls top logs upgrade'
 
 # The options that take a value (in the next word, or after "=").
 _clusterd_value_options='-c --config -w --workers -l --listen --ready --ready-timeout --grace
-    --stop-signal --output --control --name --log-level --log-file --set --interval --slot -n --lines'
+    --stop-signal --output --control --name --log-level --log-file --set --interval --slot -n --lines --binary'
 
 _clusterd_run_options='-h --help --version -c --config --name -w --workers -l --listen --ready
     --ready-timeout --grace --stop-signal --output --control --log-level --log-file --set'
@@ -97,7 +97,7 @@ _clusterd()
     fi
 
     case $prev in
-        -c | --config | --log-file)
+        -c | --config | --log-file | --binary)
             _filedir
             return
             ;;
@@ -179,6 +179,9 @@ _clusterd()
             ;;
         logs)
             [[ $cur == -* ]] && COMPREPLY=($(compgen -W "$_clusterd_client_options $_clusterd_logs_options" -- "$cur"))
+            ;;
+        upgrade)
+            [[ $cur == -* ]] && COMPREPLY=($(compgen -W "$_clusterd_client_options --binary" -- "$cur"))
             ;;
         restart)
             if [[ $cur == -* ]]; then

@@ -33,7 +33,7 @@ CONFIG_SOURCE = os.path.join(SOURCE, "config", "clusterd.toml")
 MAINTAINER_SCRIPTS = {name: os.path.join(SOURCE, "packaging", "deb", name)
                       for name in ("postinst", "prerm", "postrm")}
 BASH_COMPLETION = "/usr/share/bash-completion/bash_completion"
-SUBCOMMANDS = {"check", "status", "reload", "scale", "restart", "stop", "metrics", "ls", "top", "logs"}
+SUBCOMMANDS = {"check", "status", "reload", "scale", "restart", "stop", "metrics", "ls", "top", "logs", "upgrade"}
 DOCS = {"README.md", "configuration.md", "operations.md", "control-protocol.md", "servers.md", "install.md"}
 
 
@@ -673,6 +673,7 @@ def test_completion_offers_every_option_of_help_and_nothing_else():
     # logs takes what finds the instance, --json, and its own.
     logs_own = {"--slot", "-n", "--lines", "-f", "--follow", "-t", "--timestamps"}
     assert set(complete("clusterd logs -")[0]) == client | logs_own
+    assert set(complete("clusterd upgrade -")[0]) == client | {"--binary"}
     # check takes the options of a run.
     assert set(complete("clusterd check -")[0]) == options - {"--json", "--pss", "--interval"} - logs_own
 

@@ -153,3 +153,37 @@ def test_an_upgrade_waits_for_a_steady_pool(start_clusterd):
     clusterd.wait_for_log(r"worker spawned|control socket path")
     code, out, err = clusterd.control("upgrade")
     assert code == 1 and "upgrade refused: worker slot=0 gen=1 pid=" in err and "is not ready yet" in err, err
+
+
+def test_per_slot_sockets_and_their_steering_are_kept(start_clusterd, tmpdir_short):
+    config = harness.write_file(tmpdir_short, "clusterd.toml", """
+workers = 2
+command = [%s]
+[restart]
+policy = "never"
+[[listen]]
+name = "http"
+address = "127.0.0.1:0"
+reuseport = "per-slot"
+""" % ", ".join(harness.toml_string(part) for part in [PYTHON, worker("http_worker.py"), "--graceful"]))
+    clusterd = start_clusterd(["-c", config], tmpdir=tmpdir_short)
+    address = clusterd.address("http")
+    pids = sorted(clusterd.ready_pids(2))
+    [listener] = clusterd.status()["listeners"]
+    assert listener["steered"] is True and listener["sockets"] == 2, listener
+    held = harness.socket_inodes(clusterd.pid)
+    code, out, err = clusterd.control("upgrade")
+    assert code == 0, (out, err, clusterd.log_tail())
+    assert clusterd.status()["listeners"] == [listener]
+    # The same two sockets, each slot's, held by clusterd and by that slot's worker.
+    listening = (harness.socket_inodes(pids[0]) | harness.socket_inodes(pids[1])) & held
+    assert len(listening) == 2 and listening <= harness.socket_inodes(clusterd.pid)
+    assert not clusterd.matches(r"not steered|without steering"), clusterd.log_tail()
+    # The steering taken over still sends new connections only where a worker accepts: slot 1's
+    # worker gone for good (restart.policy = "never"), every connection is slot 0's.
+    by_slot = {w["slot"]: w["pid"] for w in clusterd.status()["workers"]}
+    os.kill(by_slot[1], 9)
+    wait_until(lambda: not harness.pid_alive(by_slot[1]) and clusterd.status()["workers_ready"] == 1, 10,
+               "slot 1's worker gone", describe=clusterd.log_tail)
+    answered_by = [http_get(address, timeout=5.0)["pid"] for _ in range(40)]
+    assert set(answered_by) == {by_slot[0]}, answered_by

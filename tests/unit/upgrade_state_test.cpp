@@ -17,7 +17,8 @@ UpgradeState sample_state() {
   state.next_instance = 17;
   state.counters.restarts = 4;
   state.counters.last_reload = Duration(1500);
-  state.listeners.push_back({"http", "127.0.0.1:8000", 4096, "", 0, true, {{0, 5}, {1, 6}}});
+  state.listeners.push_back(
+      {"http", "127.0.0.1:8000", 4096, "", 0, true, {{0, 5}, {1, 6}}, ReuseportSteering::Handover{11, 12, 13, 4096, {{1, 6}, {0, 5}}}});
   state.control_fd = 7;
   state.control_path = "/run/clusterd/shop.sock";
   state.client_fd = 8;
@@ -50,6 +51,9 @@ TEST(UpgradeState, ReadsBackWhatItWrote) {
   EXPECT_TRUE(read->listeners[0].per_slot);
   EXPECT_EQ(read->listeners[0].sockets.size(), 2U);
   EXPECT_EQ(read->listeners[0].sockets[1].fd, 6);
+  ASSERT_TRUE(read->listeners[0].steering.has_value());
+  EXPECT_EQ(read->listeners[0].steering->program_fd, 13);
+  EXPECT_EQ(read->listeners[0].steering->targets, (std::vector<std::pair<int, int>>{{1, 6}, {0, 5}}));
   ASSERT_EQ(read->workers.size(), 1U);
   EXPECT_EQ(read->workers[0].id, (WorkerId{1, 3, 16}));
   EXPECT_EQ(read->workers[0].pid, 4242);
@@ -57,7 +61,7 @@ TEST(UpgradeState, ReadsBackWhatItWrote) {
   EXPECT_EQ(read->workers[0].notify_status, "serving \xef\xbf\xbd");  // not UTF-8: U+FFFD, never refused
   EXPECT_EQ(read->workers[0].cgroup, "worker.1.3.16");
   EXPECT_EQ(read->workers[0].stdout_fd, std::nullopt);
-  EXPECT_THAT(handed_fds(*read), ::testing::UnorderedElementsAre(5, 6, 7, 8, 9, 10));
+  EXPECT_THAT(handed_fds(*read), ::testing::UnorderedElementsAre(5, 6, 7, 8, 9, 10, 11, 12, 13));
 }
 
 TEST(UpgradeState, AFormatFromTheFutureIsRefused) {
