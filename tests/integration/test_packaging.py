@@ -13,6 +13,7 @@ without one.
 """
 import gzip
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -517,6 +518,49 @@ def test_deb_maintainer_scripts_tell_the_running_systemd_and_no_other(deb, tmp):
     for script, arguments in (("postinst", ("configure", "")), ("prerm", ("remove",)),
                               ("postrm", ("remove",)), ("postrm", ("purge",))):
         assert calls(script, *arguments, env=other_root) == [], script
+
+
+# Runs in a mount namespace of its own over an empty /run: starts clusterd (its control socket in
+# /run/clusterd, root's default), waits until its worker is ready, runs the postinst of an upgrade,
+# then asks for the status again and stops clusterd (by its pid).
+_POSTINST_UPGRADE = r"""set -eu
+mount -t tmpfs -o mode=0755 clusterd-test /run
+unset RUNTIME_DIRECTORY XDG_RUNTIME_DIR
+out=$1 clusterd=$2 postinst=$3 bindir=$4
+shift 4
+"$clusterd" --name upgraded --workers 1 --listen 127.0.0.1:0 -- "$@" > "$out/clusterd.log" 2>&1 &
+pid=$!
+ready() { "$clusterd" status --control /run/clusterd/upgraded.sock --json 2>/dev/null | grep -q '"workers_ready":1'; }
+tries=0
+until ready; do
+    tries=$((tries + 1)); [ $tries -lt 400 ] || { kill -TERM $pid; exit 1; }
+    sleep 0.05
+done
+"$clusterd" status --control /run/clusterd/upgraded.sock --json > "$out/before.json"
+PATH="$bindir:$PATH" "$postinst" configure 0.0.1-1 > "$out/postinst.out" 2> "$out/postinst.err"
+"$clusterd" status --control /run/clusterd/upgraded.sock --json > "$out/after.json"
+kill -TERM $pid
+wait $pid
+"""
+
+
+@harness.needs_private_runtime
+def test_deb_postinst_upgrades_a_running_clusterd_in_place(deb, tmp):
+    control = os.path.join(tmp, "DEBIAN")
+    run(["dpkg-deb", "--control", deb, control])
+    bindir = os.path.join(tmp, "bin")
+    os.mkdir(bindir)
+    os.symlink(harness.BIN, os.path.join(bindir, "clusterd"))
+    worker = [harness.PYTHON, harness.worker("http_worker.py")]
+    run(["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", _POSTINST_UPGRADE, "sh", tmp, harness.BIN,
+         os.path.join(control, "postinst"), bindir] + worker)
+    before, after = (json.loads(read(os.path.join(tmp, name))) for name in ("before.json", "after.json"))
+    assert after["pid"] == before["pid"]
+    assert [w["pid"] for w in after["workers"]] == [w["pid"] for w in before["workers"]]
+    said = read(os.path.join(tmp, "postinst.out"))
+    assert said.startswith("clusterd: /run/clusterd/upgraded.sock: upgraded in place to "), said
+    assert read(os.path.join(tmp, "postinst.err")) == ""
+    assert "upgraded in place from_version=" in read(os.path.join(tmp, "clusterd.log"))
 
 
 # ---- (c) the man page documents exactly what --help lists
