@@ -40,6 +40,8 @@ class SlotBackoff {
 
   // Failures in the current streak.
   int failures() const { return failures_; }
+  // The streak an earlier clusterd of this process counted (`clusterd upgrade`).
+  void restore(int failures) { failures_ = failures; }
 
   void set_config(const RestartConfig& config) { config_ = config; }
 

@@ -64,7 +64,7 @@ constexpr std::array<ClientHelp, 10> client_help{{
      "Replaces the running clusterd's binary without touching a worker: clusterd executes the binary\n"
      "(default: the file it was started from, as installed now) in its own process and hands it its\n"
      "sockets and workers. Returns when the new binary answers (exit 0), or with why the running one\n"
-     "goes on (exit 1): the pool is not steady, the binary is unusable, or it refused the state.\n"},
+     "goes on (exit 1): a worker is not ready, the binary is unusable, or it refused the state.\n"},
     {Command::metrics, "clusterd metrics [OPTIONS]",
      "Prints the instance's metrics in the Prometheus text format: workers wanted and ready, restarts,\n"
      "exits by reason, reloads, and each worker's CPU and memory (read now).\n"},

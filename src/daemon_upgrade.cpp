@@ -35,6 +35,7 @@ UpgradeState Daemon::upgrade_state(RequestId id) {
   state.generation = generation;
   state.next_instance = pool.next_instance;
   state.counters = pool.counters;
+  state.slots = pool.slots;
   for (const auto& [config, sockets] : generations_.at(generation).listeners) {
     HandedListener listener;
     listener.name = sockets->name();
@@ -96,6 +97,7 @@ void Daemon::upgrade(RequestId id, const std::optional<std::string>& requested) 
   spdlog::info("upgrading in place binary={} by=\"control {}\" workers={}", binary, control_->peer_of(id),
                workers_.size());
   const UpgradeState state = upgrade_state(id);
+  workers_.outputs().flush_before_exec();
   spdlog::default_logger()->flush();
   const std::string error = exec_upgrade(binary, state);
   spdlog::error("upgrade failed, this binary goes on: {}", error);
@@ -107,7 +109,7 @@ void Daemon::take_over(const UpgradeState& state, const std::optional<std::strin
   if (state.notify_directory && state.notify_directory_lock) {
     workers_.adopt_notify_directory(NotifyDirectory::adopt(*state.notify_directory, Fd(*state.notify_directory_lock)));
   }
-  HandedOverPool pool{state.generation, state.next_instance, state.counters, static_cast<int>(state.workers.size()), {}};
+  HandedOverPool pool{state.generation, state.next_instance, state.counters, state.slots, {}};
   const bool timestamps = supervisor_.config_of(1).output.timestamps;
   for (const HandedWorker& worker : state.workers) {
     if (auto adopted = workers_.adopt(worker, timestamps); !adopted) {

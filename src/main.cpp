@@ -271,6 +271,9 @@ int run_upgraded(const CliOptions& options, tl::expected<UpgradeState, std::stri
     return give_back(handed.error());
   }
   UpgradeState& state = *handed;
+  if (state.slots.empty()) {
+    return give_back("a state without slots");
+  }
   auto config = build_config(ConfigText{state.config_file.value_or("(the running configuration)"), state.config},
                              ConfigOverrides{}, nullptr);
   if (!config) {
@@ -341,7 +344,7 @@ int run_upgraded(const CliOptions& options, tl::expected<UpgradeState, std::stri
         WorkerCgroups::adopt(*state.cgroup_parent, state.cgroup_parent_created, Fd(*state.cgroup_parent_fd)));
   }
   setup.socket_unit = state.socket_unit;
-  setup.worker_count = static_cast<int>(state.workers.size());
+  setup.worker_count = static_cast<int>(state.slots.size());
   setup.reload_loader = [&options] { return prepare_config(options); };
   setup.resolve_worker_count = worker_count_of;
   setup.prepared = PreparedConfig{std::move(*config), std::move(checks.executable), std::move(checks.user)};

@@ -219,6 +219,29 @@ void OutputRouter::watch_sink(Destination& destination) {
 
 // clusterd exits: the pipes are read once more and the sinks written, for exit_flush_ at most.
 // A stream whose writers outlive us is finished as it stands, its partial line included.
+void OutputRouter::flush_before_exec() {
+  const TimePoint deadline = Clock::now() + exit_flush_;
+  for (auto& [fd, stream] : streams_) {
+    if (stream.output.drain(16 * output_budget) != WorkerOutput::State::held) {
+      stream.output.finish();
+    }
+  }
+  for (;;) {
+    std::vector<pollfd> waiting;
+    for (const auto& destination : destinations_) {
+      destination->sink.write_some();
+      if (!destination->sink.empty()) {
+        waiting.push_back(pollfd{destination->sink.fd(), POLLOUT, 0});
+      }
+    }
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0 || waiting.empty()) {
+      return;
+    }
+    (void)::poll(waiting.data(), waiting.size(), static_cast<int>(std::min<long long>(left.count(), INT_MAX)));
+  }
+}
+
 void OutputRouter::flush_at_exit() {
   const TimePoint deadline = Clock::now() + exit_flush_;
   for (;;) {

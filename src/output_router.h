@@ -61,6 +61,10 @@ class OutputRouter {
 
   // The read ends of the worker `pid`'s pipes, by stream (1, 2), for `clusterd upgrade`.
   std::map<int, int> read_ends_of(pid_t pid) const;
+  // Before `clusterd upgrade` executes the new binary: what the pipes hold now is read, each
+  // stream's partial line goes out as it is, and the sinks are written out (as at exit, for at
+  // most the exit flush's time). The pipes stay open, for the new binary to read on.
+  void flush_before_exec();
 
   bool empty() const { return streams_.empty(); }
   std::size_t streams() const { return streams_.size(); }

@@ -198,12 +198,21 @@ struct HandedOverWorker {
   int restarts = 0;  // its slot's
   std::optional<std::string> notify_status;
 };
+// A slot as `clusterd upgrade` hands it over: running (its worker is among the workers), in
+// backoff, failed for good, or exited and not to be restarted.
+struct HandedOverSlot {
+  SlotState state = SlotState::running;
+  int restarts = 0;
+  int failures = 0;  // its backoff streak
+  std::optional<WorkerExit> last_exit;
+  std::optional<Duration> restart_in;  // backoff: its next start
+};
 struct HandedOverPool {
   std::uint64_t generation = 1;
   std::uint64_t next_instance = 1;
   Counters counters;
-  int slots = 0;
-  std::vector<HandedOverWorker> workers;  // one per slot, in slot order (a slot without one starts one)
+  std::vector<HandedOverSlot> slots;       // every slot, in order
+  std::vector<HandedOverWorker> workers;  // the running slots' (a running slot without one starts one)
 };
 
 // Decides everything from events and the time it is told. Contract with the shell:
@@ -260,8 +269,9 @@ class Supervisor {
   // `scale` of thousands gives the daemon's loop a turn (signals, control requests, reaps) after
   // every spawn_budget forks.
   // supervisor_upgrade.cpp: `clusterd upgrade`. Why the pool cannot be handed over now (a
-  // reload or stop under way, a slot whose worker is not ready); nullopt when it can: every slot
-  // has one worker, ready and not asked to stop.
+  // reload or stop under way, a worker not ready yet or being replaced); nullopt when it can:
+  // every running slot has one worker, ready and not asked to stop (a slot in backoff, failed or
+  // exited has none and is handed over as it is).
   std::optional<std::string> upgrade_blocker() const;
   HandedOverPool hand_over(TimePoint now) const;
   // Instead of Start: the pool an earlier clusterd of this process handed over, each worker ready

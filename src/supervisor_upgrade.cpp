@@ -34,17 +34,22 @@ std::optional<std::string> Supervisor::upgrade_blocker() const {
     ++workers_in_slot.at(static_cast<std::size_t>(worker.id.slot));
   }
   for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
-    if (workers_in_slot[slot] != 1 || slots_[slot].state != SlotState::running) {
-      return fmt::format("slot {} has no running worker (backoff, failed or exited); upgrade once every slot "
-                         "runs one, or restart or scale it first",
-                         slot);
+    if ((slots_[slot].state == SlotState::running) != (workers_in_slot[slot] == 1) || workers_in_slot[slot] > 1) {
+      return fmt::format("slot {} is starting its worker; upgrade once it runs", slot);
     }
   }
   return std::nullopt;
 }
 
 HandedOverPool Supervisor::hand_over(TimePoint now) const {
-  HandedOverPool pool{generation_, next_instance_, counters_, static_cast<int>(slots_.size()), {}};
+  HandedOverPool pool{generation_, next_instance_, counters_, {}, {}};
+  for (const Slot& slot : slots_) {
+    std::optional<Duration> restart_in;
+    if (slot.restart_at) {
+      restart_in = std::max(Duration{0}, std::chrono::duration_cast<Duration>(*slot.restart_at - now));
+    }
+    pool.slots.push_back({slot.state, slot.restarts, slot.backoff.failures(), slot.last_exit, restart_in});
+  }
   for (const Worker& worker : workers_) {
     pool.workers.push_back({worker.id, worker.pid, std::chrono::duration_cast<Duration>(now - worker.started_at),
                             slots_.at(static_cast<std::size_t>(worker.id.slot)).restarts, worker.notify_status});
@@ -64,11 +69,22 @@ std::vector<Action> Supervisor::adopt(const HandedOverPool& pool, TimePoint now)
   counters_ = pool.counters;
   started_ = true;
   ready_reported_ = true;  // the service manager heard READY=1 from this process already
-  wanted_ = pool.slots;
+  wanted_ = static_cast<int>(pool.slots.size());
   resize_slots(wanted_);
+  for (std::size_t index = 0; index < pool.slots.size(); ++index) {
+    const HandedOverSlot& handed = pool.slots[index];
+    Slot& slot = slots_[index];
+    slot.state = handed.state;
+    slot.restarts = handed.restarts;
+    slot.backoff.restore(handed.failures);
+    slot.last_exit = handed.last_exit;
+    if (handed.state == SlotState::backoff) {
+      slot.restart_at = now + handed.restart_in.value_or(Duration{0});
+    }
+  }
   for (const HandedOverWorker& handed : pool.workers) {
     Slot& slot = slots_.at(static_cast<std::size_t>(handed.id.slot));
-    slot.restarts = handed.restarts;
+    slot.state = SlotState::running;
     Worker worker;
     worker.id = handed.id;
     worker.pid = handed.pid;

@@ -1,6 +1,9 @@
 // The upgrade state as JSON (upgrade_state.h), written and read with nlohmann-json.
 #include "upgrade_state.h"
 
+#include <algorithm>
+#include <array>
+
 #include <nlohmann/json.hpp>
 
 namespace clusterd {
@@ -46,6 +49,36 @@ Counters counters_of(const json& object) {
   return counters;
 }
 
+constexpr std::array<const char*, 4> slot_states{"running", "backoff", "failed", "exited"};
+
+json exit_json(const std::optional<WorkerExit>& exit) {
+  if (!exit) {
+    return nullptr;
+  }
+  if (const auto* code = std::get_if<ExitCode>(&*exit)) {
+    return {{"code", code->code}};
+  }
+  if (const auto* killed = std::get_if<KilledBySignal>(&*exit)) {
+    return {{"signal", killed->signal}};
+  }
+  const auto& failure = std::get<StartFailure>(*exit);
+  return {{"step", failure.step}, {"errno", failure.error}, {"detail", failure.detail}};
+}
+
+std::optional<WorkerExit> exit_of(const json& object) {
+  if (object.is_null()) {
+    return std::nullopt;
+  }
+  if (object.contains("code")) {
+    return ExitCode{object.at("code").get<int>()};
+  }
+  if (object.contains("signal")) {
+    return KilledBySignal{object.at("signal").get<int>()};
+  }
+  return StartFailure{object.at("step").get<std::string>(), object.at("errno").get<int>(),
+                      object.value("detail", std::string())};
+}
+
 }  // namespace
 
 std::string write_upgrade_state(const UpgradeState& state) {
@@ -75,6 +108,14 @@ std::string write_upgrade_state(const UpgradeState& state) {
                          {"unix_mode", listener.unix_mode},
                          {"per_slot", listener.per_slot},
                          {"sockets", sockets}});
+  }
+  json slots = json::array();
+  for (const HandedSlot& slot : state.slots) {
+    slots.push_back({{"state", slot_states.at(static_cast<std::size_t>(slot.state))},
+                     {"restarts", slot.restarts},
+                     {"failures", slot.failures},
+                     {"last_exit", exit_json(slot.last_exit)},
+                     {"restart_in_ms", slot.restart_in ? json(slot.restart_in->count()) : json(nullptr)}});
   }
   json workers = json::array();
   for (const HandedWorker& worker : state.workers) {
@@ -111,6 +152,7 @@ std::string write_upgrade_state(const UpgradeState& state) {
                          {"cgroup_parent", optional_json(state.cgroup_parent)},
                          {"cgroup_parent_fd", optional_json(state.cgroup_parent_fd)},
                          {"cgroup_parent_created", state.cgroup_parent_created},
+                         {"slots", slots},
                          {"workers", workers}};
   // Strings that are not UTF-8 (a worker's STATUS=) are written with U+FFFD, never refused.
   return document.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -167,6 +209,22 @@ tl::expected<UpgradeState, std::string> read_upgrade_state(std::string_view text
     state.cgroup_parent = optional_of<std::string>(document, "cgroup_parent");
     state.cgroup_parent_fd = optional_of<int>(document, "cgroup_parent_fd");
     state.cgroup_parent_created = document.value("cgroup_parent_created", false);
+    for (const json& entry : document.at("slots")) {
+      HandedSlot slot;
+      const auto state_name = entry.at("state").get<std::string>();
+      const auto known = std::find(slot_states.begin(), slot_states.end(), state_name);
+      if (known == slot_states.end()) {
+        return tl::make_unexpected("a slot in an unknown state \"" + state_name + "\"");
+      }
+      slot.state = static_cast<SlotState>(known - slot_states.begin());
+      slot.restarts = entry.value("restarts", 0);
+      slot.failures = entry.value("failures", 0);
+      slot.last_exit = exit_of(entry.value("last_exit", json(nullptr)));
+      if (const auto in = optional_of<Duration::rep>(entry, "restart_in_ms")) {
+        slot.restart_in = Duration(*in);
+      }
+      state.slots.push_back(std::move(slot));
+    }
     for (const json& entry : document.at("workers")) {
       HandedWorker worker;
       worker.id = WorkerId{entry.at("slot").get<int>(), entry.at("generation").get<std::uint64_t>(),
@@ -180,7 +238,7 @@ tl::expected<UpgradeState, std::string> read_upgrade_state(std::string_view text
       worker.stdout_fd = optional_of<int>(entry, "stdout_fd");
       worker.stderr_fd = optional_of<int>(entry, "stderr_fd");
       worker.cgroup = optional_of<std::string>(entry, "cgroup");
-      if (worker.pid <= 0 || worker.id.slot < 0) {
+      if (worker.pid <= 0 || worker.id.slot < 0 || static_cast<std::size_t>(worker.id.slot) >= state.slots.size()) {
         return tl::make_unexpected("a worker without a pid or slot");
       }
       state.workers.push_back(std::move(worker));

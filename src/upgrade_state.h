@@ -50,6 +50,9 @@ struct HandedWorker {
   std::optional<std::string> cgroup;  // its cgroup's name in the parent (cgroup.mode)
 };
 
+// Every slot, in order: the running ones' workers are in `workers`.
+using HandedSlot = HandedOverSlot;
+
 struct UpgradeState {
   static constexpr int current_format = 1;
   int format = current_format;
@@ -72,6 +75,7 @@ struct UpgradeState {
   std::optional<std::string> cgroup_parent;
   std::optional<int> cgroup_parent_fd;
   bool cgroup_parent_created = false;  // clusterd made it (clusterd.PID at the root): removed at exit
+  std::vector<HandedSlot> slots;
   std::vector<HandedWorker> workers;
 };
 

@@ -187,3 +187,68 @@ reuseport = "per-slot"
                "slot 1's worker gone", describe=clusterd.log_tail)
     answered_by = [http_get(address, timeout=5.0)["pid"] for _ in range(40)]
     assert set(answered_by) == {by_slot[0]}, answered_by
+
+
+def test_a_slot_in_backoff_is_handed_over_as_it_is(start_clusterd):
+    # Slot 1's worker exits at once, every time: its second failure in a row waits 15-30 s.
+    command = ["/bin/sh", "-c", 'if [ "$CLUSTERD_WORKER_ID" = 1 ]; then exit 3; fi; exec "$0" "$@"',
+               PYTHON, worker("http_worker.py"), "--graceful"]
+    clusterd = start_clusterd(["--workers", "2", "--listen", "127.0.0.1:0", "--set", "restart.delay=30s",
+                               "--set", "restart.max_delay=30s", "--"] + command)
+    address = clusterd.address()
+    clusterd.ready_pids(1)
+
+    def in_backoff():
+        status = clusterd.status()
+        [slot1] = [w for w in status["workers"] if w["slot"] == 1]
+        return status if slot1["state"] == "backoff" and slot1["next_restart_in_s"] > 5 else None
+
+    before = wait_until(in_backoff, 15, "slot 1 in backoff", describe=clusterd.log_tail)
+    code, out, err = clusterd.control("upgrade", "--json")
+    assert code == 0, (out, err, clusterd.log_tail())
+    assert json.loads(out)["workers"] == 1
+    after = clusterd.status()
+    entry = lambda status, slot: [w for w in status["workers"] if w["slot"] == slot][0]
+    for key in ("pid", "state", "restarts", "last_exit", "generation"):
+        assert entry(after, 0)[key] == entry(before, 0)[key], key
+        assert entry(after, 1)[key] == entry(before, 1)[key], key
+    assert entry(after, 1)["last_exit"] == {"code": 3}, entry(after, 1)
+    # Its next start is where it was: not sooner, not reset to a fresh backoff.
+    assert 0 < entry(after, 1)["next_restart_in_s"] <= entry(before, 1)["next_restart_in_s"]
+    assert http_get(address)["pid"] == entry(before, 0)["pid"]
+
+
+def test_a_flooding_workers_output_loses_no_line_across_the_upgrade(start_clusterd, tmp_path):
+    stop, flooding = str(tmp_path / "stop"), str(tmp_path / "flooding")
+    clusterd = start_clusterd(["--workers", "1", "--output", "prefix", "--ready", "exec", "--",
+                               PYTHON, worker("output_worker.py"), "--flood-until", stop, "--flooding", flooding])
+    (pid,) = clusterd.ready_pids(1)
+    wait_until(lambda: os.path.exists(flooding), 30, "the worker flooding", describe=clusterd.log_tail)
+    code, out, err = clusterd.control("upgrade")
+    assert code == 0, (out, err, clusterd.log_tail())
+    copied = os.path.getsize(clusterd.stdout_path)
+    wait_until(lambda: os.path.getsize(clusterd.stdout_path) >= copied + (1 << 20), 30,
+               "another MiB copied by the new binary", describe=clusterd.log_tail)
+    open(stop, "w").close()
+    done = "[0 %d] flood done %d\n" % (pid, pid)
+
+    def finished():
+        with open(clusterd.stdout_path, errors="replace") as f:
+            text = f.read()
+        return text if text.endswith(done) else None
+
+    text = wait_until(finished, 30, "the flood's last line", describe=clusterd.log_tail)
+    numbers, other = [], []
+    for line in text.splitlines()[:-1]:
+        parts = line.split()
+        if len(parts) == 6 and parts[:4] == ["[0", "%d]" % pid, "flood", str(pid)] and parts[5] == "y" * 80:
+            numbers.append(int(parts[4]))
+        else:
+            other.append(line)
+    # Every line, in order, none lost: at most the one being written at the exec shows as two parts.
+    missing = sorted(set(range(max(numbers) + 1)) - set(numbers))
+    assert numbers == sorted(numbers) and len(numbers) > 20000, numbers[:3]
+    assert (len(other), len(missing)) in ((0, 0), (2, 1)), (other[:4], missing[:4])
+    if other:
+        assert other[0].startswith("[0 %d] flood %d %d" % (pid, pid, missing[0])), other
+        assert other[1].startswith("[0 %d] " % pid) and other[1].endswith("y"), other

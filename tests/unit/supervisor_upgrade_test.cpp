@@ -12,26 +12,46 @@ TEST(SupervisorUpgrade, OnlyASteadyPoolIsHandedOver) {
   EXPECT_EQ(driver.supervisor().upgrade_blocker(), "clusterd is starting");
   driver.start_ready();
   EXPECT_EQ(driver.supervisor().upgrade_blocker(), std::nullopt);
-  driver.exit_slot(1, ExitCode{1});  // slot 1 backs off, or runs a worker not ready yet
-  EXPECT_TRUE(driver.supervisor().upgrade_blocker().has_value());
-  driver.now += std::chrono::seconds(1);
-  driver.send(Tick{});
+  driver.exit_slot(1, ExitCode{1});  // the first restart of a streak is at once: not ready yet
+  EXPECT_THAT(driver.supervisor().upgrade_blocker().value_or(""), ::testing::HasSubstr("is not ready yet"));
   driver.ready(driver.latest_in_slot.at(1));
   EXPECT_EQ(driver.supervisor().upgrade_blocker(), std::nullopt);
   driver.reload(std::nullopt);
   EXPECT_THAT(driver.supervisor().upgrade_blocker().value_or(""), ::testing::HasSubstr("a reload is under way"));
 }
 
-TEST(SupervisorUpgrade, ASlotInBackoffHoldsTheUpgrade) {
+TEST(SupervisorUpgrade, ASlotInBackoffIsHandedOverAsItIs) {
   Config config = notify_config();
   config.restart.delay = std::chrono::seconds(10);
   config.restart.max_delay = std::chrono::seconds(10);
-  Driver driver(config, 2);
-  driver.start_ready();
-  driver.exit_slot(1, ExitCode{1});
-  driver.exit_slot(1, ExitCode{1});  // the second crash in a row waits
-  const auto blocker = driver.supervisor().upgrade_blocker();
-  EXPECT_TRUE(blocker.has_value());
+  Driver before(config, 2, 1.0);
+  before.start_ready();
+  before.exit_slot(1, ExitCode{3});
+  before.exit_slot(1, ExitCode{3});  // the second crash in a row waits 10 s
+  before.now += std::chrono::seconds(4);
+  EXPECT_EQ(before.supervisor().upgrade_blocker(), std::nullopt);
+  const HandedOverPool pool = before.supervisor().hand_over(before.now);
+  ASSERT_EQ(pool.slots.size(), 2U);
+  EXPECT_EQ(pool.workers.size(), 1U);
+  EXPECT_EQ(pool.slots[1].state, SlotState::backoff);
+  EXPECT_EQ(pool.slots[1].restart_in, std::chrono::seconds(6));
+  EXPECT_EQ(pool.slots[1].last_exit, WorkerExit{ExitCode{3}});
+
+  Driver after(config, 2, 1.0);
+  after.supervisor().adopt(pool, after.now);
+  StatusSnapshot status = after.supervisor().status(after.now);
+  EXPECT_EQ(status.slots[1].state, SlotState::backoff);
+  EXPECT_EQ(status.slots[1].restarts, pool.slots[1].restarts);
+  EXPECT_EQ(status.slots[1].last_exit, WorkerExit{ExitCode{3}});
+  EXPECT_EQ(status.slots[1].next_restart_in, std::chrono::seconds(6));
+  // Its backoff goes on where it was: the restart comes when it was due, not before.
+  after.now += std::chrono::seconds(5);
+  after.send(Tick{});
+  EXPECT_TRUE(after.spawned.empty());
+  after.now += std::chrono::seconds(1);
+  after.send(Tick{});
+  ASSERT_EQ(after.spawned.size(), 1U);
+  EXPECT_EQ(after.spawned[0].slot, 1);
 }
 
 TEST(SupervisorUpgrade, AWorkerNotReadyYetHoldsTheUpgrade) {

@@ -24,6 +24,8 @@ UpgradeState sample_state() {
   state.client_fd = 8;
   state.cgroup_parent = "/sys/fs/cgroup/system.slice/shop.service";
   state.cgroup_parent_fd = 9;
+  state.slots.push_back({SlotState::backoff, 3, 2, WorkerExit{KilledBySignal{9}}, Duration(2500)});
+  state.slots.push_back({SlotState::running, 1, 0, WorkerExit{StartFailure{"execve", 2, "/srv/app"}}, std::nullopt});
   HandedWorker worker;
   worker.id = WorkerId{1, 3, 16};
   worker.pid = 4242;
@@ -54,6 +56,14 @@ TEST(UpgradeState, ReadsBackWhatItWrote) {
   ASSERT_TRUE(read->listeners[0].steering.has_value());
   EXPECT_EQ(read->listeners[0].steering->program_fd, 13);
   EXPECT_EQ(read->listeners[0].steering->targets, (std::vector<std::pair<int, int>>{{1, 6}, {0, 5}}));
+  ASSERT_EQ(read->slots.size(), 2U);
+  EXPECT_EQ(read->slots[0].state, SlotState::backoff);
+  EXPECT_EQ(read->slots[0].restarts, 3);
+  EXPECT_EQ(read->slots[0].failures, 2);
+  EXPECT_EQ(read->slots[0].last_exit, WorkerExit{KilledBySignal{9}});
+  EXPECT_EQ(read->slots[0].restart_in, Duration(2500));
+  EXPECT_EQ(read->slots[1].last_exit, (WorkerExit{StartFailure{"execve", 2, "/srv/app"}}));
+  EXPECT_EQ(read->slots[1].restart_in, std::nullopt);
   ASSERT_EQ(read->workers.size(), 1U);
   EXPECT_EQ(read->workers[0].id, (WorkerId{1, 3, 16}));
   EXPECT_EQ(read->workers[0].pid, 4242);
