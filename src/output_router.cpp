@@ -227,19 +227,24 @@ void OutputRouter::flush_before_exec() {
     }
   }
   for (;;) {
-    std::vector<pollfd> waiting;
-    for (const auto& destination : destinations_) {
-      destination->sink.write_some();
-      if (!destination->sink.empty()) {
-        waiting.push_back(pollfd{destination->sink.fd(), POLLOUT, 0});
-      }
-    }
+    std::vector<pollfd> waiting = write_sinks();
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0 || waiting.empty()) {
       return;
     }
     (void)::poll(waiting.data(), waiting.size(), static_cast<int>(std::min<long long>(left.count(), INT_MAX)));
   }
+}
+
+std::vector<pollfd> OutputRouter::write_sinks() {
+  std::vector<pollfd> waiting;
+  for (const auto& destination : destinations_) {
+    destination->sink.write_some();
+    if (!destination->sink.empty()) {
+      waiting.push_back(pollfd{destination->sink.fd(), POLLOUT, 0});
+    }
+  }
+  return waiting;
 }
 
 void OutputRouter::flush_at_exit() {
@@ -254,13 +259,7 @@ void OutputRouter::flush_at_exit() {
       loop_.remove(it->first);
       it = streams_.erase(it);
     }
-    std::vector<pollfd> waiting;
-    for (const auto& destination : destinations_) {
-      destination->sink.write_some();
-      if (!destination->sink.empty()) {
-        waiting.push_back(pollfd{destination->sink.fd(), POLLOUT, 0});
-      }
-    }
+    std::vector<pollfd> waiting = write_sinks();
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
     // Streams still here were held by a full sink; that sink may have been written out just now,
     // so they are drained again before anything is given up (only the deadline ends it sooner).

@@ -4,6 +4,7 @@
 // would wake it forever) until the sink has drained to half, and the worker waits meanwhile.
 #pragma once
 
+#include <poll.h>
 #include <sys/types.h>
 
 #include <cstddef>
@@ -98,6 +99,8 @@ class OutputRouter {
   void rotate_if_full(Destination& destination);
   void replace_file(Destination& destination, OpenedOutputFile file);
   void flush_at_exit();
+  // Writes what each sink takes without blocking; the sinks with more to write, to poll for.
+  std::vector<pollfd> write_sinks();
 
   EventLoop& loop_;
   std::size_t capacity_;
