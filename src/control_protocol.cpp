@@ -449,13 +449,15 @@ std::string logs_end_record() { return dump(Json{{"ok", true}, {"end", "clusterd
 
 std::string ok_reply() { return dump(Json{{"ok", true}}); }
 
-std::string upgrade_reply(int pid, std::string_view version, std::string_view from_version, int workers) {
+std::string upgrade_reply(int pid, std::string_view version, std::string_view from_version, int workers,
+                          const std::vector<int>& restarted) {
   Json json;
   json["ok"] = true;
   json["pid"] = pid;
   json["version"] = version;
   json["from_version"] = from_version;
   json["workers"] = workers;
+  json["restarted"] = restarted;
   return dump(json);
 }
 

@@ -153,8 +153,10 @@ std::string logs_end_record();
 std::string ok_reply();
 // `{"ok":false,"error":"…"}`.
 std::string error_reply(std::string_view error);
-// `{"ok":true,"pid":…,"version":…,"from_version":…,"workers":N}`: sent by the new binary.
-std::string upgrade_reply(int pid, std::string_view version, std::string_view from_version, int workers);
+// `{"ok":true,"pid":…,"version":…,"from_version":…,"workers":N,"restarted":[SLOT…]}`: sent by the
+// new binary; `restarted`: the slots whose worker it could not take over (killed, started anew).
+std::string upgrade_reply(int pid, std::string_view version, std::string_view from_version, int workers,
+                          const std::vector<int>& restarted);
 
 // "starting", "ready", "stopping": a worker's state as status and metrics name it.
 const char* state_name(WorkerState state);

@@ -247,8 +247,18 @@ std::string render_reply(const Request& request, const Json& reply) {
     return out;
   }
   if (std::holds_alternative<UpgradeRequest>(request)) {
-    return "upgraded in place to " + text_field(reply, "version") + " (from " + text_field(reply, "from_version") +
-           "): pid " + text_field(reply, "pid") + ", " + text_field(reply, "workers") + " workers kept\n";
+    std::string out = "upgraded in place to " + text_field(reply, "version") + " (from " +
+                      text_field(reply, "from_version") + "): pid " + text_field(reply, "pid") + ", " +
+                      text_field(reply, "workers") + " workers kept\n";
+    if (const auto restarted = reply.find("restarted"); restarted != reply.end() && restarted->is_array() &&
+                                                        !restarted->empty()) {
+      std::string slots;
+      for (const Json& slot : *restarted) {
+        slots += (slots.empty() ? "" : ", ") + shown(slot);
+      }
+      out += "not taken over, started anew: slot " + slots + " (the log says why)\n";
+    }
+    return out;
   }
   if (std::holds_alternative<ScaleRequest>(request)) {
     return "workers wanted: " + text_field(reply, "workers_wanted") + "\n";

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "config.h"
+#include "process.h"
 #include "control_protocol.h"
 #include "daemon.h"
 #include "upgrade_exec.h"
@@ -32,6 +33,8 @@ UpgradeState Daemon::upgrade_state(RequestId id) {
   state.from_version = version;
   state.config = to_toml(supervisor_.config_of(generation));
   state.config_file = config_path_;
+  state.executable = generations_.at(generation).executable;
+  state.user = generations_.at(generation).user;
   state.generation = generation;
   state.next_instance = pool.next_instance;
   state.counters = pool.counters;
@@ -84,22 +87,28 @@ UpgradeState Daemon::upgrade_state(RequestId id) {
 }
 
 void Daemon::upgrade(RequestId id, const std::optional<std::string>& requested) {
-  const std::string binary = requested.value_or(installed_binary());
   if (const auto blocker = supervisor_.upgrade_blocker()) {
     control_->reply(id, error_reply("upgrade refused: " + *blocker));
     return;
   }
-  if (const auto problem = unusable_binary(binary)) {
+  const auto usable = usable_binary(requested.value_or(installed_binary()));
+  // A binary that cannot take the state over would end this process, and every worker with it:
+  // it is asked first (bounded by probe_limit_ms).
+  const auto problem = usable ? probe_binary(*usable) : usable.error();
+  if (problem) {
     spdlog::warn("upgrade refused: {}", *problem);
     control_->reply(id, error_reply("upgrade refused: " + *problem));
     return;
   }
+  const std::string& binary = *usable;
   spdlog::info("upgrading in place binary={} by=\"control {}\" workers={}", binary, control_->peer_of(id),
                workers_.size());
   const UpgradeState state = upgrade_state(id);
   workers_.outputs().flush_before_exec();
   spdlog::default_logger()->flush();
+  restore_nofile_limit();  // the new binary raises it again, remembering the original for its workers
   const std::string error = exec_upgrade(binary, state);
+  raise_nofile_limit();
   spdlog::error("upgrade failed, this binary goes on: {}", error);
   control_->reply(id, error_reply("upgrade failed, the running clusterd goes on: " + error));
 }
@@ -111,12 +120,12 @@ void Daemon::take_over(const UpgradeState& state, const std::optional<std::strin
   }
   HandedOverPool pool{state.generation, state.next_instance, state.counters, state.slots, {}};
   const bool timestamps = supervisor_.config_of(1).output.timestamps;
+  std::vector<int> not_taken_over;
   for (const HandedWorker& worker : state.workers) {
     if (auto adopted = workers_.adopt(worker, timestamps); !adopted) {
-      // Its exit cannot be seen: it is no worker of this clusterd any more, and is stopped with
-      // the processes left behind when clusterd stops.
       spdlog::error("cannot take over worker slot={} pid={}: {}; its slot starts a new one", worker.id.slot, worker.pid,
                     adopted.error());
+      not_taken_over.push_back(worker.id.slot);
       continue;
     }
     pool.workers.push_back({worker.id, worker.pid,
@@ -135,7 +144,7 @@ void Daemon::take_over(const UpgradeState& state, const std::optional<std::strin
                          refused ? error_reply("upgrade refused by the new binary, the running clusterd goes on: " +
                                                *refused)
                                  : upgrade_reply(::getpid(), version, state.from_version,
-                                                 static_cast<int>(pool.workers.size())));
+                                                 static_cast<int>(pool.workers.size()), not_taken_over));
   }
 }
 

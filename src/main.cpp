@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -261,19 +262,22 @@ int run_supervisor(const CliOptions& options, PreparedConfig prepared) {
 // The binary `clusterd upgrade` executed in clusterd's process: the configuration, sockets and
 // workers of the state taken over, nothing bound or started. A state this binary cannot take goes
 // back to the binary that handed it (give_upgrade_back), which then runs on as before.
-int run_upgraded(const CliOptions& options, tl::expected<UpgradeState, std::string> handed) {
-  const auto give_back = [](const std::string& why) {
+int run_upgraded(const CliOptions& options, TakenUpgrade taken) {
+  const UpgradeFallback& fallback = taken.fallback;
+  const auto give_back = [&fallback](const std::string& why) {
     std::cerr << "clusterd: cannot take over the running clusterd's state: " << why << '\n';
-    std::cerr << "clusterd: " << give_upgrade_back(why) << '\n';
+    std::cerr << "clusterd: " << give_upgrade_back(fallback, why) << '\n';
     return exit_runtime_failure;
   };
-  if (!handed) {
-    return give_back(handed.error());
+  if (!taken.state) {
+    return give_back(taken.state.error());
   }
-  UpgradeState& state = *handed;
+  UpgradeState& state = *taken.state;
   if (state.slots.empty()) {
     return give_back("a state without slots");
   }
+  // Without the host's checks: the program and the workers' user were resolved when this
+  // generation started (the state carries them), and what changed on disk since is a reload's.
   auto config = build_config(ConfigText{state.config_file.value_or("(the running configuration)"), state.config},
                              ConfigOverrides{}, nullptr);
   if (!config) {
@@ -282,11 +286,12 @@ int run_upgraded(const CliOptions& options, tl::expected<UpgradeState, std::stri
   if (!state.config_file) {
     config->file.reset();
   }
-  StartChecks checks = check_start(*config, options);
-  if (!checks.diagnostics.empty()) {
-    return give_back(checks.diagnostics.front().to_string());
+  DaemonSetup setup;
+  for (HandedListener& handed_listener : state.listeners) {
+    if (handed_listener.sockets.empty()) {
+      return give_back("listener " + handed_listener.name + " has no socket");
+    }
   }
-  const std::optional<std::string> refused = take_upgrade_refusal();
   keep_from_workers(state);
   try {
     setup_logging(config->log.level, config->log.file);
@@ -294,67 +299,76 @@ int run_upgraded(const CliOptions& options, tl::expected<UpgradeState, std::stri
     setup_logging(config->log.level, std::nullopt);  // the file was writable a moment ago: say why on stderr
     spdlog::error("log.file: cannot open \"{}\" after the upgrade", config->log.file.value_or(""));
   }
-  raise_nofile_limit();
-  prepare_launches();
-  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-
-  DaemonSetup setup;
-  if (state.control_fd && state.control_path) {
-    setup.control = ControlSocket::adopt(Fd(*state.control_fd), *state.control_path);
-  }
-  for (HandedListener& handed_listener : state.listeners) {
-    ListenerConfig listener_config;
-    const auto configured = std::find_if(config->listeners.begin(), config->listeners.end(),
-                                         [&](const ListenerConfig& c) { return c.name == handed_listener.name; });
-    if (configured != config->listeners.end()) {
-      listener_config = *configured;
-    } else {
-      listener_config.name = handed_listener.name;
-      listener_config.address = parse_address(handed_listener.bound_address).value_or(Address{});
+  std::optional<Daemon> daemon;
+  try {
+    raise_nofile_limit();
+    prepare_launches();
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    if (state.control_fd && state.control_path) {
+      setup.control = ControlSocket::adopt(Fd(*state.control_fd), *state.control_path);
     }
-    listener_config.reuseport = handed_listener.per_slot ? ReusePort::per_slot : ReusePort::shared;
-    std::map<int, Listener> sockets;
-    for (const HandedSocket& socket : handed_listener.sockets) {
-      sockets.emplace(socket.slot, Listener(handed_listener.name, handed_listener.bound_address, Fd(socket.fd),
-                                            handed_listener.backlog, socket.slot == 0 ? handed_listener.unix_path : "",
-                                            static_cast<mode_t>(handed_listener.unix_mode)));
+    for (HandedListener& handed_listener : state.listeners) {
+      ListenerConfig listener_config;
+      const auto configured = std::find_if(config->listeners.begin(), config->listeners.end(),
+                                           [&](const ListenerConfig& c) { return c.name == handed_listener.name; });
+      if (configured != config->listeners.end()) {
+        listener_config = *configured;
+      } else {
+        listener_config.name = handed_listener.name;
+        listener_config.address = parse_address(handed_listener.bound_address).value_or(Address{});
+      }
+      listener_config.reuseport = handed_listener.per_slot ? ReusePort::per_slot : ReusePort::shared;
+      std::map<int, Listener> sockets;
+      for (const HandedSocket& socket : handed_listener.sockets) {
+        sockets.emplace(socket.slot, Listener(handed_listener.name, handed_listener.bound_address, Fd(socket.fd),
+                                              handed_listener.backlog, socket.slot == 0 ? handed_listener.unix_path : "",
+                                              static_cast<mode_t>(handed_listener.unix_mode)));
+      }
+      auto first = sockets.extract(sockets.begin());
+      setup.listeners.push_back(std::move(first.mapped()));
+      setup.listener_configs.push_back(std::move(listener_config));
+      setup.more_slot_sockets.push_back(std::move(sockets));
+      setup.steering.push_back(handed_listener.steering);
     }
-    if (sockets.empty()) {
-      return give_back("listener " + handed_listener.name + " has no socket");
+    if (state.metrics_fd) {
+      setup.metrics.emplace("metrics", state.metrics_address, Fd(*state.metrics_fd), 0, "");
     }
-    auto first = sockets.extract(sockets.begin());
-    setup.listeners.push_back(std::move(first.mapped()));
-    setup.listener_configs.push_back(std::move(listener_config));
-    setup.more_slot_sockets.push_back(std::move(sockets));
-    setup.steering.push_back(handed_listener.steering);
-  }
-  if (state.metrics_fd) {
-    setup.metrics.emplace("metrics", state.metrics_address, Fd(*state.metrics_fd), 0, "");
-  }
-  if (config->output.file) {
-    auto file = open_output_file(*config->output.file, ::geteuid());
-    if (file) {
-      setup.output_file = std::move(*file);
-    } else {
-      spdlog::error("output.file: {}; the workers' output goes to clusterd's stdout and stderr", file.error());
+    if (config->output.file) {
+      auto file = open_output_file(*config->output.file, ::geteuid());
+      if (file) {
+        setup.output_file = std::move(*file);
+      } else {
+        spdlog::error("output.file: {}; the workers' output goes to clusterd's stdout and stderr", file.error());
+      }
     }
+    if (state.cgroup_parent && state.cgroup_parent_fd) {
+      setup.cgroups.emplace(
+          WorkerCgroups::adopt(*state.cgroup_parent, state.cgroup_parent_created, Fd(*state.cgroup_parent_fd)));
+    }
+    setup.socket_unit = state.socket_unit;
+    setup.worker_count = static_cast<int>(state.slots.size());
+    setup.reload_loader = [&options] { return prepare_config(options); };
+    setup.resolve_worker_count = worker_count_of;
+    setup.prepared = PreparedConfig{std::move(*config), state.executable, state.user};
+    setup.upgraded = std::move(state);
+    setup.upgrade_refused = fallback.refused;
+    daemon.emplace(std::move(setup));
+  } catch (const std::exception& error) {
+    // A defect, not a state this binary refuses: the binary before it is the pool's best chance.
+    spdlog::default_logger()->flush();
+    return give_back(std::string("taking over failed: ") + error.what());
   }
-  if (state.cgroup_parent && state.cgroup_parent_fd) {
-    setup.cgroups.emplace(
-        WorkerCgroups::adopt(*state.cgroup_parent, state.cgroup_parent_created, Fd(*state.cgroup_parent_fd)));
-  }
-  setup.socket_unit = state.socket_unit;
-  setup.worker_count = static_cast<int>(state.slots.size());
-  setup.reload_loader = [&options] { return prepare_config(options); };
-  setup.resolve_worker_count = worker_count_of;
-  setup.prepared = PreparedConfig{std::move(*config), std::move(checks.executable), std::move(checks.user)};
-  setup.upgraded = std::move(state);
-  setup.upgrade_refused = refused;
-  Daemon daemon(std::move(setup));
-  return daemon.run();
+  close_fallback(fallback);
+  return daemon->run();
 }
 
 int run_main(const std::vector<std::string>& args) {
+  // Asked by a clusterd about to execute this binary in its place (`clusterd upgrade`), before
+  // anything else: which of its states this binary takes over.
+  if (args.size() == 1 && args.front() == "--upgrade-formats") {
+    std::cout << upgrade_formats_line() << '\n';
+    return 0;
+  }
   auto parsed = parse_cli(args);
   if (auto* done = std::get_if<CliExit>(&parsed)) {
     (done->code == 0 ? std::cout : std::cerr) << done->text;
@@ -365,8 +379,8 @@ int run_main(const std::vector<std::string>& args) {
   }
   const CliOptions& options = std::get<CliOptions>(parsed);
   if (options.command == Command::run) {
-    if (auto handed = take_upgrade_state()) {
-      return run_upgraded(options, std::move(*handed));
+    if (auto taken = take_upgrade()) {
+      return run_upgraded(options, std::move(*taken));
     }
   }
   if (options.command != Command::run && options.command != Command::check) {

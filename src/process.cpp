@@ -353,6 +353,14 @@ std::optional<std::vector<pid_t>> list_children() {
   return children->listed ? std::move(children->pids) : children_from_every_stat(self);
 }
 
+void restore_nofile_limit() noexcept {
+  rlimit limit{};
+  if (original_nofile_soft && ::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    limit.rlim_cur = std::min(*original_nofile_soft, limit.rlim_max);
+    (void)::setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
 NofileLimits raise_nofile_limit() {
   rlimit limit{};
   if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {

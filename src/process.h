@@ -126,5 +126,8 @@ struct NofileLimits {
 // calling it again keeps the first remembered value. Throws std::system_error if getrlimit or
 // setrlimit fails.
 NofileLimits raise_nofile_limit();
+// The original soft limit again, for a binary clusterd executes in its own process (`clusterd
+// upgrade`): that one remembers it in turn. raise_nofile_limit() again if the exec failed.
+void restore_nofile_limit() noexcept;
 
 }  // namespace clusterd

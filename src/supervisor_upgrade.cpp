@@ -21,8 +21,20 @@ std::optional<std::string> Supervisor::upgrade_blocker() const {
   if (static_cast<int>(slots_.size()) != wanted_ || spawn_more_at_) {
     return "the pool is being scaled; upgrade once it is done";
   }
+  for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
+    if (slots_[slot].generation != generation_) {
+      return fmt::format("slot {} runs generation {}, not {} (a reload was abandoned half way); upgrade after a "
+                         "reload or `clusterd restart all`",
+                         slot, slots_[slot].generation, generation_);
+    }
+  }
   std::vector<int> workers_in_slot(slots_.size(), 0);
   for (const Worker& worker : workers_) {
+    if (worker.id.generation != generation_) {
+      return fmt::format("worker {} runs generation {}, not {} (a reload was abandoned half way); upgrade after a "
+                         "reload or `clusterd restart all`",
+                         worker_fields(worker.id, worker.pid), worker.id.generation, generation_);
+    }
     if (worker.role != Role::primary || worker.stopping) {
       return fmt::format("worker {} is being replaced or stopped; upgrade once it is done",
                          worker_fields(worker.id, worker.pid));
@@ -95,6 +107,7 @@ std::vector<Action> Supervisor::adopt(const HandedOverPool& pool, TimePoint now)
     mark_ready(workers_.back(), now, "upgrade");
   }
   activity_changed_ = true;
+  reconcile(now);  // a running slot whose worker could not be taken over starts a new one
   next_deadline_ = nearest_deadline();
   return std::move(actions_);
 }

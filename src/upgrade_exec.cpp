@@ -2,11 +2,17 @@
 #include "upgrade_exec.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <charconv>
 #include <cstdlib>
 #include <string_view>
@@ -121,29 +127,124 @@ std::string installed_binary() {
   return path;
 }
 
-std::optional<std::string> unusable_binary(const std::string& binary) {
+tl::expected<std::string, std::string> usable_binary(const std::string& binary) {
   if (binary.empty() || binary.front() != '/') {
-    return "the binary must be given as an absolute path: \"" + binary + "\"";
+    return tl::make_unexpected("the binary must be given as an absolute path: \"" + binary + "\"");
   }
-  const auto [directory, name] = split_directory(binary);
+  char* resolved = ::realpath(binary.c_str(), nullptr);
+  if (resolved == nullptr) {
+    return tl::make_unexpected("cannot use the binary " + binary + ": " + errno_text(errno));
+  }
+  const std::string real = resolved;
+  std::free(resolved);
+  const auto [directory, name] = split_directory(real);
   auto opened = open_trusted_directory(directory, ::geteuid(), "the binary's directory");
   if (!opened) {
-    return opened.error();
+    return tl::make_unexpected(opened.error());
   }
   struct stat status {};
   if (::fstatat(opened->get(), name.c_str(), &status, AT_SYMLINK_NOFOLLOW) != 0) {
-    return "cannot use the binary " + binary + ": " + errno_text(errno);
+    return tl::make_unexpected("cannot use the binary " + real + ": " + errno_text(errno));
   }
-  if (S_ISLNK(status.st_mode) && ::stat(binary.c_str(), &status) != 0) {
-    return "cannot use the binary " + binary + ": " + errno_text(errno);
+  if (auto problem = untrusted_file(real, status, ::geteuid())) {
+    return tl::make_unexpected(*problem);
   }
-  if (auto problem = untrusted_file(binary, status, ::geteuid())) {
-    return *problem;
+  if ((status.st_mode & 0111) == 0) {
+    return tl::make_unexpected("the binary " + real + " is not executable (mode " + std::to_string(status.st_mode & 07777) +
+                               ")");
   }
-  if (::access(binary.c_str(), X_OK) != 0) {
-    return "the binary " + binary + " is not executable: " + errno_text(errno);
+  return real;
+}
+
+std::string upgrade_formats_line() {
+  std::string formats;
+  for (int format = 1; format <= UpgradeState::current_format; ++format) {
+    formats += (formats.empty() ? "" : ",") + std::to_string(format);
   }
-  return std::nullopt;
+  return "clusterd upgrade formats " + formats;
+}
+
+std::optional<std::string> probe_binary(const std::string& binary) {
+  int ends[2];
+  if (::pipe2(ends, O_CLOEXEC) != 0) {
+    return "cannot ask the binary which states it reads: pipe: " + errno_text(errno);
+  }
+  const Fd read_end(ends[0]);
+  Fd write_end(ends[1]);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, write_end.get(), STDOUT_FILENO);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t none;
+  sigemptyset(&none);
+  sigset_t all;
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setsigdefault(&attributes, &all);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  std::string program = binary;
+  std::string flag = "--upgrade-formats";
+  char* argv[] = {program.data(), flag.data(), nullptr};
+  char* envp[] = {nullptr};
+  pid_t pid = 0;
+  const int spawned = ::posix_spawn(&pid, binary.c_str(), &actions, &attributes, argv, envp);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  write_end.reset();
+  if (spawned != 0) {
+    return "cannot run " + binary + ": " + errno_text(spawned);
+  }
+  // Bounded: a binary that does not answer in time is killed, and the upgrade refused.
+  std::string answer;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(probe_limit_ms);
+  bool timed_out = false;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd waiting{read_end.get(), POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&waiting, 1, static_cast<int>(left.count())) == 0) {
+      timed_out = true;
+      break;
+    }
+    char buffer[256];
+    const ssize_t got = ::read(read_end.get(), buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) {
+      continue;
+    }
+    if (got <= 0 || answer.size() > 4096) {
+      break;
+    }
+    answer.append(buffer, static_cast<std::size_t>(got));
+  }
+  if (timed_out) {
+    ::kill(pid, SIGKILL);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out) {
+    return binary + " did not say which states it reads within " + std::to_string(probe_limit_ms) + " ms";
+  }
+  const std::string expected_start = "clusterd upgrade formats ";
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !answer.starts_with(expected_start)) {
+    return binary + " does not take over a running clusterd (`" + binary +
+           " --upgrade-formats` did not name the state formats it reads: a clusterd from before `upgrade`, or "
+           "another program)";
+  }
+  std::string_view formats = std::string_view(answer).substr(expected_start.size());
+  formats = formats.substr(0, formats.find('\n'));
+  const std::string mine = std::to_string(UpgradeState::current_format);
+  std::size_t start = 0;
+  while (start <= formats.size()) {
+    const std::size_t end = std::min(formats.find(',', start), formats.size());
+    if (formats.substr(start, end - start) == mine) {
+      return std::nullopt;
+    }
+    start = end + 1;
+  }
+  return binary + " reads the state formats " + std::string(formats) + ", not this clusterd's " + mine;
 }
 
 std::string exec_upgrade(const std::string& binary, const UpgradeState& state) {
@@ -178,64 +279,69 @@ std::string exec_upgrade(const std::string& binary, const UpgradeState& state) {
   return "cannot execute " + binary + ": " + errno_text(error);
 }
 
-std::optional<tl::expected<UpgradeState, std::string>> take_upgrade_state() {
+std::optional<TakenUpgrade> take_upgrade() {
   const char* value = std::getenv(upgrade_state_variable);
   if (value == nullptr) {
     return std::nullopt;
   }
-  const auto fd = parse_fd(value);
-  ::unsetenv(upgrade_state_variable);
-  if (!fd) {
-    return tl::make_unexpected(std::string(upgrade_state_variable) + " is not an fd: \"" + value + "\"");
+  const std::string state_text = value;
+  const std::string fallback_text = std::getenv(upgrade_fallback_variable) != nullptr ? std::getenv(upgrade_fallback_variable) : "";
+  std::optional<std::string> refused;
+  if (const char* why = std::getenv(upgrade_refused_variable)) {
+    refused = why;
   }
-  // Not closed: a give-back hands the same memfd on.
+  for (const char* variable : {upgrade_state_variable, upgrade_fallback_variable, upgrade_refused_variable}) {
+    ::unsetenv(variable);
+  }
+  UpgradeFallback fallback;
+  fallback.refused = refused;
+  const std::size_t space = fallback_text.find(' ');
+  if (space != std::string::npos) {
+    fallback.exe_fd = parse_fd(std::string_view(fallback_text).substr(0, space)).value_or(-1);
+    fallback.state_fd = parse_fd(std::string_view(fallback_text).substr(space + 1)).value_or(-1);
+  }
+  for (const int fd : {fallback.exe_fd, fallback.state_fd}) {
+    if (fd >= 0) {
+      set_cloexec(fd, true);  // until a give-back needs them
+    }
+  }
+  const auto fd = parse_fd(state_text);
+  if (!fd) {
+    return TakenUpgrade{tl::make_unexpected(std::string(upgrade_state_variable) + " is not an fd: \"" + state_text + "\""),
+                        fallback};
+  }
   set_cloexec(*fd, true);
-  return read_upgrade_state(read_all(*fd));
+  return TakenUpgrade{read_upgrade_state(read_all(*fd)), fallback};
 }
 
-std::string give_upgrade_back(const std::string& why) {
-  const char* value = std::getenv(upgrade_fallback_variable);
-  const std::string_view fallback = value != nullptr ? value : "";
-  const std::size_t space = fallback.find(' ');
-  const auto exe_fd = space == std::string_view::npos ? std::nullopt : parse_fd(fallback.substr(0, space));
-  const auto state_fd = space == std::string_view::npos ? std::nullopt : parse_fd(fallback.substr(space + 1));
-  if (!exe_fd || !state_fd) {
-    return std::string("no binary to give the state back to (") + upgrade_fallback_variable + " is unset)";
+std::string give_upgrade_back(const UpgradeFallback& fallback, const std::string& why) {
+  if (fallback.refused) {
+    return "this binary was given the state back already (the new one said: " + *fallback.refused + ")";
   }
-  set_cloexec(*exe_fd, false);
-  set_cloexec(*state_fd, false);
-  ::setenv(upgrade_state_variable, std::to_string(*state_fd).c_str(), 1);
+  if (fallback.exe_fd < 0 || fallback.state_fd < 0) {
+    return std::string("no binary to give the state back to (") + upgrade_fallback_variable + " was not set)";
+  }
+  set_cloexec(fallback.exe_fd, false);
+  set_cloexec(fallback.state_fd, false);
+  ::setenv(upgrade_state_variable, std::to_string(fallback.state_fd).c_str(), 1);
+  ::setenv(upgrade_fallback_variable,
+           (std::to_string(fallback.exe_fd) + " " + std::to_string(fallback.state_fd)).c_str(), 1);
   ::setenv(upgrade_refused_variable, why.c_str(), 1);
-  ::unsetenv(upgrade_fallback_variable);
-  return "cannot execute the binary that handed the state over: " + errno_text(exec_self("", *exe_fd));
+  return "cannot execute the binary that handed the state over: " + errno_text(exec_self("", fallback.exe_fd));
+}
+
+void close_fallback(const UpgradeFallback& fallback) {
+  for (const int fd : {fallback.exe_fd, fallback.state_fd}) {
+    if (fd >= 0) {
+      ::close(fd);
+    }
+  }
 }
 
 void keep_from_workers(const UpgradeState& state) {
   for (const int fd : handed_fds(state)) {
     set_cloexec(fd, true);
   }
-}
-
-std::optional<std::string> take_upgrade_refusal() {
-  if (const char* fallback = std::getenv(upgrade_fallback_variable)) {
-    // The state was taken over: the old binary's file and the state's memfd are not needed.
-    const std::string_view text = fallback;
-    const std::size_t space = text.find(' ');
-    for (const auto fd : {parse_fd(text.substr(0, space)),
-                          space == std::string_view::npos ? std::nullopt : parse_fd(text.substr(space + 1))}) {
-      if (fd) {
-        ::close(*fd);
-      }
-    }
-    ::unsetenv(upgrade_fallback_variable);
-  }
-  const char* value = std::getenv(upgrade_refused_variable);
-  if (value == nullptr) {
-    return std::nullopt;
-  }
-  std::string why = value;
-  ::unsetenv(upgrade_refused_variable);
-  return why;
 }
 
 }  // namespace clusterd

@@ -79,6 +79,32 @@ std::optional<WorkerExit> exit_of(const json& object) {
                       object.value("detail", std::string())};
 }
 
+json user_json(const WorkerUser& user) {
+  json out = json::object();
+  if (user.credentials) {
+    out["uid"] = user.credentials->uid;
+    out["gid"] = user.credentials->gid;
+    out["groups"] = user.credentials->groups;
+  }
+  if (user.user_env) {
+    out["name"] = user.user_env->name;
+    out["home"] = user.user_env->home;
+  }
+  return out;
+}
+
+WorkerUser user_of(const json& object) {
+  WorkerUser user;
+  if (object.contains("uid")) {
+    user.credentials = Credentials{object.at("uid").get<uid_t>(), object.at("gid").get<gid_t>(),
+                                   object.at("groups").get<std::vector<gid_t>>()};
+  }
+  if (object.contains("name")) {
+    user.user_env = UserEnv{object.at("name").get<std::string>(), object.at("home").get<std::string>()};
+  }
+  return user;
+}
+
 }  // namespace
 
 std::string write_upgrade_state(const UpgradeState& state) {
@@ -136,6 +162,8 @@ std::string write_upgrade_state(const UpgradeState& state) {
                          {"from_version", state.from_version},
                          {"config", state.config},
                          {"config_file", optional_json(state.config_file)},
+                         {"executable", state.executable},
+                         {"user", user_json(state.user)},
                          {"generation", state.generation},
                          {"next_instance", state.next_instance},
                          {"counters", counters_json(state.counters)},
@@ -170,6 +198,8 @@ tl::expected<UpgradeState, std::string> read_upgrade_state(std::string_view text
     state.from_version = document.value("from_version", std::string());
     state.config = document.at("config").get<std::string>();
     state.config_file = optional_of<std::string>(document, "config_file");
+    state.executable = document.at("executable").get<std::string>();
+    state.user = user_of(document.at("user"));
     state.generation = document.at("generation").get<std::uint64_t>();
     state.next_instance = document.at("next_instance").get<std::uint64_t>();
     state.counters = counters_of(document.value("counters", json::object()));

@@ -15,6 +15,7 @@
 
 #include <tl/expected.hpp>
 
+#include "credentials.h"
 #include "reuseport_steering.h"
 #include "supervisor.h"
 
@@ -59,6 +60,11 @@ struct UpgradeState {
   std::string from_version;
   std::string config;                      // the running configuration, as to_toml writes it
   std::optional<std::string> config_file;  // absolute; what a reload reads again
+  // The program and the workers' ids as resolved at the start or reload of this generation: a
+  // restart after the upgrade runs what one before it would, the program or user gone meanwhile
+  // or not.
+  std::string executable;
+  WorkerUser user;
   std::uint64_t generation = 1;
   std::uint64_t next_instance = 1;
   Counters counters;

@@ -150,11 +150,19 @@ tl::expected<void, std::string> WorkerProcesses::adopt(const HandedWorker& hande
   if (!process) {
     return tl::make_unexpected(fmt::format("pid {} is no child of this clusterd: {}", pid, errno_text(process.error())));
   }
+  // A child of ours that cannot be supervised is ended, not left to run unseen: its slot starts
+  // a new worker.
+  const auto end_it = [&process](std::string why) {
+    process->signal_group(SIGKILL);
+    process->signal_leader(SIGKILL);
+    process->reap();
+    return tl::make_unexpected(why + "; it was killed");
+  };
   std::optional<WorkerNotifySocket> notify;
   if (handed.notify_fd && handed.notify_path) {
     auto adopted = WorkerNotifySocket::adopt(Fd(*handed.notify_fd), *handed.notify_path);
     if (!adopted) {
-      return tl::make_unexpected(adopted.error());
+      return end_it(adopted.error());
     }
     notify.emplace(std::move(*adopted));
   }
@@ -162,7 +170,7 @@ tl::expected<void, std::string> WorkerProcesses::adopt(const HandedWorker& hande
   if (handed.cgroup && cgroups_) {
     auto adopted = cgroups_->adopt_worker(*handed.cgroup);
     if (!adopted) {
-      return tl::make_unexpected(fmt::format("cgroup {}: {}", *handed.cgroup, errno_text(adopted.error())));
+      return end_it(fmt::format("cgroup {}: {}", *handed.cgroup, errno_text(adopted.error())));
     }
     cgroup.emplace(std::move(*adopted));
   }

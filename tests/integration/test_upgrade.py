@@ -82,6 +82,10 @@ def test_an_upgrade_to_a_file_that_is_not_executable_leaves_clusterd_serving(sta
         code, out, err = clusterd.control("upgrade", "--binary", not_executable)
         assert code == 1, (out, err)
         assert "upgrade refused: the binary %s is not executable" % not_executable in err, err
+        # A program that is no clusterd (or a clusterd from before `upgrade`) would end the pool:
+        # it is asked which states it reads first, and refused.
+        code, out, err = clusterd.control("upgrade", "--binary", "/bin/true")
+        assert code == 1 and "does not take over a running clusterd" in err, (code, err)
         # A relative path is refused by the client before anything is sent.
         code, out, err = clusterd.control("upgrade", "--binary", "clusterd-next")
         assert code == 2 and "absolute path" in err, (code, err)
@@ -109,6 +113,8 @@ def test_an_upgrade_to_a_binary_another_user_could_change_is_refused(start_clust
 # does not know. The real state stays where the fallback names it.
 FUTURE_STATE_WRAPPER = r'''#!%(python)s
 import json, os, sys
+if sys.argv[1:] == ["--upgrade-formats"]:
+    os.execv(%(binary)r, sys.argv)  # it says it reads format 1, as a binary with a defect might
 fd = int(os.environ["CLUSTERD_UPGRADE_STATE"])
 state = json.loads(os.pread(fd, 1 << 24, 0))
 state["format"] = 99
@@ -252,3 +258,39 @@ def test_a_flooding_workers_output_loses_no_line_across_the_upgrade(start_cluste
     if other:
         assert other[0].startswith("[0 %d] flood %d %d" % (pid, pid, missing[0])), other
         assert other[1].startswith("[0 %d] " % pid) and other[1].endswith("y"), other
+
+
+def test_a_symlink_into_a_directory_another_user_owns_is_refused(start_clusterd):
+    clusterd, address, pids = http_pool(start_clusterd, workers=1)
+    directory, binary = private_copy_of_clusterd()
+    try:
+        theirs = os.path.join(directory, "theirs")
+        os.mkdir(theirs, 0o755)
+        shutil.copy(binary, os.path.join(theirs, "clusterd"))
+        os.chown(theirs, 65534, 65534)  # nobody could swap the file between the check and the exec
+        link = os.path.join(directory, "clusterd-link")
+        os.symlink(os.path.join(theirs, "clusterd"), link)
+        code, out, err = clusterd.control("upgrade", "--binary", link)
+        assert code == 1 and "upgrade refused" in err and theirs in err, err
+        assert os.readlink("/proc/%d/exe" % clusterd.pid) == os.path.realpath(BIN)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_worker_program_removed_meanwhile_does_not_stop_the_upgrade(start_clusterd):
+    directory = tempfile.mkdtemp(prefix="cd-prog-")
+    try:
+        program = os.path.join(directory, "server.py")
+        with open(worker("http_worker.py")) as source, open(program, "w") as copy:
+            copy.write("#!%s\n" % PYTHON + source.read())
+        os.chmod(program, 0o755)
+        clusterd = start_clusterd(["--workers", "2", "--listen", "127.0.0.1:0", "--", program, "--graceful"])
+        pids = sorted(clusterd.ready_pids(2))
+        os.unlink(program)
+        # The new binary takes the program and user as this generation resolved them: the running
+        # workers are no reason to refuse (a restart would fail as it would have before).
+        code, out, err = clusterd.control("upgrade")
+        assert code == 0, (out, err, clusterd.log_tail())
+        assert sorted(w["pid"] for w in clusterd.status()["workers"]) == pids
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -93,3 +93,24 @@ TEST(SupervisorUpgrade, APoolTakenOverKeepsItsWorkersAndGoesOn) {
 
 }  // namespace
 }  // namespace clusterd
+
+namespace clusterd {
+namespace {
+
+using namespace testing_support;
+
+TEST(SupervisorUpgrade, APoolOfTwoGenerationsAfterAnAbandonedReloadIsNotHandedOver) {
+  Driver driver(notify_config(), 2);
+  driver.start_ready();
+  const WorkerId old0 = driver.latest_in_slot.at(0);
+  driver.reload(std::nullopt);
+  driver.ready(driver.latest_in_slot.at(0));  // slot 0 runs generation 2; its old worker retires
+  driver.exit(old0);
+  driver.exit(driver.latest_in_slot.at(1), ExitCode{1});  // slot 1's new worker fails: abandoned
+  ASSERT_FALSE(driver.supervisor().reloading());
+  EXPECT_THAT(driver.supervisor().upgrade_blocker().value_or(""),
+              ::testing::HasSubstr("runs generation 2, not 1 (a reload was abandoned half way)"));
+}
+
+}  // namespace
+}  // namespace clusterd

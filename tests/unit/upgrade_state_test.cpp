@@ -13,6 +13,8 @@ UpgradeState sample_state() {
   state.from_version = "0.1.0";
   state.config = "workers = 2\ncommand = [\"./srv\"]\n";
   state.config_file = "/etc/clusterd/shop.toml";
+  state.executable = "/srv/shop/bin/server";
+  state.user = WorkerUser{Credentials{33, 33, {33, 4}}, UserEnv{"www-data", "/var/www"}};
   state.generation = 3;
   state.next_instance = 17;
   state.counters.restarts = 4;
@@ -46,6 +48,10 @@ TEST(UpgradeState, ReadsBackWhatItWrote) {
   EXPECT_EQ(read->config, state.config);
   EXPECT_EQ(read->config_file, state.config_file);
   EXPECT_EQ(read->generation, 3U);
+  EXPECT_EQ(read->executable, "/srv/shop/bin/server");
+  EXPECT_EQ(read->user.credentials, (Credentials{33, 33, {33, 4}}));
+  ASSERT_TRUE(read->user.user_env.has_value());
+  EXPECT_EQ(read->user.user_env->home, "/var/www");
   EXPECT_EQ(read->next_instance, 17U);
   EXPECT_EQ(read->counters.restarts, 4U);
   EXPECT_EQ(read->counters.last_reload, Duration(1500));
