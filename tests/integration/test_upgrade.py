@@ -1,6 +1,7 @@
 """`clusterd upgrade`: clusterd executes a binary in its own process and hands it its sockets and
 workers; no worker is touched and no request fails. A binary that cannot run, or cannot take the
 state, leaves the running clusterd as it was."""
+import http.client
 import json
 import os
 import shutil
@@ -294,3 +295,28 @@ def test_a_worker_program_removed_meanwhile_does_not_stop_the_upgrade(start_clus
         assert sorted(w["pid"] for w in clusterd.status()["workers"]) == pids
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_the_metrics_endpoint_and_a_unix_socket_stay_the_same_sockets(start_clusterd, tmpdir_short):
+    path = os.path.join(tmpdir_short, "web.sock")
+    clusterd = start_clusterd(["--workers", "1", "--listen", "unix:" + path, "--set", "metrics.listen=127.0.0.1:0",
+                               "--", PYTHON, worker("http_worker.py"), "--graceful"])
+    (pid,) = clusterd.ready_pids(1)
+    metrics = clusterd.wait_for_log(r"metrics endpoint listening address=(\S+)")[0].group(1)
+    socket_file = os.stat(path)
+    code, out, err = clusterd.control("upgrade")
+    assert code == 0, (out, err, clusterd.log_tail())
+    # The same socket file, still answering; the same endpoint, answering from the new binary.
+    assert (os.stat(path).st_ino, os.stat(path).st_dev) == (socket_file.st_ino, socket_file.st_dev)
+    assert http_get("unix:" + path)["pid"] == pid
+    host, port = harness.split_host_port(metrics)
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    assert response.status == 200 and "clusterd_workers_ready 1" in response.read().decode()
+    connection.close()
+    # The new binary owns the socket file now: it removes it when it stops.
+    code, out, err = clusterd.control("stop")
+    assert code == 0, err
+    assert clusterd.process.wait(timeout=30) == 0
+    assert not os.path.exists(path)
