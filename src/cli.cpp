@@ -111,6 +111,13 @@ std::string help_of(Command command) {
                "  -t,--timestamps      each line after the local time clusterd read it\n" +
                std::string(client_options);
       }
+      if (command == Command::upgrade) {
+        return text +
+               "Options:\n"
+               "  --binary PATH        the binary to run, an absolute path (default: the one clusterd was\n"
+               "                       started from, as installed now)\n" +
+               std::string(client_options);
+      }
       const std::string_view pss =
           command == Command::status ? "  --pss                MEM is PSS, and --json has pss_bytes\n" : "";
       return text + "Options:\n" + std::string(pss) + std::string(client_options);

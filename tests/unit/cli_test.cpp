@@ -209,7 +209,7 @@ TEST(CliExitText, HelpShowsTheUsageLines) {
 }
 
 TEST(CliExitText, HelpOfASubcommandListsTheOptionsItTakes) {
-  for (const char* command : {"status", "reload", "scale", "restart", "stop"}) {
+  for (const char* command : {"status", "reload", "scale", "restart", "stop", "upgrade"}) {
     const auto exit = exit_of({command, "--help"});
     EXPECT_EQ(exit.code, 0);
     EXPECT_THAT(exit.text, HasSubstr(std::string("Usage: clusterd ") + command));
@@ -219,6 +219,7 @@ TEST(CliExitText, HelpOfASubcommandListsTheOptionsItTakes) {
   }
   EXPECT_THAT(exit_of({"scale", "--help"}).text, HasSubstr("Sets the worker count to N (1-4096), or changes it by N"));
   EXPECT_THAT(exit_of({"ls", "--help"}).text, HasSubstr("--json"));
+  EXPECT_THAT(exit_of({"upgrade", "--help"}).text, HasSubstr("  --binary PATH "));
   EXPECT_THAT(exit_of({"check", "--help"}).text, HasSubstr("--workers"));
 }
 
@@ -236,6 +237,14 @@ TEST(CliCommands, RestartAndRelativeScale) {
   EXPECT_EQ(options({"ls", "--json"}).command, Command::ls);
   EXPECT_EQ(exit_of({"restart"}).text, usage_error("restart: expected a slot number 0-4095 or all, found nothing"));
   EXPECT_EQ(exit_of({"restart", "x"}).text, usage_error("restart: expected a slot number 0-4095 or all, found \"x\""));
+}
+
+TEST(CliCommands, UpgradeTakesAnAbsoluteBinaryPath) {
+  EXPECT_EQ(options({"upgrade"}).command, Command::upgrade);
+  EXPECT_EQ(options({"upgrade"}).upgrade_binary, std::nullopt);
+  EXPECT_EQ(options({"upgrade", "--binary", "/usr/bin/clusterd"}).upgrade_binary, "/usr/bin/clusterd");
+  EXPECT_EQ(exit_of({"upgrade", "--binary", "clusterd"}).text,
+            usage_error("upgrade: expected nothing or the binary's absolute path, found \"clusterd\""));
 }
 
 // ----- usage errors

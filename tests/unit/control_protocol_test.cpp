@@ -43,7 +43,8 @@ TEST(ControlRequest, BlanksAndACarriageReturnAreIgnored) {
 TEST(ControlRequest, RequestLineRoundTrips) {
   for (const Request& request : {Request{StatusRequest{}}, Request{StatusRequest{true}}, Request{ReloadRequest{}}, Request{StopRequest{}},
                                  Request{ScaleRequest{12}}, Request{ScaleRequest{-2, true}},
-                                 Request{RestartRequest{3}}, Request{RestartRequest{}}}) {
+                                 Request{RestartRequest{3}}, Request{RestartRequest{}}, Request{UpgradeRequest{}},
+                                 Request{UpgradeRequest{"/usr/bin/clusterd"}}}) {
     EXPECT_EQ(parse_request(request_line(request)), request);
   }
   EXPECT_EQ(request_line(ScaleRequest{5}), "scale 5");
@@ -61,6 +62,15 @@ TEST(ControlRequest, ScaleOutOfRangeOrNotANumber) {
   EXPECT_EQ(error_of("scale 99999999999999999999"), expected + "\"99999999999999999999\"");
   EXPECT_EQ(error_of("scale"), expected + "nothing");
   EXPECT_EQ(error_of("scale 3 4"), expected + "\"3 4\"");
+}
+
+TEST(ControlRequest, Upgrade) {
+  EXPECT_EQ(parse_request("upgrade"), Request{UpgradeRequest{}});
+  EXPECT_EQ(parse_request("upgrade /opt/clusterd-0.2/bin/clusterd"), Request{UpgradeRequest{"/opt/clusterd-0.2/bin/clusterd"}});
+  EXPECT_EQ(error_of("upgrade clusterd"), "upgrade: expected nothing or the binary's absolute path, found \"clusterd\"");
+  EXPECT_EQ(error_of("upgrade /a /b"), "upgrade: expected nothing or the binary's absolute path, found \"/a /b\"");
+  EXPECT_EQ(upgrade_reply(42, "0.2.0", "0.1.0", 8, {3}),
+            R"({"ok":true,"pid":42,"version":"0.2.0","from_version":"0.1.0","workers":8,"restarted":[3]})");
 }
 
 TEST(ControlRequest, Metrics) {

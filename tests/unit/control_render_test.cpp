@@ -152,18 +152,29 @@ TEST(ControlRender, WrongTypesNeverThrow) {
       R"({"ok":true,"workers":[{"uptime_s":1e308,"next_restart_in_s":-1e308,"notify_status":{"x":"\u001b"}}]})",
       R"({"ok":true,"generation":18446744073709551615,"restart_needed":"log.file"})",
       R"({"ok":true,"restart_needed":[null,{"k":[]},1.5]})",
+      R"({"ok":true,"version":[],"restarted":"1"})",
+      R"({"ok":true,"restarted":[null,{"a":1},"\u001b"]})",
   };
   for (const char* text : replies) {
     const Json reply = Json::parse(text);
     EXPECT_NO_THROW(render_status(reply)) << text;
     for (const Request& request : {Request{StatusRequest{}}, Request{ReloadRequest{}}, Request{ScaleRequest{2}},
-                                   Request{RestartRequest{}}, Request{StopRequest{}}, Request{MetricsRequest{}}}) {
+                                   Request{RestartRequest{}}, Request{StopRequest{}}, Request{MetricsRequest{}},
+                                   Request{UpgradeRequest{}}}) {
       EXPECT_NO_THROW(render_reply(request, reply)) << text;
     }
   }
   EXPECT_THAT(render_status(Json::parse(replies[5])), HasSubstr("{\"x\":\"\\u001b\"}"));
   EXPECT_NO_THROW(render_status(Json::array()));
   EXPECT_NO_THROW(render_status(Json(nullptr)));
+}
+
+TEST(ControlRender, AnUpgradeSaysWhatItKeptAndWhatItStartedAnew) {
+  EXPECT_EQ(render_reply(UpgradeRequest{}, Json::parse(upgrade_reply(42, "0.2.0", "0.1.0", 8, {}))),
+            "upgraded in place to 0.2.0 (from 0.1.0): pid 42, 8 workers kept\n");
+  EXPECT_EQ(render_reply(UpgradeRequest{}, Json::parse(upgrade_reply(42, "0.2.0", "0.1.0", 6, {1, 5}))),
+            "upgraded in place to 0.2.0 (from 0.1.0): pid 42, 6 workers kept\n"
+            "not taken over, started anew: slot 1, 5 (the log says why)\n");
 }
 
 TEST(ControlRender, MetricsAreShownAsSentWithControlsEscaped) {
