@@ -114,8 +114,7 @@ std::string help_of(Command command) {
       if (command == Command::upgrade) {
         return text +
                "Options:\n"
-               "  --binary PATH        the binary to run, an absolute path (default: the one clusterd was\n"
-               "                       started from, as installed now)\n" +
+               "  --binary PATH        the binary to run, an absolute path (default: clusterd's own, as installed)\n" +
                std::string(client_options);
       }
       const std::string_view pss =

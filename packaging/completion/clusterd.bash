@@ -148,7 +148,7 @@ _clusterd()
     case $subcommand in
         "")
             if [[ $cur == -* ]]; then
-                COMPREPLY=($(compgen -W "$_clusterd_run_options --json --pss --interval $_clusterd_logs_options" -- "$cur"))
+                COMPREPLY=($(compgen -W "$_clusterd_run_options --json --pss --interval $_clusterd_logs_options --binary" -- "$cur"))
             else
                 # The subcommand words, or PROGRAM once something is typed.
                 COMPREPLY=($(compgen -W "$_clusterd_subcommands" -- "$cur"))

@@ -719,7 +719,7 @@ def test_completion_offers_every_option_of_help_and_nothing_else():
     assert set(complete("clusterd logs -")[0]) == client | logs_own
     assert set(complete("clusterd upgrade -")[0]) == client | {"--binary"}
     # check takes the options of a run.
-    assert set(complete("clusterd check -")[0]) == options - {"--json", "--pss", "--interval"} - logs_own
+    assert set(complete("clusterd check -")[0]) == options - {"--json", "--pss", "--interval"} - logs_own - {"--binary"}
 
 
 FIXED_VALUES = {
